@@ -1,0 +1,68 @@
+"""The ``tinyr1`` command: dispatches ``tinyr1 <command> [options]`` to one module per pipeline stage.
+
+Each command module exposes ``main(argv: list[str] | None) -> int`` and owns its own option parser, so
+``tinyr1 <command> --help`` documents every option. Modules are imported only when their command runs,
+so ``tinyr1 prepare`` does not pay for importing torch and trl.
+
+    tinyr1 --help
+    tinyr1 prepare --dataset_name ../shared/data/gsm8k --split train --output train.jsonl
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from tinyr1 import __version__
+from tinyr1.errors import TinyR1Error
+
+# command -> (module, one-line summary), in pipeline order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("tinyr1.data", "Load GSM8K (hub, ModelScope, local files) or reasoning-gym data into prompt rows."),
+    "train": ("tinyr1.train", "GRPO training with trl from a YAML recipe plus --field overrides."),
+    "eval": ("tinyr1.evaluate", "Accuracy (strict and flexible) and format compliance on a test split."),
+    "compare": ("tinyr1.compare", "Ask the same questions of two models and show the answers side by side."),
+    "report": ("tinyr1.report", "Plots and a Markdown/HTML report for a training run directory."),
+    "sft": ("tinyr1.sft", "LoRA/QLoRA supervised fine-tuning (alpaca, reasoning cold start, chat messages)."),
+    "generate": ("tinyr1.generate", "Chat with a model: one prompt or an interactive loop, streamed."),
+    "doctor": ("tinyr1.doctor", "Pre-flight check: versions, hardware, model, data, memory, a finite generation."),
+}
+
+
+def _usage() -> str:
+    lines = [
+        f"tinyr1 {__version__}: reproduce DeepSeek-R1-style GRPO reasoning training on small models.",
+        "",
+        "usage: tinyr1 <command> [options]     (tinyr1 <command> --help for its options)",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<9} {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"tinyr1 {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"tinyr1: error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        return int(module.main(rest) or 0)
+    except TinyR1Error as err:
+        print(f"tinyr1 {command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"tinyr1 {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
