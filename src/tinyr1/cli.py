@@ -11,6 +11,7 @@ so ``tinyr1 prepare`` does not pay for importing torch and trl.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from tinyr1 import __version__
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except TinyR1Error as err:
         print(f"tinyr1 {command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:  # `tinyr1 ... | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"tinyr1 {command}: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,266 @@
+"""Data: one loader for every source, turning GSM8K-style rows into the recipe's prompt rows.
+
+``train``, ``eval`` and ``sft`` all load through ``load_examples``; ``tinyr1 prepare`` writes its output:
+
+    tinyr1 prepare --dataset_name ../shared/data/gsm8k --split train --output train.jsonl
+    tinyr1 prepare --dataset_name reasoning-gym:gsm_symbolic --limit 100 --seed 1 --output sym.jsonl
+
+Sources (``--dataset_name``):
+- a hub id, default ``openai/gsm8k`` (config ``main``), through ``datasets.load_dataset``;
+- ``modelscope/gsm8k`` through the ``modelscope`` package, for users who cannot reach the hub;
+- a local folder holding ``<split>.jsonl`` / ``.json`` / ``.parquet``, or one such file;
+- ``reasoning-gym:<name>`` (e.g. ``gsm_symbolic``), generated offline with ``--limit`` rows from ``--seed``.
+Rows need ``question`` and ``answer`` (GSM8K's worked answer ending in ``#### <gold>``); rows that already have a
+``prompt`` (a file written by ``prepare``) are taken as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from tinyr1.answers import SYSTEM_PROMPT, extract_hash_answer
+from tinyr1.errors import TinyR1Error
+
+DEFAULT_DATASET = "openai/gsm8k"
+REASONING_GYM_PREFIX = "reasoning-gym:"
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+# reasoning-gym draws each split from its own seed stream so train and test never share generated questions.
+_SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_003, "validation": 2_000_003}
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
+
+
+def default_gsm8k_dir() -> Path:
+    """Where real GSM8K lives on this project's machines: ``$TINYR1_GSM8K_DIR`` or ``../shared/data/gsm8k``."""
+    env = os.environ.get("TINYR1_GSM8K_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k"
+
+
+def strip_calculator_annotations(text: str) -> str:
+    """GSM8K's ``<<48/2=24>>`` calculator annotations removed.
+
+    >>> strip_calculator_annotations("48/2 = <<48/2=24>>24 clips")
+    '48/2 = 24 clips'
+    """
+    return _CALCULATOR.sub("", text)
+
+
+def build_prompt(question: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
+    """The recipe's chat prompt: its system prompt, then the question as the user turn."""
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
+
+
+# ---------------------------------------------------------------- raw rows from each kind of source
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                msg = (f"{path} line {lineno}: not valid JSON ({err.msg}); expect one object per line")
+                raise TinyR1Error(msg) from None
+            if not isinstance(row, dict):
+                raise TinyR1Error(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def read_rows_file(path: Path) -> list[dict]:
+    """Rows of one local ``.jsonl``, ``.json`` (a list of objects, or JSON lines) or ``.parquet`` file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as err:  # pyarrow raises several types for a bad file
+            raise TinyR1Error(f"{path}: not a readable parquet file ({err})") from None
+    if path.suffix == ".json":
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise TinyR1Error(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+            if not all(isinstance(r, dict) for r in rows):
+                raise TinyR1Error(f"{path}: expected a list of JSON objects")
+            return rows
+    return _read_jsonl(path)
+
+
+def _local_file(path: Path, split: str) -> Path:
+    if path.is_file():
+        return path
+    candidates = [path / f"{split}{s}" for s in DATA_SUFFIXES] + [path / "main" / f"{split}{s}" for s in DATA_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise TinyR1Error(f"{path}: no {split}.jsonl, {split}.json or {split}.parquet in this folder")
+
+
+def _reasoning_gym_rows(name: str, split: str, limit: int | None, seed: int) -> list[dict]:
+    import reasoning_gym
+
+    size = limit or 1000
+    try:
+        dataset = reasoning_gym.create_dataset(name, size=size, seed=seed + _SPLIT_SEED_OFFSET.get(split, 0))
+    except Exception as err:  # reasoning-gym raises ValueError/KeyError for unknown names
+        msg = f"reasoning-gym:{name}: cannot generate ({err}); see reasoning_gym.factory.DATASETS"
+        raise TinyR1Error(msg) from None
+    rows = []
+    for entry in dataset:
+        cot = (entry.get("metadata") or {}).get("answer_cot") or ""
+        solution = cot.split("####")[0].strip() if cot else None
+        rows.append({"question": entry["question"], "answer": str(entry["answer"]), "solution": solution,
+                     "_gold": True})
+    return rows
+
+
+def _hub_rows(source: str, split: str) -> list[dict]:
+    if source.startswith("modelscope/") or source.startswith("modelscope:"):
+        try:
+            from modelscope.msdatasets import MsDataset
+        except ImportError:
+            raise TinyR1Error(f"{source}: the modelscope package is not installed; pip install modelscope") from None
+        name = source.split(":", 1)[1] if source.startswith("modelscope:") else source
+        try:
+            return list(MsDataset.load(name, subset_name="main", split=split))
+        except Exception as err:
+            raise TinyR1Error(f"{source}: ModelScope could not load split {split!r} ({err})") from None
+    import datasets
+
+    config = "main" if source.rstrip("/").endswith("gsm8k") else None
+    try:
+        return list(datasets.load_dataset(source, config, split=split))
+    except Exception as err:  # offline, a wrong name or a wrong split
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TinyR1Error(
+            f"{source}: could not load split {split!r} from the Hugging Face hub ({first}); check the name and your "
+            "connection, or pass a local folder with train.jsonl/test.jsonl"
+        ) from None
+
+
+def load_raw_rows(source: str, split: str = "train", limit: int | None = None, seed: int = 0) -> list[dict]:
+    """Rows as the source has them (GSM8K: ``question`` and ``answer``), from any source form above."""
+    if source.startswith(REASONING_GYM_PREFIX):
+        return _reasoning_gym_rows(source[len(REASONING_GYM_PREFIX):], split, limit, seed)
+    path = Path(source).expanduser()
+    if path.exists():
+        return read_rows_file(_local_file(path, split))
+    looks_local = source.startswith((".", "/", "~")) or path.suffix in DATA_SUFFIXES or source.count("/") != 1
+    if looks_local:
+        raise TinyR1Error(f"{source}: no such file or folder (and not a hub id of the form owner/name)")
+    return _hub_rows(source, split)
+
+
+# ---------------------------------------------------------------- normalised examples
+
+
+def load_examples(source: str = DEFAULT_DATASET, split: str = "train", limit: int | None = None, seed: int = 0,
+                  skip_bad_rows: bool = False) -> tuple[list[dict], int]:
+    """Examples ``{"question", "answer" (gold), "solution"}`` and how many rows were skipped for lacking ``####``.
+
+    The first ``limit`` rows are kept (reasoning-gym generates exactly ``limit``). A row without ``question`` or
+    ``answer`` is an error naming it; one whose answer lacks ``####`` is too, unless ``skip_bad_rows``.
+    """
+    raw = load_raw_rows(source, split, limit, seed)
+    examples, skipped = [], 0
+    for index, row in enumerate(raw):
+        if limit is not None and len(examples) >= limit:
+            break
+        examples_row = _normalise_row(row, source, index, skip_bad_rows)
+        if examples_row is None:
+            skipped += 1
+        else:
+            examples.append(examples_row)
+    if not examples:
+        raise TinyR1Error(f"{source} ({split}): no usable rows" + (f" ({skipped} skipped)" if skipped else ""))
+    return examples, skipped
+
+
+def _normalise_row(row: dict, source: str, index: int, skip_bad_rows: bool) -> dict | None:
+    if "prompt" in row and "answer" in row:  # already prepared
+        user = [m["content"] for m in row["prompt"] if m.get("role") == "user"]
+        return {"question": user[-1] if user else "", "answer": str(row["answer"]), "solution": row.get("solution"),
+                "prompt": row["prompt"]}
+    missing = [k for k in ("question", "answer") if k not in row]
+    if missing:
+        raise TinyR1Error(f"{source} row {index}: missing field {' and '.join(missing)}; rows need question, answer")
+    if row.get("_gold"):
+        return {"question": row["question"], "answer": row["answer"], "solution": row.get("solution")}
+    gold = extract_hash_answer(str(row["answer"]))
+    if gold is None:
+        if skip_bad_rows:
+            return None
+        raise TinyR1Error(
+            f"{source} row {index}: answer has no '#### <gold>' line; fix the row or pass --skip_bad_rows"
+        )
+    solution = strip_calculator_annotations(str(row["answer"]).split("####")[0]).strip()
+    return {"question": row["question"], "answer": gold, "solution": solution}
+
+
+def to_prompt_rows(examples: list[dict], system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
+    """The recipe's rows: ``{"prompt": [system, user], "answer": gold, "solution": worked solution}``."""
+    return [{"prompt": ex.get("prompt") or build_prompt(ex["question"], system_prompt), "answer": ex["answer"],
+             "solution": ex.get("solution")} for ex in examples]
+
+
+def load_prompt_rows(source: str = DEFAULT_DATASET, split: str = "train", limit: int | None = None, seed: int = 0,
+                     system_prompt: str = SYSTEM_PROMPT, skip_bad_rows: bool = False) -> list[dict]:
+    """``load_examples`` then ``to_prompt_rows``: what ``train`` feeds to GRPO."""
+    examples, _ = load_examples(source, split, limit, seed, skip_bad_rows)
+    return to_prompt_rows(examples, system_prompt)
+
+
+# ---------------------------------------------------------------- tinyr1 prepare
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinyr1 prepare",
+        description="Write the recipe's prompt rows ({prompt: [system, user], answer: gold}) as JSON lines.",
+    )
+    parser.add_argument("--dataset_name", default=DEFAULT_DATASET,
+                        help="hub id (default openai/gsm8k), modelscope/gsm8k, a local folder or file, "
+                             "or reasoning-gym:<name> such as reasoning-gym:gsm_symbolic")
+    parser.add_argument("--split", default="train", help="split to read: train or test (default train)")
+    parser.add_argument("--output", required=True, help="JSON-lines file to write")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="keep the first N rows; for reasoning-gym, how many to generate (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for reasoning-gym generation (default 0)")
+    parser.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
+    parser.add_argument("--skip_bad_rows", action="store_true",
+                        help="skip rows whose answer lacks '#### <gold>' and report how many, instead of stopping")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        raise TinyR1Error("--limit must be at least 1")
+    examples, skipped = load_examples(args.dataset_name, args.split, args.limit, args.seed, args.skip_bad_rows)
+    rows = to_prompt_rows(examples, args.system_prompt)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(output)
+    print(f"wrote {len(rows)} rows from {args.dataset_name} ({args.split}) to {output}"
+          + (f"; skipped {skipped} rows without '####'" if skipped else ""))
+    print("example row:")
+    print(json.dumps(rows[0], indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Shared fixtures. Real GSM8K is read from ``$TINYR1_GSM8K_DIR`` (default ``../shared/data/gsm8k``), never copied."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinyr1.data import default_gsm8k_dir
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def gsm8k_dir() -> Path:
+    path = default_gsm8k_dir()
+    if not (path / "train.jsonl").is_file():
+        # Fail, not skip: a CI run that silently skipped every data test would prove nothing.
+        pytest.fail(f"real GSM8K not found at {path}; set TINYR1_GSM8K_DIR or place ../shared/data/gsm8k")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m tinyr1 ...`` as a user would, capturing output."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "tinyr1", *args], capture_output=True, text=True, cwd=cwd,
+                          env=full_env, timeout=900)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

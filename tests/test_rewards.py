@@ -1,0 +1,113 @@
+"""Table-driven checks of the five rewards, their recipe (*_seed) variants and the registry."""
+
+import pytest
+
+from tinyr1 import rewards
+from tinyr1.errors import TinyR1Error
+from tinyr1.rewards import DEFAULT_REWARDS, REWARD_FUNCS, get_reward_funcs
+
+SINGLE = "<reasoning>\n4 - 1 - 1 = 2\n</reasoning>\n<answer>\n2\n</answer>"
+MULTI = "<reasoning>\nHe had 4.\nHe ate 1 and gave 1.\n4 - 1 - 1 = 2\n</reasoning>\n<answer>\n2\n</answer>\n"
+NO_TAGS = "The answer is 2."
+TRAILING = SINGLE + "\nHope this helps!"
+DUPLICATE = SINGLE + "\n<answer>\n3\n</answer>"
+DEGENERATE = "!!!!!!!!!!!!!!!!!!!!!!!!!"
+INLINE = "<reasoning>4-1-1=2</reasoning><answer>2</answer>"
+
+
+def chat(text):
+    return [{"role": "assistant", "content": text}]
+
+
+def score(name, texts, answer=None):
+    func = REWARD_FUNCS[name]
+    kwargs = {"answer": answer} if answer is not None else {}
+    return func(completions=[chat(t) for t in texts], prompts=[None] * len(texts), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "text,strict,soft,strict_seed,soft_seed",
+    [
+        # The recipe's soft pattern has no DOTALL, so it fails even the exact format its system prompt asks for.
+        (SINGLE, 0.5, 0.5, 0.0, 0.0),  # the recipe's strict pattern also demands a final newline
+        (SINGLE + "\n", 0.5, 0.5, 0.5, 0.0),
+        (MULTI, 0.5, 0.5, 0.0, 0.0),  # the recipe's regex bug: multi-line reasoning scores 0
+        (NO_TAGS, 0.0, 0.0, 0.0, 0.0),
+        (TRAILING, 0.0, 0.5, 0.0, 0.0),
+        (INLINE, 0.0, 0.5, 0.0, 0.5),
+        ("", 0.0, 0.0, 0.0, 0.0),
+        (DEGENERATE, 0.0, 0.0, 0.0, 0.0),
+    ],
+)
+def test_format_rewards(text, strict, soft, strict_seed, soft_seed):
+    assert score("strict_format", [text]) == [strict]
+    assert score("soft_format", [text]) == [soft]
+    assert score("strict_format_seed", [text]) == [strict_seed]
+    assert score("soft_format_seed", [text]) == [soft_seed]
+
+
+@pytest.mark.parametrize(
+    "answer_text,gold,correct,correct_seed,is_int",
+    [
+        ("2", "2", 2.0, 2.0, 0.5),
+        ("72.0", "72", 2.0, 0.0, 0.0),
+        ("72.", "72", 2.0, 0.0, 0.0),
+        ("$72", "72", 2.0, 0.0, 0.0),
+        ("$1,000", "1000", 2.0, 0.0, 0.0),
+        ("-3", "-3", 2.0, 2.0, 0.0),  # negative numbers are correct but not .isdigit(), as in the recipe
+        ("-3", "3", 0.0, 0.0, 0.0),
+        ("3", "4", 0.0, 0.0, 0.5),
+        ("two", "2", 0.0, 0.0, 0.0),
+        ("", "2", 0.0, 0.0, 0.0),
+    ],
+)
+def test_answer_rewards(answer_text, gold, correct, correct_seed, is_int):
+    text = f"<reasoning>\nwork\n</reasoning>\n<answer>\n{answer_text}\n</answer>"
+    assert score("correctness", [text], [gold]) == [correct]
+    assert score("correctness_seed", [text], [gold]) == [correct_seed]
+    assert score("int", [text]) == [is_int]
+
+
+def test_correctness_uses_last_answer_block_and_ignores_untagged_text():
+    assert score("correctness", [DUPLICATE], ["3"]) == [2.0]
+    assert score("correctness", [NO_TAGS], ["2"]) == [0.0]
+    assert score("correctness", [DEGENERATE], ["2"]) == [0.0]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (MULTI, 0.5),
+        (SINGLE, 0.5 - 0.001 * len(SINGLE) + 0.001),  # recipe quirk: no newline after </answer>
+        (DUPLICATE, 0.25),  # duplicated answer tags earn nothing for them
+        (NO_TAGS, 0.0),
+        (DEGENERATE, 0.0),
+        ("", 0.0),
+    ],
+)
+def test_xmlcount(text, expected):
+    assert score("xmlcount", [text]) == [pytest.approx(expected)]
+
+
+def test_plain_string_completions_are_accepted():
+    assert rewards.strict_format_reward_func(completions=[SINGLE]) == [0.5]
+
+
+def test_every_registry_name_resolves_to_the_name_trl_logs():
+    for name, func in REWARD_FUNCS.items():
+        assert get_reward_funcs([name]) == [func]
+        assert func.__name__ == f"{name}_reward_func"
+        assert getattr(rewards, func.__name__) is func  # importable as from tinyr1.rewards import <name>
+    assert [f.__name__ for f in get_reward_funcs(DEFAULT_REWARDS)] == [
+        "xmlcount_reward_func", "soft_format_reward_func", "strict_format_reward_func", "int_reward_func",
+        "correctness_reward_func",
+    ]
+
+
+def test_dotted_path_and_unknown_names():
+    assert get_reward_funcs("tinyr1.rewards:int_reward_func") == [rewards.int_reward_func]
+    assert get_reward_funcs("int, correctness") == [rewards.int_reward_func, rewards.correctness_reward_func]
+    with pytest.raises(TinyR1Error, match="unknown reward 'nope'.*correctness"):
+        get_reward_funcs(["nope"])
+    with pytest.raises(TinyR1Error, match="cannot import"):
+        get_reward_funcs(["no_such_module:f"])
