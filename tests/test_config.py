@@ -1,0 +1,63 @@
+"""Recipe parsing: YAML defaults, flag overrides, unknown keys named with a suggestion, round trip of the dump."""
+
+from dataclasses import dataclass
+
+import pytest
+from trl import GRPOConfig, ModelConfig
+
+from tinyr1.config import dump_recipe, parse_recipe, recipe_values
+from tinyr1.errors import TinyR1Error
+
+CPU = {"use_cpu": True, "bf16": False}
+
+
+@dataclass
+class Script:
+    dataset_name: str = "openai/gsm8k"
+
+
+TYPES = [Script, GRPOConfig, ModelConfig]
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("dataset_name: local\nlearning_rate: 1.0e-5\nnum_generations: 4\n"
+                    f"per_device_train_batch_size: 4\noutput_dir: {tmp_path / 'out'}\n")
+    return path
+
+
+def test_yaml_sets_defaults_and_flags_override(recipe):
+    script, training, _ = parse_recipe(TYPES, ["--config", str(recipe), "--learning_rate", "3e-6"], "t", defaults=CPU)
+    assert script.dataset_name == "local" and training.learning_rate == 3e-6 and training.num_generations == 4
+    assert training.use_cpu and not training.bf16
+
+
+def test_dump_round_trips(recipe, tmp_path):
+    argv = ["--config", str(recipe), "--max_steps", "7"]
+    dump_recipe(tmp_path / "config.yaml", recipe_values(TYPES, argv, defaults=CPU))
+    _, training, _ = parse_recipe(TYPES, ["--config", str(tmp_path / "config.yaml")], "t")
+    assert training.max_steps == 7 and training.learning_rate == 1e-5 and training.use_cpu
+
+
+@pytest.mark.parametrize(
+    "yaml_text,argv,message",
+    [
+        ("learnig_rate: 1\n", [], "r.yaml: unknown key 'learnig_rate'; did you mean 'learning_rate'?"),
+        ("", ["--num_generation", "4"], "command line: unknown key 'num_generation'; did you mean 'num_generations'?"),
+        ("", ["--bogus=3"], "command line: unknown key 'bogus'"),
+        ("a: [1\n", [], "not valid YAML"),
+        ("- 1\n", [], "must be a YAML mapping"),
+    ],
+)
+def test_mistakes_are_one_line(tmp_path, yaml_text, argv, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(TinyR1Error) as err:
+        parse_recipe(TYPES, ["--config", str(path), *argv], "t", defaults=CPU)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(TinyR1Error, match="no such file"):
+        parse_recipe(TYPES, ["--config", str(tmp_path / "none.yaml")], "t", defaults=CPU)
