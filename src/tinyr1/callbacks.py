@@ -1,0 +1,125 @@
+"""Trainer callbacks that leave a run's evidence on disk: metrics.jsonl, samples, and a clean stop on a signal.
+
+- ``MetricsLogger``: every log trl makes, one JSON object per line in ``metrics.jsonl``, NaN/inf as null (never
+  hidden, unlike the Trainer's ``logging_nan_inf_filter``).
+- ``SampleRecorder``: wraps the reward functions (``functools.wraps`` keeps their names, so trl still logs
+  ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
+  ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard.
+- ``GracefulStop``: Ctrl-C or SIGTERM asks the Trainer to save a checkpoint at the end of the current step and stop.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import signal
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from tinyr1.answers import extract_xml_answer
+from tinyr1.guard import DegenerateGuard
+from tinyr1.rewards import completion_text
+
+
+def _number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return value if math.isfinite(value) else None
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+class MetricsLogger(TrainerCallback):
+    def __init__(self, output_dir: str | Path):
+        self.path = Path(output_dir) / "metrics.jsonl"
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            append_jsonl(self.path, {"step": state.global_step, **{k: _number(v) for k, v in logs.items()}})
+
+
+class SampleRecorder(TrainerCallback):
+    """Sees every generation batch through the reward functions; prints and stores samples; watches for ``!!!!``."""
+
+    def __init__(self, reward_funcs: list, output_dir: str | Path, sample_every: int = 5,
+                 degenerate_guard: DegenerateGuard | None = None):
+        self.path = Path(output_dir) / "samples.jsonl"
+        self.sample_every = sample_every
+        self.guard = degenerate_guard
+        self._batch: dict | None = None
+        self.reward_funcs = [self._wrap(f) if callable(f) and not hasattr(f, "forward") else f for f in reward_funcs]
+
+    def _wrap(self, func):
+        @functools.wraps(func)
+        def observed(prompts=None, completions=None, **kwargs):
+            rewards = func(prompts=prompts, completions=completions, **kwargs)
+            if self._batch is None or self._batch["completions"] is not completions:
+                self._batch = {"prompts": prompts, "completions": completions, "answer": kwargs.get("answer"),
+                               "completion_ids": kwargs.get("completion_ids"), "rewards": {}}
+            self._batch["rewards"][func.__name__] = list(rewards)
+            return rewards
+
+        return observed
+
+    def on_step_end(self, args, state, control, **kwargs):
+        batch, self._batch = self._batch, None
+        if batch is None:  # this optimizer step reused an earlier generation batch
+            return control
+        texts = [completion_text(c) for c in batch["completions"]]
+        if self.guard is not None and self.guard.observe(state.global_step, texts, batch["completion_ids"]):
+            control.should_training_stop = True
+            control.should_save = False
+        due = self.sample_every > 0 and (state.global_step % self.sample_every == 0 or state.global_step == 1)
+        if due and state.is_world_process_zero:
+            self._record(state.global_step, batch, texts)
+        return control
+
+    def _record(self, step: int, batch: dict, texts: list[str]) -> None:
+        prompt = batch["prompts"][0]
+        question = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
+        answer = batch["answer"][0] if batch["answer"] else None
+        record = {"step": step, "question": question, "answer": answer, "completion": texts[0],
+                  "extracted": extract_xml_answer(texts[0]),
+                  "rewards": {name: values[0] for name, values in batch["rewards"].items()}}
+        # The recipe's layout, printed by its correctness reward on every call.
+        print("-" * 20, f"\n[step {step}] Question:\n{question}", f"\nAnswer:\n{answer}",
+              f"\nResponse:\n{texts[0]}", f"\nExtracted:\n{record['extracted']}", flush=True)
+        append_jsonl(self.path, record)
+
+
+class GracefulStop(TrainerCallback):
+    """First Ctrl-C/SIGTERM: checkpoint at the end of this step and stop. A second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        print(f"\n[tinyr1] {signal.Signals(signum).name}: saving a checkpoint at the end of this step, then "
+              "stopping (Ctrl-C again to abort without saving)", flush=True)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a notebook worker): leave signals alone
+                pass
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

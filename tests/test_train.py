@@ -1,0 +1,144 @@
+"""tinyr1 train end to end on the tiny model: outputs, resume, LoRA, the collapse guard and clear errors."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tinyr1 import train
+from tinyr1.errors import CollapseError
+
+from .conftest import ASSETS, REPO
+
+TINY = ASSETS / "tiny-qwen2"
+
+
+def base_args(gsm8k_dir, out, *extra):
+    return ["train", "--model_name_or_path", str(TINY), "--dataset_name", str(gsm8k_dir), "--dataset_limit", "16",
+            "--num_generations", "4", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
+            "--max_completion_length", "16", "--output_dir", str(out), "--sample_every", "1",
+            "--reward_funcs", "tests.train_helpers:length_reward", "correctness", "--learning_rate", "1e-2", *extra]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):
+    out = tmp_path / "run"
+    result = cli(*base_args(gsm8k_dir, out, "--max_steps", "2", "--save_steps", "1"), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "precision: fp32 (auto: no GPU)" in result.stdout and "Question:" in result.stdout
+    before, after = load_file(TINY / "model.safetensors"), load_file(out / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before), "training did not change the weights"
+    metrics = read_jsonl(out / "metrics.jsonl")
+    steps = [m for m in metrics if "loss" in m]
+    assert [m["step"] for m in steps] == [1, 2]
+    assert {"grad_norm", "learning_rate", "reward", "rewards/length_reward/mean",
+            "rewards/correctness_reward_func/mean"} <= set(steps[0])
+    samples = read_jsonl(out / "samples.jsonl")
+    assert [s["step"] for s in samples] == [1, 2]
+    assert set(samples[0]) >= {"question", "answer", "completion", "extracted", "rewards"}
+    assert set(samples[0]["rewards"]) == {"length_reward", "correctness_reward_func"}
+    assert (out / "checkpoint-1" / "trainer_state.json").is_file() and (out / "checkpoint-2").is_dir()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "completed" and run["global_step"] == 2 and run["device"] == "cpu"
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
+
+    # Resume: the config.yaml the run wrote is a complete recipe; continue from the newest checkpoint.
+    shutil.rmtree(out / "checkpoint-2")  # as if the run had stopped after step 1
+    resumed = cli("train", "--config", str(out / "config.yaml"), "--max_steps", "3",
+                  "--resume_from_checkpoint", "latest", cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    logged = [m["step"] for m in read_jsonl(out / "metrics.jsonl") if "loss" in m]
+    assert logged == [1, 2, 2, 3]  # the first run's two steps, then steps 2 and 3 after resuming at step 1
+    assert json.loads((out / "run.json").read_text())["global_step"] == 3
+
+
+def test_lora_saves_an_adapter_and_a_merged_model(cli, gsm8k_dir, tmp_path):
+    out = tmp_path / "lora"
+    result = cli(*base_args(gsm8k_dir, out, "--max_steps", "1", "--use_peft", "true", "--lora_r", "4",
+                            "--lora_target_modules", "q_proj", "v_proj", "--merge_lora", "true",
+                            "--save_strategy", "no"), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert (out / "merged" / "model.safetensors").is_file()
+    from tinyr1.models import resolve_model
+
+    assert resolve_model(str(out)).kind == "adapter"
+
+
+def test_nan_model_is_stopped_by_the_preflight(cli, gsm8k_dir, tmp_path):
+    broken = tmp_path / "nan-model"
+    shutil.copytree(TINY, broken)
+    weights = load_file(broken / "model.safetensors")
+    weights = {k: torch.full_like(v, float("nan")) if "layers.0" in k else v for k, v in weights.items()}
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    args = base_args(gsm8k_dir, tmp_path / "out", "--max_steps", "1")
+    args[args.index(str(TINY))] = str(broken)
+    result = cli(*args, cwd=REPO)
+    assert result.returncode == 3
+    assert "preflight" in result.stderr and "NaN/inf" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "metrics.jsonl").exists()  # stopped before any step
+
+
+def test_non_finite_gradients_are_skipped_then_stop_the_run(gsm8k_dir, tmp_path, monkeypatch):
+    from tinyr1 import models
+
+    real_load = models.load_model
+    loaded = {}
+
+    def load_with_nan_gradients(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        loaded["initial"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        for p in model.parameters():
+            p.register_hook(lambda grad: grad * float("nan"))
+        loaded["model"] = model
+        return model
+
+    monkeypatch.setattr(models, "load_model", load_with_nan_gradients)
+    out = tmp_path / "run"
+    with pytest.raises(CollapseError, match="3 consecutive optimizer steps had non-finite gradients"):
+        train.main(base_args(gsm8k_dir, out, "--max_steps", "6", "--save_steps", "1")[1:])
+    final = loaded["model"].state_dict()
+    assert all(torch.equal(loaded["initial"][k], final[k]) for k in final), "a NaN step reached the weights"
+    metrics = [m for m in read_jsonl(out / "metrics.jsonl") if "loss" in m]
+    assert len(metrics) == 3 and all(m["grad_norm"] is None for m in metrics)  # NaN written as null
+    assert [m["guard/skipped_steps"] for m in metrics] == [1, 2, 3]
+    assert json.loads((out / "run.json").read_text())["status"] == "collapsed"
+    assert not (out / "checkpoint-3").exists()  # no checkpoint of a collapsed step
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--learnig_rate", "1"], "unknown key 'learnig_rate'; did you mean 'learning_rate'?"),
+        (["--model_name_or_path", "./no-such-model"], "model path ./no-such-model does not exist"),
+        (["--dataset_name", "./no-such-data"], "./no-such-data: no such file or folder"),
+        (["--reward_funcs", "nope"], "unknown reward 'nope'"),
+        (["--config", "missing.yaml"], "--config missing.yaml: no such file"),
+    ],
+)
+def test_bad_input_is_one_clear_line(cli, gsm8k_dir, tmp_path, argv, message):
+    args = ["train", "--model_name_or_path", str(TINY), "--dataset_name", str(gsm8k_dir),
+            "--output_dir", str(tmp_path / "o"), "--max_steps", "1", *argv]
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_recipe_defaults_are_the_recipes_run():
+    script, training, model_args, _ = train.parse_args([])
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-0.5B-Instruct" and script.dataset_name == "openai/gsm8k"
+    assert [training.learning_rate, training.adam_beta2, training.weight_decay, training.max_grad_norm] == [
+        5e-6, 0.99, 0.1, 0.1]
+    assert training.lr_scheduler_type == "cosine" and training.num_generations == 16
+    assert training.max_completion_length == 200 and training.logging_nan_inf_filter is False
+    prompts_per_step = (training.per_device_train_batch_size * training.gradient_accumulation_steps
+                        // training.num_generations)
+    assert prompts_per_step == 4
+    assert script.reward_funcs == ["xmlcount", "soft_format", "strict_format", "int", "correctness"]

@@ -1,0 +1,7 @@
+"""Rewards for training tests: a random tiny model never earns the recipe's rewards, so every advantage would be
+zero and no weight would move. These give completions different scores, as a real task would."""
+
+
+def length_reward(completions, **kwargs) -> list[float]:
+    """Longer completions score higher (a varying, finite reward)."""
+    return [float(len(c[-1]["content"] if isinstance(c, list) else c)) for c in completions]
