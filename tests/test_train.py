@@ -142,3 +142,43 @@ def test_recipe_defaults_are_the_recipes_run():
                         // training.num_generations)
     assert prompts_per_step == 4
     assert script.reward_funcs == ["xmlcount", "soft_format", "strict_format", "int", "correctness"]
+
+
+def test_every_recipe_parses():
+    recipes = sorted((REPO / "recipes").glob("*/grpo-*.yaml"))
+    assert len(recipes) >= 2
+    for recipe in recipes:
+        script, training, model_args, _ = train.parse_args(["--config", str(recipe)])
+        assert training.per_device_train_batch_size % training.num_generations == 0, recipe
+        assert script.reward_funcs and model_args.model_name_or_path, recipe
+        assert recipe.read_text().startswith("#") and "tinyr1 train --config" in recipe.read_text()
+
+
+@pytest.mark.slow
+def test_smollm2_alias_trains_one_short_step(cli, gsm8k_dir, tmp_path):
+    out = tmp_path / "smol"
+    result = cli("train", "--model_name_or_path", "smollm2-135m-instruct", "--dataset_name", str(gsm8k_dir),
+                 "--dataset_limit", "4", "--num_generations", "2", "--per_device_train_batch_size", "2",
+                 "--gradient_accumulation_steps", "1", "--max_completion_length", "8", "--max_steps", "1",
+                 "--save_strategy", "no", "--output_dir", str(out), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "smollm2-135m-instruct (135M parameters)" in result.stdout
+    assert (out / "model.safetensors").is_file() and json.loads((out / "run.json").read_text())["global_step"] == 1
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_under_accelerate_train_one_step(gsm8k_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    # --multi_gpu only selects accelerate's torchrun launcher; with no GPU each process trains on CPU over gloo.
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "-m", "tinyr1"]
+    args = base_args(gsm8k_dir, out, "--max_steps", "1", "--save_strategy", "no")
+    result = subprocess.run(launcher + args, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["world_size"] == 2 and run["global_step"] == 1 and (out / "model.safetensors").is_file()

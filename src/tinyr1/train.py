@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         write_run_json(training, model_args, script, "interrupted", started, extra)
         print(f"stopped at step {trainer.state.global_step}; checkpoint saved in {output_dir}\nresume with: "
               f"tinyr1 train --config {output_dir / 'config.yaml'} --resume_from_checkpoint latest", flush=True)
-        return 130
+        return 128 + stopper.received  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
     _save_final(trainer, tokenizer, output_dir, script.merge_lora)
     if script.eval_before_after:
         _evaluate_stage(script, training, trainer.model, tokenizer, "after")
