@@ -228,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     _save_final(trainer, tokenizer, output_dir, script.merge_lora)
     if script.eval_before_after:
         _evaluate_stage(script, training, trainer.model, tokenizer, "after")
-        _finish_story(script, training, model_args, output_dir)
     write_run_json(training, model_args, script, "completed", started, extra)
+    if script.eval_before_after:
+        _finish_story(script, training, model_args, output_dir)
     if training.process_index == 0:
         print(f"done: {trainer.state.global_step} steps in {time.time() - started:.0f}s; outputs in {output_dir}")
     return 0

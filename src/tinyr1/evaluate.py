@@ -1,0 +1,223 @@
+"""``tinyr1 eval``: accuracy and format compliance on a test split, strict and flexible side by side.
+
+    tinyr1 eval --model_name_or_path smollm2-135m-instruct --dataset_name ../shared/data/gsm8k --limit 50 \
+        --output_dir d
+    tinyr1 eval --predictions preds.jsonl --output_dir d     # score completions made elsewhere, no model
+
+Scoring goes through the training rewards (``tinyr1.rewards``), so an answer counts here exactly when training
+would have rewarded it. ``accuracy_strict`` needs the answer inside ``<answer>`` tags; ``accuracy_flexible`` takes
+the last number anywhere in the completion (lm-evaluation-harness's "flexible-extract"), so a model that answers
+right without the tags still counts there. Writes ``metrics.json`` and ``samples.jsonl`` to ``--output_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from tinyr1 import answers, rewards
+from tinyr1.answers import SYSTEM_PROMPT
+from tinyr1.errors import TinyR1Error
+
+METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
+                "format_strict": "format_strict", "format_soft": "format_soft"}
+
+
+def score_completion(completion: str, gold: str) -> dict:
+    """The per-question record: extracted answers and one boolean per metric.
+
+    >>> r = score_completion("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>", "2")
+    >>> r["correct_strict"], r["correct_flexible"], r["format_strict"], r["format_soft"]
+    (True, True, True, True)
+    >>> r = score_completion("He has 4 - 1 - 1 = 2 apples left.", "2")
+    >>> r["correct_strict"], r["correct_flexible"], r["extracted_flexible"]
+    (False, True, '2')
+    """
+    chat = [[{"role": "assistant", "content": completion}]]
+    flexible = answers.extract_last_number(completion)
+    return {
+        "extracted": answers.extract_xml_answer(completion),
+        "extracted_flexible": flexible,
+        "correct_strict": rewards.correctness_reward_func(chat, [gold])[0] > 0,
+        "correct_flexible": flexible is not None and answers.answers_match(flexible, gold),
+        "format_strict": rewards.strict_format_reward_func(chat)[0] > 0,
+        "format_soft": rewards.soft_format_reward_func(chat)[0] > 0,
+    }
+
+
+def summarize(samples: list[dict]) -> dict:
+    """Fractions over the per-question records (what ``metrics.json`` holds besides the run facts)."""
+    n = len(samples)
+    metrics = {"n": n, **{name: sum(s[flag] for s in samples) / n for name, flag in METRIC_FLAGS.items()}}
+    if samples and "num_tokens" in samples[0]:
+        metrics["mean_completion_tokens"] = sum(s["num_tokens"] for s in samples) / n
+        metrics["truncated_fraction"] = sum(s["truncated"] for s in samples) / n
+    return metrics
+
+
+def read_predictions(path: str) -> list[dict]:
+    from tinyr1.data import read_rows_file
+
+    file = Path(path)
+    if not file.is_file():
+        raise TinyR1Error(f"--predictions {path}: no such file")
+    rows = read_rows_file(file)
+    for index, row in enumerate(rows, 1):
+        missing = [k for k in ("question", "answer", "completion") if k not in row]
+        if missing:
+            raise TinyR1Error(f"{path} line {index}: missing field {' and '.join(missing)}; rows need question, "
+                              "answer, completion")
+        gold = answers.extract_hash_answer(str(row["answer"]))
+        row["answer"] = gold if gold is not None else str(row["answer"]).strip()
+    if not rows:
+        raise TinyR1Error(f"{path}: no rows")
+    return rows
+
+
+def _generate(model, tokenizer, examples, system_prompt, batch_size, max_new_tokens, use_vllm, model_path):
+    from tinyr1.data import build_prompt
+
+    conversations = [build_prompt(ex["question"], system_prompt) for ex in examples]
+    start = time.perf_counter()
+    if use_vllm:
+        outputs = _generate_vllm(model_path, conversations, max_new_tokens)
+    else:
+        from tinyr1.generation import generate_batch
+
+        outputs = generate_batch(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size, desc="eval")
+    return outputs, time.perf_counter() - start
+
+
+def _generate_vllm(model_path: str, conversations, max_new_tokens: int):
+    # Unverified here (no GPU in this project's CI): follows vLLM's documented LLM.chat API.
+    import torch
+
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError:
+        raise TinyR1Error("--use_vllm: vllm is not installed; pip install vllm (needs a CUDA GPU)") from None
+    if not torch.cuda.is_available():
+        raise TinyR1Error("--use_vllm needs a CUDA GPU; drop the flag to use transformers")
+    from tinyr1.generation import Generation
+
+    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    results = LLM(model=model_path).chat(conversations, params, use_tqdm=True)
+    return [Generation(r.outputs[0].text, len(r.outputs[0].token_ids), r.outputs[0].finish_reason == "length")
+            for r in results]
+
+
+def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=None, adapter: str | None = None,
+             dataset_name: str = "openai/gsm8k", split: str = "test", limit: int | None = None,
+             batch_size: int = 16, max_new_tokens: int = 256, system_prompt: str = SYSTEM_PROMPT,
+             output_dir: str | Path | None = None, predictions: str | None = None, use_vllm: bool = False,
+             dtype: str | None = None) -> dict:
+    """Score a model (or a predictions file) and return the metrics; write both files when ``output_dir`` is set."""
+    from tinyr1.data import load_examples
+
+    facts = {"dataset": dataset_name, "split": split, "limit": limit}
+    if predictions:
+        rows = read_predictions(predictions)
+        samples = [{"question": r["question"], "answer": r["answer"], "completion": r["completion"],
+                    **score_completion(r["completion"], r["answer"])} for r in rows]
+        metrics = summarize(samples)
+        facts = {"predictions": str(predictions)}
+    else:
+        examples, _ = load_examples(dataset_name, split, limit)
+        model_path = None
+        if model is None:
+            from tinyr1.models import load_model_and_tokenizer, resolve_model
+
+            if not model_name_or_path:
+                raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
+            model_path = resolve_model(model_name_or_path).path
+            if not use_vllm:
+                model, tokenizer = load_model_and_tokenizer(model_name_or_path, adapter=adapter, dtype=dtype)
+        if model is not None:
+            model.eval()
+        outputs, seconds = _generate(model, tokenizer, examples, system_prompt, batch_size, max_new_tokens,
+                                     use_vllm, model_path)
+        samples = [{"question": ex["question"], "answer": ex["answer"], "completion": out.text,
+                    "num_tokens": out.num_tokens, "truncated": out.truncated,
+                    **score_completion(out.text, ex["answer"])} for ex, out in zip(examples, outputs, strict=True)]
+        metrics = summarize(samples)
+        generated = sum(s["num_tokens"] for s in samples)
+        metrics.update(tokens_per_second=generated / seconds if seconds else None, seconds=round(seconds, 2))
+        name = model_name_or_path or getattr(getattr(model, "config", None), "_name_or_path", "in-memory model")
+        facts.update(model=name, adapter=adapter, decoding={"greedy": True, "max_new_tokens": max_new_tokens,
+                                                            "batch_size": batch_size, "backend": "vllm" if use_vllm
+                                                            else "transformers", "system_prompt": system_prompt})
+    metrics.update(facts, versions=_versions())
+    if output_dir is not None:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        with (out / "samples.jsonl").open("w", encoding="utf-8") as f:
+            for sample in samples:
+                f.write(json.dumps(sample, ensure_ascii=False) + "\n")
+    return metrics
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    from tinyr1 import __version__
+
+    return {"tinyr1": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def print_table(metrics: dict, title: str = "evaluation") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{title} (n={metrics['n']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (*METRIC_FLAGS, "mean_completion_tokens", "truncated_fraction", "tokens_per_second", "seconds"):
+        if metrics.get(key) is not None:
+            value = metrics[key]
+            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinyr1 eval", description="Accuracy (strict and flexible) and format "
+                                "compliance of a model's greedy answers on a test split.")
+    p.add_argument("--model_name_or_path", help="hub id, local folder, .gguf, smollm2-135m-instruct, or a run's "
+                   "output folder or checkpoint")
+    p.add_argument("--adapter", help="a LoRA adapter folder to apply on top of the model")
+    p.add_argument("--dataset_name", default="openai/gsm8k", help="any source tinyr1 prepare accepts")
+    p.add_argument("--split", default="test", help="split to score (default test)")
+    p.add_argument("--limit", type=int, help="score the first N questions")
+    p.add_argument("--batch_size", type=int, default=16, help="questions generated together (default 16)")
+    p.add_argument("--max_new_tokens", type=int, default=256, help="generation length (default 256)")
+    p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
+    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    p.add_argument("--use_vllm", action="store_true", help="generate with vLLM (needs vllm and a CUDA GPU)")
+    p.add_argument("--predictions", help="score this JSON-lines file (question, answer, completion); no model")
+    p.add_argument("--output_dir", required=True, help="where metrics.json and samples.jsonl go")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        raise TinyR1Error("--limit must be at least 1")
+    metrics = evaluate(args.model_name_or_path, adapter=args.adapter, dataset_name=args.dataset_name,
+                       split=args.split, limit=args.limit, batch_size=args.batch_size,
+                       max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt,
+                       output_dir=args.output_dir, predictions=args.predictions, use_vllm=args.use_vllm,
+                       dtype=args.dtype)
+    print_table(metrics, args.model_name_or_path or args.predictions)
+    print(f"wrote {Path(args.output_dir) / 'metrics.json'} and samples.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
