@@ -33,8 +33,15 @@ test: install lint
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
+# The main job, offline on this CPU: a few GRPO steps of SmolLM2-135M-Instruct on reasoning-gym's GSM-style
+# questions, with the before/after evaluation, the recipe's apples question and a report (a few minutes).
+DEMO_DIR ?= outputs/demo
 demo: install
-	$(VENV)/bin/tinyr1 prepare --dataset_name reasoning-gym:gsm_symbolic --limit 8 --output outputs/demo/gsm_symbolic.jsonl
+	$(VENV)/bin/tinyr1 train --config recipes/smollm2-135m-instruct/grpo-gsm8k-cpu.yaml \
+	  --dataset_name reasoning-gym:gsm_symbolic --dataset_limit 200 --max_steps 4 --max_completion_length 96 \
+	  --save_steps 2 --sample_every 1 --eval_limit 16 --eval_max_new_tokens 128 \
+	  --output_dir $(DEMO_DIR) --overwrite_output_dir true
+	@echo "demo outputs: $(DEMO_DIR) (report: $(DEMO_DIR)/report.md, $(DEMO_DIR)/report.html)"
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

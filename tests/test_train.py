@@ -182,3 +182,15 @@ def test_two_cpu_processes_under_accelerate_train_one_step(gsm8k_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads((out / "run.json").read_text())
     assert run["world_size"] == 2 and run["global_step"] == 1 and (out / "model.safetensors").is_file()
+
+
+def test_a_fresh_run_never_appends_to_another_runs_files(cli, gsm8k_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    result = cli(*base_args(gsm8k_dir, out, "--max_steps", "1"), cwd=REPO)
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    again = cli(*base_args(gsm8k_dir, out, "--max_steps", "1", "--save_strategy", "no", "--overwrite_output_dir",
+                           "true"), cwd=REPO)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((out / "run.json").read_text())["status"] == "completed"

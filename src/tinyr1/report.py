@@ -103,7 +103,7 @@ def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
     return written
 
 
-def _eval_table(before: dict | None, after: dict | None) -> list[str]:
+def eval_table(before: dict | None, after: dict | None) -> list[str]:
     if not before and not after:
         return ["No before/after evaluation in this run (train with `--eval_before_after true`).", ""]
     lines = ["| metric | before | after | change |", "|---|---:|---:|---:|"]
@@ -150,7 +150,7 @@ def write_report(run_dir: str | Path) -> Path:
              ("skipped steps (non-finite)", run.get("skipped_steps"))]
     lines = [f"# tinyr1 run report: `{run_dir.name}`", "", "| fact | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in facts if v not in (None, "None (None)", "None s")]
-    lines += ["", "## Before and after", ""] + _eval_table(before, after)
+    lines += ["", "## Before and after", ""] + eval_table(before, after)
     lines += ["## Training curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
     pairs = _sample_pairs(run_dir)
     if pairs:

@@ -60,6 +60,8 @@ class TrainScriptArguments:
     degenerate_threshold: float = field(default=0.8, metadata={"help": "fraction of a step's completions that "
                                         "must be one repeated character/token to count as degenerate; 0 = off"})
     force_fp16: bool = field(default=False, metadata={"help": "allow fp16 with Qwen2-family models (it overflows)"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
+                                       "already holds a run (its logs and checkpoints are deleted)"})
     merge_lora: bool = field(default=False, metadata={"help": "with --use_peft, also save a merged model in "
                              "output_dir/merged"})
     num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
@@ -172,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         raise TinyR1Error(f"reward_weights: {len(training.reward_weights)} weights for {len(reward_funcs)} "
                           f"reward_funcs ({', '.join(script.reward_funcs)}); give one weight per reward")
     output_dir = Path(training.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    _claim_output_dir(output_dir, resuming=training.resume_from_checkpoint not in (None, "", "false", "False"),
+                      overwrite=script.overwrite_output_dir)
     resolve_resume(training)
 
     tokenizer = models.load_tokenizer(model_args.model_name_or_path)
@@ -236,6 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _claim_output_dir(output_dir: Path, resuming: bool, overwrite: bool) -> None:
+    """A fresh run must not append its metrics to another run's files, nor resume from its checkpoints."""
+    if (output_dir / "run.json").is_file() and not resuming:
+        if not overwrite:
+            raise TinyR1Error(f"output_dir {output_dir} already holds a run; continue it with "
+                              "--resume_from_checkpoint latest, pick another --output_dir, or start afresh with "
+                              "--overwrite_output_dir true")
+        import shutil
+
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+
 def _save_final(trainer, tokenizer, output_dir: Path, merge_lora: bool) -> None:
     trainer.save_model(str(output_dir))  # LoRA: the adapter; otherwise the full model, as safetensors
     if trainer.args.process_index != 0:
@@ -270,7 +286,16 @@ def _finish_story(script, training, model_args, output_dir: Path) -> None:
 
     compare(model_args.model_name_or_path, str(output_dir), output=output_dir / "compare.md",
             system_prompt=script.system_prompt)
-    print(f"report: {write_report(output_dir)}")
+    from tinyr1.report import eval_table
+
+    report = write_report(output_dir)
+    print("\n".join(eval_table(*(_read_metrics(output_dir / "eval" / s) for s in ("before", "after")))))
+    print(f"report: {report}")
+
+
+def _read_metrics(folder: Path) -> dict | None:
+    path = folder / "metrics.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 if __name__ == "__main__":
