@@ -259,8 +259,12 @@ def _first_line(err: Exception) -> str:
 
 
 def load_model(name_or_path: str, *, adapter: str | None = None, dtype: torch.dtype | str | None = None,
-               device: str | None = None, trust_remote_code: bool = False, merge_adapter: bool = False):
-    """Load weights (safetensors only) in ``dtype`` (default: ``choose_precision``), apply a LoRA adapter if any."""
+               device: str | None = None, trust_remote_code: bool = False, merge_adapter: bool = False,
+               **from_pretrained_kwargs):
+    """Load weights (safetensors only) in ``dtype`` (default: ``choose_precision``), apply a LoRA adapter if any.
+
+    Extra keyword arguments (e.g. ``quantization_config``, ``device_map``) go to ``from_pretrained``.
+    """
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_model(name_or_path, adapter)
@@ -270,7 +274,7 @@ def load_model(name_or_path: str, *, adapter: str | None = None, dtype: torch.dt
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[_parse_dtype(dtype)]
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                     use_safetensors=True)
+                                                     use_safetensors=True, **from_pretrained_kwargs)
     except Exception as err:  # OSError for missing files or no network, ValueError for unknown architectures
         offline = " (offline? use a local folder, a .gguf file or smollm2-135m-instruct)"
         hint = offline if resolved.kind == "hub" else ""

@@ -48,7 +48,10 @@ def main() -> None:
     config = Qwen2Config(vocab_size=len(fast), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
                          tie_word_embeddings=True, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
-                         bos_token_id=None)
+                         bos_token_id=None,
+                         # Larger than the default 0.02, so logits are not all near zero (a uniform distribution
+                         # that a LoRA adapter can barely move) and short SFT tests can see the loss fall.
+                         initializer_range=0.3)
     model = Qwen2ForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
     model.save_pretrained(OUT)

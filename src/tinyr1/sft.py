@@ -1,0 +1,221 @@
+"""``tinyr1 sft``: LoRA/QLoRA supervised fine-tuning with trl's SFTTrainer (the recipe's Unsloth-style part).
+
+    tinyr1 sft --config recipes/deepseek-r1-distill-llama-8b/sft-alpaca.yaml            # GPU, 4-bit, alpaca
+    tinyr1 sft --config recipes/smollm2-135m-instruct/sft-coldstart-cpu.yaml            # CPU, GRPO cold start
+    tinyr1 train --config recipes/smollm2-135m-instruct/grpo-gsm8k-cpu.yaml --model_name_or_path <sft output_dir>
+
+Field names are trl's (``SFTConfig``, ``ModelConfig``) plus ``SFTScriptArguments``. LoRA is on by default; the
+adapter and tokenizer are saved in ``output_dir`` (``--merge_lora true`` also saves a merged model in
+``output_dir/merged``). Out of memory exits 4 with the recipe's four remedies sized to the current settings.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tinyr1.answers import SYSTEM_PROMPT
+from tinyr1.config import dump_recipe, parse_recipe, recipe_values
+from tinyr1.errors import OutOfMemoryError, TinyR1Error
+
+AUTO_OUTPUT = "outputs/auto"
+
+
+@dataclass
+class SFTScriptArguments:
+    dataset_name: str = field(default="yahma/alpaca-cleaned", metadata={"help": "hub id, local json/jsonl/parquet "
+                              "file or folder, or any tinyr1 prepare source (reasoning format)"})
+    dataset_format: str = field(default="alpaca", metadata={"help": "alpaca | reasoning | messages"})
+    dataset_split: str = field(default="train", metadata={"help": "split to train on"})
+    dataset_limit: int | None = field(default=None, metadata={"help": "use the first N rows"})
+    dataset_seed: int = field(default=0, metadata={"help": "seed for reasoning-gym generation"})
+    alpaca_as_chat: bool = field(default=False, metadata={"help": "render alpaca rows as chat turns with the "
+                                 "model's chat template instead of the ### Instruction template"})
+    system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "system prompt for --dataset_format "
+                               "reasoning (default: the GRPO recipe's)"})
+    backend: str = field(default="transformers", metadata={"help": "transformers (CPU or GPU) | unsloth (GPU)"})
+    merge_lora: bool = field(default=False, metadata={"help": "also save a merged full model in output_dir/merged"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "replace an existing output_dir"})
+    num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
+    sample_prompt: str = field(default="Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. How many apples "
+                               "were left?", metadata={"help": "asked of the fine-tuned model at the end"})
+
+
+def recipe_defaults() -> dict:
+    """The recipe's hyperparameters (Unsloth's notebook), plus the device policy for this machine."""
+    gpu = torch.cuda.is_available()
+    defaults = {
+        "model_name_or_path": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "output_dir": AUTO_OUTPUT, "dtype": "auto",
+        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "learning_rate": 2e-5,
+        "num_train_epochs": 3, "lr_scheduler_type": "linear", "weight_decay": 0.01, "seed": 3407,
+        "save_steps": 500, "logging_steps": 1, "warmup_steps": 5, "packing": True, "max_length": 2048,
+        "report_to": "none", "use_peft": True, "lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.0,
+        "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        # 8-bit AdamW needs bitsandbytes on a GPU; plain AdamW elsewhere.
+        "optim": "adamw_8bit" if gpu and _has("bitsandbytes") else "adamw_torch",
+    }
+    if not gpu:
+        defaults.update(use_cpu=True, bf16=False, activation_checkpointing=False)
+    else:
+        defaults.update(bf16=torch.cuda.is_bf16_supported(), activation_checkpointing=True)
+    return defaults
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def oom_remedies(training, model_args) -> str:
+    """The recipe's four out-of-memory remedies, sized to the current settings.
+
+    >>> from types import SimpleNamespace as N
+    >>> print(oom_remedies(N(per_device_train_batch_size=2, gradient_accumulation_steps=4, max_length=2048),
+    ...                    N(load_in_4bit=False)))
+    out of memory; keep the effective batch and try, in order: per_device_train_batch_size 2 -> 1, \
+gradient_accumulation_steps 4 -> 8; --load_in_4bit true (needs a CUDA GPU and bitsandbytes); max_length 2048 -> 1024
+    """
+    batch, accumulation = training.per_device_train_batch_size, training.gradient_accumulation_steps
+    steps = []
+    if batch > 1:
+        smaller = max(1, batch // 2)
+        steps.append(f"per_device_train_batch_size {batch} -> {smaller}, gradient_accumulation_steps "
+                     f"{accumulation} -> {accumulation * batch // smaller}")
+    if not getattr(model_args, "load_in_4bit", False):
+        steps.append("--load_in_4bit true (needs a CUDA GPU and bitsandbytes)")
+    length = getattr(training, "max_length", None)
+    if length:
+        steps.append(f"max_length {length} -> {max(64, length // 2)}")
+    return "out of memory; keep the effective batch and try, in order: " + "; ".join(steps)
+
+
+def _check_backend(script, model_args) -> None:
+    if script.backend not in ("transformers", "unsloth"):
+        raise TinyR1Error(f"--backend {script.backend!r}: use transformers or unsloth")
+    if script.backend == "unsloth" and not (_has("unsloth") and torch.cuda.is_available()):
+        raise TinyR1Error("--backend unsloth needs both the unsloth package (pip install unsloth) and a CUDA GPU; "
+                          f"here: unsloth {'installed' if _has('unsloth') else 'missing'}, GPU "
+                          f"{'present' if torch.cuda.is_available() else 'absent'}. Use --backend transformers")
+    quantized = model_args.load_in_4bit or model_args.load_in_8bit
+    if quantized and not (torch.cuda.is_available() and _has("bitsandbytes")):
+        raise TinyR1Error("--load_in_4bit/--load_in_8bit need a CUDA GPU and bitsandbytes (pip install "
+                          "bitsandbytes); on CPU train the LoRA adapter without quantization")
+
+
+def load_for_sft(script, training, model_args):
+    """Model (LoRA wrapping is left to SFTTrainer via peft_config) and tokenizer, per backend."""
+    from tinyr1 import models
+
+    if script.backend == "unsloth":  # unverified here: follows Unsloth's documented FastLanguageModel API
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(model_args.model_name_or_path,
+                                                             max_seq_length=training.max_length,
+                                                             load_in_4bit=model_args.load_in_4bit)
+        model = FastLanguageModel.get_peft_model(model, r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
+                                                 lora_dropout=model_args.lora_dropout,
+                                                 target_modules=model_args.lora_target_modules, bias="none",
+                                                 use_gradient_checkpointing="unsloth", random_state=training.seed)
+        return model, tokenizer, None
+    from trl import get_peft_config, get_quantization_config
+
+    quantization = get_quantization_config(model_args)
+    # k-bit weights must be placed on the GPU at load time (bitsandbytes quantizes as they arrive).
+    extra = {"quantization_config": quantization,
+             "device_map": {"": torch.cuda.current_device()}} if quantization else {}
+    plan = models.choose_precision("bf16" if training.bf16 else model_args.dtype)
+    model = models.load_model(model_args.model_name_or_path, dtype=plan.dtype, merge_adapter=True,
+                              trust_remote_code=training.trust_remote_code, **extra)
+    tokenizer = models.load_tokenizer(model_args.model_name_or_path)
+    models.ensure_pad_token(tokenizer, model)
+    tokenizer.padding_side = "right"  # training pads on the right; generation code sets left itself
+    print(plan.reason)
+    return model, tokenizer, get_peft_config(model_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from datasets import Dataset
+    from trl import ModelConfig, SFTConfig, SFTTrainer
+
+    from tinyr1 import models
+
+    types = [SFTScriptArguments, SFTConfig, ModelConfig]
+    script, training, model_args = parse_recipe(types, argv, prog="tinyr1 sft", description=__doc__.split("\n")[0],
+                                                defaults=recipe_defaults())
+    _check_backend(script, model_args)
+    if training.output_dir == AUTO_OUTPUT:
+        short = Path(model_args.model_name_or_path.rstrip("/")).name.lower()
+        training.output_dir = f"outputs/{short}-sft-{time.strftime('%Y%m%d-%H%M%S')}"
+    output_dir = Path(training.output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not training.resume_from_checkpoint:
+        if not script.overwrite_output_dir:
+            raise TinyR1Error(f"output_dir {output_dir} is not empty; pick another or pass "
+                              "--overwrite_output_dir true")
+        import shutil
+
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not torch.cuda.is_available():
+        models.configure_cpu_threads(script.num_threads)
+    model, tokenizer, peft_config = load_for_sft(script, training, model_args)
+
+    from tinyr1.sft_data import load_sft_rows
+
+    rows = load_sft_rows(script.dataset_name, script.dataset_format, script.dataset_split, script.dataset_limit,
+                         script.dataset_seed, script.system_prompt, script.alpaca_as_chat, tokenizer.eos_token or "")
+    print(f"data: {len(rows)} {script.dataset_format} rows from {script.dataset_name}")
+    values = recipe_values(types, argv, defaults=recipe_defaults())
+    values["output_dir"] = str(output_dir)
+    dump_recipe(output_dir / "config.yaml", values)
+
+    from tinyr1.callbacks import MetricsLogger
+
+    trainer = SFTTrainer(model=model, args=training, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[MetricsLogger(output_dir)])
+    started = time.time()
+    try:
+        trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+    except torch.OutOfMemoryError:
+        raise OutOfMemoryError(oom_remedies(training, model_args)) from None
+    trainer.save_model(str(output_dir))
+    tokenizer.save_pretrained(output_dir)
+    _point_adapter_at(output_dir, model_args.model_name_or_path)
+    if script.merge_lora and hasattr(trainer.model, "merge_and_unload"):
+        trainer.model.merge_and_unload().save_pretrained(output_dir / "merged")
+        tokenizer.save_pretrained(output_dir / "merged")
+    print(f"done: {trainer.state.global_step} steps in {time.time() - started:.0f}s; saved to {output_dir}")
+    _sample(trainer.model, tokenizer, script)
+    return 0
+
+
+def _point_adapter_at(output_dir: Path, base: str) -> None:
+    """Record the base model as the user named it (e.g. the offline alias), so the adapter resolves anywhere."""
+    config = output_dir / "adapter_config.json"
+    if config.is_file():
+        data = json.loads(config.read_text())
+        data["base_model_name_or_path"] = base
+        config.write_text(json.dumps(data, indent=2))
+
+
+def _sample(model, tokenizer, script) -> None:
+    """The recipe ended with a generation from the fine-tuned model; so does this."""
+    from tinyr1.data import build_prompt
+    from tinyr1.generation import generate_batch
+
+    model.eval()
+    system = script.system_prompt if script.dataset_format == "reasoning" else None
+    conversation = build_prompt(script.sample_prompt, system) if system else \
+        [{"role": "user", "content": script.sample_prompt}]
+    if tokenizer.chat_template:
+        answer = generate_batch(model, tokenizer, [conversation], max_new_tokens=128, progress=False)[0].text
+        print(f"sample from the fine-tuned model:\nQ: {script.sample_prompt}\nA: {answer}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
