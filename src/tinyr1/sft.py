@@ -72,7 +72,7 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def oom_remedies(training, model_args) -> str:
+def oom_remedies(training, model_args, length_field: str = "max_length") -> str:
     """The recipe's four out-of-memory remedies, sized to the current settings.
 
     >>> from types import SimpleNamespace as N
@@ -89,9 +89,9 @@ gradient_accumulation_steps 4 -> 8; --load_in_4bit true (needs a CUDA GPU and bi
                      f"{accumulation} -> {accumulation * batch // smaller}")
     if not getattr(model_args, "load_in_4bit", False):
         steps.append("--load_in_4bit true (needs a CUDA GPU and bitsandbytes)")
-    length = getattr(training, "max_length", None)
+    length = getattr(training, length_field, None)
     if length:
-        steps.append(f"max_length {length} -> {max(64, length // 2)}")
+        steps.append(f"{length_field} {length} -> {max(64, length // 2)}")
     return "out of memory; keep the effective batch and try, in order: " + "; ".join(steps)
 
 
