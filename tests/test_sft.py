@@ -88,3 +88,22 @@ def test_alpaca_rows_without_output_are_named(tmp_path):
 
     with pytest.raises(TinyR1Error, match="row 0: missing field output"):
         load_sft_rows(str(bad), "alpaca")
+
+
+def test_every_sft_recipe_parses_and_the_8b_name_is_the_real_one():
+    from trl import ModelConfig, SFTConfig
+
+    from tinyr1.config import parse_recipe
+    from tinyr1.sft import SFTScriptArguments, recipe_defaults
+
+    from .conftest import REPO
+
+    recipes = sorted((REPO / "recipes").glob("*/sft-*.yaml"))
+    assert len(recipes) == 2
+    for path in recipes:
+        script, training, model_args = parse_recipe([SFTScriptArguments, SFTConfig, ModelConfig],
+                                                    ["--config", str(path)], "t", defaults=recipe_defaults())
+        assert model_args.use_peft and script.dataset_format in ("alpaca", "reasoning")
+        assert path.read_text().startswith("#") and "tinyr1 sft --config" in path.read_text()
+    big = (REPO / "recipes" / "deepseek-r1-distill-llama-8b" / "sft-alpaca.yaml").read_text()
+    assert "model_name_or_path: deepseek-ai/DeepSeek-R1-Distill-Llama-8B" in big
