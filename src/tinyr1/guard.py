@@ -67,35 +67,52 @@ def preflight_check(model, tokenizer, max_new_tokens: int = 4, bf16: bool = Fals
             )
 
 
+class Streak:
+    """Consecutive bad steps: each one warns; ``patience`` in a row is a collapse (``collapsed`` holds why)."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.consecutive = 0
+        self.collapsed: str | None = None
+
+    def reset(self) -> None:
+        self.consecutive = 0
+
+    def bad(self, step: int, warning: str, diagnosis: str) -> bool:
+        """Count one bad step; True once the streak reaches ``patience``."""
+        self.consecutive += 1
+        print(f"[tinyr1 guard] step {step}: {warning} ({self.consecutive}/{self.patience} in a row)", flush=True)
+        if self.consecutive >= self.patience:
+            self.collapsed = f"{self.consecutive} consecutive {diagnosis}; {REMEDIES}"
+        return self.collapsed is not None
+
+
 class NonFiniteGradGuard(TrainerCallback):
     """Skip optimizer steps whose gradients are not finite; stop after ``patience`` in a row."""
 
     def __init__(self, patience: int = 3):
-        self.patience = patience
-        self.consecutive = 0
+        self.streak = Streak(patience)
         self.skipped = 0
-        self.collapsed: str | None = None
+
+    @property
+    def collapsed(self) -> str | None:
+        return self.streak.collapsed
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         params = [p for p in model.parameters() if p.grad is not None]
         if not params:  # e.g. DeepSpeed ZeRO keeps gradients partitioned outside .grad; it has its own checks
             return control
-        finite = torch.stack([torch.isfinite(p.grad).all() for p in params]).all().item()
-        if finite:
-            self.consecutive = 0
+        if torch.stack([torch.isfinite(p.grad).all() for p in params]).all().item():
+            self.streak.reset()
             return control
         # Dropping every gradient makes AdamW skip all parameters: no weight, moment or decay update happens.
         for p in params:
             p.grad = None
-        self.consecutive += 1
         self.skipped += 1
-        print(f"[tinyr1 guard] step {state.global_step + 1}: non-finite loss or gradient; optimizer step skipped "
-              f"({self.consecutive}/{self.patience} in a row)", flush=True)
-        if self.consecutive >= self.patience:
-            self.collapsed = (
-                f"{self.consecutive} consecutive optimizer steps had non-finite gradients (last at step "
-                f"{state.global_step + 1}); training stopped before the weights were touched; {REMEDIES}"
-            )
+        step = state.global_step + 1
+        if self.streak.bad(step, "non-finite loss or gradient; optimizer step skipped",
+                           f"optimizer steps had non-finite gradients (last at step {step}); training stopped "
+                           "before the weights were touched"):
             control.should_training_stop = True
             control.should_save = False
         return control
@@ -128,28 +145,22 @@ class DegenerateGuard:
 
     def __init__(self, threshold: float = 0.8, patience: int = 3):
         self.threshold = threshold
-        self.patience = patience
-        self.consecutive = 0
-        self.collapsed: str | None = None
+        self.streak = Streak(patience)
+
+    @property
+    def collapsed(self) -> str | None:
+        return self.streak.collapsed
 
     def observe(self, step: int, texts: list[str], token_ids: list[list[int]] | None = None) -> bool:
         """Record one step's completions; True when the run should stop."""
         if not texts or self.threshold <= 0:
             return False
-        ids = token_ids or [None] * len(texts)
-        bad = sum(is_degenerate(t, i) for t, i in zip(texts, ids, strict=True))
-        fraction = bad / len(texts)
+        flags = [is_degenerate(t, i) for t, i in zip(texts, token_ids or [None] * len(texts), strict=True)]
+        fraction = sum(flags) / len(texts)
         if fraction < self.threshold:
-            self.consecutive = 0
+            self.streak.reset()
             return False
-        self.consecutive += 1
-        example = texts[[is_degenerate(t, i) for t, i in zip(texts, ids, strict=True)].index(True)][:40]
-        print(f"[tinyr1 guard] step {step}: {fraction:.0%} of completions are degenerate, e.g. {example!r} "
-              f"({self.consecutive}/{self.patience} in a row)", flush=True)
-        if self.consecutive >= self.patience:
-            self.collapsed = (
-                f"{self.consecutive} consecutive steps where {fraction:.0%} of completions were one repeated "
-                f"character or token (e.g. {example!r}); {REMEDIES}"
-            )
-            return True
-        return False
+        example = texts[flags.index(True)][:40]
+        return self.streak.bad(step, f"{fraction:.0%} of completions are degenerate, e.g. {example!r}",
+                               f"steps where {fraction:.0%} of completions were one repeated character or token "
+                               f"(e.g. {example!r})")
