@@ -194,3 +194,13 @@ def test_a_fresh_run_never_appends_to_another_runs_files(cli, gsm8k_dir, tmp_pat
                            "true"), cwd=REPO)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((out / "run.json").read_text())["status"] == "completed"
+
+
+def test_time_budget_stops_after_a_step_and_finishes_the_run(cli, gsm8k_dir, tmp_path):
+    out = tmp_path / "budget"
+    result = cli(*base_args(gsm8k_dir, out, "--max_steps", "5", "--max_train_minutes", "0.0001"), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "max_train_minutes=0.0001 reached at step 1" in result.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "completed" and run["global_step"] == 1 and run["time_budget_reached_at_step"] == 1
+    assert (out / "checkpoint-1" / "trainer_state.json").is_file() and (out / "model.safetensors").is_file()

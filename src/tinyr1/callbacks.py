@@ -6,6 +6,7 @@
   ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
   ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard.
 - ``GracefulStop``: Ctrl-C or SIGTERM asks the Trainer to save a checkpoint at the end of the current step and stop.
+- ``TimeBudget``: ``max_train_minutes`` of training wall time, then the same clean stop and the normal finish.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import json
 import math
 import signal
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -123,3 +125,23 @@ class GracefulStop(TrainerCallback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class TimeBudget(TrainerCallback):
+    """Stop after ``minutes`` of training wall time, at the end of a step, with a checkpoint; the run then finishes
+    normally (final model, after-evaluation, report). Compute-bound users set a budget rather than guess steps."""
+
+    def __init__(self, minutes: float | None):
+        self.seconds = None if not minutes else minutes * 60
+        self.reached_at: int | None = None
+        self._start = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds is not None and time.perf_counter() - self._start >= self.seconds:
+            self.reached_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control

@@ -64,6 +64,9 @@ class TrainScriptArguments:
                                        "already holds a run (its logs and checkpoints are deleted)"})
     merge_lora: bool = field(default=False, metadata={"help": "with --use_peft, also save a merged model in "
                              "output_dir/merged"})
+    max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many "
+                                            "minutes (checkpoint saved), then finish normally: final model, "
+                                            "after-evaluation, report"})
     num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
 
 
@@ -202,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     degenerate = guard.DegenerateGuard(script.degenerate_threshold, script.collapse_patience)
     recorder = callbacks.SampleRecorder(reward_funcs, output_dir, script.sample_every, degenerate)
     stopper = callbacks.GracefulStop()
+    budget = callbacks.TimeBudget(script.max_train_minutes)
     extra = {"device": device, "dtype": str(plan.dtype).replace("torch.", ""), "bf16": training.bf16,
              "precision_reason": plan.reason, "num_threads": threads, "num_gpus": torch.cuda.device_count()}
     write_run_json(training, model_args, script, "running", started, extra)
@@ -210,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         _evaluate_stage(script, training, model, tokenizer, "before")
     trainer = GRPOTrainer(model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=get_peft_config(model_args),
-                          callbacks=[nan_guard, recorder, stopper, callbacks.MetricsLogger(output_dir)])
+                          callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(output_dir)])
     try:
         trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
     except BaseException:
@@ -219,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         raise
     extra["global_step"] = trainer.state.global_step
     extra["skipped_steps"] = nan_guard.skipped
+    if budget.reached_at is not None:
+        extra["time_budget_reached_at_step"] = budget.reached_at
+        if training.process_index == 0:
+            print(f"max_train_minutes={script.max_train_minutes} reached at step {budget.reached_at}", flush=True)
     collapse = nan_guard.collapsed or degenerate.collapsed
     if collapse:
         write_run_json(training, model_args, script, "collapsed", started, extra)
