@@ -7,7 +7,7 @@ completion that *starts* with ``<reasoning>``; if the model practically never sa
 scores the same, every advantage is zero, and no step changes the weights. This script teacher-forces the opening
 ``<reasoning>\\n`` right after the chat template's assistant header for the first N GSM8K train prompts (the
 recipe's system prompt) and reports the probability of sampling it at temperature 1: per prompt, its median and
-maximum, and how many completions one would have to sample to see it once. Results go in docs/results.md.
+maximum, and how many completions one would have to sample to see it once, at each ``--temperatures`` value. Results go in docs/results.md.
 """
 
 import argparse
@@ -22,34 +22,40 @@ from tinyr1.models import configure_cpu_threads, load_model_and_tokenizer
 OPENING = "<reasoning>\n"
 
 
-def opening_logprob(model, tokenizer, conversation: list[dict], opening: str = OPENING) -> float:
-    """Natural-log probability that the model's reply begins with ``opening`` (sum over its tokens)."""
+def opening_logprob(model, tokenizer, conversation: list[dict], opening: str = OPENING,
+                    temperatures: tuple[float, ...] = (1.0,)) -> list[float]:
+    """Natural-log probability, per sampling temperature, that the model's reply begins with ``opening``."""
     prompt = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     opening_ids = tokenizer(opening, add_special_tokens=False)["input_ids"]
     ids = torch.tensor([prompt_ids + opening_ids])
     with torch.no_grad():
-        logprobs = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
-    targets = ids[0, 1:]
-    picked = logprobs.gather(-1, targets[:, None])[:, 0]
-    return picked[len(prompt_ids) - 1:].sum().item()
+        logits = model(ids).logits[0, len(prompt_ids) - 1:-1].float()
+    targets = ids[0, len(prompt_ids):, None]
+    return [torch.log_softmax(logits / t, dim=-1).gather(-1, targets).sum().item() for t in temperatures]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--questions", type=int, default=50)
+    p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 1.2, 1.5])
     args = p.parse_args()
     configure_cpu_threads()
     model, tokenizer = load_model_and_tokenizer(args.model)
     model.eval()
     rows = load_prompt_rows(str(default_gsm8k_dir()), "train", limit=args.questions)
-    logps = sorted(opening_logprob(model, tokenizer, r["prompt"]) for r in rows)
-    median = logps[len(logps) // 2]
+    per_prompt = [opening_logprob(model, tokenizer, r["prompt"], temperatures=tuple(args.temperatures)) for r in rows]
+    report = {}
+    for k, temperature in enumerate(args.temperatures):
+        logps = sorted(lp[k] for lp in per_prompt)
+        median = logps[len(logps) // 2]
+        report[f"temperature {temperature}"] = {
+            "median_probability": f"{math.exp(median):.2e}", "max_probability": f"{math.exp(logps[-1]):.2e}",
+            "samples_to_see_it_once_at_median": f"{math.exp(-median):.2e}"}
     print(json.dumps({"model": args.model, "opening": OPENING, "questions": len(rows),
-                      "opening_tokens": len(tokenizer(OPENING, add_special_tokens=False)["input_ids"]),
-                      "median_probability": f"{math.exp(median):.2e}", "max_probability": f"{math.exp(logps[-1]):.2e}",
-                      "samples_to_see_it_once_at_median": f"{math.exp(-median):.2e}"}, indent=2))
+                      "opening_tokens": len(tokenizer(OPENING, add_special_tokens=False)["input_ids"]), **report},
+                     indent=2))
 
 
 if __name__ == "__main__":

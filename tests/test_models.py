@@ -45,6 +45,7 @@ def test_adapter_folder_loads_base_plus_adapter(tmp_path):
     assert (resolved.kind, resolved.path, resolved.adapter) == ("adapter", str(TINY), str(tmp_path / "adapter"))
     loaded = models.load_model(str(tmp_path / "adapter"), merge_adapter=True)
     assert not hasattr(loaded, "peft_config") and isinstance(loaded, torch.nn.Module)
+    assert all(p.requires_grad for p in loaded.parameters())  # GRPO from an SFT adapter must be able to step
 
 
 def test_pad_token_is_distinct_from_eos_and_left_padded():

@@ -204,3 +204,18 @@ def test_time_budget_stops_after_a_step_and_finishes_the_run(cli, gsm8k_dir, tmp
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "completed" and run["global_step"] == 1 and run["time_budget_reached_at_step"] == 1
     assert (out / "checkpoint-1" / "trainer_state.json").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_grpo_starts_from_an_sft_lora_adapter(cli, gsm8k_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from tinyr1.models import load_model_and_tokenizer
+
+    model, _ = load_model_and_tokenizer(str(TINY))
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "sft")
+    out = tmp_path / "grpo"
+    args = base_args(gsm8k_dir, out, "--max_steps", "1")
+    args[args.index("--model_name_or_path") + 1] = str(tmp_path / "sft")
+    result = cli(*args, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "run.json").read_text())["global_step"] == 1 and (out / "model.safetensors").is_file()

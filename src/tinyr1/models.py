@@ -284,7 +284,9 @@ def load_model(name_or_path: str, *, adapter: str | None = None, dtype: torch.dt
 
         model = PeftModel.from_pretrained(model, resolved.adapter, is_trainable=not merge_adapter)
         if merge_adapter:
-            model = model.merge_and_unload()
+            # PeftModel.from_pretrained froze the base weights; the merged model is an ordinary model again, so its
+            # weights must be trainable, as a freshly loaded one's are (else GRPO from an SFT adapter cannot step).
+            model = model.merge_and_unload().requires_grad_(True)
     if device:
         model.to(device)
     return model
