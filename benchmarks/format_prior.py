@@ -7,7 +7,8 @@ completion that *starts* with ``<reasoning>``; if the model practically never sa
 scores the same, every advantage is zero, and no step changes the weights. This script teacher-forces the opening
 ``<reasoning>\\n`` right after the chat template's assistant header for the first N GSM8K train prompts (the
 recipe's system prompt) and reports the probability of sampling it at temperature 1: per prompt, its median and
-maximum, and how many completions one would have to sample to see it once, at each ``--temperatures`` value. Results go in docs/results.md.
+maximum, and how many completions one would have to sample to see it once, at each ``--temperatures``
+value. Results go in docs/results.md.
 """
 
 import argparse

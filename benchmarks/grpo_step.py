@@ -10,8 +10,8 @@ floor: the step's matrix-multiply work divided by this CPU's measured bf16 and f
 Variants:
 - ``trl-defaults``: what a user following the tutorial writes today on a CPU: ``GRPOConfig(use_cpu=True)``, so
   trl's defaults (bf16 autocast, gradient checkpointing) apply.
-- ``tinyr1-cpu``: tinyr1's current CPU defaults (fp32 weights, no activation checkpointing).
-- ``fp32-checkpointing``, ``bf16-no-checkpointing``: the two levers separately.
+- ``tinyr1-cpu``: tinyr1's CPU defaults (bf16 autocast over fp32 weights, no activation checkpointing).
+- ``fp32-no-checkpointing`` (tinyr1's earlier default), ``fp32-checkpointing``: the two levers separately.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import torch
 
 VARIANTS = {
     "trl-defaults": {},
-    "tinyr1-cpu": {"bf16": False, "activation_checkpointing": False},
+    "tinyr1-cpu": {"bf16": True, "activation_checkpointing": False},
+    "fp32-no-checkpointing": {"bf16": False, "activation_checkpointing": False},
     "fp32-checkpointing": {"bf16": False, "activation_checkpointing": True},
-    "bf16-no-checkpointing": {"bf16": True, "activation_checkpointing": False},
 }
 
 
@@ -49,7 +49,29 @@ def step_flops(params: int, prompt_tokens: int, completion_tokens: int, completi
     return generation + update
 
 
-def run_variant(name: str, steps: int, model_path: str, rows) -> dict:
+def profiler_callback(step: int):
+    """A callback that profiles one optimizer step with torch.profiler and prints the top operators to stderr."""
+    import sys
+
+    from torch.profiler import profile
+    from transformers import TrainerCallback
+
+    class StepProfiler(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == step - 1:
+                self.profiler = profile()
+                self.profiler.__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                self.profiler.__exit__(None, None, None)
+                print(self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=20),
+                      file=sys.stderr)
+
+    return StepProfiler()
+
+
+def run_variant(name: str, steps: int, model_path: str, rows, profile_step: int | None = None) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -79,12 +101,14 @@ def run_variant(name: str, steps: int, model_path: str, rows) -> dict:
     config = GRPOConfig(output_dir=f"/tmp/grpo_step_{name}", use_cpu=True, max_steps=steps,
                         per_device_train_batch_size=8, num_generations=8, max_completion_length=128,
                         logging_steps=1, report_to="none", save_strategy="no", seed=0, disable_tqdm=True,
+                        log_level="error",
                         **VARIANTS[name])
     model = AutoModelForCausalLM.from_pretrained(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     ensure_pad_token(tokenizer, model)
     trainer = GRPOTrainer(model=model, args=config, reward_funcs=get_reward_funcs(DEFAULT_REWARDS),
-                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[StepTimer()])
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                          callbacks=[StepTimer()] + ([profiler_callback(profile_step)] if profile_step else []))
     trainer.train()
     profiling.ProfilingContext._log_metrics = original
     lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
@@ -97,19 +121,35 @@ def run_variant(name: str, steps: int, model_path: str, rows) -> dict:
             "params": model.num_parameters()}
 
 
+def run_in_own_process(name: str, steps: int) -> dict:
+    """Each variant in a fresh process, so peak RSS and allocator state belong to that variant alone."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, __file__, "--variants", name, "--steps", str(steps), "--one"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--variants", nargs="+", default=["trl-defaults", "tinyr1-cpu"], choices=list(VARIANTS))
     p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--profile_step", type=int, help="with one variant: print a torch.profiler table of this step "
+                   "to stderr (profiling slows the step)")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     args = p.parse_args()
     from tinyr1.data import default_gsm8k_dir, load_prompt_rows
     from tinyr1.models import configure_cpu_threads, resolve_model
 
     threads = configure_cpu_threads()
-    model_path = resolve_model("smollm2-135m-instruct").path
-    rows = [{"prompt": r["prompt"], "answer": r["answer"]}
-            for r in load_prompt_rows(str(default_gsm8k_dir()), "train", limit=64)]
-    results = [run_variant(name, args.steps, model_path, rows) for name in args.variants]
+    if args.one or args.profile_step:
+        model_path = resolve_model("smollm2-135m-instruct").path
+        rows = [{"prompt": r["prompt"], "answer": r["answer"]}
+                for r in load_prompt_rows(str(default_gsm8k_dir()), "train", limit=64)]
+        print(json.dumps(run_variant(args.variants[0], args.steps, model_path, rows, args.profile_step)))
+        return
+    results = [run_in_own_process(name, args.steps) for name in args.variants]
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     flops = step_flops(results[0]["params"], 150, 128, 8)
     print(json.dumps({"threads": threads, "torch": torch.__version__, "matmul_gflops": {"fp32": round(fp32),

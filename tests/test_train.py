@@ -30,7 +30,7 @@ def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):
     out = tmp_path / "run"
     result = cli(*base_args(gsm8k_dir, out, "--max_steps", "2", "--save_steps", "1"), cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "precision: fp32 (auto: no GPU)" in result.stdout and "Question:" in result.stdout
+    assert "precision: bf16 autocast over fp32 weights on CPU" in result.stdout and "Question:" in result.stdout
     before, after = load_file(TINY / "model.safetensors"), load_file(out / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before), "training did not change the weights"
     metrics = read_jsonl(out / "metrics.jsonl")

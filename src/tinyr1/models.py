@@ -30,8 +30,6 @@ from tinyr1.errors import TinyR1Error
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# fp32 on CPU until benchmarks/grpo_step.py shows bf16 autocast is both faster and safe for training here.
-CPU_DEFAULT_DTYPE = torch.float32
 # Model families whose activations overflow fp16: NaN logits, then the sampler emits token 0 (`!` in Qwen's
 # vocabulary) forever — the exact collapse of the recipe tinyr1 reproduces.
 FP16_UNSAFE_MODEL_TYPES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
@@ -192,10 +190,8 @@ def choose_precision(requested: str | torch.dtype | None = None, *, model_type: 
             why = "requested" if want == "bf16" else "auto: the GPU supports it; fp16 overflows Qwen2.5"
             return PrecisionPlan(torch.bfloat16, True, False, device, f"precision: bf16 ({why})")
         # On CPU keep fp32 master weights: pure-bf16 AdamW drops updates smaller than bf16's resolution.
-        return PrecisionPlan(torch.float32, True, False, device,
-                             "precision: bf16 autocast over fp32 weights on CPU (requested)")
-    if want == "auto" and device == "cpu" and CPU_DEFAULT_DTYPE == torch.bfloat16:
-        return PrecisionPlan(torch.float32, True, False, device, "precision: bf16 autocast on CPU (measured faster)")
+        return PrecisionPlan(torch.float32, True, False, device, "precision: bf16 autocast over fp32 weights on CPU "
+                             "(faster than fp32 per GRPO step, docs/benchmarks.md; --bf16 false for fp32)")
     why = "requested" if want == "fp32" else ("auto: no GPU" if device == "cpu" else "auto: GPU without bf16")
     return PrecisionPlan(torch.float32, False, False, device, f"precision: fp32 ({why})")
 
