@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     model = models.load_model(model_args.model_name_or_path, dtype=plan.dtype, merge_adapter=True,
                               trust_remote_code=bool(getattr(training, "trust_remote_code", False)))
     pad_message = models.ensure_pad_token(tokenizer, model)
+    if training.beta > 0 and models.resolve_model(model_args.model_name_or_path).kind == "adapter":
+        _pin_reference_model(model, tokenizer, output_dir)
     if training.process_index == 0:
         print(f"model: {model_args.model_name_or_path} ({model.num_parameters() / 1e6:.0f}M parameters) on {device}"
               + (f", {threads} CPU thread(s)" if threads else ""))
@@ -259,6 +261,21 @@ def _claim_output_dir(output_dir: Path, resuming: bool, overwrite: bool) -> None
 
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _pin_reference_model(model, tokenizer, output_dir: Path) -> None:
+    """With beta > 0 trl loads the KL reference from ``model.config._name_or_path``. For a merged SFT adapter that
+    names the *base* model, so the KL would pull towards the model before SFT. Save the merged starting model once
+    and point the config at it, so the reference is exactly the model GRPO starts from."""
+    from accelerate import PartialState
+
+    folder = output_dir / "reference-model"
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+    model.config._name_or_path = str(folder)
 
 
 def _save_final(trainer, tokenizer, output_dir: Path, merge_lora: bool) -> None:
