@@ -206,38 +206,39 @@ def test_time_budget_stops_after_a_step_and_finishes_the_run(cli, gsm8k_dir, tmp
     assert (out / "checkpoint-1" / "trainer_state.json").is_file() and (out / "model.safetensors").is_file()
 
 
-def test_grpo_starts_from_an_sft_lora_adapter(cli, gsm8k_dir, tmp_path):
-    from peft import LoraConfig, get_peft_model
-
-    from tinyr1.models import load_model_and_tokenizer
-
-    model, _ = load_model_and_tokenizer(str(TINY))
-    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "sft")
-    out = tmp_path / "grpo"
-    args = base_args(gsm8k_dir, out, "--max_steps", "1")
-    args[args.index("--model_name_or_path") + 1] = str(tmp_path / "sft")
-    result = cli(*args, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((out / "run.json").read_text())["global_step"] == 1 and (out / "model.safetensors").is_file()
-
-
-def test_kl_reference_is_the_merged_sft_model_not_its_base(cli, gsm8k_dir, tmp_path):
+def sft_adapter(folder, perturb: bool = False):
+    """A LoRA adapter over the tiny model, saved as `tinyr1 sft` saves one; perturbed, it changes the model."""
     from peft import LoraConfig, get_peft_model
 
     from tinyr1.models import load_model_and_tokenizer
 
     model, _ = load_model_and_tokenizer(str(TINY))
     peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj", "o_proj"]))
-    torch.manual_seed(0)
-    for name, param in peft_model.named_parameters():
-        if "lora_B" in name:  # a fresh adapter is a no-op (B = 0); make it change the model
-            param.data.normal_(0, 1.0)
-    peft_model.save_pretrained(tmp_path / "sft")
+    if perturb:  # a fresh adapter is a no-op (B = 0)
+        torch.manual_seed(0)
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.data.normal_(0, 1.0)
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+def train_from_adapter(cli, gsm8k_dir, tmp_path, *extra, perturb: bool = False):
     out = tmp_path / "grpo"
-    args = base_args(gsm8k_dir, out, "--max_steps", "1", "--beta", "0.04")
-    args[args.index("--model_name_or_path") + 1] = str(tmp_path / "sft")
+    args = base_args(gsm8k_dir, out, "--max_steps", "1", *extra)
+    args[args.index("--model_name_or_path") + 1] = str(sft_adapter(tmp_path / "sft", perturb))
     result = cli(*args, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_grpo_starts_from_an_sft_lora_adapter(cli, gsm8k_dir, tmp_path):
+    out = train_from_adapter(cli, gsm8k_dir, tmp_path)
+    assert json.loads((out / "run.json").read_text())["global_step"] == 1 and (out / "model.safetensors").is_file()
+
+
+def test_kl_reference_is_the_merged_sft_model_not_its_base(cli, gsm8k_dir, tmp_path):
+    out = train_from_adapter(cli, gsm8k_dir, tmp_path, "--beta", "0.04", perturb=True)
     step = next(m for m in read_jsonl(out / "metrics.jsonl") if "kl" in m)
     assert step["kl"] < 1e-4  # before the first update the policy *is* the reference: KL 0
     assert (out / "reference-model" / "config.json").is_file()
