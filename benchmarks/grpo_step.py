@@ -139,6 +139,8 @@ def main() -> None:
                    "to stderr (profiling slows the step)")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     args = p.parse_args()
+    if args.profile_step and len(args.variants) > 1:
+        p.error("--profile_step profiles one variant; name exactly one with --variants")
     from tinyr1.data import default_gsm8k_dir, load_prompt_rows
     from tinyr1.models import configure_cpu_threads, resolve_model
 
