@@ -58,16 +58,14 @@ def test_pad_token_is_distinct_from_eos_and_left_padded():
     assert "distinct from eos" in message and tokenizer.pad_token != tokenizer.eos_token
 
 
-def test_precision_policy():
-    plan = choose_precision()
-    if not torch.cuda.is_available():
-        assert (plan.dtype, plan.bf16, plan.fp16, plan.device) == (torch.float32, False, False, "cpu")
-        assert "fp32" in plan.reason
+def test_precision_refusals():
+    """The CPU's automatic choice is tested in test_precision.py; these hold on every machine."""
     with pytest.raises(TinyR1Error, match="overflow fp16.*'!'"):
         choose_precision("fp16", model_type="qwen2")
     with pytest.raises(TinyR1Error, match="dtype 'int8'"):
         choose_precision("int8")
-    assert choose_precision("float32").reason == "precision: fp32 (requested)"
+    assert choose_precision("float32").reason.startswith("precision: fp32")
+    assert "(requested)" in choose_precision("float32").reason
 
 
 def test_cpu_threads(monkeypatch):

@@ -28,9 +28,12 @@ def read_jsonl(path):
 
 def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):
     out = tmp_path / "run"
-    result = cli(*base_args(gsm8k_dir, out, "--max_steps", "2", "--save_steps", "1"), cwd=REPO)
+    # TINYR1_CPU_BF16=1: the bf16 branch on any CPU (tests/test_precision.py fakes both); the fast path is the default.
+    result = cli(*base_args(gsm8k_dir, out, "--max_steps", "2", "--save_steps", "1"), cwd=REPO,
+                 env={"TINYR1_CPU_BF16": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "precision: bf16 autocast over fp32 weights on CPU" in result.stdout and "Question:" in result.stdout
+    assert "trainer: CPU fast path" in result.stdout
     before, after = load_file(TINY / "model.safetensors"), load_file(out / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before), "training did not change the weights"
     metrics = read_jsonl(out / "metrics.jsonl")
@@ -45,6 +48,7 @@ def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):
     assert (out / "checkpoint-1" / "trainer_state.json").is_file() and (out / "checkpoint-2").is_dir()
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "completed" and run["global_step"] == 2 and run["device"] == "cpu"
+    assert run["trainer"] == "CPUFastGRPOTrainer" and run["cpu"]["native"] and run["cpu"]["speedup"] > 0
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0

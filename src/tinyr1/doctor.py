@@ -61,6 +61,11 @@ def check_hardware(checks: Checklist) -> dict:
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     checks.add(WARN if threads is None else OK, "CPU", f"{os.cpu_count()} cores, {ram / GiB:.0f} GiB RAM, "
                f"OMP_NUM_THREADS={threads or 'unset (tinyr1 uses 1; measured fastest on 2-core VMs)'}; no GPU")
+    from tinyr1.precision import cpu_bf16
+
+    cpu = cpu_bf16()
+    checks.add(OK, "CPU precision", f"{cpu.cpu_name}, {cpu.capability}: training in "
+               f"{'bf16 autocast' if cpu.native else 'fp32'} ({cpu.reason})")
     return {"device": "cpu", "memory": ram, "total": ram}
 
 

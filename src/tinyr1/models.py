@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,8 +169,14 @@ def _parse_dtype(requested: str | torch.dtype | None) -> str:
 
 
 def choose_precision(requested: str | torch.dtype | None = None, *, model_type: str | None = None,
-                     force_fp16: bool = False) -> PrecisionPlan:
-    """bf16 on a GPU that supports it, fp32 otherwise; fp16 with a Qwen2-family model is refused unless forced."""
+                     force_fp16: bool = False, training: bool = True) -> PrecisionPlan:
+    """The dtype and mixed-precision flags for this machine; fp16 with a Qwen2-family model is refused unless forced.
+
+    GPU: bf16 where it is supported, else fp32. CPU (``tinyr1.precision``): for training, bf16 autocast over fp32
+    weights only where the CPU has native bf16 matmuls, else fp32; an explicit bf16 is honoured with a warning
+    where it is slow. Generation-only commands (``training=False``) stay fp32 on CPU unless bf16 is asked for: a
+    decode step is bound by reading the weights, and bf16 gained ~10% there, not worth changing evaluation numbers.
+    """
     want = _parse_dtype(requested)
     device = default_device()
     gpu_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
@@ -183,17 +190,32 @@ def choose_precision(requested: str | torch.dtype | None = None, *, model_type: 
         if device != "cuda":
             raise TinyR1Error("fp16 mixed precision needs a CUDA GPU; on CPU use float32 or bfloat16")
         return PrecisionPlan(torch.float32, False, True, device, "precision: fp16 mixed precision (requested)")
-    if want == "bf16" or (want == "auto" and gpu_bf16):
-        if device == "cuda" and not gpu_bf16:
+    if device == "cuda":
+        if want == "bf16" and not gpu_bf16:
             raise TinyR1Error("this GPU does not support bf16; use float32 (or float16 for non-Qwen models)")
-        if device == "cuda":
+        if want == "bf16" or (want == "auto" and gpu_bf16):
             why = "requested" if want == "bf16" else "auto: the GPU supports it; fp16 overflows Qwen2.5"
             return PrecisionPlan(torch.bfloat16, True, False, device, f"precision: bf16 ({why})")
-        # On CPU keep fp32 master weights: pure-bf16 AdamW drops updates smaller than bf16's resolution.
-        return PrecisionPlan(torch.float32, True, False, device, "precision: bf16 autocast over fp32 weights on CPU "
-                             "(faster than fp32 per GRPO step, docs/benchmarks.md; --bf16 false for fp32)")
-    why = "requested" if want == "fp32" else ("auto: no GPU" if device == "cpu" else "auto: GPU without bf16")
-    return PrecisionPlan(torch.float32, False, False, device, f"precision: fp32 ({why})")
+        why = "requested" if want == "fp32" else "auto: GPU without bf16"
+        return PrecisionPlan(torch.float32, False, False, device, f"precision: fp32 ({why})")
+    from tinyr1.precision import cpu_bf16, explicit_bf16_warning
+
+    cpu = cpu_bf16()
+    if want == "bf16" or (want == "auto" and training and cpu.native):
+        why = "requested" if want == "bf16" else f"auto: {cpu.reason}"
+        warning = explicit_bf16_warning(cpu) if want == "bf16" else None
+        # Training keeps fp32 master weights: pure-bf16 AdamW drops updates smaller than bf16's resolution.
+        dtype = torch.float32 if training else torch.bfloat16
+        kind = "bf16 autocast over fp32 weights" if training else "bf16 weights"
+        return PrecisionPlan(dtype, training, False, device, f"precision: {kind} on CPU ({why})"
+                             + (f"\n{warning}" if warning else ""))
+    if want == "fp32":
+        why = "requested"
+    elif training:
+        why = f"auto: {cpu.reason}"
+    else:
+        why = "auto: generation on CPU is bound by reading the weights"
+    return PrecisionPlan(torch.float32, False, False, device, f"precision: fp32 on CPU ({why})")
 
 
 def configure_cpu_threads(num_threads: int | None = None) -> int:
@@ -264,10 +286,11 @@ def load_model(name_or_path: str, *, adapter: str | None = None, dtype: torch.dt
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_model(name_or_path, adapter)
-    if dtype is None or dtype == "auto":
-        dtype = choose_precision().dtype
-    elif isinstance(dtype, str):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[_parse_dtype(dtype)]
+    if not isinstance(dtype, torch.dtype):
+        # A generation-only command: the weights' dtype is the plan's, said on stderr (stdout may be a reply).
+        plan = choose_precision(dtype, training=False)
+        dtype = torch.float16 if plan.fp16 else plan.dtype
+        print(plan.reason.replace("precision:", f"precision ({resolved.source}):", 1), file=sys.stderr)
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, trust_remote_code=trust_remote_code,
                                                      use_safetensors=True, **from_pretrained_kwargs)

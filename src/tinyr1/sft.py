@@ -60,7 +60,9 @@ def recipe_defaults() -> dict:
         "optim": "adamw_8bit" if gpu and _has("bitsandbytes") else "adamw_torch",
     }
     if not gpu:
-        defaults.update(use_cpu=True, bf16=False, activation_checkpointing=False)
+        from tinyr1.precision import cpu_bf16  # bf16 autocast only where this CPU multiplies bf16 natively
+
+        defaults.update(use_cpu=True, bf16=cpu_bf16().native, activation_checkpointing=False)
     else:
         defaults.update(bf16=torch.cuda.is_bf16_supported(), activation_checkpointing=True)
     return defaults

@@ -68,6 +68,8 @@ class TrainScriptArguments:
                                             "minutes (checkpoint saved), then finish normally: final model, "
                                             "after-evaluation, report"})
     num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
+    cpu_fast_path: bool = field(default=True, metadata={"help": "on CPU, train with tinyr1.fast_grpo (the same "
+                                "step as trl's, computed faster); false for trl's GRPOTrainer as it is"})
 
 
 def recipe_defaults() -> dict:
@@ -83,10 +85,12 @@ def recipe_defaults() -> dict:
         "logging_nan_inf_filter": False,
     }
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing; the new name wins when set.
-    # On CPU checkpointing only trades speed for memory that a small model does not need, and bf16 autocast over
-    # fp32 weights was the fastest measured setting per GRPO step (benchmarks/grpo_step.py, docs/benchmarks.md).
+    # On CPU checkpointing only trades speed for memory that a small model does not need, and bf16 autocast pays
+    # only on a CPU with native bf16 matmuls (tinyr1.precision measures it; 6-10x slower elsewhere).
     if not torch.cuda.is_available():
-        defaults.update(use_cpu=True, bf16=True, activation_checkpointing=False)
+        from tinyr1.precision import cpu_bf16
+
+        defaults.update(use_cpu=True, bf16=cpu_bf16().native, activation_checkpointing=False)
     else:
         defaults.update(activation_checkpointing=True, bf16=torch.cuda.is_bf16_supported())
     return defaults
@@ -166,7 +170,7 @@ def write_run_json(training, model_args, script, status: str, started: float, ex
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trl import GRPOTrainer, get_peft_config
+    from trl import get_peft_config
 
     from tinyr1 import callbacks, guard, models
     from tinyr1.rewards import get_reward_funcs
@@ -209,13 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     recorder = callbacks.SampleRecorder(reward_funcs, output_dir, script.sample_every, degenerate)
     stopper = callbacks.GracefulStop()
     budget = callbacks.TimeBudget(script.max_train_minutes)
+    trainer_class = _trainer_class(device, script.cpu_fast_path)
     extra = {"device": device, "dtype": str(plan.dtype).replace("torch.", ""), "bf16": training.bf16,
-             "precision_reason": plan.reason, "num_threads": threads, "num_gpus": torch.cuda.device_count()}
+             "precision_reason": plan.reason, "num_threads": threads, "num_gpus": torch.cuda.device_count(),
+             "trainer": trainer_class.__name__}
+    if device == "cpu":
+        from tinyr1.precision import cpu_bf16
+
+        extra["cpu"] = cpu_bf16().as_dict()
     write_run_json(training, model_args, script, "running", started, extra)
 
     if script.eval_before_after:
         _evaluate_stage(script, training, model, tokenizer, "before")
-    trainer = GRPOTrainer(model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
+    trainer = trainer_class(model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=get_peft_config(model_args),
                           callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(output_dir)])
     try:
@@ -248,6 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     if training.process_index == 0:
         print(f"done: {trainer.state.global_step} steps in {time.time() - started:.0f}s; outputs in {output_dir}")
     return 0
+
+
+def _trainer_class(device: str, cpu_fast_path: bool):
+    """trl's GRPOTrainer, or on CPU its fast-path subclass (same step, less work: tinyr1.fast_grpo)."""
+    if device == "cpu" and cpu_fast_path:
+        from tinyr1.fast_grpo import CPUFastGRPOTrainer
+
+        print("trainer: CPU fast path (tinyr1.fast_grpo; --cpu_fast_path false for trl's own)", flush=True)
+        return CPUFastGRPOTrainer
+    from trl import GRPOTrainer
+
+    return GRPOTrainer
 
 
 def _claim_output_dir(output_dir: Path, resuming: bool, overwrite: bool) -> None:

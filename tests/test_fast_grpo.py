@@ -1,0 +1,129 @@
+"""The CPU fast path computes what trl computes: log-probs, entropies, gradients, generated tokens and whole steps.
+
+Each test runs trl's own ``GRPOTrainer`` beside ``CPUFastGRPOTrainer`` on the tiny model in fp32, so a trl upgrade
+that changes trl's side of the computation makes these fail instead of letting the two silently diverge.
+Tolerance: 1e-5 absolute on log-probs and entropies; 1e-5 relative (Frobenius norm) on gradients and weights, since
+fp32 sums run in another order when a group shares one prompt forward (measured: 1.3e-6 of the largest element).
+"""
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from trl import GRPOConfig, GRPOTrainer
+
+from tinyr1.fast_grpo import CPUFastGRPOTrainer, generate_shared_prompts
+from tinyr1.models import ensure_pad_token
+
+from .conftest import ASSETS
+
+TINY = ASSETS / "tiny-qwen2"
+PROMPTS = ["What is 2 + 3?", "A farmer has 17 sheep and buys 5 more. How many sheep are there now?",
+           "Add 4 and 9.", "Compute 12 - 7, then double it and subtract one."]
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((got - expected).norm() / expected.norm().clamp(min=1e-12)).item()
+
+
+def make_trainer(cls, tmp_path, seen=None, **overrides):
+    set_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(TINY)
+    tokenizer = AutoTokenizer.from_pretrained(TINY)
+    ensure_pad_token(tokenizer, model)
+
+    def length_reward(completions, **kwargs):
+        if seen is not None:
+            seen.append(list(completions))
+        return [float(len(c)) for c in completions]
+
+    settings = dict(output_dir=str(tmp_path / cls.__name__), use_cpu=True, bf16=False,
+                    activation_checkpointing=False, per_device_train_batch_size=8, num_generations=4,
+                    max_completion_length=12, learning_rate=1e-2, max_steps=2, logging_steps=1, report_to="none",
+                    save_strategy="no", seed=0, disable_tqdm=True, log_level="error")
+    settings.update(overrides)
+    return cls(model=model, reward_funcs=[length_reward], args=GRPOConfig(**settings),
+               train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]), processing_class=tokenizer)
+
+
+def padded_batch(tokenizer):
+    """Two groups of three rows, prompts of different lengths (left-padded), completions of different lengths
+    (right-padded), one truncated without EOS: every padding case of a real micro-batch."""
+    prompts = [tokenizer(PROMPTS[0])["input_ids"], tokenizer(PROMPTS[1])["input_ids"]]
+    width = max(map(len, prompts))
+    generator = torch.Generator().manual_seed(1)
+    completion_lengths = [6, 3, 8, 1, 8, 4]
+    ids, mask = [], []
+    for row, length in enumerate(completion_lengths):
+        prompt = prompts[row // 3]
+        completion = torch.randint(3, 1000, (length,), generator=generator).tolist()
+        if row != 2:  # row 2 is truncated: it never reached EOS
+            completion[-1] = tokenizer.eos_token_id
+        pad_left, pad_right = width - len(prompt), 8 - length
+        ids.append([tokenizer.pad_token_id] * pad_left + prompt + completion + [tokenizer.pad_token_id] * pad_right)
+        mask.append([0] * pad_left + [1] * (len(prompt) + length) + [0] * pad_right)
+    return torch.tensor(ids), torch.tensor(mask)
+
+
+def test_logps_entropies_and_gradients_equal_trls(tmp_path):
+    trl_trainer, fast = make_trainer(GRPOTrainer, tmp_path), make_trainer(CPUFastGRPOTrainer, tmp_path)
+    assert fast.uses_fast_path()
+    ids, mask = padded_batch(fast.processing_class)
+    weights = torch.randn(6, 8, generator=torch.Generator().manual_seed(2))
+    results = []
+    for trainer in (trl_trainer, fast):
+        model = trainer.model
+        model.zero_grad()
+        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, 8, compute_entropy=True)
+        (logps * weights).sum().backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+        results.append((logps.detach(), entropies.detach(), grads))
+    (trl_logps, trl_ent, trl_grads), (fast_logps, fast_ent, fast_grads) = results
+    assert (fast_logps[mask[:, -8:] == 0] == 0).all()  # padding scores 0, as in trl
+    torch.testing.assert_close(fast_logps, trl_logps, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast_ent, trl_ent, atol=1e-5, rtol=0)
+    assert trl_grads.keys() == fast_grads.keys()
+    for name, grad in trl_grads.items():
+        assert relative_error(fast_grads[name], grad) < 1e-5, name
+
+
+def test_shared_prompt_generation_gives_generates_tokens(tmp_path):
+    """Greedy, so any difference in the prefilled cache or positions would change the tokens."""
+    model = AutoModelForCausalLM.from_pretrained(TINY).eval()
+    tokenizer = AutoTokenizer.from_pretrained(TINY)
+    ensure_pad_token(tokenizer, model)
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=10, min_new_tokens=10, do_sample=False,
+                              pad_token_id=tokenizer.pad_token_id)
+    prompts = [tokenizer(p)["input_ids"] for p in (PROMPTS[0], PROMPTS[1])]
+    rows = [prompts[0]] * 3 + [prompts[1]] * 3
+    width = max(map(len, prompts))
+    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in rows])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows])
+    with torch.no_grad():
+        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
+        got = generate_shared_prompts(model, rows, tokenizer.pad_token_id, config)
+    assert torch.equal(got, expected)
+
+
+def test_two_training_steps_equal_trls(tmp_path):
+    """Same seed, same data: the fast trainer samples the same completions and ends at the same weights."""
+    seen_trl, seen_fast = [], []
+    trl_trainer = make_trainer(GRPOTrainer, tmp_path, seen_trl)
+    trl_trainer.train()
+    fast = make_trainer(CPUFastGRPOTrainer, tmp_path, seen_fast)
+    fast.train()
+    assert seen_fast == seen_trl and len(seen_trl) == 2
+    losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (trl_trainer, fast)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4, abs=1e-6)
+    for (name, p_trl), (_, p_fast) in zip(trl_trainer.model.named_parameters(), fast.model.named_parameters(),
+                                          strict=True):
+        assert relative_error(p_fast, p_trl) < 1e-5, name
+
+
+def test_activation_checkpointing_falls_back_to_trl(tmp_path):
+    trainer = make_trainer(CPUFastGRPOTrainer, tmp_path, activation_checkpointing=True, max_steps=1)
+    assert not trainer.uses_fast_path()
+    trainer.train()
+    assert trainer.state.global_step == 1
