@@ -1,83 +1,75 @@
-"""Seconds per GRPO step on this CPU: plain trl with its defaults vs CPU settings, on the same model and data.
+"""Seconds per GRPO step on this CPU: trl's defaults, the best plain-trl setting, and tinyr1's fast path.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/grpo_step.py --variants trl-defaults tinyr1-cpu --steps 4
+    .venv/bin/python benchmarks/grpo_step.py --variants trl-defaults trl-best tinyr1 --steps 4 --json out.json
 
-Every variant trains SmolLM2-135M-Instruct (offline alias) on the same GSM8K prompts, one prompt x 8 completions x
-128 tokens per step, sampling at temperature 1, seed 0. Reported per variant: the median seconds per step after the
-first (warm-up) step, the share spent in generation (trl's own `transformers.generate` timer), peak RSS, and a
-floor: the step's matrix-multiply work divided by this CPU's measured bf16 and fp32 matmul throughput.
+Every variant trains SmolLM2-135M-Instruct (offline alias) on the same GSM8K prompts: one prompt x 8 completions
+x exactly 128 tokens per step (``min_new_tokens``, so every variant does the same work whatever it samples),
+temperature 1, seed 0, each variant in its own process, at each thread count of ``--threads`` (default 1 and 2).
+Reported per variant: the median seconds per step after the first (warm-up) step at its best thread count, the
+generation and update seconds of a step (trl's own generate timer), and peak RSS.
 
 Variants:
-- ``trl-defaults``: what a user following the tutorial writes today on a CPU: ``GRPOConfig(use_cpu=True)``, so
-  trl's defaults (bf16 autocast, gradient checkpointing) apply.
-- ``tinyr1-cpu``: tinyr1's CPU defaults (bf16 autocast over fp32 weights, no activation checkpointing).
-- ``fp32-no-checkpointing`` (tinyr1's earlier default), ``fp32-checkpointing``: the two levers separately.
+- ``trl-defaults``: ``GRPOConfig(use_cpu=True)``, what the tutorial's code does on a CPU (bf16 autocast and
+  activation checkpointing by trl's defaults, whatever the CPU).
+- ``trl-best``: the faster, measured in this run, of ``trl-fp32`` and ``trl-bf16`` (activation checkpointing off,
+  fp32 or bf16 autocast): the best a careful user reaches through ``GRPOConfig`` fields alone.
+- ``tinyr1``: what ``tinyr1 train`` does by default: ``CPUFastGRPOTrainer`` (``tinyr1.fast_grpo``), precision
+  chosen by ``tinyr1.precision``, no activation checkpointing.
+
+``floor_s``: the step's minimal matrix work — generation 2 x params per token with each prompt prefilled once,
+the update 6 x params per token with the prompt once and the 8 completions — divided by this CPU's matmul
+throughput in tinyr1's dtype, measured here on the same threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
 
-VARIANTS = {
+COMPLETIONS, NEW_TOKENS = 8, 128
+SETTINGS = {
     "trl-defaults": {},
-    "tinyr1-cpu": {"bf16": True, "activation_checkpointing": False},
-    "fp32-no-checkpointing": {"bf16": False, "activation_checkpointing": False},
-    "fp32-checkpointing": {"bf16": False, "activation_checkpointing": True},
+    "trl-fp32": {"bf16": False, "activation_checkpointing": False},
+    "trl-bf16": {"bf16": True, "activation_checkpointing": False},
+    "tinyr1": {},  # filled in by tinyr1's own policy in run_variant
 }
+CHOICES = ["trl-defaults", "trl-best", "tinyr1", "trl-fp32", "trl-bf16"]
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_gflops(dtype: torch.dtype, shape=(1024, 576, 1536), seconds: float = 1.0) -> float:
+    """Throughput of a matmul at a small model's shapes (tokens x hidden x mlp), best of repeats."""
+    m, k, n = shape
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
         a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best / 1e9
 
 
-def step_flops(params: int, prompt_tokens: int, completion_tokens: int, completions: int) -> float:
-    """Generation (2 x params per new token; prompt prefill 2 x params per token) plus the update's forward and
-    backward over prompt + completion (6 x params per token; trl recomputes log-probs in the loss pass)."""
-    generation = 2 * params * (prompt_tokens + completion_tokens) * completions
-    update = 6 * params * (prompt_tokens + completion_tokens) * completions
+def floor_flops(params: int, prompt_tokens: int) -> float:
+    generation = 2 * params * (prompt_tokens + COMPLETIONS * NEW_TOKENS)
+    update = 6 * params * (prompt_tokens + COMPLETIONS * NEW_TOKENS)
     return generation + update
 
 
-def profiler_callback(step: int):
-    """A callback that profiles one optimizer step with torch.profiler and prints the top operators to stderr."""
-    import sys
-
-    from torch.profiler import profile
-    from transformers import TrainerCallback
-
-    class StepProfiler(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            if state.global_step == step - 1:
-                self.profiler = profile()
-                self.profiler.__enter__()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == step:
-                self.profiler.__exit__(None, None, None)
-                print(self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=20),
-                      file=sys.stderr)
-
-    return StepProfiler()
-
-
-def run_variant(name: str, steps: int, model_path: str, rows, profile_step: int | None = None) -> dict:
+def run_variant(name: str, steps: int, rows) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
     from trl.extras import profiling
 
-    from tinyr1.models import ensure_pad_token
+    from tinyr1.models import ensure_pad_token, resolve_model
     from tinyr1.rewards import DEFAULT_REWARDS, get_reward_funcs
 
     generate_seconds: list[float] = []
@@ -98,68 +90,106 @@ def run_variant(name: str, steps: int, model_path: str, rows, profile_step: int 
         def on_step_end(self, args, state, control, **kwargs):
             step_seconds.append(time.perf_counter() - self.start)
 
+    settings, trainer_class = dict(SETTINGS[name]), GRPOTrainer
+    if name == "tinyr1":
+        from tinyr1.fast_grpo import CPUFastGRPOTrainer
+        from tinyr1.train import recipe_defaults
+
+        defaults = recipe_defaults()
+        settings = {"bf16": defaults["bf16"], "activation_checkpointing": defaults["activation_checkpointing"]}
+        trainer_class = CPUFastGRPOTrainer
     config = GRPOConfig(output_dir=f"/tmp/grpo_step_{name}", use_cpu=True, max_steps=steps,
-                        per_device_train_batch_size=8, num_generations=8, max_completion_length=128,
+                        per_device_train_batch_size=COMPLETIONS, num_generations=COMPLETIONS,
+                        max_completion_length=NEW_TOKENS, generation_kwargs={"min_new_tokens": NEW_TOKENS},
                         logging_steps=1, report_to="none", save_strategy="no", seed=0, disable_tqdm=True,
-                        log_level="error",
-                        **VARIANTS[name])
+                        log_level="error", **settings)
+    model_path = resolve_model("smollm2-135m-instruct").path
     model = AutoModelForCausalLM.from_pretrained(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     ensure_pad_token(tokenizer, model)
-    trainer = GRPOTrainer(model=model, args=config, reward_funcs=get_reward_funcs(DEFAULT_REWARDS),
-                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                          callbacks=[StepTimer()] + ([profiler_callback(profile_step)] if profile_step else []))
+    trainer = trainer_class(model=model, args=config, reward_funcs=get_reward_funcs(DEFAULT_REWARDS),
+                            train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                            callbacks=[StepTimer()])
     trainer.train()
     profiling.ProfilingContext._log_metrics = original
-    lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
     median = statistics.median(step_seconds[1:] or step_seconds)
-    return {"variant": name, "bf16": config.bf16, "activation_checkpointing": config.activation_checkpointing,
-            "step_seconds": [round(s, 1) for s in step_seconds], "median_step_seconds": round(median, 1),
-            "generation_share": round(statistics.median(generate_seconds[1:] or generate_seconds) / median, 2),
-            "mean_completion_tokens": round(statistics.mean(lengths), 1),
+    generation = statistics.median(generate_seconds[1:] or generate_seconds)
+    prompt_tokens = statistics.mean(len(tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True,
+                                                                      tokenize=True, return_dict=False))
+                                    for r in rows[:steps])
+    return {"bf16": config.bf16, "activation_checkpointing": config.activation_checkpointing,
+            "trainer": trainer_class.__name__, "threads": torch.get_num_threads(),
+            "step_seconds": [round(s, 2) for s in step_seconds], "median_s_per_step": round(median, 2),
+            "generation_s": round(generation, 2), "update_s": round(median - generation, 2),
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-            "params": model.num_parameters()}
+            "params": model.num_parameters(), "prompt_tokens": round(prompt_tokens, 1)}
 
 
-def run_in_own_process(name: str, steps: int) -> dict:
+def run_in_own_process(name: str, steps: int, threads: int) -> dict:
     """Each variant in a fresh process, so peak RSS and allocator state belong to that variant alone."""
-    import subprocess
-    import sys
-
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run([sys.executable, __file__, "--variants", name, "--steps", str(steps), "--one"],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"variant {name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--variants", nargs="+", default=["trl-defaults", "tinyr1-cpu"], choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=["trl-defaults", "trl-best", "tinyr1"], choices=CHOICES)
     p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--profile_step", type=int, help="with one variant: print a torch.profiler table of this step "
-                   "to stderr (profiling slows the step)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to try (best one counts)")
+    p.add_argument("--json", help="write the results to this file")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     args = p.parse_args()
-    if args.profile_step and len(args.variants) > 1:
-        p.error("--profile_step profiles one variant; name exactly one with --variants")
+    if args.steps < 2:
+        p.error("--steps must be at least 2: the first step is warm-up")
     from tinyr1.data import default_gsm8k_dir, load_prompt_rows
-    from tinyr1.models import configure_cpu_threads, resolve_model
+    from tinyr1.models import configure_cpu_threads
+    from tinyr1.precision import cpu_bf16
 
-    threads = configure_cpu_threads()
-    if args.one or args.profile_step:
-        model_path = resolve_model("smollm2-135m-instruct").path
+    if args.one:
+        configure_cpu_threads()
         rows = [{"prompt": r["prompt"], "answer": r["answer"]}
                 for r in load_prompt_rows(str(default_gsm8k_dir()), "train", limit=64)]
-        print(json.dumps(run_variant(args.variants[0], args.steps, model_path, rows, args.profile_step)))
+        print(json.dumps(run_variant(args.variants[0], args.steps, rows)))
         return
-    results = [run_in_own_process(name, args.steps) for name in args.variants]
-    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
-    flops = step_flops(results[0]["params"], 150, 128, 8)
-    print(json.dumps({"threads": threads, "torch": torch.__version__, "matmul_gflops": {"fp32": round(fp32),
-                      "bf16": round(bf16)}, "floor_seconds": {"fp32": round(flops / fp32 / 1e9, 1),
-                      "bf16": round(flops / bf16 / 1e9, 1)}, "results": results}, indent=2))
-    if len(results) >= 2:
-        print(f"ratio {results[0]['variant']} / {results[1]['variant']}: "
-              f"{results[0]['median_step_seconds'] / results[1]['median_step_seconds']:.2f}")
+    wanted = [v for name in args.variants for v in (["trl-fp32", "trl-bf16"] if name == "trl-best" else [name])]
+    runs: dict[str, list[dict]] = {}
+    for name in dict.fromkeys(wanted):
+        for threads in args.threads:
+            result = run_in_own_process(name, args.steps, threads)
+            print(f"{name} ({threads} thread(s)): {result['median_s_per_step']} s/step "
+                  f"(generation {result['generation_s']} s)", file=sys.stderr, flush=True)
+            runs.setdefault(name, []).append(result)
+    variants = {name: min(results, key=lambda r: r["median_s_per_step"]) for name, results in runs.items()}
+    for name, result in variants.items():
+        result["all_threads"] = {r["threads"]: r["median_s_per_step"] for r in runs[name]}
+    if "trl-best" in args.variants:
+        best = min(("trl-fp32", "trl-bf16"), key=lambda n: variants[n]["median_s_per_step"])
+        variants["trl-best"] = {**variants[best], "chosen": best}
+    cpu = cpu_bf16()
+    reference = variants.get("tinyr1") or next(iter(variants.values()))
+    configure_cpu_threads(reference["threads"])
+    dtype = torch.bfloat16 if cpu.native else torch.float32
+    throughput = matmul_gflops(dtype)
+    floor = floor_flops(reference["params"], reference["prompt_tokens"]) / throughput / 1e9
+    report = {"cpu": {**cpu.as_dict(), "cores": os.cpu_count()}, "torch": torch.__version__,
+              "matmul_gflops": {"dtype": str(dtype).replace("torch.", ""), "threads": reference["threads"],
+                                "value": round(throughput, 1)},
+              "floor_s": round(floor, 2), "variants": variants}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    if "tinyr1" in variants:
+        fast = variants["tinyr1"]["median_s_per_step"]
+        for other in ("trl-defaults", "trl-best"):
+            if other in variants:
+                print(f"{other} / tinyr1: {variants[other]['median_s_per_step'] / fast:.2f}x", file=sys.stderr)
+        print(f"tinyr1 / floor: {fast / floor:.2f}x", file=sys.stderr)
 
 
 if __name__ == "__main__":
