@@ -1,0 +1,108 @@
+"""Range checks for every numeric option, made when the command line and recipe are parsed, before anything loads.
+
+trl and transformers accept many out-of-range values silently (``--max_steps -5`` trains a whole epoch) or reject
+them late with a traceback (``--num_generations 0`` inside the trainer). One table here covers every command; a
+failure is one line naming the field and where the value came from (the flag, or the YAML file).
+
+    check(values, source=lambda field: "--" + field)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tinyr1.errors import TinyR1Error
+
+Rule = tuple[Callable[[float], bool], str]
+
+
+def _at_least(n: int) -> Rule:
+    return (lambda v: v >= n), f"must be at least {n}"
+
+
+def _positive() -> Rule:
+    return (lambda v: v > 0), "must be greater than 0"
+
+
+def _non_negative() -> Rule:
+    return (lambda v: v >= 0), "must be 0 or more"
+
+
+def _fraction(upper_inclusive: bool = True) -> Rule:
+    if upper_inclusive:
+        return (lambda v: 0 <= v <= 1), "must be between 0 and 1"
+    return (lambda v: 0 <= v < 1), "must be at least 0 and below 1"
+
+
+# field -> rule, for every command: a field absent from a command's options is simply not checked. None is always
+# allowed (it means "not set"); booleans are never numbers here.
+RULES: dict[str, Rule] = {
+    "max_steps": ((lambda v: v == -1 or v >= 1), "must be -1 (train for num_train_epochs) or at least 1"),
+    "num_train_epochs": _positive(),
+    "learning_rate": _positive(),
+    "per_device_train_batch_size": _at_least(1),
+    "per_device_eval_batch_size": _at_least(1),
+    "gradient_accumulation_steps": _at_least(1),
+    "batch_size": _at_least(1),
+    "num_generations": _at_least(2),  # GRPO compares completions within a group: one alone has no advantage
+    "generation_batch_size": _at_least(1),
+    "steps_per_generation": _at_least(1),
+    "num_iterations": _at_least(1),
+    "max_completion_length": _at_least(1),
+    "max_prompt_length": _at_least(1),
+    "max_prompt_tokens": _at_least(1),
+    "max_length": _at_least(1),
+    "max_new_tokens": _at_least(1),
+    "eval_max_new_tokens": _at_least(1),
+    "dataset_limit": _at_least(1),
+    "eval_limit": _at_least(1),
+    "limit": _at_least(1),
+    "temperature": _non_negative(),
+    "top_p": ((lambda v: 0 < v <= 1), "must be greater than 0 and at most 1"),
+    "top_k": _non_negative(),
+    "beta": _non_negative(),
+    "epsilon": _positive(),
+    "weight_decay": _non_negative(),
+    "max_grad_norm": _non_negative(),
+    "warmup_steps": _non_negative(),
+    "warmup_ratio": _fraction(),
+    "adam_beta1": _fraction(upper_inclusive=False),
+    "adam_beta2": _fraction(upper_inclusive=False),
+    "adam_epsilon": _positive(),
+    "logging_steps": _positive(),
+    "save_steps": _positive(),
+    "eval_steps": _positive(),
+    "save_total_limit": _at_least(1),
+    "sample_every": _non_negative(),
+    "collapse_patience": _at_least(1),
+    "degenerate_threshold": _fraction(),
+    "max_train_minutes": _positive(),
+    "num_threads": _at_least(1),
+    "lora_r": _at_least(1),
+    "lora_alpha": _positive(),
+    "lora_dropout": _fraction(upper_inclusive=False),
+    "dataloader_num_workers": _non_negative(),
+}
+
+# GRPO samples its completions: temperature 0 would divide the logits by zero.
+GRPO_RULES: dict[str, Rule] = {"temperature": _positive()}
+
+
+def check(values: dict, source: Callable[[str], str], overrides: dict[str, Rule] | None = None) -> None:
+    """Raise one line for the first value outside its range; ``source(field)`` says where it came from."""
+    rules = {**RULES, **(overrides or {})}
+    for field, value in values.items():
+        rule = rules.get(field)
+        if rule is None:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            ok, reason = rule
+            if not ok(item):
+                raise TinyR1Error(f"{source(field)} {item!r}: {reason}")
+
+
+def flag_source(field: str) -> str:
+    """How a field is named on a plain argparse command line."""
+    return f"--{field}"
