@@ -42,7 +42,8 @@ def world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("bad")
     user = root / "user"
     for name, text in {"README.md": "# mine\n", "config.yaml": "mine: true\n", "data.csv": "a,b\n",
-                       "sub/notes.txt": "notes\n"}.items():
+                       "sub/notes.txt": "notes\n", "metrics.json": '{"mine": 1}\n',
+                       "data.jsonl": good_row() + "\n"}.items():
         write(user / name, text)
     ckpt = root / "garbage-ckpt"
     write(ckpt / "trainer_state.json", "not json{")
@@ -79,6 +80,8 @@ def world(tmp_path_factory) -> dict:
         "yaml_env": write(root / "env.yaml", "env: [1, 2]\n"),
         "yaml_sft_bad": write(root / "sft.yaml", "max_length: zero\n"),
         "metrics_corrupt": write(root / "run-corrupt" / "metrics.jsonl", '{"step": 1}\n{bad\n{"step": 3}\n'),
+        "plots_file": write(root / "run-plots" / "plots", "a file where report wants a folder\n"),
+        "plots_metrics": write(root / "run-plots" / "metrics.jsonl", '{"step": 1, "loss": 1.0}\n'),
         "metrics_latin1": write(root / "run-latin1" / "metrics.jsonl", b'{"step": 1, "x": "\xe9"}\n'),
     }
 
@@ -119,6 +122,9 @@ CASES = [
      "row 0: question must be text"),
     ("prepare-answer-null", ["prepare", "--dataset_name", "{null_answer}", "--output", "{out}/o"],
      "answer must not be null"),
+    ("prepare-output-is-input", ["prepare", "--dataset_name", "{user}/data.jsonl", "--output", "{user}/data.jsonl"],
+     "is the input file"),
+    ("prepare-dataset-empty", ["prepare", "--dataset_name", "", "--output", "{out}/o"], "dataset_name is empty"),
     ("prepare-json-object", ["prepare", "--dataset_name", "{json_dict}", "--output", "{out}/o"],
      "dict.json line 1: not valid JSON"),
     # train: ranges (flags)
@@ -137,6 +143,9 @@ CASES = [
     ("train-eval-limit-0", [*TRAIN, "--eval_limit", "0"], "--eval_limit 0: must be at least 1"),
     ("train-prompt-tokens-0", [*TRAIN, "--max_prompt_tokens", "0"], "--max_prompt_tokens 0"),
     ("train-eval-tokens-0", [*TRAIN, "--eval_max_new_tokens", "0"], "--eval_max_new_tokens 0"),
+    ("train-learning-rate-nan", [*TRAIN, "--learning_rate", "nan"], "--learning_rate nan: must be a finite number"),
+    ("train-steps-float", [*TRAIN, "--max_steps", "1e3"], "--max_steps: invalid int value"),
+    ("train-save-strategy", [*TRAIN, "--save_strategy", "sometimes"], "--save_strategy: invalid choice"),
     ("train-epochs-0", [*TRAIN, "--num_train_epochs", "0"], "--num_train_epochs 0.0: must be greater than 0"),
     ("train-save-steps-0", [*TRAIN, "--save_steps", "0"], "--save_steps 0.0"),
     ("train-beta-negative", [*TRAIN, "--beta", "-1"], "--beta -1.0: must be 0 or more"),
@@ -165,7 +174,7 @@ CASES = [
      "not empty and not a tinyr1 run"),
     ("train-user-folder-resume", [*TRAIN, "--output_dir", "{user}", "--resume_from_checkpoint", "latest"],
      "not empty and not a tinyr1 run"),
-    ("train-output-is-file", [*TRAIN, "--output_dir", "{afile}"], "afile.txt is a file, not a folder"),
+    ("train-output-is-file", [*TRAIN, "--output_dir", "{afile}"], "afile.txt: is a file, not a folder"),
     ("train-output-under-file", [*TRAIN, "--output_dir", "{afile}/run"], "is a file, not a folder"),
     ("train-output-unwritable", [*TRAIN, "--output_dir", "/proc/tinyr1-run"], "cannot write in /proc"),
     ("train-output-sft-run", [*TRAIN, "--output_dir", "{sft_run}"], "holds a tinyr1 sft run"),
@@ -225,6 +234,9 @@ CASES = [
     ("eval-predictions-not-utf8", ["eval", "--predictions", "{latin1}", "--output_dir", "{out}"], "not UTF-8"),
     ("eval-empty-adapter", [*EVAL, "--adapter", "{empty}"], "not a LoRA adapter folder"),
     ("eval-missing-adapter", [*EVAL, "--adapter", "{root}/nope"], "--adapter"),
+    ("eval-foreign-metrics", [*EVAL[:-1], "{user}"], "holds a metrics.json that tinyr1 eval did not write"),
+    ("eval-dtype", [*EVAL, "--dtype", "float8"], "--dtype: invalid choice"),
+    ("eval-adapter-is-file", [*EVAL, "--adapter", "{afile}"], "--adapter"),
     ("eval-no-model", ["eval", "--output_dir", "{out}"], "give --model_name_or_path"),
     # compare, generate, report, doctor, the dispatcher
     ("compare-output-dir", [*CMP, "--output", "{user}"], "is a folder"),
@@ -239,6 +251,7 @@ CASES = [
     ("report-no-folder", ["report", "{root}/nope"], "no such run folder"),
     ("report-not-a-run", ["report", "{user}"], "no metrics.jsonl or run.json"),
     ("report-corrupt-middle-line", ["report", "{root}/run-corrupt"], "metrics.jsonl line 2: not valid JSON"),
+    ("report-plots-is-a-file", ["report", "{root}/run-plots"], "is a file, not a folder"),
     ("report-not-utf8", ["report", "{root}/run-latin1"], "metrics.jsonl: not UTF-8 text"),
     ("doctor-missing-config", ["doctor", "--config", "{root}/none.yaml"], "none.yaml: no such file"),
     ("doctor-yaml-type", ["doctor", "--config", "{yaml_abc}"], "abc.yaml: num_generations: 'abc'"),

@@ -135,6 +135,8 @@ def _hub_rows(source: str, split: str) -> list[dict]:
 
 def load_raw_rows(source: str, split: str = "train", limit: int | None = None, seed: int = 0) -> list[dict]:
     """Rows as the source has them (GSM8K: ``question`` and ``answer``), from any source form above."""
+    if not source.strip():
+        raise TinyR1Error("dataset_name is empty; give a hub id, a local file or folder, or reasoning-gym:<name>")
     if source.startswith(REASONING_GYM_PREFIX):
         return _reasoning_gym_rows(source[len(REASONING_GYM_PREFIX):], split, limit, seed)
     path = Path(source).expanduser()
@@ -249,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check(vars(args), flag_source)
     output = check_output_file(args.output, "--output")  # before the data is read or generated
+    if output.exists() and output.resolve() == Path(args.dataset_name).expanduser().resolve():
+        raise TinyR1Error(f"--output {args.output}: is the input file; write the prepared rows elsewhere")
     examples, skipped = load_examples(args.dataset_name, args.split, args.limit, args.seed, args.skip_bad_rows)
     rows = to_prompt_rows(examples, args.system_prompt)
     make_dirs(output.parent, "--output")

@@ -206,11 +206,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=16, help="questions generated together (default 16)")
     p.add_argument("--max_new_tokens", type=int, default=256, help="generation length (default 256)")
     p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
-    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32",
+                   choices=("auto", "bfloat16", "float16", "float32", "bf16", "fp16", "fp32"))
     p.add_argument("--use_vllm", action="store_true", help="generate with vLLM (needs vllm and a CUDA GPU)")
     p.add_argument("--predictions", help="score this JSON-lines file (question, answer, completion); no model")
     p.add_argument("--output_dir", required=True, help="where metrics.json and samples.jsonl go")
     return one_line_errors(p, "tinyr1 eval")
+
+
+def _check_not_foreign(out: Path) -> None:
+    """eval replaces metrics.json and samples.jsonl in its folder: only ever ones an earlier tinyr1 eval wrote."""
+    from tinyr1.jsonl import read_json
+
+    mine = False
+    if (out / "metrics.json").is_file():
+        try:
+            mine = "tinyr1" in (read_json(out / "metrics.json") or {}).get("versions", {})
+        except (TinyR1Error, AttributeError, TypeError):
+            mine = False
+    for name in ("metrics.json", "samples.jsonl"):
+        if (out / name).exists() and not mine:
+            raise TinyR1Error(f"--output_dir {out}: holds a {name} that tinyr1 eval did not write; pick another "
+                              "folder (tinyr1 never replaces a file of yours)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check(vars(args), flag_source)
     check_output_dir(args.output_dir, "--output_dir")  # before any model loads or generates
+    _check_not_foreign(Path(args.output_dir))
     if not args.predictions and not args.model_name_or_path:
         raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
     if args.model_name_or_path:

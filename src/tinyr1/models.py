@@ -19,7 +19,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from tinyr1.errors import TinyR1Error
 from tinyr1.paths import looks_local
+from tinyr1.rundir import latest_checkpoint
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -109,20 +109,10 @@ def gguf_to_safetensors(gguf: Path) -> Path:
     return target
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest *complete* ``checkpoint-N`` (one whose trainer_state.json was written, which happens last)."""
-    found = []
-    for child in run_dir.glob("checkpoint-*"):
-        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
-        if match and child.is_dir() and (child / "trainer_state.json").is_file():
-            found.append((int(match.group(1)), child))
-    return max(found)[1] if found else None
-
-
 def _check_adapter(adapter: str) -> None:
     folder = Path(adapter).expanduser()
     if not folder.is_dir():
-        raise TinyR1Error(f"--adapter {adapter}: no such folder")
+        raise TinyR1Error(f"--adapter {adapter}: " + ("not a folder" if folder.exists() else "no such folder"))
     if not (folder / "adapter_config.json").is_file():
         raise TinyR1Error(f"--adapter {adapter}: not a LoRA adapter folder (no adapter_config.json)")
 

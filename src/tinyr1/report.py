@@ -136,6 +136,11 @@ def write_report(run_dir: str | Path) -> Path:
     run = read_json(run_dir / "run.json") or {}
     if not metrics and not run:
         raise TinyR1Error(f"{run_dir}: no metrics.jsonl or run.json; is this a tinyr1 train output_dir?")
+    from tinyr1.paths import check_output_dir, check_output_file
+
+    for name in ("report.md", "report.html"):  # checked before plotting, not after
+        check_output_file(run_dir / name, "report")
+    check_output_dir(run_dir / "plots", "report")
     plots = make_plots(metrics, run_dir / "plots")
     before, after = (read_json(run_dir / "eval" / s / "metrics.json") for s in ("before", "after"))
     steps = [m for m in metrics if "loss" in m]

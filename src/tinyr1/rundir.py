@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import time
 from pathlib import Path
@@ -43,7 +44,9 @@ class RunDir:
     @classmethod
     def claim(cls, path, command: str, *, resume: bool, overwrite: bool, main: bool = True) -> RunDir:
         """Take ``path`` for a run, or raise one line saying why not (see the module docstring)."""
-        folder = check_output_dir(path, "--output_dir")
+        if path is None or not str(path).strip():
+            raise TinyR1Error("--output_dir: empty; give a folder path")
+        folder = Path(path).expanduser()
         run = cls(folder, command, main)
         if not main:  # the main process claims (and may clear); the others only write inside the folder
             return run
@@ -62,9 +65,11 @@ class RunDir:
                 raise TinyR1Error(f"--output_dir {folder}: already holds a tinyr1 {command} run; continue it with "
                                   "--resume_from_checkpoint latest, pick another --output_dir, or start afresh with "
                                   "--overwrite_output_dir true (removes only the files that run wrote)")
+            check_output_dir(folder, "--output_dir")
             run._clear(marker["paths"])
             marker = None
         run._written = set(marker["paths"]) if marker else set()
+        check_output_dir(folder, "--output_dir")  # probed only once the folder is known to be ours to use
         make_dirs(folder, "--output_dir")
         run._foreign = set(os.listdir(folder)) - run._written - {MARKER}
         run._save_marker()
@@ -129,8 +134,6 @@ class RunDir:
 
     def resolve_resume(self, value: str | None) -> str | None:
         """None, or the checkpoint folder to resume from: ``latest`` (or true) is the newest complete one here."""
-        from tinyr1.models import latest_checkpoint
-
         if value in (None, "", "false", "False"):
             return None
         if value in ("latest", "true", "True"):
@@ -187,6 +190,16 @@ class RunDir:
             trainer.model.merge_and_unload().save_pretrained(self.path / "merged")
             tokenizer.save_pretrained(self.path / "merged")
         self.record()
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest *complete* ``checkpoint-N`` (one whose trainer_state.json was written, which happens last)."""
+    found = []
+    for child in run_dir.glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
 
 
 def check_checkpoint(folder: Path) -> None:

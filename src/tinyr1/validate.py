@@ -9,6 +9,7 @@ failure is one line naming the field and where the value came from (the flag, or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from tinyr1.errors import TinyR1Error
@@ -99,6 +100,8 @@ def check(values: dict, source: Callable[[str], str], overrides: dict[str, Rule]
             if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
             ok, reason = rule
+            if isinstance(item, float) and not math.isfinite(item):
+                raise TinyR1Error(f"{source(field)} {item!r}: must be a finite number")
             if not ok(item):
                 raise TinyR1Error(f"{source(field)} {item!r}: {reason}")
 
