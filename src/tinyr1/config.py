@@ -122,7 +122,20 @@ def _split_config(argv: list[str]) -> tuple[str | None, list[str]]:
     return argv[index + 1], argv[:index] + argv[index + 2:]
 
 
-def _file_values(parser, path: str, valid: list[str]) -> dict:
+def _nullable(dataclass_types) -> dict[str, bool]:
+    """Whether each field may be null in a recipe: all but plain numbers and booleans (``learning_rate:`` left
+    empty would otherwise reach the optimizer as None). Annotations are read from the classes' own
+    ``__annotations__``: HfArgumentParser rewrites ``Field.type`` in place."""
+    annotations: dict[str, str] = {}
+    for dtype in dataclass_types:
+        for klass in reversed(dtype.__mro__):
+            annotations.update({k: str(v) for k, v in vars(klass).get("__annotations__", {}).items()})
+    plain = {"int", "float", "bool", "<class 'int'>", "<class 'float'>", "<class 'bool'>"}
+    return {f.name: f.default is None or annotations.get(f.name) not in plain
+            for dtype in dataclass_types for f in dataclasses.fields(dtype)}
+
+
+def _file_values(parser, path: str, valid: list[str], nullable: dict[str, bool]) -> dict:
     actions = {}
     for action in parser._actions:  # the typed action wins over its --no_<field> twin
         if action.type is not None or action.dest not in actions:
@@ -137,6 +150,8 @@ def _file_values(parser, path: str, valid: list[str]) -> dict:
     for key, value in data.items():
         if key not in valid:
             raise _unknown(str(key), valid, path)
+        if value is None and not nullable.get(key, True):
+            raise TinyR1Error(f"{path}: {key}: empty (null); give a value or remove the key")
         values[key] = _convert(actions[key], value, f"{path}: {key}")
     return values
 
@@ -159,7 +174,7 @@ def load_recipe(dataclass_types: list[type], argv: list[str] | None, prog: str, 
         parser.set_defaults_with_config(**defaults)
     path, rest = _split_config(argv)
     given = _flags_given(parser, rest, valid)
-    from_file = _file_values(parser, path, valid) if path else {}
+    from_file = _file_values(parser, path, valid, _nullable(dataclass_types)) if path else {}
     parser.set_defaults_with_config(**from_file)
     namespace, unknown = parser.parse_known_args(rest)
     if unknown:

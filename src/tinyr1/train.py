@@ -179,6 +179,7 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir):
     pad_message = models.ensure_pad_token(tokenizer, model)
     if training.beta > 0 and resolved.kind == "adapter":
         _pin_reference_model(model, tokenizer, run.path)
+        run.record()
     if run.main:
         print(f"model: {model_args.model_name_or_path} ({model.num_parameters() / 1e6:.0f}M parameters) on {device}"
               + (f", {threads} CPU thread(s)" if threads else ""))
@@ -191,13 +192,13 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """parse -> rewards -> claim the folder -> tokenizer and data -> model -> train -> save -> evaluate -> report."""
+    """parse -> rewards -> model path -> claim the folder -> tokenizer and data -> model -> train -> finish."""
     from tinyr1 import models
 
     script, training, model_args, values = parse_args(argv)
     reward_funcs = load_rewards(script, training)
-    run = claim_run(script, training)
     resolved = models.resolve_model(model_args.model_name_or_path)
+    run = claim_run(script, training)
     tokenizer = models.load_tokenizer(resolved)
     dataset = build_dataset(script, tokenizer)
     model = load_policy(script, training, model_args, resolved, tokenizer, run)
