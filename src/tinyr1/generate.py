@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             line = input("you> " if sys.stdin.isatty() else "")
         except EOFError:
             break
+        except UnicodeDecodeError:
+            raise TinyR1Error("stdin: not UTF-8 text; type or pipe UTF-8") from None
         if line.strip().lower() in ("exit", "quit"):
             break
         if not line.strip():
