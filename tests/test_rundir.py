@@ -162,3 +162,22 @@ def test_a_second_signal_stops_within_seconds_mid_step(first, second):
     assert proc.returncode == 128 + second
     assert "saving a checkpoint at the end of step 1" in out
     assert "stopping now; lost: step 1 (in progress)" in err and "abort hook ran" in err
+
+
+def test_a_run_from_before_the_marker_is_adopted_only_if_it_holds_nothing_else(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("metrics.jsonl", "config.yaml", "model.safetensors", "README.md"):
+        (old / name).write_text("{}")
+    (old / "run.json").write_text('{"status": "completed", "versions": {"tinyr1": "0.1.0"}}')
+    (old / "checkpoint-2").mkdir()
+    with pytest.raises(TinyR1Error, match="already holds a tinyr1 train run"):
+        RunDir.claim(old, "train", resume=False, overwrite=False)
+    RunDir.claim(old, "train", resume=False, overwrite=True)  # e.g. make demo into last month's outputs/demo
+    assert [p.name for p in old.iterdir()] == [MARKER]
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("run.json", "metrics.jsonl", "thesis.tex"):
+        (mixed / name).write_text("{}")
+    with pytest.raises(TinyR1Error, match="not empty and not a tinyr1 run"):
+        RunDir.claim(mixed, "train", resume=False, overwrite=True)

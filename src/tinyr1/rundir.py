@@ -27,6 +27,12 @@ from tinyr1.errors import OutOfMemoryError, TinyR1Error
 from tinyr1.paths import check_output_dir, make_dirs
 
 MARKER = ".tinyr1-run"
+# What a run made before the marker existed leaves: such a folder, holding nothing else, is adopted as a run.
+_LEGACY = re.compile(r"(run\.json|metrics\.jsonl|samples\.jsonl|config\.yaml|config\.json|generation_config\.json|"
+                     r"tokenizer(_config)?\.json|special_tokens_map\.json|chat_template\.jinja|vocab\.json|"
+                     r"merges\.txt|added_tokens\.json|model(-\d+-of-\d+)?\.safetensors(\.index\.json)?|"
+                     r"adapter_(config\.json|model\.safetensors)|training_args\.bin|README\.md|report\.(md|html)|"
+                     r"compare\.md|checkpoint-\d+|eval|plots|merged|reference-model|runs)")
 
 
 class RunDir:
@@ -54,6 +60,8 @@ class RunDir:
             raise TinyR1Error(f"--output_dir {folder}: is a file, not a folder")
         entries = set(os.listdir(folder)) if folder.is_dir() else set()
         marker = run._read_marker()
+        if entries and marker is None and _legacy_run(folder, entries):
+            marker = {"command": command, "paths": sorted(entries)}  # a run from before the marker existed
         if entries and marker is None:
             raise TinyR1Error(f"--output_dir {folder}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never "
                               "writes into or deletes a folder it did not create: pick a new or empty folder")
@@ -190,6 +198,19 @@ class RunDir:
             trainer.model.merge_and_unload().save_pretrained(self.path / "merged")
             tokenizer.save_pretrained(self.path / "merged")
         self.record()
+
+
+def _legacy_run(folder: Path, entries: set[str]) -> bool:
+    """A run folder from before the marker: only known artefacts, and a run.json that tinyr1 train wrote (or, from
+    sft, which wrote none, its config.yaml, metrics.jsonl and saved model)."""
+    if not all(_LEGACY.fullmatch(e) for e in entries):
+        return False
+    if "run.json" in entries:
+        try:
+            return "tinyr1" in json.loads((folder / "run.json").read_text(encoding="utf-8"))["versions"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+    return {"config.yaml", "metrics.jsonl"} <= entries and bool({"adapter_config.json", "config.json"} & entries)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
