@@ -230,3 +230,36 @@ def test_kl_reference_is_the_merged_sft_model_not_its_base(cli, gsm8k_dir, tmp_p
     step = next(m for m in read_jsonl(out / "metrics.jsonl") if "kl" in m)
     assert step["kl"] < 1e-4  # before the first update the policy *is* the reference: KL 0
     assert (out / "reference-model" / "config.json").is_file()
+
+
+def test_a_second_sigterm_stops_a_real_run_at_once_and_says_so(gsm8k_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = base_args(gsm8k_dir, out, "--max_steps", "200", "--save_steps", "1", "--sample_every", "0",
+                     "--max_completion_length", "512", "--temperature", "2.0")  # long steps: about a second each
+    proc = subprocess.Popen([sys.executable, "-m", "tinyr1", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = []
+    try:
+        deadline = time.time() + 180
+        while not (out / "checkpoint-1").is_dir() and time.time() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        for line in proc.stdout:  # the kernel merges a second signal sent before the first is handled
+            lines.append(line)
+            if "saving a checkpoint at the end of step" in line:
+                break
+        sent = time.time()
+        proc.send_signal(signal.SIGTERM)
+        output = "".join(lines) + proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and time.time() - sent < 10, output[-2000:]
+    assert "second SIGTERM: stopping now; lost: step" in output
+    assert json.loads((out / "run.json").read_text())["status"] == "aborted"
+    assert "checkpoint-1" in json.loads((out / ".tinyr1-run").read_text())["paths"]
