@@ -83,6 +83,8 @@ def world(tmp_path_factory) -> dict:
         "metrics_corrupt": write(root / "run-corrupt" / "metrics.jsonl", '{"step": 1}\n{bad\n{"step": 3}\n'),
         "plots_file": write(root / "run-plots" / "plots", "a file where report wants a folder\n"),
         "plots_metrics": write(root / "run-plots" / "metrics.jsonl", '{"step": 1, "loss": 1.0}\n'),
+        "theirs_metrics": write(root / "theirs" / "metrics.jsonl", '{"step": 1, "loss": 1.0}\n'),
+        "theirs_report": write(root / "theirs" / "report.md", "# my own report\n"),
         "metrics_latin1": write(root / "run-latin1" / "metrics.jsonl", b'{"step": 1, "x": "\xe9"}\n'),
     }
 
@@ -252,6 +254,7 @@ CASES = [
     ("generate-empty-adapter", [*GEN, "--adapter", "{empty}"], "not a LoRA adapter folder"),
     ("report-no-folder", ["report", "{root}/nope"], "no such run folder"),
     ("report-not-a-run", ["report", "{user}"], "no metrics.jsonl or run.json"),
+    ("report-users-report", ["report", "{root}/theirs"], "report.md: not a report tinyr1 wrote"),
     ("report-corrupt-middle-line", ["report", "{root}/run-corrupt"], "metrics.jsonl line 2: not valid JSON"),
     ("report-plots-is-a-file", ["report", "{root}/run-plots"], "is a file, not a folder"),
     ("report-not-utf8", ["report", "{root}/run-latin1"], "metrics.jsonl: not UTF-8 text"),
@@ -263,8 +266,10 @@ CASES = [
 ]
 
 
-def snapshot(folder: str) -> dict:
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in Path(folder).rglob("*")
+def snapshot(world: dict) -> dict:
+    """Bytes and modification times of every file of the user's (their folder, and their own report)."""
+    folders = [Path(world["user"]), Path(world["root"]) / "theirs"]
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for folder in folders for p in folder.rglob("*")
             if p.is_file()}
 
 
@@ -277,7 +282,7 @@ def test_bad_input_is_one_line_and_exit_2(world, gsm8k_dir, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)  # default output folders land here, not in the repository
     monkeypatch.syspath_prepend(str(REPO))  # custom rewards: tests.train_helpers:...
     names = {**world, "gsm8k": str(gsm8k_dir), "out": str(tmp_path / "out")}
-    before = snapshot(world["user"])
+    before = snapshot(world)
     try:
         code = main([a.format(**names) for a in argv])
     except SystemExit as exit_:
@@ -287,7 +292,7 @@ def test_bad_input_is_one_line_and_exit_2(world, gsm8k_dir, tmp_path, monkeypatc
     assert code == 2, err
     assert len(lines) == 1, err
     assert expected in lines[0] and "Traceback" not in err
-    assert snapshot(world["user"]) == before, "a file of the user's was touched"
+    assert snapshot(world) == before, "a file of the user's was touched"
 
 
 SUBPROCESS_CASES = ["train-max-steps-negative", "train-yaml-type", "train-user-folder-overwrite",
@@ -298,13 +303,13 @@ SUBPROCESS_CASES = ["train-max-steps-negative", "train-yaml-type", "train-user-f
 def test_the_real_command_line_agrees(world, gsm8k_dir, tmp_path, cli, case):
     argv, expected = next(c[1:] for c in CASES if c[0] == case)
     names = {**world, "gsm8k": str(gsm8k_dir), "out": str(tmp_path / "out")}
-    before = snapshot(world["user"])
+    before = snapshot(world)
     result = cli(*[a.format(**names) for a in argv], cwd=REPO,
                  env={"PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])})
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert expected in lines[0] and "Traceback" not in result.stderr
-    assert snapshot(world["user"]) == before
+    assert snapshot(world) == before
 
 
 def test_there_are_many_cases():

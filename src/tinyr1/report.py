@@ -140,6 +140,8 @@ def write_report(run_dir: str | Path) -> Path:
 
     for name in ("report.md", "report.html"):  # checked before plotting, not after
         check_output_file(run_dir / name, "report")
+        if (run_dir / name).is_file() and "tinyr1 run report" not in read_text(run_dir / name)[:300]:
+            raise TinyR1Error(f"{run_dir / name}: not a report tinyr1 wrote; move it, tinyr1 will not replace it")
     check_output_dir(run_dir / "plots", "report")
     plots = make_plots(metrics, run_dir / "plots")
     before, after = (read_json(run_dir / "eval" / s / "metrics.json") for s in ("before", "after"))
@@ -187,7 +189,7 @@ def to_html(markdown: str, base: Path) -> str:
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}"
              "img{max-width:100%}")
-    return f"<!doctype html><meta charset='utf-8'><title>tinyr1 report</title><style>{style}</style>\n" + body
+    return f"<!doctype html><meta charset='utf-8'><title>tinyr1 run report</title><style>{style}</style>\n" + body
 
 
 def main(argv: list[str] | None = None) -> int:
