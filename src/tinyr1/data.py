@@ -177,8 +177,10 @@ def check_messages(messages, where: str, field: str) -> None:
     ok = isinstance(messages, list) and messages and all(
         isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages)
     if not ok:
+        got = "an empty list" if messages == [] else ("a turn without role and content text" if
+                                                      isinstance(messages, list) else type(messages).__name__)
         raise TinyR1Error(f"{where}: {field} must be a list of chat turns like "
-                          '[{"role": "user", "content": "..."}], got ' + type(messages).__name__)
+                          f'[{{"role": "user", "content": "..."}}], got {got}')
 
 
 def _normalise_row(row: dict, source: str, index: int, skip_bad_rows: bool) -> dict | None:

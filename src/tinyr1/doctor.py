@@ -150,9 +150,10 @@ def load_recipe(command: str, config: str | None):
 
         script, training, model_args, _ = parse_args(argv)
         return "sft", script, training, model_args
-    from tinyr1.train import parse_args
+    from tinyr1.train import load_rewards, parse_args
 
     script, training, model_args, _ = parse_args(argv)
+    load_rewards(script, training)  # an empty or broken reward list is a recipe error too
     return "grpo", script, training, model_args
 
 

@@ -154,7 +154,7 @@ def get_reward_func(name: str) -> RewardFunc:
         module_name, _, attr = name.partition(":")
         try:
             func = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
+        except (ImportError, AttributeError, ValueError) as err:  # ValueError: an empty module name
             raise TinyR1Error(f"reward_funcs: cannot import {name!r} ({err})") from None
         if not callable(func):
             raise TinyR1Error(f"reward_funcs: {name!r} is not a function")
