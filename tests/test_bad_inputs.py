@@ -158,6 +158,10 @@ CASES = [
     ("train-bool-maybe", [*TRAIN, "--bf16", "maybe"], "--bf16: Truthy value expected: got maybe"),
     ("train-choice", [*TRAIN, "--lr_scheduler_type", "sideways"], "--lr_scheduler_type: invalid choice"),
     ("train-int-given-float", [*TRAIN, "--num_generations", "2.5"], "--num_generations: invalid int value"),
+    ("train-report-to-missing", [*TRAIN, "--report_to", "mlflow"], "--report_to mlflow: the mlflow package is not"),
+    ("train-optim-8bit", [*TRAIN, "--optim", "adamw_8bit"], "--optim adamw_8bit: needs bitsandbytes"),
+    ("train-eval-strategy", [*TRAIN, "--eval_strategy", "steps"], "invalid configuration: The global eval batch"),
+    ("sft-eval-strategy", [*SFT, "--eval_strategy", "epoch"], "--eval_strategy epoch"),
     ("train-reward-weights", [*TRAIN, "--reward_weights", "1", "2", "3", "4", "5", "6"], "reward_weights: 6 weights"),
     # train: the YAML file is named, not a flag
     ("train-yaml-type", [*TRAIN, "--config", "{yaml_abc}"], "abc.yaml: num_generations: 'abc' is not a valid int"),

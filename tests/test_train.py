@@ -263,3 +263,12 @@ def test_a_second_sigterm_stops_a_real_run_at_once_and_says_so(gsm8k_dir, tmp_pa
     assert "second SIGTERM: stopping now; lost: step" in output
     assert json.loads((out / "run.json").read_text())["status"] == "aborted"
     assert "checkpoint-1" in json.loads((out / ".tinyr1-run").read_text())["paths"]
+
+
+def test_settings_rejected_only_by_the_trainer_are_one_line(gsm8k_dir, tmp_path):
+    from tinyr1.errors import TinyR1Error
+
+    args = base_args(gsm8k_dir, tmp_path / "o", "--max_steps", "1", "--use_peft", "true", "--lora_target_modules",
+                     "nope_proj")[1:]
+    with pytest.raises(TinyR1Error, match="cannot set up training: Target modules nope_proj not found"):
+        train.main(args)

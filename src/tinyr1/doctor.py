@@ -148,11 +148,11 @@ def load_recipe(command: str, config: str | None):
     if command == "sft":
         from tinyr1.sft import parse_args
 
-        script, training, model_args, _ = parse_args(argv)
+        script, training, model_args, _ = parse_args(argv, check_setup=False)
         return "sft", script, training, model_args
     from tinyr1.train import load_rewards, parse_args
 
-    script, training, model_args, _ = parse_args(argv)
+    script, training, model_args, _ = parse_args(argv, check_setup=False)
     load_rewards(script, training)  # an empty or broken reward list is a recipe error too
     return "grpo", script, training, model_args
 
@@ -211,6 +211,7 @@ def check_generation(checks: Checklist, name: str, local: str | None, params: fl
 
 def main(argv: list[str] | None = None) -> int:
     from tinyr1.config import one_line_errors
+    from tinyr1.validate import check_trainer_settings
 
     p = argparse.ArgumentParser(prog="tinyr1 doctor", description="Pre-flight checklist for a recipe; exit 1 "
                                 "when something blocks the run.")
@@ -226,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     check_versions(checks)
     hardware = check_hardware(checks)
     checks.add(OK, "recipe", f"{args.config or f'tinyr1 {args.command} defaults'} ({kind})")
+    try:  # settings that need packages or hardware this machine may lack: a finding here, not bad input
+        check_trainer_settings(training)
+    except TinyR1Error as err:
+        checks.add(BLOCK, "trainer settings", str(err))
     status, detail, local = locate_model(model_args.model_name_or_path)
     checks.add(status, f"model {model_args.model_name_or_path}", detail)
     data_status, data_detail = locate_dataset(script.dataset_name)

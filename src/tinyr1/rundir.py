@@ -176,6 +176,18 @@ class RunDir:
         tmp.replace(self.path / "run.json")
         self.record()
 
+    def build_trainer(self, factory):
+        """``factory()``, the trainer; trl, transformers and peft reject some settings only here (LoRA target
+        modules the model lacks...): one line, not a traceback."""
+        try:
+            return factory()
+        except (ValueError, ImportError, TypeError, RuntimeError) as err:
+            if is_out_of_memory(err):
+                raise
+            text = str(err).strip()
+            raise TinyR1Error(f"cannot set up training: {text.splitlines()[0] if text else type(err).__name__}") \
+                from None
+
     def train(self, trainer, resume_from_checkpoint: str | None, remedies) -> None:
         """``trainer.train``; out of memory becomes exit 4 with ``remedies()``; any failure is noted in run.json."""
         try:
@@ -185,6 +197,8 @@ class RunDir:
             self.write_run_json("out of memory" if oom else "failed", global_step=trainer.state.global_step)
             if oom:
                 raise OutOfMemoryError(remedies()) from None
+            if isinstance(err, ImportError):  # a package a setting needs (an optimizer's, a logger's) is missing
+                raise TinyR1Error(f"cannot train: {str(err).strip().splitlines()[0]}") from None
             raise
         self.facts["global_step"] = trainer.state.global_step
 

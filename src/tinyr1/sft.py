@@ -24,6 +24,7 @@ from tinyr1.config import dump_recipe, load_recipe
 from tinyr1.errors import TinyR1Error
 from tinyr1.rundir import RunDir, oom_remedies
 from tinyr1.sft_data import FORMATS
+from tinyr1.validate import check_trainer_settings
 
 AUTO_OUTPUT = "outputs/auto"
 
@@ -118,7 +119,7 @@ def load_for_sft(script, training, model_args, resolved, tokenizer):
     return model, tokenizer, get_peft_config(model_args)
 
 
-def parse_args(argv: list[str] | None):
+def parse_args(argv: list[str] | None, check_setup: bool = True):
     """The recipe, parsed and range-checked once: (script, training, model_args, values for config.yaml)."""
     from trl import ModelConfig, SFTConfig
 
@@ -126,6 +127,8 @@ def parse_args(argv: list[str] | None):
     (script, training, model_args), values = load_recipe(types, argv, prog="tinyr1 sft",
                                                          description=__doc__.split("\n")[0],
                                                          defaults=recipe_defaults())
+    if check_setup:
+        check_trainer_settings(training)
     if script.dataset_format not in FORMATS:
         raise TinyR1Error(f"--dataset_format {script.dataset_format!r}: use one of {', '.join(FORMATS)}")
     if training.output_dir == AUTO_OUTPUT:
@@ -162,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         dump_recipe(run.path / "config.yaml", values)
     run.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
                        split=script.dataset_split, dataset_format=script.dataset_format)
-    trainer = SFTTrainer(model=model, args=training, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[MetricsLogger(run.path), run.callback()])
+    trainer = run.build_trainer(lambda: SFTTrainer(
+        model=model, args=training, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+        peft_config=peft_config, callbacks=[MetricsLogger(run.path), run.callback()]))
     run.train(trainer, resume, remedies=lambda: oom_remedies(training, model_args))
     run.save_final(trainer, tokenizer, script.merge_lora)
     if run.main:

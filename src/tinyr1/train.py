@@ -90,16 +90,18 @@ def recipe_defaults() -> dict:
     return defaults
 
 
-def parse_args(argv: list[str] | None):
+def parse_args(argv: list[str] | None, check_setup: bool = True):
     """The recipe, parsed and range-checked once: (script, training, model_args, values for config.yaml)."""
     from trl import GRPOConfig, ModelConfig
 
-    from tinyr1.validate import GRPO_RULES
+    from tinyr1.validate import GRPO_RULES, check_trainer_settings
 
     types = [TrainScriptArguments, GRPOConfig, ModelConfig]
     (script, training, model_args), values = load_recipe(types, argv, prog="tinyr1 train",
                                                          description=__doc__.split("\n")[0],
                                                          defaults=recipe_defaults(), rules=GRPO_RULES)
+    if check_setup:
+        check_trainer_settings(training)
     if training.output_dir == AUTO_OUTPUT:
         short = Path(model_args.model_name_or_path.rstrip("/")).name.lower()
         training.output_dir = f"outputs/{short}-grpo-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -158,7 +160,6 @@ def claim_run(script: TrainScriptArguments, training) -> RunDir:
 
 def _model_type(resolved) -> str | None:
     from transformers import AutoConfig
-
     try:  # the config is a small file; for a hub id it comes from the hub cache or the network
         return AutoConfig.from_pretrained(resolved.path).model_type
     except Exception:  # load_model reports an unloadable model properly just after
@@ -194,7 +195,6 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir):
 def main(argv: list[str] | None = None) -> int:
     """parse -> rewards -> model path -> claim the folder -> tokenizer and data -> model -> train -> finish."""
     from tinyr1 import models
-
     script, training, model_args, values = parse_args(argv)
     reward_funcs = load_rewards(script, training)
     resolved = models.resolve_model(model_args.model_name_or_path)
@@ -223,10 +223,10 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     recorder = callbacks.SampleRecorder(reward_funcs, run.path, script.sample_every, degenerate)
     stopper = callbacks.GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
     budget = callbacks.TimeBudget(script.max_train_minutes)
-    trainer = GRPOTrainer(model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=get_peft_config(model_args),
-                          callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(run.path),
-                                     run.callback()])
+    trainer = run.build_trainer(lambda: GRPOTrainer(
+        model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
+        processing_class=tokenizer, peft_config=get_peft_config(model_args),
+        callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(run.path), run.callback()]))
     run.train(trainer, training.resume_from_checkpoint,
               remedies=lambda: oom_remedies(training, model_args, "max_completion_length"))
     run.facts["skipped_steps"] = nan_guard.skipped

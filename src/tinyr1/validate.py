@@ -109,3 +109,31 @@ def check(values: dict, source: Callable[[str], str], overrides: dict[str, Rule]
 def flag_source(field: str) -> str:
     """How a field is named on a plain argparse command line."""
     return f"--{field}"
+
+
+# Logging integrations whose Python module is not named like the integration.
+_INTEGRATION_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "comet_ml": ("comet_ml",),
+                        "azure_ml": ("azureml",), "dvclive": ("dvclive",), "clearml": ("clearml",)}
+
+
+def check_trainer_settings(training, has_eval_dataset: bool = False) -> None:
+    """Trainer settings that transformers rejects only once the model is loaded: a logging integration or an
+    8-bit optimizer whose package is missing, and evaluation without an evaluation set."""
+    import importlib.util
+
+    for name in training.report_to or []:
+        if name in ("none", "all"):
+            continue
+        modules = _INTEGRATION_MODULES.get(name, (name,))
+        if not any(importlib.util.find_spec(m) for m in modules):
+            raise TinyR1Error(f"--report_to {name}: the {modules[0]} package is not installed "
+                              f"(pip install {modules[0]}), or use --report_to none")
+    optim = str(getattr(training.optim, "value", training.optim))
+    if any(word in optim for word in ("8bit", "bnb", "paged")) and not importlib.util.find_spec("bitsandbytes"):
+        raise TinyR1Error(f"--optim {optim}: needs bitsandbytes (pip install bitsandbytes, CUDA GPU); "
+                          "use --optim adamw_torch")
+    strategy = str(getattr(training.eval_strategy, "value", training.eval_strategy))
+    if strategy != "no" and not has_eval_dataset:
+        raise TinyR1Error(f"--eval_strategy {strategy}: this command has no evaluation set during training; use "
+                          "--eval_strategy no" + (" (and --eval_before_after true for the before/after evaluation)"
+                                                   if hasattr(training, "num_generations") else ""))
