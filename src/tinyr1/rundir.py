@@ -65,7 +65,7 @@ class RunDir:
         if entries and marker is None:
             raise TinyR1Error(f"--output_dir {folder}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never "
                               "writes into or deletes a folder it did not create: pick a new or empty folder")
-        if marker is not None and marker.get("command") != command:
+        if marker is not None and marker["paths"] and marker.get("command") != command:
             raise TinyR1Error(f"--output_dir {folder}: holds a tinyr1 {marker.get('command')} run, not a "
                               f"{command} run; pick another folder")
         if marker is not None and not resume and marker["paths"]:  # a claim that wrote nothing yet is no run
