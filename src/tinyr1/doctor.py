@@ -91,7 +91,9 @@ def locate_dataset(name: str) -> tuple[str, str]:
         return OK, "generated offline by reasoning-gym"
     if Path(name).expanduser().exists():
         return OK, f"local: {name}"
-    if name.startswith((".", "/", "~")):
+    from tinyr1.paths import looks_local
+
+    if looks_local(name) or "/" not in name:  # the same rule as the loader's: a hub dataset is owner/name
         return BLOCK, f"{name}: no such file or folder"
     return WARN, "hub id: needs internet unless already in the datasets cache"
 
