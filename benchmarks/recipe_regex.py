@@ -10,8 +10,8 @@ docs/results.md.
 
 import argparse
 import json
-from pathlib import Path
 
+from tinyr1.jsonl import read_jsonl
 from tinyr1.rewards import REWARD_FUNCS
 
 PAIRS = [("strict_format", "strict_format_seed"), ("soft_format", "soft_format_seed"),
@@ -23,7 +23,7 @@ def main():
     p.add_argument("samples", nargs="+", help="samples.jsonl files from tinyr1 eval")
     args = p.parse_args()
     for path in args.samples:
-        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
+        rows = read_jsonl(path)
         completions = [[{"role": "assistant", "content": r["completion"]}] for r in rows]
         answers = [r["answer"] for r in rows]
         rates = {}

@@ -61,3 +61,21 @@ def test_mistakes_are_one_line(tmp_path, yaml_text, argv, message):
 def test_missing_recipe_file(tmp_path):
     with pytest.raises(TinyR1Error, match="no such file"):
         parse_recipe(TYPES, ["--config", str(tmp_path / "none.yaml")], "t", defaults=CPU)
+
+
+@pytest.mark.parametrize("command", ["train", "sft"])
+def test_a_runs_dumped_config_parses_again(tmp_path, command):
+    # config.yaml holds every field, nulls included; it must load again as --config (resume depends on it).
+    from tinyr1 import sft, train
+
+    module = train if command == "train" else sft
+    *_, values = module.parse_args(["--model_name_or_path", "org/model", "--max_steps", "3"])
+    dump_recipe(tmp_path / "config.yaml", values)
+    *_, again = module.parse_args(["--config", str(tmp_path / "config.yaml")])
+    assert again == values
+
+
+def test_a_null_number_in_a_recipe_is_named(tmp_path):
+    (tmp_path / "r.yaml").write_text("learning_rate:\n")
+    with pytest.raises(TinyR1Error, match=r"r.yaml: learning_rate: empty \(null\)"):
+        parse_recipe(TYPES, ["--config", str(tmp_path / "r.yaml")], "t", defaults=CPU)

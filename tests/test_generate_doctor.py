@@ -73,3 +73,18 @@ def test_doctor_explains_what_the_gpu_recipe_needs(cli):
                  "--skip_generation")
     assert "Qwen/Qwen2.5-0.5B-Instruct" in result.stdout and "494M parameters" in result.stdout
     assert "on a bf16 GPU about" in result.stdout or "GPU" in result.stdout
+
+
+def test_doctor_is_told_the_command_not_guessing_it(tmp_path, capsys):
+    from tinyr1.cli import main
+
+    sft_recipe = tmp_path / "sft.yaml"
+    sft_recipe.write_text(f"model_name_or_path: {TINY}\ndataset_name: reasoning-gym:gsm_symbolic\n"
+                          "dataset_format: reasoning\nmax_length: 256\n")  # no num_generations: SFT or GRPO alike
+    assert main(["doctor", "--command", "sft", "--config", str(sft_recipe), "--skip_generation"]) == 0
+    out = capsys.readouterr().out
+    assert f"recipe: {sft_recipe} (sft)" in out and "max_length" not in out.split("memory:")[0]
+    # The same file read as a GRPO recipe is bad input (dataset_format is not a train field): exit 2, one line.
+    assert main(["doctor", "--config", str(sft_recipe), "--skip_generation"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown key 'dataset_format'" in err[0]

@@ -65,22 +65,6 @@ def test_alpaca_rows_render_the_template_or_chat():
     assert chat[1]["prompt"] == [{"role": "user", "content": "Add the two numbers.\n\n12 and 30"}]
 
 
-@pytest.mark.parametrize(
-    "extra,message",
-    [
-        (["--backend", "unsloth"], "needs both the unsloth package (pip install unsloth) and a CUDA GPU"),
-        (["--load_in_4bit", "true"], "need a CUDA GPU and bitsandbytes"),
-        (["--dataset_format", "csv"], "--dataset_format 'csv': use one of alpaca, reasoning, messages"),
-        (["--dataset_format", "messages"], "needs a 'messages' list of chat turns"),
-        (["--lora_rr", "4"], "unknown key 'lora_rr'; did you mean 'lora_r'?"),
-    ],
-)
-def test_clear_errors(cli, tmp_path, extra, message):
-    result = sft(cli, tmp_path / "o", "--dataset_name", ALPACA, "--max_steps", "1", *extra)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr and "Traceback" not in result.stderr
-
-
 def test_alpaca_rows_without_output_are_named(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "x"}\n')

@@ -5,16 +5,20 @@
 - ``SampleRecorder``: wraps the reward functions (``functools.wraps`` keeps their names, so trl still logs
   ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
   ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard.
-- ``GracefulStop``: Ctrl-C or SIGTERM asks the Trainer to save a checkpoint at the end of the current step and stop.
+- ``GracefulStop``: Ctrl-C or SIGTERM asks the Trainer to save a checkpoint at the end of the current step and stop;
+  a second one stops the process at once, even in the middle of a long generation, saying what was lost.
 - ``TimeBudget``: ``max_train_minutes`` of training wall time, then the same clean stop and the normal finish.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
+import os
 import signal
+import socket
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from transformers import TrainerCallback
 
 from tinyr1.answers import extract_xml_answer
 from tinyr1.guard import DegenerateGuard
+from tinyr1.jsonl import append_jsonl
 from tinyr1.rewards import completion_text
 
 
@@ -29,11 +34,6 @@ def _number(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
     return value if math.isfinite(value) else None
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 class MetricsLogger(TrainerCallback):
@@ -95,27 +95,93 @@ class SampleRecorder(TrainerCallback):
 
 
 class GracefulStop(TrainerCallback):
-    """First Ctrl-C/SIGTERM: checkpoint at the end of this step and stop. A second Ctrl-C interrupts at once."""
+    """First Ctrl-C/SIGTERM: checkpoint at the end of this step and stop. A second one: stop now, within a second.
 
-    def __init__(self):
+    Python runs a signal handler only between bytecodes of the main thread, so a handler alone cannot interrupt
+    one long native call (a 600 KB prompt's prefill ran for 15 minutes). The C-level handler also writes each
+    signal to a wakeup socket; a small thread reading it sees the second signal at once, says what is lost, and
+    ends the process with the shell's code (130 for SIGINT, 143 for SIGTERM). ``on_abort`` (e.g. noting
+    ``aborted`` in run.json) runs first.
+    """
+
+    def __init__(self, on_abort=None):
         self.received: int | None = None
+        self.step = 0
+        self.on_abort = on_abort
+        self._count = 0
+        self._lock = threading.Lock()
         self._previous: dict = {}
+        self._sockets: tuple | None = None
+        self._previous_fd = -1
 
     def _handle(self, signum, frame):
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-        print(f"\n[tinyr1] {signal.Signals(signum).name}: saving a checkpoint at the end of this step, then "
-              "stopping (Ctrl-C again to abort without saving)", flush=True)
+        self._seen(signum)
+
+    def _seen(self, signum: int) -> None:
+        with self._lock:
+            self._count += 1
+            first = self._count == 1
+        if first:
+            self.received = signum
+            print(f"\n[tinyr1] {signal.Signals(signum).name}: saving a checkpoint at the end of step {self.step + 1}, "
+                  "then stopping (Ctrl-C or SIGTERM again to stop at once without saving)", flush=True)
+            return
+        self.abort(signum)
+
+    def abort(self, signum: int) -> None:
+        """Stop the process now; the step in progress and anything after the last checkpoint are lost."""
+        try:
+            print(f"\n[tinyr1] second {signal.Signals(signum).name}: stopping now; lost: step {self.step + 1} (in "
+                  f"progress) and everything after the last saved checkpoint", file=sys.stderr, flush=True)
+            if self.on_abort is not None:
+                self.on_abort()
+        finally:
+            os._exit(128 + signum)
+
+    def _watch(self, reader: socket.socket) -> None:
+        while True:
+            try:
+                data = reader.recv(16)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                if signum in (signal.SIGINT, signal.SIGTERM):
+                    self._seen(signum)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. a notebook worker): leave signals alone
-                pass
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._noop if self._arm_wakeup() else self._handle)
+        except ValueError:  # not the main thread (e.g. a notebook worker): leave signals alone
+            self._previous.clear()
+
+    def _noop(self, signum, frame):
+        # With the wakeup socket armed, the watcher thread counts signals; the Python handler must exist (so
+        # SIGINT raises no KeyboardInterrupt and SIGTERM does not kill) but must not count them twice.
+        pass
+
+    def _arm_wakeup(self) -> bool:
+        if self._sockets is not None:
+            return True
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            self._previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:
+            reader.close()
+            writer.close()
+            return False
+        self._sockets = (reader, writer)
+        threading.Thread(target=self._watch, args=(reader,), daemon=True, name="tinyr1-signals").start()
+        return True
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step = state.global_step
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.step = state.global_step
         if self.received is not None:
             control.should_save = True
             control.should_training_stop = True
@@ -125,6 +191,11 @@ class GracefulStop(TrainerCallback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self._sockets is not None:
+            signal.set_wakeup_fd(self._previous_fd)
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = None
 
 
 class TimeBudget(TrainerCallback):

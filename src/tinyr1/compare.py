@@ -19,7 +19,7 @@ from tinyr1.answers import SYSTEM_PROMPT, extract_xml_answer, is_soft_format, is
 DEFAULT_PROMPT = "Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. How many apples were left?"
 
 
-def _answers(model_name: str, prompts: list[str], system_prompt: str, max_new_tokens: int) -> list[str]:
+def _answers(model_name, prompts: list[str], system_prompt: str, max_new_tokens: int) -> list[str]:
     from tinyr1.data import build_prompt
     from tinyr1.generation import generate_batch
     from tinyr1.models import load_model_and_tokenizer
@@ -74,13 +74,17 @@ def show(base: str, trained: str, prompts: list[str], base_answers: list[str], t
 def compare(base: str, trained: str, prompts: list[str] | None = None, *, output: str | Path | None = None,
             max_new_tokens: int = 256, system_prompt: str = SYSTEM_PROMPT, display: bool = False) -> str:
     """Ask each prompt of both models; return (and optionally write) the Markdown."""
+    from tinyr1.models import resolve_model
+
     prompts = prompts or [DEFAULT_PROMPT]
-    base_answers = _answers(base, prompts, system_prompt, max_new_tokens)
-    trained_answers = _answers(trained, prompts, system_prompt, max_new_tokens)
+    resolved = [resolve_model(base), resolve_model(trained)]  # a missing model fails before the other one loads
+    base_answers = _answers(resolved[0], prompts, system_prompt, max_new_tokens)
+    trained_answers = _answers(resolved[1], prompts, system_prompt, max_new_tokens)
     markdown = to_markdown(base, trained, prompts, base_answers, trained_answers)
     if display:
         show(base, trained, prompts, base_answers, trained_answers)
     if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(markdown, encoding="utf-8")
     return markdown
 
@@ -95,7 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max_new_tokens", type=int, default=256, help="generation length (default 256)")
     p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
     p.add_argument("--output", help="also write the comparison as Markdown to this file")
-    args = p.parse_args(argv)
+    from tinyr1.config import one_line_errors
+    from tinyr1.paths import check_output_file
+    from tinyr1.validate import check, flag_source
+
+    args = one_line_errors(p, "tinyr1 compare").parse_args(argv)
+    check(vars(args), flag_source)
+    if args.output is not None:  # checked before two models generate, not after
+        check_output_file(args.output, "--output")
     compare(args.base, args.trained, args.prompt, output=args.output, max_new_tokens=args.max_new_tokens,
             system_prompt=args.system_prompt, display=True)
     if args.output:

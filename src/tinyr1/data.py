@@ -25,6 +25,8 @@ from pathlib import Path
 
 from tinyr1.answers import SYSTEM_PROMPT, extract_hash_answer
 from tinyr1.errors import TinyR1Error
+from tinyr1.jsonl import read_jsonl, read_text, write_jsonl
+from tinyr1.paths import check_output_file, looks_local
 
 DEFAULT_DATASET = "openai/gsm8k"
 REASONING_GYM_PREFIX = "reasoning-gym:"
@@ -57,23 +59,6 @@ def build_prompt(question: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict
 # ---------------------------------------------------------------- raw rows from each kind of source
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                msg = (f"{path} line {lineno}: not valid JSON ({err.msg}); expect one object per line")
-                raise TinyR1Error(msg) from None
-            if not isinstance(row, dict):
-                raise TinyR1Error(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
-
-
 def read_rows_file(path: Path) -> list[dict]:
     """Rows of one local ``.jsonl``, ``.json`` (a list of objects, or JSON lines) or ``.parquet`` file."""
     if path.suffix == ".parquet":
@@ -84,16 +69,16 @@ def read_rows_file(path: Path) -> list[dict]:
         except Exception as err:  # pyarrow raises several types for a bad file
             raise TinyR1Error(f"{path}: not a readable parquet file ({err})") from None
     if path.suffix == ".json":
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         if text.lstrip().startswith("["):
             try:
                 rows = json.loads(text)
             except json.JSONDecodeError as err:
                 raise TinyR1Error(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
-            if not all(isinstance(r, dict) for r in rows):
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise TinyR1Error(f"{path}: expected a list of JSON objects")
             return rows
-    return _read_jsonl(path)
+    return read_jsonl(path)
 
 
 def _local_file(path: Path, split: str) -> Path:
@@ -150,13 +135,14 @@ def _hub_rows(source: str, split: str) -> list[dict]:
 
 def load_raw_rows(source: str, split: str = "train", limit: int | None = None, seed: int = 0) -> list[dict]:
     """Rows as the source has them (GSM8K: ``question`` and ``answer``), from any source form above."""
+    if not source.strip():
+        raise TinyR1Error("dataset_name is empty; give a hub id, a local file or folder, or reasoning-gym:<name>")
     if source.startswith(REASONING_GYM_PREFIX):
         return _reasoning_gym_rows(source[len(REASONING_GYM_PREFIX):], split, limit, seed)
     path = Path(source).expanduser()
     if path.exists():
         return read_rows_file(_local_file(path, split))
-    looks_local = source.startswith((".", "/", "~")) or path.suffix in DATA_SUFFIXES or source.count("/") != 1
-    if looks_local:
+    if looks_local(source) or "/" not in source:  # a hub dataset id is always owner/name
         raise TinyR1Error(f"{source}: no such file or folder (and not a hub id of the form owner/name)")
     return _hub_rows(source, split)
 
@@ -186,14 +172,30 @@ def load_examples(source: str = DEFAULT_DATASET, split: str = "train", limit: in
     return examples, skipped
 
 
+def check_messages(messages, where: str, field: str) -> None:
+    """A list of chat turns ``{"role": str, "content": str}``, or one line naming the row and field."""
+    ok = isinstance(messages, list) and messages and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages)
+    if not ok:
+        got = "an empty list" if messages == [] else ("a turn without role and content text" if
+                                                      isinstance(messages, list) else type(messages).__name__)
+        raise TinyR1Error(f"{where}: {field} must be a list of chat turns like "
+                          f'[{{"role": "user", "content": "..."}}], got {got}')
+
+
 def _normalise_row(row: dict, source: str, index: int, skip_bad_rows: bool) -> dict | None:
     if "prompt" in row and "answer" in row:  # already prepared
-        user = [m["content"] for m in row["prompt"] if m.get("role") == "user"]
+        check_messages(row["prompt"], f"{source} row {index}", "prompt")
+        if row["answer"] is None:
+            raise TinyR1Error(f"{source} row {index}: answer is null")
+        user = [m["content"] for m in row["prompt"] if m["role"] == "user"]
         return {"question": user[-1] if user else "", "answer": str(row["answer"]), "solution": row.get("solution"),
                 "prompt": row["prompt"]}
     missing = [k for k in ("question", "answer") if k not in row]
     if missing:
         raise TinyR1Error(f"{source} row {index}: missing field {' and '.join(missing)}; rows need question, answer")
+    if not isinstance(row["question"], str) or row["answer"] is None:
+        raise TinyR1Error(f"{source} row {index}: question must be text and answer must not be null")
     if row.get("_gold"):
         return {"question": row["question"], "answer": row["answer"], "solution": row.get("solution")}
     gold = extract_hash_answer(str(row["answer"]))
@@ -224,6 +226,8 @@ def load_prompt_rows(source: str = DEFAULT_DATASET, split: str = "train", limit:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tinyr1.config import one_line_errors
+
     parser = argparse.ArgumentParser(
         prog="tinyr1 prepare",
         description="Write the recipe's prompt rows ({prompt: [system, user], answer: gold}) as JSON lines.",
@@ -239,22 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
     parser.add_argument("--skip_bad_rows", action="store_true",
                         help="skip rows whose answer lacks '#### <gold>' and report how many, instead of stopping")
-    return parser
+    return one_line_errors(parser, "tinyr1 prepare")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tinyr1.paths import make_dirs
+    from tinyr1.validate import check, flag_source
+
     args = build_parser().parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        raise TinyR1Error("--limit must be at least 1")
+    check(vars(args), flag_source)
+    output = check_output_file(args.output, "--output")  # before the data is read or generated
+    if output.exists() and output.resolve() == Path(args.dataset_name).expanduser().resolve():
+        raise TinyR1Error(f"--output {args.output}: is the input file; write the prepared rows elsewhere")
     examples, skipped = load_examples(args.dataset_name, args.split, args.limit, args.seed, args.skip_bad_rows)
     rows = to_prompt_rows(examples, args.system_prompt)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(output)
+    make_dirs(output.parent, "--output")
+    write_jsonl(output, rows)
     print(f"wrote {len(rows)} rows from {args.dataset_name} ({args.split}) to {output}"
           + (f"; skipped {skipped} rows without '####'" if skipped else ""))
     print("example row:")

@@ -2,6 +2,10 @@
 
     tinyr1 doctor                                                        # this machine and the default recipe
     tinyr1 doctor --config recipes/qwen2.5-0.5b-instruct/grpo-gsm8k.yaml
+    tinyr1 doctor --command sft --config recipes/smollm2-135m-instruct/sft-coldstart-cpu.yaml
+
+The recipe is parsed exactly as ``tinyr1 train`` (default) or ``tinyr1 sft`` (``--command sft``) parses it, so a
+recipe that would not start is reported the same way: one line and exit code 2.
 
 Checks versions against the ones tinyr1 was verified with, the GPU (memory, bf16) or CPU threads, whether the
 model and dataset can be found (offline too: local path or hub cache), an estimate of the memory the recipe
@@ -92,7 +96,9 @@ def locate_dataset(name: str) -> tuple[str, str]:
         return OK, "generated offline by reasoning-gym"
     if Path(name).expanduser().exists():
         return OK, f"local: {name}"
-    if name.startswith((".", "/", "~")):
+    from tinyr1.paths import looks_local
+
+    if looks_local(name) or "/" not in name:  # the same rule as the loader's: a hub dataset is owner/name
         return BLOCK, f"{name}: no such file or folder"
     return WARN, "hub id: needs internet unless already in the datasets cache"
 
@@ -143,22 +149,18 @@ def _model_shape(name: str, local: str | None) -> dict | None:
     return None
 
 
-def load_recipe(config: str | None):
-    """(kind, script, training, model_args) from a GRPO or SFT recipe; GRPO's defaults when none is given."""
-    import yaml
+def load_recipe(command: str, config: str | None):
+    """(kind, script, training, model_args): the recipe parsed exactly as ``tinyr1 <command>`` parses it."""
+    argv = ["--config", config] if config else []
+    if command == "sft":
+        from tinyr1.sft import parse_args
 
-    if config and Path(config).is_file() and "num_generations" not in (yaml.safe_load(Path(config).read_text()) or {}):
-        from trl import ModelConfig, SFTConfig
-
-        from tinyr1.config import parse_recipe
-        from tinyr1.sft import SFTScriptArguments, recipe_defaults
-
-        script, training, model_args = parse_recipe([SFTScriptArguments, SFTConfig, ModelConfig], ["--config", config],
-                                                    prog="tinyr1 doctor", defaults=recipe_defaults())
+        script, training, model_args, _ = parse_args(argv, check_setup=False)
         return "sft", script, training, model_args
-    from tinyr1.train import parse_args
+    from tinyr1.train import load_rewards, parse_args
 
-    script, training, model_args, _ = parse_args(["--config", config] if config else [])
+    script, training, model_args, _ = parse_args(argv, check_setup=False)
+    load_rewards(script, training)  # an empty or broken reward list is a recipe error too
     return "grpo", script, training, model_args
 
 
@@ -188,7 +190,7 @@ def check_memory(checks: Checklist, kind, script, training, model_args, shape, h
     if here["total"] < 0.9 * hardware["memory"]:
         checks.add(OK, "memory", detail)
         return
-    from tinyr1.sft import oom_remedies
+    from tinyr1.rundir import oom_remedies
 
     checks.add(BLOCK, "memory", f"{detail}; will not fit: {oom_remedies(training, model_args, length_field)}")
 
@@ -215,21 +217,27 @@ def check_generation(checks: Checklist, name: str, local: str | None, params: fl
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tinyr1.config import one_line_errors
+    from tinyr1.validate import check_trainer_settings
+
     p = argparse.ArgumentParser(prog="tinyr1 doctor", description="Pre-flight checklist for a recipe; exit 1 "
                                 "when something blocks the run.")
-    p.add_argument("--config", help="a GRPO (tinyr1 train) or SFT (tinyr1 sft) recipe; default: train's defaults")
+    p.add_argument("--command", choices=("train", "sft"), default="train",
+                   help="the command the recipe is for: train (GRPO, the default) or sft")
+    p.add_argument("--config", help="a recipe for --command; default: that command's defaults")
     p.add_argument("--skip_generation", action="store_true", help="skip loading the model for a generation check")
-    args = p.parse_args(argv)
+    args = one_line_errors(p, "tinyr1 doctor").parse_args(argv)
+    # A recipe that does not parse is bad input (exit 2, one line), as it is for train and sft themselves.
+    kind, script, training, model_args = load_recipe(args.command, args.config)
     checks = Checklist()
     print(f"tinyr1 doctor — Python {sys.version.split()[0]}")
     check_versions(checks)
     hardware = check_hardware(checks)
-    try:
-        kind, script, training, model_args = load_recipe(args.config)
+    checks.add(OK, "recipe", f"{args.config or f'tinyr1 {args.command} defaults'} ({kind})")
+    try:  # settings that need packages or hardware this machine may lack: a finding here, not bad input
+        check_trainer_settings(training)
     except TinyR1Error as err:
-        checks.add(BLOCK, "recipe", str(err))
-        return 1
-    checks.add(OK, "recipe", f"{args.config or 'tinyr1 train defaults'} ({kind})")
+        checks.add(BLOCK, "trainer settings", str(err))
     status, detail, local = locate_model(model_args.model_name_or_path)
     checks.add(status, f"model {model_args.model_name_or_path}", detail)
     data_status, data_detail = locate_dataset(script.dataset_name)

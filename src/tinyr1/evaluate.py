@@ -22,6 +22,8 @@ from pathlib import Path
 from tinyr1 import answers, rewards
 from tinyr1.answers import SYSTEM_PROMPT
 from tinyr1.errors import TinyR1Error
+from tinyr1.jsonl import write_jsonl
+from tinyr1.paths import check_output_dir, make_dirs
 
 METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
                 "format_strict": "format_strict", "format_soft": "format_soft"}
@@ -71,6 +73,11 @@ def read_predictions(path: str) -> list[dict]:
         if missing:
             raise TinyR1Error(f"{path} line {index}: missing field {' and '.join(missing)}; rows need question, "
                               "answer, completion")
+        wrong = [k for k in ("question", "completion") if not isinstance(row[k], str)] + (
+            ["answer"] if row["answer"] is None else [])
+        if wrong:
+            raise TinyR1Error(f"{path} line {index}: {' and '.join(wrong)} must be text, got "
+                              f"{type(row[wrong[0]]).__name__}")
         gold = answers.extract_hash_answer(str(row["answer"]))
         row["answer"] = gold if gold is not None else str(row["answer"]).strip()
     if not rows:
@@ -134,9 +141,10 @@ def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=Non
 
             if not model_name_or_path:
                 raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
-            model_path = resolve_model(model_name_or_path).path
+            resolved = resolve_model(model_name_or_path, adapter)
+            model_path = resolved.path
             if not use_vllm:
-                model, tokenizer = load_model_and_tokenizer(model_name_or_path, adapter=adapter, dtype=dtype)
+                model, tokenizer = load_model_and_tokenizer(resolved, dtype=dtype)
         if model is not None:
             model.eval()
         outputs, seconds = _generate(model, tokenizer, examples, system_prompt, batch_size, max_new_tokens,
@@ -154,11 +162,9 @@ def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=Non
     metrics.update(facts, versions=_versions())
     if output_dir is not None:
         out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out, "--output_dir")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        with (out / "samples.jsonl").open("w", encoding="utf-8") as f:
-            for sample in samples:
-                f.write(json.dumps(sample, ensure_ascii=False) + "\n")
+        write_jsonl(out / "samples.jsonl", samples)
     return metrics
 
 
@@ -187,6 +193,8 @@ def print_table(metrics: dict, title: str = "evaluation") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tinyr1.config import one_line_errors
+
     p = argparse.ArgumentParser(prog="tinyr1 eval", description="Accuracy (strict and flexible) and format "
                                 "compliance of a model's greedy answers on a test split.")
     p.add_argument("--model_name_or_path", help="hub id, local folder, .gguf, smollm2-135m-instruct, or a run's "
@@ -198,17 +206,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=16, help="questions generated together (default 16)")
     p.add_argument("--max_new_tokens", type=int, default=256, help="generation length (default 256)")
     p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
-    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32",
+                   choices=("auto", "bfloat16", "float16", "float32", "bf16", "fp16", "fp32"))
     p.add_argument("--use_vllm", action="store_true", help="generate with vLLM (needs vllm and a CUDA GPU)")
     p.add_argument("--predictions", help="score this JSON-lines file (question, answer, completion); no model")
     p.add_argument("--output_dir", required=True, help="where metrics.json and samples.jsonl go")
-    return p
+    return one_line_errors(p, "tinyr1 eval")
+
+
+def _check_not_foreign(out: Path) -> None:
+    """eval replaces metrics.json and samples.jsonl in its folder: only ever ones an earlier tinyr1 eval wrote."""
+    from tinyr1.jsonl import read_json
+
+    mine = False
+    if (out / "metrics.json").is_file():
+        try:
+            mine = "tinyr1" in (read_json(out / "metrics.json") or {}).get("versions", {})
+        except (TinyR1Error, AttributeError, TypeError):
+            mine = False
+    for name in ("metrics.json", "samples.jsonl"):
+        if (out / name).exists() and not mine:
+            raise TinyR1Error(f"--output_dir {out}: holds a {name} that tinyr1 eval did not write; pick another "
+                              "folder (tinyr1 never replaces a file of yours)")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tinyr1.validate import check, flag_source
+
     args = build_parser().parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        raise TinyR1Error("--limit must be at least 1")
+    check(vars(args), flag_source)
+    check_output_dir(args.output_dir, "--output_dir")  # before any model loads or generates
+    _check_not_foreign(Path(args.output_dir))
+    if not args.predictions and not args.model_name_or_path:
+        raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
+    if args.model_name_or_path:
+        from tinyr1.models import resolve_model
+
+        resolve_model(args.model_name_or_path, args.adapter)  # a missing model or adapter, before the data loads
     metrics = evaluate(args.model_name_or_path, adapter=args.adapter, dataset_name=args.dataset_name,
                        split=args.split, limit=args.limit, batch_size=args.batch_size,
                        max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt,

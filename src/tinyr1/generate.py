@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default), >0 to sample")
     p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's; '' for none)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling")
-    args = p.parse_args(argv)
+    from tinyr1.config import one_line_errors
+    from tinyr1.validate import check, flag_source
+
+    args = one_line_errors(p, "tinyr1 generate").parse_args(argv)
+    check(vars(args), flag_source)
     if not args.prompt and not args.interactive:
         raise TinyR1Error("give --prompt TEXT or --interactive")
     from tinyr1.models import configure_cpu_threads, default_device, load_model_and_tokenizer
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             line = input("you> " if sys.stdin.isatty() else "")
         except EOFError:
             break
+        except UnicodeDecodeError:
+            raise TinyR1Error("stdin: not UTF-8 text; type or pipe UTF-8") from None
         if line.strip().lower() in ("exit", "quit"):
             break
         if not line.strip():

@@ -10,7 +10,6 @@ wasted work in every decode step, small.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -60,10 +59,3 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], *, max_new
             bar.update(len(chunk))
     bar.close()
     return results  # type: ignore[return-value]
-
-
-def timed_generate(*args, **kwargs) -> tuple[list[Generation], float]:
-    """``generate_batch`` plus its wall time in seconds."""
-    start = time.perf_counter()
-    outputs = generate_batch(*args, **kwargs)
-    return outputs, time.perf_counter() - start

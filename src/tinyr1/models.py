@@ -19,7 +19,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from pathlib import Path
 import torch
 
 from tinyr1.errors import TinyR1Error
+from tinyr1.paths import looks_local
+from tinyr1.rundir import latest_checkpoint
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -109,22 +110,21 @@ def gguf_to_safetensors(gguf: Path) -> Path:
     return target
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest *complete* ``checkpoint-N`` (one whose trainer_state.json was written, which happens last)."""
-    found = []
-    for child in run_dir.glob("checkpoint-*"):
-        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
-        if match and child.is_dir() and (child / "trainer_state.json").is_file():
-            found.append((int(match.group(1)), child))
-    return max(found)[1] if found else None
+def _check_adapter(adapter: str) -> None:
+    folder = Path(adapter).expanduser()
+    if not folder.is_dir():
+        raise TinyR1Error(f"--adapter {adapter}: " + ("not a folder" if folder.exists() else "no such folder"))
+    if not (folder / "adapter_config.json").is_file():
+        raise TinyR1Error(f"--adapter {adapter}: not a LoRA adapter folder (no adapter_config.json)")
 
 
-def _looks_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or name.endswith(".gguf") or os.sep + os.sep in name
-
-
-def resolve_model(name_or_path: str, adapter: str | None = None) -> ResolvedModel:
-    """What to load for a model string; raises TinyR1Error for a local path that does not exist."""
+def resolve_model(name_or_path: str | ResolvedModel, adapter: str | None = None) -> ResolvedModel:
+    """What to load for a model string (resolved once by a command, then passed around as the result);
+    raises TinyR1Error for a local path that does not exist or a folder that holds no model."""
+    if isinstance(name_or_path, ResolvedModel):
+        return name_or_path
+    if adapter:
+        _check_adapter(adapter)
     if not name_or_path:
         raise TinyR1Error("model_name_or_path is empty; give a hub id, a local folder, a .gguf file or "
                           f"{SMOLLM2_ALIAS}")
@@ -139,7 +139,10 @@ def resolve_model(name_or_path: str, adapter: str | None = None) -> ResolvedMode
         if (path / "config.json").is_file():
             return ResolvedModel(str(path), "local", adapter, name_or_path)
         if (path / "adapter_config.json").is_file():
-            base_name = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            try:
+                base_name = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            except (ValueError, AttributeError):
+                raise TinyR1Error(f"{path}/adapter_config.json: not a valid adapter config") from None
             if not base_name:
                 raise TinyR1Error(f"{path}/adapter_config.json: base_model_name_or_path is not set")
             base = resolve_model(base_name)
@@ -150,7 +153,7 @@ def resolve_model(name_or_path: str, adapter: str | None = None) -> ResolvedMode
         raise TinyR1Error(f"{path}: not a model folder (no config.json, adapter_config.json or checkpoint-N)")
     if path.exists():
         raise TinyR1Error(f"{path}: a model must be a folder or a .gguf file")
-    if _looks_local(name_or_path) or name_or_path.count("/") > 1:
+    if looks_local(name_or_path):
         raise TinyR1Error(f"model path {name_or_path} does not exist")
     return ResolvedModel(name_or_path, "hub", adapter, name_or_path)
 
@@ -256,7 +259,7 @@ def ensure_pad_token(tokenizer, model=None) -> str | None:
     return message
 
 
-def load_tokenizer(name_or_path: str, adapter: str | None = None):
+def load_tokenizer(name_or_path: str | ResolvedModel, adapter: str | None = None):
     from transformers import AutoTokenizer
 
     resolved = resolve_model(name_or_path, adapter)
@@ -276,9 +279,9 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def load_model(name_or_path: str, *, adapter: str | None = None, dtype: torch.dtype | str | None = None,
-               device: str | None = None, trust_remote_code: bool = False, merge_adapter: bool = False,
-               **from_pretrained_kwargs):
+def load_model(name_or_path: str | ResolvedModel, *, adapter: str | None = None,
+               dtype: torch.dtype | str | None = None, device: str | None = None, trust_remote_code: bool = False,
+               merge_adapter: bool = False, **from_pretrained_kwargs):
     """Load weights (safetensors only) in ``dtype`` (default: ``choose_precision``), apply a LoRA adapter if any.
 
     Extra keyword arguments (e.g. ``quantization_config``, ``device_map``) go to ``from_pretrained``.
@@ -311,9 +314,10 @@ def load_model(name_or_path: str, *, adapter: str | None = None, dtype: torch.dt
     return model
 
 
-def load_model_and_tokenizer(name_or_path: str, **kwargs):
+def load_model_and_tokenizer(name_or_path: str | ResolvedModel, **kwargs):
     """Model and tokenizer, with a distinct pad token set on both (embeddings resized if one was added)."""
-    tokenizer = load_tokenizer(name_or_path, kwargs.get("adapter"))
-    model = load_model(name_or_path, **kwargs)
+    resolved = resolve_model(name_or_path, kwargs.pop("adapter", None))
+    tokenizer = load_tokenizer(resolved)
+    model = load_model(resolved, **kwargs)
     ensure_pad_token(tokenizer, model)
     return model, tokenizer

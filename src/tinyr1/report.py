@@ -11,31 +11,26 @@ from __future__ import annotations
 
 import argparse
 import base64
-import html
-import json
 import re
 import sys
 from pathlib import Path
 
 from tinyr1.errors import TinyR1Error
+from tinyr1.jsonl import read_json, read_jsonl, read_text
 
 EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "format_strict", "format_soft", "mean_completion_tokens",
                 "truncated_fraction", "tokens_per_second")
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    # What a killed run leaves (a truncated last line) is skipped with a warning by the shared reader.
+    return read_jsonl(path, missing_ok=True)
 
 
 def series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
     """Steps and values of one metric, skipping steps where it is missing or null (NaN)."""
-    points = [(m["step"], m[key]) for m in metrics if isinstance(m.get(key), (int, float))]
+    points = [(m["step"], m[key]) for m in metrics
+              if isinstance(m.get(key), (int, float)) and isinstance(m.get("step"), (int, float))]
     return [p[0] for p in points], [float(p[1]) for p in points]
 
 
@@ -119,15 +114,16 @@ def eval_table(before: dict | None, after: dict | None) -> list[str]:
 
 
 def _sample_pairs(run_dir: Path, count: int = 3) -> list[str]:
-    before = {s["question"]: s for s in _read_jsonl(run_dir / "eval" / "before" / "samples.jsonl")}
+    before = {s.get("question"): s for s in _read_jsonl(run_dir / "eval" / "before" / "samples.jsonl")}
     after = _read_jsonl(run_dir / "eval" / "after" / "samples.jsonl")
     lines = []
-    for sample in [s for s in after if s["question"] in before][:count]:
-        lines += [f"**Q:** {sample['question']}  ", f"**gold:** {sample['answer']}", ""]
+    for sample in [s for s in after if s.get("question") in before][:count]:
+        lines += [f"**Q:** {sample['question']}  ", f"**gold:** {sample.get('answer')}", ""]
         for label, s in (("before", before[sample["question"]]), ("after", sample)):
-            ok = "correct" if s["correct_strict"] else ("correct (flexible)" if s["correct_flexible"] else "wrong")
-            lines += [f"*{label}* ({ok}, strict format: {'yes' if s['format_strict'] else 'no'}):", "", "```text",
-                      s["completion"].strip()[:1200], "```", ""]
+            ok = "correct" if s.get("correct_strict") else ("correct (flexible)" if s.get("correct_flexible")
+                                                             else "wrong")
+            lines += [f"*{label}* ({ok}, strict format: {'yes' if s.get('format_strict') else 'no'}):", "",
+                      "```text", str(s.get("completion") or "").strip()[:1200], "```", ""]
     return lines
 
 
@@ -137,11 +133,18 @@ def write_report(run_dir: str | Path) -> Path:
     if not run_dir.is_dir():
         raise TinyR1Error(f"{run_dir}: no such run folder")
     metrics = _read_jsonl(run_dir / "metrics.jsonl")
-    run = _read_json(run_dir / "run.json") or {}
+    run = read_json(run_dir / "run.json") or {}
     if not metrics and not run:
         raise TinyR1Error(f"{run_dir}: no metrics.jsonl or run.json; is this a tinyr1 train output_dir?")
+    from tinyr1.paths import check_output_dir, check_output_file
+
+    for name in ("report.md", "report.html"):  # checked before plotting, not after
+        check_output_file(run_dir / name, "report")
+        if (run_dir / name).is_file() and "tinyr1 run report" not in read_text(run_dir / name)[:300]:
+            raise TinyR1Error(f"{run_dir / name}: not a report tinyr1 wrote; move it, tinyr1 will not replace it")
+    check_output_dir(run_dir / "plots", "report")
     plots = make_plots(metrics, run_dir / "plots")
-    before, after = (_read_json(run_dir / "eval" / s / "metrics.json") for s in ("before", "after"))
+    before, after = (read_json(run_dir / "eval" / s / "metrics.json") for s in ("before", "after"))
     steps = [m for m in metrics if "loss" in m]
     facts = [("model", run.get("model")), ("data", f"{run.get('dataset')} ({run.get('split')})"),
              ("steps", run.get("global_step", steps[-1]["step"] if steps else None)),
@@ -158,12 +161,12 @@ def write_report(run_dir: str | Path) -> Path:
     train_samples = _read_jsonl(run_dir / "samples.jsonl")
     if train_samples:
         last = train_samples[-1]
-        lines += [f"## Last training sample (step {last['step']})", "", f"**Q:** {last['question']}  ",
-                  f"**gold:** {last['answer']} — **extracted:** {last['extracted']}", "", "```text",
-                  last["completion"].strip()[:1200], "```", ""]
+        lines += [f"## Last training sample (step {last.get('step')})", "", f"**Q:** {last.get('question')}  ",
+                  f"**gold:** {last.get('answer')} — **extracted:** {last.get('extracted')}", "", "```text",
+                  str(last.get("completion") or "").strip()[:1200], "```", ""]
     compare_md = run_dir / "compare.md"
     if compare_md.is_file():
-        lines += ["## The recipe's question", "", compare_md.read_text(encoding="utf-8").split("\n", 1)[1], ""]
+        lines += ["## The recipe's question", "", read_text(compare_md).split("\n", 1)[-1], ""]
     report = run_dir / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
     (run_dir / "report.html").write_text(to_html("\n".join(lines), run_dir), encoding="utf-8")
@@ -171,57 +174,31 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def to_html(markdown: str, base: Path) -> str:
-    """A small Markdown-to-HTML rendering with the plots embedded as base64, so the file stands alone."""
-    out, in_code, table = [], False, []
+    """The report rendered by markdown-it (CommonMark plus tables), plots embedded as base64 so the file stands
+    alone. Raw HTML in the Markdown (a completion can hold anything) is shown as text, never rendered."""
+    from markdown_it import MarkdownIt
 
-    def inline(text: str) -> str:
-        text = html.escape(text)
-        text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-        text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
-        return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    def embed(match: re.Match) -> str:
+        image = base / match.group(2)
+        if not image.is_file():
+            return match.group(0)
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()})"
 
-    def flush_table():
-        if table:
-            rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
-            cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
-            head = "".join(f"<th>{inline(c)}</th>" for c in cells[0])
-            body = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in cells[1:])
-            out.append(f"<table><tr>{head}</tr>{body}</table>")
-            table.clear()
-
-    for line in markdown.split("\n"):
-        if line.startswith("```"):
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-        elif in_code:
-            out.append(html.escape(line))
-        elif line.startswith("|"):
-            table.append(line)
-            continue
-        else:
-            flush_table()
-            image = re.fullmatch(r"!\[(.*)\]\((.+)\)", line)
-            heading = re.match(r"(#+) (.*)", line)
-            if image:
-                data = base64.b64encode((base / image.group(2)).read_bytes()).decode()
-                out.append(f'<img alt="{html.escape(image.group(1))}" src="data:image/png;base64,{data}">')
-            elif heading:
-                level = len(heading.group(1))
-                out.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
-            elif line.strip():
-                out.append(f"<p>{inline(line)}</p>")
-    flush_table()
+    inlined = re.sub(r"!\[([^\]]*)\]\((plots/[^)\s]+\.png)\)", embed, markdown)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(inlined)
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}"
              "img{max-width:100%}")
-    return f"<!doctype html><meta charset='utf-8'><title>tinyr1 report</title><style>{style}</style>" + "\n".join(out)
+    return f"<!doctype html><meta charset='utf-8'><title>tinyr1 run report</title><style>{style}</style>\n" + body
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tinyr1 report", description="Plots and a Markdown/HTML report for a "
                                 "tinyr1 train output folder.")
     p.add_argument("run_dir", help="a tinyr1 train output_dir")
-    args = p.parse_args(argv)
+    from tinyr1.config import one_line_errors
+
+    args = one_line_errors(p, "tinyr1 report").parse_args(argv)
     report = write_report(args.run_dir)
     print(f"wrote {report} and {report.with_suffix('.html')}")
     return 0

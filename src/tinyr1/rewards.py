@@ -15,6 +15,7 @@ compares numbers after normalising (``72.0``, ``$72`` and ``72`` are equal).
 from __future__ import annotations
 
 import importlib
+import numbers
 from collections.abc import Callable
 
 from tinyr1 import answers
@@ -153,14 +154,34 @@ def get_reward_func(name: str) -> RewardFunc:
         module_name, _, attr = name.partition(":")
         try:
             func = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
+        except (ImportError, AttributeError, ValueError) as err:  # ValueError: an empty module name
             raise TinyR1Error(f"reward_funcs: cannot import {name!r} ({err})") from None
         if not callable(func):
             raise TinyR1Error(f"reward_funcs: {name!r} is not a function")
+        _try_once(name, func)
         return func
     raise TinyR1Error(
         f"reward_funcs: unknown reward {name!r}; use one of {', '.join(REWARD_FUNCS)} or 'package.module:function'"
     )
+
+
+def _try_once(name: str, func) -> None:
+    """Call a user's reward once on a sample, the way trl will, so a wrong signature or return value fails now
+    rather than at step 1 after the model has loaded."""
+    prompt = [{"role": "system", "content": "sample"}, {"role": "user", "content": "What is 1 + 1?"}]
+    completion = _chat("<reasoning>\n1 + 1 = 2\n</reasoning>\n<answer>\n2\n</answer>")
+    try:
+        result = func(prompts=[prompt], completions=[completion], completion_ids=[[0, 1]], answer=["2"],
+                      trainer_state=None, log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None)
+    except Exception as err:
+        raise TinyR1Error(f"reward_funcs: {name} failed on a sample call ({type(err).__name__}: "
+                          f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); trl calls it as "
+                          "f(prompts=..., completions=..., completion_ids=..., answer=..., **kwargs) and wants one "
+                          "float per completion") from None
+    if not isinstance(result, (list, tuple)) or len(result) != 1 or not all(
+            r is None or (isinstance(r, numbers.Real) and not isinstance(r, bool)) for r in result):
+        raise TinyR1Error(f"reward_funcs: {name} returned {str(result)[:60]!r} for one completion; it must return a "
+                          "list with one float (or None) per completion")
 
 
 def get_reward_funcs(names: list[str] | str) -> list[RewardFunc]:

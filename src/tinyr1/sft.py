@@ -20,8 +20,11 @@ from pathlib import Path
 import torch
 
 from tinyr1.answers import SYSTEM_PROMPT
-from tinyr1.config import dump_recipe, parse_recipe, recipe_values
-from tinyr1.errors import OutOfMemoryError, TinyR1Error
+from tinyr1.config import dump_recipe, load_recipe
+from tinyr1.errors import TinyR1Error
+from tinyr1.rundir import RunDir, oom_remedies
+from tinyr1.sft_data import FORMATS
+from tinyr1.validate import check_trainer_settings
 
 AUTO_OUTPUT = "outputs/auto"
 
@@ -40,7 +43,8 @@ class SFTScriptArguments:
                                "reasoning (default: the GRPO recipe's)"})
     backend: str = field(default="transformers", metadata={"help": "transformers (CPU or GPU) | unsloth (GPU)"})
     merge_lora: bool = field(default=False, metadata={"help": "also save a merged full model in output_dir/merged"})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "replace an existing output_dir"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
+                                       "already holds a tinyr1 sft run (only the files that run wrote are deleted)"})
     num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
     sample_prompt: str = field(default="Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. How many apples "
                                "were left?", metadata={"help": "asked of the fine-tuned model at the end"})
@@ -74,29 +78,6 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def oom_remedies(training, model_args, length_field: str = "max_length") -> str:
-    """The recipe's four out-of-memory remedies, sized to the current settings.
-
-    >>> from types import SimpleNamespace as N
-    >>> print(oom_remedies(N(per_device_train_batch_size=2, gradient_accumulation_steps=4, max_length=2048),
-    ...                    N(load_in_4bit=False)))
-    out of memory; keep the effective batch and try, in order: per_device_train_batch_size 2 -> 1, \
-gradient_accumulation_steps 4 -> 8; --load_in_4bit true (needs a CUDA GPU and bitsandbytes); max_length 2048 -> 1024
-    """
-    batch, accumulation = training.per_device_train_batch_size, training.gradient_accumulation_steps
-    steps = []
-    if batch > 1:
-        smaller = max(1, batch // 2)
-        steps.append(f"per_device_train_batch_size {batch} -> {smaller}, gradient_accumulation_steps "
-                     f"{accumulation} -> {accumulation * batch // smaller}")
-    if not getattr(model_args, "load_in_4bit", False):
-        steps.append("--load_in_4bit true (needs a CUDA GPU and bitsandbytes)")
-    length = getattr(training, length_field, None)
-    if length:
-        steps.append(f"{length_field} {length} -> {max(64, length // 2)}")
-    return "out of memory; keep the effective batch and try, in order: " + "; ".join(steps)
-
-
 def _check_backend(script, model_args) -> None:
     if script.backend not in ("transformers", "unsloth"):
         raise TinyR1Error(f"--backend {script.backend!r}: use transformers or unsloth")
@@ -110,7 +91,7 @@ def _check_backend(script, model_args) -> None:
                           "bitsandbytes); on CPU train the LoRA adapter without quantization")
 
 
-def load_for_sft(script, training, model_args):
+def load_for_sft(script, training, model_args, resolved, tokenizer):
     """Model (LoRA wrapping is left to SFTTrainer via peft_config) and tokenizer, per backend."""
     from tinyr1 import models
 
@@ -132,66 +113,69 @@ def load_for_sft(script, training, model_args):
     extra = {"quantization_config": quantization,
              "device_map": {"": torch.cuda.current_device()}} if quantization else {}
     plan = models.choose_precision("bf16" if training.bf16 else model_args.dtype)
-    model = models.load_model(model_args.model_name_or_path, dtype=plan.dtype, merge_adapter=True,
+    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
                               trust_remote_code=training.trust_remote_code, **extra)
-    tokenizer = models.load_tokenizer(model_args.model_name_or_path)
     models.ensure_pad_token(tokenizer, model)
     tokenizer.padding_side = "right"  # training pads on the right; generation code sets left itself
     print(plan.reason)
     return model, tokenizer, get_peft_config(model_args)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from datasets import Dataset
-    from trl import ModelConfig, SFTConfig, SFTTrainer
-
-    from tinyr1 import models
+def parse_args(argv: list[str] | None, check_setup: bool = True):
+    """The recipe, parsed and range-checked once: (script, training, model_args, values for config.yaml)."""
+    from trl import ModelConfig, SFTConfig
 
     types = [SFTScriptArguments, SFTConfig, ModelConfig]
-    script, training, model_args = parse_recipe(types, argv, prog="tinyr1 sft", description=__doc__.split("\n")[0],
-                                                defaults=recipe_defaults())
-    _check_backend(script, model_args)
+    (script, training, model_args), values = load_recipe(types, argv, prog="tinyr1 sft",
+                                                         description=__doc__.split("\n")[0],
+                                                         defaults=recipe_defaults())
+    if check_setup:
+        check_trainer_settings(training)
+    if script.dataset_format not in FORMATS:
+        raise TinyR1Error(f"--dataset_format {script.dataset_format!r}: use one of {', '.join(FORMATS)}")
     if training.output_dir == AUTO_OUTPUT:
         short = Path(model_args.model_name_or_path.rstrip("/")).name.lower()
         training.output_dir = f"outputs/{short}-sft-{time.strftime('%Y%m%d-%H%M%S')}"
-    output_dir = Path(training.output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not training.resume_from_checkpoint:
-        if not script.overwrite_output_dir:
-            raise TinyR1Error(f"output_dir {output_dir} is not empty; pick another or pass "
-                              "--overwrite_output_dir true")
-        import shutil
+    values["output_dir"] = training.output_dir
+    return script, training, model_args, values
 
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if not torch.cuda.is_available():
-        models.configure_cpu_threads(script.num_threads)
-    model, tokenizer, peft_config = load_for_sft(script, training, model_args)
 
+def main(argv: list[str] | None = None) -> int:
+    """parse -> check backend -> claim the folder -> model -> data -> train -> save -> a sample answer."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from tinyr1 import models
+    from tinyr1.callbacks import MetricsLogger
     from tinyr1.sft_data import load_sft_rows
 
+    script, training, model_args, values = parse_args(argv)
+    _check_backend(script, model_args)
+    resuming = training.resume_from_checkpoint not in (None, "", "false", "False")
+    run = RunDir.claim(training.output_dir, "sft", resume=resuming, overwrite=script.overwrite_output_dir,
+                       main=training.process_index == 0)
+    resume = run.resolve_resume(training.resume_from_checkpoint)
+    if not torch.cuda.is_available():
+        models.configure_cpu_threads(script.num_threads)
+    resolved = models.resolve_model(model_args.model_name_or_path)
+    tokenizer = models.load_tokenizer(resolved)  # cheap: the data is rendered and checked before the model loads
     rows = load_sft_rows(script.dataset_name, script.dataset_format, script.dataset_split, script.dataset_limit,
                          script.dataset_seed, script.system_prompt, script.alpaca_as_chat, tokenizer.eos_token or "")
     print(f"data: {len(rows)} {script.dataset_format} rows from {script.dataset_name}")
-    values = recipe_values(types, argv, defaults=recipe_defaults())
-    values["output_dir"] = str(output_dir)
-    dump_recipe(output_dir / "config.yaml", values)
-
-    from tinyr1.callbacks import MetricsLogger
-
-    trainer = SFTTrainer(model=model, args=training, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[MetricsLogger(output_dir)])
-    started = time.time()
-    try:
-        trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
-    except torch.OutOfMemoryError:
-        raise OutOfMemoryError(oom_remedies(training, model_args)) from None
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(output_dir)
-    _point_adapter_at(output_dir, model_args.model_name_or_path)
-    if script.merge_lora and hasattr(trainer.model, "merge_and_unload"):
-        trainer.model.merge_and_unload().save_pretrained(output_dir / "merged")
-        tokenizer.save_pretrained(output_dir / "merged")
-    print(f"done: {trainer.state.global_step} steps in {time.time() - started:.0f}s; saved to {output_dir}")
+    model, tokenizer, peft_config = load_for_sft(script, training, model_args, resolved, tokenizer)
+    if run.main:
+        dump_recipe(run.path / "config.yaml", values)
+    run.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
+                       split=script.dataset_split, dataset_format=script.dataset_format)
+    trainer = run.build_trainer(lambda: SFTTrainer(
+        model=model, args=training, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+        peft_config=peft_config, callbacks=[MetricsLogger(run.path), run.callback()]))
+    run.train(trainer, resume, remedies=lambda: oom_remedies(training, model_args))
+    run.save_final(trainer, tokenizer, script.merge_lora)
+    if run.main:
+        _point_adapter_at(run.path, model_args.model_name_or_path)
+    run.write_run_json("completed")
+    print(f"done: {trainer.state.global_step} steps in {time.time() - run.started:.0f}s; saved to {run.path}")
     _sample(trainer.model, tokenizer, script)
     return 0
 

@@ -46,7 +46,9 @@ def alpaca_rows(source: str, split: str, limit: int | None, as_chat: bool, eos_t
         if missing:
             raise TinyR1Error(f"{source} row {index}: missing field {' and '.join(missing)}; alpaca rows need "
                               "instruction, input (may be empty) and output — or pick another --dataset_format")
-        instruction, extra, output = str(row["instruction"]), str(row.get("input") or ""), str(row["output"])
+        if not all(isinstance(row.get(k), str) for k in ("instruction", "output")):
+            raise TinyR1Error(f"{source} row {index}: instruction and output must be text")
+        instruction, extra, output = row["instruction"], str(row.get("input") or ""), row["output"]
         if as_chat:
             user = instruction + (f"\n\n{extra}" if extra else "")
             rows.append({"prompt": [{"role": "user", "content": user}],
@@ -71,10 +73,16 @@ def reasoning_rows(source: str, split: str, limit: int | None, seed: int, system
 
 
 def messages_rows(source: str, split: str, limit: int | None) -> list[dict]:
+    from tinyr1.data import check_messages
+
     rows = []
     for index, row in enumerate(_raw_rows(source, split)[:limit]):
         messages = row.get("messages")
-        if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
+        if not isinstance(messages, list) or not messages:
+            raise TinyR1Error(f"{source} row {index}: needs a 'messages' list of chat turns ending with the "
+                              "assistant's; or pick another --dataset_format")
+        check_messages(messages, f"{source} row {index}", "messages")
+        if messages[-1]["role"] != "assistant":
             raise TinyR1Error(f"{source} row {index}: needs a 'messages' list of chat turns ending with the "
                               "assistant's; or pick another --dataset_format")
         rows.append({"prompt": messages[:-1], "completion": messages[-1:]})

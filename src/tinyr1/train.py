@@ -11,8 +11,6 @@ Field names are trl's own (``GRPOConfig``, ``ModelConfig``) plus ``TrainScriptAr
 
 from __future__ import annotations
 
-import json
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from tinyr1 import __version__
 from tinyr1.answers import SYSTEM_PROMPT
-from tinyr1.config import dump_recipe, parse_recipe, recipe_values
+from tinyr1.config import dump_recipe, load_recipe
 from tinyr1.errors import CollapseError, TinyR1Error
 from tinyr1.rewards import DEFAULT_REWARDS
+from tinyr1.rundir import RunDir
 
 AUTO_OUTPUT = "outputs/auto"
 
@@ -61,7 +59,7 @@ class TrainScriptArguments:
                                         "must be one repeated character/token to count as degenerate; 0 = off"})
     force_fp16: bool = field(default=False, metadata={"help": "allow fp16 with Qwen2-family models (it overflows)"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
-                                       "already holds a run (its logs and checkpoints are deleted)"})
+                                       "already holds a tinyr1 run (only the files that run wrote are deleted)"})
     merge_lora: bool = field(default=False, metadata={"help": "with --use_peft, also save a merged model in "
                              "output_dir/merged"})
     max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many "
@@ -85,8 +83,8 @@ def recipe_defaults() -> dict:
         "logging_nan_inf_filter": False,
     }
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing; the new name wins when set.
-    # On CPU checkpointing only trades speed for memory that a small model does not need, and bf16 autocast pays
-    # only on a CPU with native bf16 matmuls (tinyr1.precision measures it; 6-10x slower elsewhere).
+    # On CPU checkpointing only trades speed for memory that a small model does not need, and bf16 autocast over
+    # fp32 weights was the fastest measured setting per GRPO step (benchmarks/grpo_step.py, docs/benchmarks.md).
     if not torch.cuda.is_available():
         from tinyr1.precision import cpu_bf16
 
@@ -96,21 +94,34 @@ def recipe_defaults() -> dict:
     return defaults
 
 
-def parse_args(argv: list[str] | None):
+def parse_args(argv: list[str] | None, check_setup: bool = True):
+    """The recipe, parsed and range-checked once: (script, training, model_args, values for config.yaml)."""
     from trl import GRPOConfig, ModelConfig
 
+    from tinyr1.validate import GRPO_RULES, check_trainer_settings
+
     types = [TrainScriptArguments, GRPOConfig, ModelConfig]
-    script, training, model_args = parse_recipe(types, argv, prog="tinyr1 train", description=__doc__.split("\n")[0],
-                                                defaults=recipe_defaults())
+    (script, training, model_args), values = load_recipe(types, argv, prog="tinyr1 train",
+                                                         description=__doc__.split("\n")[0],
+                                                         defaults=recipe_defaults(), rules=GRPO_RULES)
+    if check_setup:
+        check_trainer_settings(training)
     if training.output_dir == AUTO_OUTPUT:
         short = Path(model_args.model_name_or_path.rstrip("/")).name.lower()
         training.output_dir = f"outputs/{short}-grpo-{time.strftime('%Y%m%d-%H%M%S')}"
-    values = recipe_values(types, argv, defaults=recipe_defaults())
     values["output_dir"] = training.output_dir
     return script, training, model_args, values
 
 
+def prompt_length(tokenizer, prompt: list[dict]) -> int:
+    """Tokens of a chat prompt as the model will see it. ``apply_chat_template(tokenize=True)`` returns a
+    BatchEncoding under transformers 5, whose ``len()`` is its number of keys (2), not of tokens."""
+    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def build_dataset(script: TrainScriptArguments, tokenizer):
+    """The training prompts, without those longer than ``max_prompt_tokens`` (dropped and counted)."""
     from datasets import Dataset
 
     from tinyr1.data import load_prompt_rows
@@ -118,8 +129,7 @@ def build_dataset(script: TrainScriptArguments, tokenizer):
     rows = load_prompt_rows(script.dataset_name, script.dataset_split, script.dataset_limit, script.dataset_seed,
                             script.system_prompt, script.skip_bad_rows)
     kept = [{"prompt": r["prompt"], "answer": r["answer"]} for r in rows
-            if len(tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True))
-            <= script.max_prompt_tokens]
+            if prompt_length(tokenizer, r["prompt"]) <= script.max_prompt_tokens]
     dropped = len(rows) - len(kept)
     print(f"data: {len(kept)} prompts from {script.dataset_name} ({script.dataset_split})"
           + (f"; dropped {dropped} longer than max_prompt_tokens={script.max_prompt_tokens}" if dropped else ""))
@@ -128,135 +138,129 @@ def build_dataset(script: TrainScriptArguments, tokenizer):
     return Dataset.from_list(kept)
 
 
-def resolve_resume(training) -> None:
-    from tinyr1.models import latest_checkpoint
-
-    value = training.resume_from_checkpoint
-    if value in (None, "", "false", "False"):
-        training.resume_from_checkpoint = None
-    elif value in ("latest", "true", "True"):
-        found = latest_checkpoint(Path(training.output_dir))
-        if found is None:
-            raise TinyR1Error(f"--resume_from_checkpoint latest: no complete checkpoint-N in {training.output_dir}")
-        training.resume_from_checkpoint = str(found)
-    elif not (Path(value) / "trainer_state.json").is_file():
-        raise TinyR1Error(f"--resume_from_checkpoint {value}: not a complete checkpoint (no trainer_state.json)")
-
-
-def _model_type(name_or_path: str) -> str | None:
-    from transformers import AutoConfig
-
-    from tinyr1.models import resolve_model
-
-    try:  # the config is a small file; for a hub id it comes from the hub cache or the network
-        return AutoConfig.from_pretrained(resolve_model(name_or_path).path).model_type
-    except Exception:  # unreachable here: load_model reports it properly just after
-        return None
-
-
-def write_run_json(training, model_args, script, status: str, started: float, extra: dict) -> None:
-    if training.process_index != 0:
-        return
-    import transformers
-    import trl
-
-    info = {"model": model_args.model_name_or_path, "dataset": script.dataset_name, "split": script.dataset_split,
-            "status": status, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-            "wall_seconds": round(time.time() - started, 1), "world_size": training.world_size,
-            "versions": {"tinyr1": __version__, "torch": torch.__version__, "trl": trl.__version__,
-                         "transformers": transformers.__version__, "python": platform.python_version()},
-            **extra}
-    (Path(training.output_dir) / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from trl import get_peft_config
-
-    from tinyr1 import callbacks, guard, models
+def load_rewards(script: TrainScriptArguments, training) -> list:
+    """The reward functions, each tried once on a sample so a wrong signature fails before the model loads."""
     from tinyr1.rewards import get_reward_funcs
 
-    script, training, model_args, values = parse_args(argv)
-    started = time.time()
     reward_funcs = get_reward_funcs(script.reward_funcs)
     if training.reward_weights is not None and len(training.reward_weights) != len(reward_funcs):
         raise TinyR1Error(f"reward_weights: {len(training.reward_weights)} weights for {len(reward_funcs)} "
                           f"reward_funcs ({', '.join(script.reward_funcs)}); give one weight per reward")
-    output_dir = Path(training.output_dir)
-    _claim_output_dir(output_dir, resuming=training.resume_from_checkpoint not in (None, "", "false", "False"),
-                      overwrite=script.overwrite_output_dir)
-    resolve_resume(training)
+    return reward_funcs
 
-    tokenizer = models.load_tokenizer(model_args.model_name_or_path)
+
+def claim_run(script: TrainScriptArguments, training) -> RunDir:
+    """The output folder (refused if it is a user's), and the checkpoint to resume from, if any."""
+    resuming = training.resume_from_checkpoint not in (None, "", "false", "False")
+    run = RunDir.claim(training.output_dir, "train", resume=resuming, overwrite=script.overwrite_output_dir,
+                       main=training.process_index == 0)
+    training.resume_from_checkpoint = run.resolve_resume(training.resume_from_checkpoint)
+    if script.eval_before_after:  # the evaluation's data is checked now, not after hours of training
+        from tinyr1.data import load_examples
+
+        load_examples(script.dataset_name, script.eval_split, script.eval_limit, script.dataset_seed)
+    return run
+
+
+def _model_type(resolved) -> str | None:
+    from transformers import AutoConfig
+    try:  # the config is a small file; for a hub id it comes from the hub cache or the network
+        return AutoConfig.from_pretrained(resolved.path).model_type
+    except Exception:  # load_model reports an unloadable model properly just after
+        return None
+
+
+def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir):
+    """The model to train, in the precision chosen for this machine, checked for NaN before step 1."""
+    from tinyr1 import guard, models
+
     device = models.default_device()
     threads = models.configure_cpu_threads(script.num_threads) if device == "cpu" else None
     requested = "fp16" if training.fp16 else ("bf16" if training.bf16 else model_args.dtype)
-    plan = models.choose_precision(requested, model_type=_model_type(model_args.model_name_or_path),
-                                   force_fp16=script.force_fp16)
+    plan = models.choose_precision(requested, model_type=_model_type(resolved), force_fp16=script.force_fp16)
     # A LoRA adapter from `tinyr1 sft` is merged so GRPO (with or without a new LoRA) starts from the SFT model.
-    model = models.load_model(model_args.model_name_or_path, dtype=plan.dtype, merge_adapter=True,
+    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
                               trust_remote_code=bool(getattr(training, "trust_remote_code", False)))
     pad_message = models.ensure_pad_token(tokenizer, model)
-    if training.beta > 0 and models.resolve_model(model_args.model_name_or_path).kind == "adapter":
-        _pin_reference_model(model, tokenizer, output_dir)
-    if training.process_index == 0:
+    if training.beta > 0 and resolved.kind == "adapter":
+        _pin_reference_model(model, tokenizer, run.path)
+        run.record()
+    if run.main:
         print(f"model: {model_args.model_name_or_path} ({model.num_parameters() / 1e6:.0f}M parameters) on {device}"
               + (f", {threads} CPU thread(s)" if threads else ""))
         print(plan.reason + (f"; {pad_message}" if pad_message else ""))
     if script.preflight:
         guard.preflight_check(model.to("cuda") if device == "cuda" else model, tokenizer, bf16=training.bf16)
-
-    dataset = build_dataset(script, tokenizer)
-    if training.process_index == 0:
-        dump_recipe(output_dir / "config.yaml", values)
-    nan_guard = guard.NonFiniteGradGuard(script.collapse_patience)
-    degenerate = guard.DegenerateGuard(script.degenerate_threshold, script.collapse_patience)
-    recorder = callbacks.SampleRecorder(reward_funcs, output_dir, script.sample_every, degenerate)
-    stopper = callbacks.GracefulStop()
-    budget = callbacks.TimeBudget(script.max_train_minutes)
-    trainer_class = _trainer_class(device, script.cpu_fast_path)
-    extra = {"device": device, "dtype": str(plan.dtype).replace("torch.", ""), "bf16": training.bf16,
-             "precision_reason": plan.reason, "num_threads": threads, "num_gpus": torch.cuda.device_count(),
-             "trainer": trainer_class.__name__}
+    run.facts.update(device=device, dtype=str(plan.dtype).replace("torch.", ""), bf16=training.bf16,
+                     precision_reason=plan.reason, num_threads=threads, num_gpus=torch.cuda.device_count())
     if device == "cpu":
         from tinyr1.precision import cpu_bf16
 
-        extra["cpu"] = cpu_bf16().as_dict()
-    write_run_json(training, model_args, script, "running", started, extra)
+        run.facts["cpu"] = cpu_bf16().as_dict()
+    return model
 
+
+def main(argv: list[str] | None = None) -> int:
+    """parse -> rewards -> model path -> claim the folder -> tokenizer and data -> model -> train -> finish."""
+    from tinyr1 import models
+    script, training, model_args, values = parse_args(argv)
+    reward_funcs = load_rewards(script, training)
+    resolved = models.resolve_model(model_args.model_name_or_path)
+    run = claim_run(script, training)
+    tokenizer = models.load_tokenizer(resolved)
+    dataset = build_dataset(script, tokenizer)
+    model = load_policy(script, training, model_args, resolved, tokenizer, run)
+    if run.main:
+        dump_recipe(run.path / "config.yaml", values)
+    run.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
+                       split=script.dataset_split, world_size=training.world_size)
     if script.eval_before_after:
-        _evaluate_stage(script, training, model, tokenizer, "before")
-    trainer = trainer_class(model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=get_peft_config(model_args),
-                          callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(output_dir)])
-    try:
-        trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
-    except BaseException:
-        extra["global_step"] = trainer.state.global_step
-        write_run_json(training, model_args, script, "failed", started, extra)
-        raise
-    extra["global_step"] = trainer.state.global_step
-    extra["skipped_steps"] = nan_guard.skipped
+        _evaluate_stage(script, run, model, tokenizer, "before")
+    return train_and_finish(script, training, model_args, run, model, tokenizer, dataset, reward_funcs)
+
+
+def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer, dataset, reward_funcs) -> int:
+    """Train under the guards, then stop cleanly (collapse: exit 3; a signal: 130/143) or finish the story."""
+    from trl import get_peft_config
+
+    from tinyr1 import callbacks, guard
+    from tinyr1.rundir import oom_remedies
+
+    nan_guard = guard.NonFiniteGradGuard(script.collapse_patience)
+    degenerate = guard.DegenerateGuard(script.degenerate_threshold, script.collapse_patience)
+    recorder = callbacks.SampleRecorder(reward_funcs, run.path, script.sample_every, degenerate)
+    stopper = callbacks.GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
+    budget = callbacks.TimeBudget(script.max_train_minutes)
+    trainer_class = _trainer_class(run.facts["device"], script.cpu_fast_path)
+    run.facts["trainer"] = trainer_class.__name__
+    trainer = run.build_trainer(lambda: trainer_class(
+        model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
+        processing_class=tokenizer, peft_config=get_peft_config(model_args),
+        callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(run.path), run.callback()]))
+    run.train(trainer, training.resume_from_checkpoint,
+              remedies=lambda: oom_remedies(training, model_args, "max_completion_length"))
+    run.facts["skipped_steps"] = nan_guard.skipped
     if budget.reached_at is not None:
-        extra["time_budget_reached_at_step"] = budget.reached_at
-        if training.process_index == 0:
+        run.facts["time_budget_reached_at_step"] = budget.reached_at
+        if run.main:
             print(f"max_train_minutes={script.max_train_minutes} reached at step {budget.reached_at}", flush=True)
     collapse = nan_guard.collapsed or degenerate.collapsed
     if collapse:
-        write_run_json(training, model_args, script, "collapsed", started, extra)
+        run.write_run_json("collapsed")
         raise CollapseError(f"training collapsed: {collapse}")
     if stopper.received is not None:
-        write_run_json(training, model_args, script, "interrupted", started, extra)
-        print(f"stopped at step {trainer.state.global_step}; checkpoint saved in {output_dir}\nresume with: "
-              f"tinyr1 train --config {output_dir / 'config.yaml'} --resume_from_checkpoint latest", flush=True)
+        run.write_run_json("interrupted")
+        print(f"stopped at step {trainer.state.global_step}; checkpoint saved in {run.path}\nresume with: "
+              f"tinyr1 train --config {run.path / 'config.yaml'} --resume_from_checkpoint latest", flush=True)
         return 128 + stopper.received  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
-    _save_final(trainer, tokenizer, output_dir, script.merge_lora)
+    run.save_final(trainer, tokenizer, script.merge_lora)
     if script.eval_before_after:
-        _evaluate_stage(script, training, trainer.model, tokenizer, "after")
-    write_run_json(training, model_args, script, "completed", started, extra)
-    if script.eval_before_after:
-        _finish_story(script, training, model_args, output_dir)
-    if training.process_index == 0:
-        print(f"done: {trainer.state.global_step} steps in {time.time() - started:.0f}s; outputs in {output_dir}")
+        _evaluate_stage(script, run, trainer.model, tokenizer, "after")
+    run.write_run_json("completed")
+    if script.eval_before_after and run.main:
+        _finish_story(script, model_args, run)
+    if run.main:
+        print(f"done: {trainer.state.global_step} steps in {time.time() - run.started:.0f}s; outputs in {run.path}")
     return 0
 
 
@@ -270,19 +274,6 @@ def _trainer_class(device: str, cpu_fast_path: bool):
     from trl import GRPOTrainer
 
     return GRPOTrainer
-
-
-def _claim_output_dir(output_dir: Path, resuming: bool, overwrite: bool) -> None:
-    """A fresh run must not append its metrics to another run's files, nor resume from its checkpoints."""
-    if (output_dir / "run.json").is_file() and not resuming:
-        if not overwrite:
-            raise TinyR1Error(f"output_dir {output_dir} already holds a run; continue it with "
-                              "--resume_from_checkpoint latest, pick another --output_dir, or start afresh with "
-                              "--overwrite_output_dir true")
-        import shutil
-
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _pin_reference_model(model, tokenizer, output_dir: Path) -> None:
@@ -300,50 +291,31 @@ def _pin_reference_model(model, tokenizer, output_dir: Path) -> None:
     model.config._name_or_path = str(folder)
 
 
-def _save_final(trainer, tokenizer, output_dir: Path, merge_lora: bool) -> None:
-    trainer.save_model(str(output_dir))  # LoRA: the adapter; otherwise the full model, as safetensors
-    if trainer.args.process_index != 0:
+def _evaluate_stage(script, run: RunDir, model, tokenizer, stage: str) -> None:
+    if not run.main:
         return
-    tokenizer.save_pretrained(output_dir)
-    if merge_lora and hasattr(trainer.model, "merge_and_unload"):
-        merged = trainer.model.merge_and_unload()
-        merged.save_pretrained(output_dir / "merged")
-        tokenizer.save_pretrained(output_dir / "merged")
+    from tinyr1.evaluate import evaluate
 
-
-def _evaluate_stage(script, training, model, tokenizer, stage: str) -> None:
-    if training.process_index != 0:
-        return
-    try:
-        from tinyr1.evaluate import evaluate
-    except ImportError:
-        raise TinyR1Error("eval_before_after needs tinyr1.evaluate, which this install lacks") from None
     was_training = model.training
     model.eval()
     evaluate(model=model, tokenizer=tokenizer, dataset_name=script.dataset_name, split=script.eval_split,
              limit=script.eval_limit, max_new_tokens=script.eval_max_new_tokens,
-             system_prompt=script.system_prompt, output_dir=Path(training.output_dir) / "eval" / stage)
+             system_prompt=script.system_prompt, output_dir=run.path / "eval" / stage)
     model.train(was_training)
+    run.record()
 
 
-def _finish_story(script, training, model_args, output_dir: Path) -> None:
-    if training.process_index != 0:
-        return
+def _finish_story(script, model_args, run: RunDir) -> None:
     from tinyr1.compare import compare
-    from tinyr1.report import write_report
+    from tinyr1.jsonl import read_json
+    from tinyr1.report import eval_table, write_report
 
-    compare(model_args.model_name_or_path, str(output_dir), output=output_dir / "compare.md",
+    compare(model_args.model_name_or_path, str(run.path), output=run.path / "compare.md",
             system_prompt=script.system_prompt)
-    from tinyr1.report import eval_table
-
-    report = write_report(output_dir)
-    print("\n".join(eval_table(*(_read_metrics(output_dir / "eval" / s) for s in ("before", "after")))))
+    report = write_report(run.path)
+    run.record()
+    print("\n".join(eval_table(*(read_json(run.path / "eval" / s / "metrics.json") for s in ("before", "after")))))
     print(f"report: {report}")
-
-
-def _read_metrics(folder: Path) -> dict | None:
-    path = folder / "metrics.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 if __name__ == "__main__":

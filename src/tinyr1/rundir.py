@@ -1,0 +1,298 @@
+"""One owner of a run's folder, for ``tinyr1 train`` and ``tinyr1 sft`` alike: claim, resume, run.json, finish.
+
+A user's folder is never written into or emptied by accident. ``RunDir.claim`` accepts a folder that does not
+exist yet, an empty one, or one holding a tinyr1 run — recognised by the marker file ``.tinyr1-run`` that tinyr1
+writes there, listing every top-level file and folder the run created. Anything else is refused with one line,
+with or without ``--overwrite_output_dir``. Overwriting removes only what the marker lists, so a user's own files
+beside a run (notes, a README of theirs) survive it. The marker is brought up to date at every state change of
+``run.json`` and at every checkpoint, so even a killed run's checkpoints are known to be tinyr1's.
+
+    run = RunDir.claim(training.output_dir, "train", resume=False, overwrite=False)
+    run.write_run_json("running", model=...)        # once per state change: running, completed, failed...
+    run.train(trainer, resume_from_checkpoint=run.resolve_resume(value), remedies=...)   # OOM -> exit 4
+    run.save_final(trainer, tokenizer)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import time
+from pathlib import Path
+
+from tinyr1.errors import OutOfMemoryError, TinyR1Error
+from tinyr1.paths import check_output_dir, make_dirs
+
+MARKER = ".tinyr1-run"
+# What a run made before the marker existed leaves: such a folder, holding nothing else, is adopted as a run.
+_LEGACY = re.compile(r"(run\.json|metrics\.jsonl|samples\.jsonl|config\.yaml|config\.json|generation_config\.json|"
+                     r"tokenizer(_config)?\.json|special_tokens_map\.json|chat_template\.jinja|vocab\.json|"
+                     r"merges\.txt|added_tokens\.json|model(-\d+-of-\d+)?\.safetensors(\.index\.json)?|"
+                     r"adapter_(config\.json|model\.safetensors)|training_args\.bin|README\.md|report\.(md|html)|"
+                     r"compare\.md|checkpoint-\d+|eval|plots|merged|reference-model|runs)")
+
+
+class RunDir:
+    """A claimed run folder. Only the main process (``main``) writes the marker and run.json."""
+
+    def __init__(self, path: Path, command: str, main: bool = True):
+        self.path, self.command, self.main = Path(path), command, main
+        self.started = time.time()
+        self.facts: dict = {}
+        self._written: set[str] = set()  # top-level names tinyr1 created here
+        self._foreign: set[str] = set()  # names that were here and are not tinyr1's
+
+    # ------------------------------------------------------------ claiming
+
+    @classmethod
+    def claim(cls, path, command: str, *, resume: bool, overwrite: bool, main: bool = True) -> RunDir:
+        """Take ``path`` for a run, or raise one line saying why not (see the module docstring)."""
+        if path is None or not str(path).strip():
+            raise TinyR1Error("--output_dir: empty; give a folder path")
+        folder = Path(path).expanduser()
+        run = cls(folder, command, main)
+        if not main:  # the main process claims (and may clear); the others only write inside the folder
+            return run
+        if folder.exists() and not folder.is_dir():
+            raise TinyR1Error(f"--output_dir {folder}: is a file, not a folder")
+        entries = set(os.listdir(folder)) if folder.is_dir() else set()
+        marker = run._read_marker()
+        if entries and marker is None and _legacy_run(folder, entries):
+            marker = {"command": command, "paths": sorted(entries)}  # a run from before the marker existed
+        if entries and marker is None:
+            raise TinyR1Error(f"--output_dir {folder}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never "
+                              "writes into or deletes a folder it did not create: pick a new or empty folder")
+        if marker is not None and marker["paths"] and marker.get("command") != command:
+            raise TinyR1Error(f"--output_dir {folder}: holds a tinyr1 {marker.get('command')} run, not a "
+                              f"{command} run; pick another folder")
+        if marker is not None and not resume and marker["paths"]:  # a claim that wrote nothing yet is no run
+            if not overwrite:
+                raise TinyR1Error(f"--output_dir {folder}: already holds a tinyr1 {command} run; continue it with "
+                                  "--resume_from_checkpoint latest, pick another --output_dir, or start afresh with "
+                                  "--overwrite_output_dir true (removes only the files that run wrote)")
+            check_output_dir(folder, "--output_dir")
+            run._clear(marker["paths"])
+            marker = None
+        run._written = set(marker["paths"]) if marker else set()
+        check_output_dir(folder, "--output_dir")  # probed only once the folder is known to be ours to use
+        make_dirs(folder, "--output_dir")
+        run._foreign = set(os.listdir(folder)) - run._written - {MARKER}
+        run._save_marker()
+        return run
+
+    def _read_marker(self) -> dict | None:
+        file = self.path / MARKER
+        if not file.is_file():
+            return None
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+            paths = [p for p in data["paths"] if isinstance(p, str)]
+        except (ValueError, KeyError, TypeError):
+            raise TinyR1Error(f"{file}: damaged tinyr1 run marker; remove it only if this folder is a tinyr1 "
+                              "run, or pick another --output_dir") from None
+        return {**data, "paths": paths}
+
+    def _clear(self, names: list[str]) -> None:
+        for name in names:
+            if not name or "/" in name or name in (".", ".."):  # a hand-edited marker must not reach outside
+                continue
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+        (self.path / MARKER).unlink(missing_ok=True)
+
+    def _save_marker(self) -> None:
+        from tinyr1 import __version__
+
+        data = {"tinyr1": __version__, "command": self.command, "paths": sorted(self._written)}
+        tmp = self.path / f"{MARKER}.tmp"
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        tmp.replace(self.path / MARKER)
+
+    def record(self) -> None:
+        """Note every new top-level entry as tinyr1's (called at each state change and checkpoint)."""
+        if not self.main or not self.path.is_dir():
+            return
+        new = set(os.listdir(self.path)) - self._foreign - self._written - {MARKER, f"{MARKER}.tmp"}
+        if new:
+            self._written |= new
+            self._save_marker()
+
+    def callback(self):
+        """A TrainerCallback that records checkpoints and logs as they appear."""
+        from transformers import TrainerCallback
+
+        run = self
+
+        class _Record(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                run.record()
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                run.record()
+
+        return _Record()
+
+    # ------------------------------------------------------------ resuming
+
+    def resolve_resume(self, value: str | None) -> str | None:
+        """None, or the checkpoint folder to resume from: ``latest`` (or true) is the newest complete one here."""
+        if value in (None, "", "false", "False"):
+            return None
+        if value in ("latest", "true", "True"):
+            found = latest_checkpoint(self.path)
+            if found is None:
+                raise TinyR1Error(f"--resume_from_checkpoint latest: no complete checkpoint-N in {self.path}")
+            value = str(found)
+        check_checkpoint(Path(value))
+        return value
+
+    # ------------------------------------------------------------ run.json and the end of a run
+
+    def write_run_json(self, status: str, **facts) -> None:
+        """Write run.json once per state change: status, timing, versions and every fact given so far."""
+        self.facts.update(facts)
+        if not self.main:
+            return
+        import torch
+        import transformers
+        import trl
+
+        from tinyr1 import __version__
+
+        info = {"command": self.command, **{k: v for k, v in self.facts.items() if k in ("model", "dataset")},
+                "status": status, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
+                "wall_seconds": round(time.time() - self.started, 1),
+                "versions": {"tinyr1": __version__, "torch": torch.__version__, "trl": trl.__version__,
+                             "transformers": transformers.__version__, "python": platform.python_version()},
+                **self.facts}
+        tmp = self.path / "run.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
+        tmp.replace(self.path / "run.json")
+        self.record()
+
+    def build_trainer(self, factory):
+        """``factory()``, the trainer; trl, transformers and peft reject some settings only here (LoRA target
+        modules the model lacks...): one line, not a traceback."""
+        try:
+            return factory()
+        except (ValueError, ImportError, TypeError, RuntimeError) as err:
+            if is_out_of_memory(err):
+                raise
+            text = str(err).strip()
+            raise TinyR1Error(f"cannot set up training: {text.splitlines()[0] if text else type(err).__name__}") \
+                from None
+
+    def train(self, trainer, resume_from_checkpoint: str | None, remedies) -> None:
+        """``trainer.train``; out of memory becomes exit 4 with ``remedies()``; any failure is noted in run.json."""
+        try:
+            trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        except BaseException as err:
+            oom = is_out_of_memory(err)
+            self.write_run_json("out of memory" if oom else "failed", global_step=trainer.state.global_step)
+            if oom:
+                raise OutOfMemoryError(remedies()) from None
+            if isinstance(err, ImportError):  # a package a setting needs (an optimizer's, a logger's) is missing
+                raise TinyR1Error(f"cannot train: {str(err).strip().splitlines()[0]}") from None
+            raise
+        self.facts["global_step"] = trainer.state.global_step
+
+    def save_final(self, trainer, tokenizer, merge_lora: bool = False) -> None:
+        """The final model (or LoRA adapter) and tokenizer; with ``merge_lora`` also a merged model in merged/."""
+        trainer.save_model(str(self.path))  # every process: DeepSpeed/FSDP gather the weights collectively
+        if not self.main:
+            return
+        tokenizer.save_pretrained(self.path)
+        if merge_lora and hasattr(trainer.model, "merge_and_unload"):
+            trainer.model.merge_and_unload().save_pretrained(self.path / "merged")
+            tokenizer.save_pretrained(self.path / "merged")
+        self.record()
+
+
+def _legacy_run(folder: Path, entries: set[str]) -> bool:
+    """A run folder from before the marker: only known artefacts, and a run.json that tinyr1 train wrote (or, from
+    sft, which wrote none, its config.yaml, metrics.jsonl and saved model)."""
+    if not all(_LEGACY.fullmatch(e) for e in entries):
+        return False
+    if "run.json" in entries:
+        try:
+            return "tinyr1" in json.loads((folder / "run.json").read_text(encoding="utf-8"))["versions"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+    return {"config.yaml", "metrics.jsonl"} <= entries and bool({"adapter_config.json", "config.json"} & entries)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest *complete* ``checkpoint-N`` (one whose trainer_state.json was written, which happens last)."""
+    found = []
+    for child in run_dir.glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def check_checkpoint(folder: Path) -> None:
+    """A checkpoint trl can resume from, or one line: a folder with a readable trainer_state.json and weights."""
+    state = folder / "trainer_state.json"
+    if not folder.is_dir():
+        raise TinyR1Error(f"--resume_from_checkpoint {folder}: no such checkpoint folder")
+    try:
+        data = json.loads(state.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "global_step" not in data:
+            raise ValueError
+    except (OSError, ValueError):
+        raise TinyR1Error(f"--resume_from_checkpoint {folder}: not a complete checkpoint (no readable "
+                          "trainer_state.json)") from None
+    weights = [f for f in ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
+               if (folder / f).is_file()]
+    if not weights:
+        raise TinyR1Error(f"--resume_from_checkpoint {folder}: no model weights (model.safetensors) in it")
+    if weights[0].endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(folder / weights[0]), framework="pt"):
+                pass
+        except Exception as err:  # safetensors raises its own error types for a damaged header
+            raise TinyR1Error(f"--resume_from_checkpoint {folder}: {weights[0]} is damaged ({err})") from None
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def oom_remedies(training, model_args, length_field: str = "max_length") -> str:
+    """Out-of-memory remedies sized to the current settings, for ``sft`` and ``train`` (and ``doctor``).
+
+    >>> from types import SimpleNamespace as N
+    >>> print(oom_remedies(N(per_device_train_batch_size=2, gradient_accumulation_steps=4, max_length=2048),
+    ...                    N(load_in_4bit=False)))
+    out of memory; keep the effective batch and try, in order: per_device_train_batch_size 2 -> 1, \
+gradient_accumulation_steps 4 -> 8; --load_in_4bit true (needs a CUDA GPU and bitsandbytes); max_length 2048 -> 1024
+    """
+    batch, accumulation = training.per_device_train_batch_size, training.gradient_accumulation_steps
+    steps = []
+    if batch > 1:
+        smaller = max(1, batch // 2)
+        steps.append(f"per_device_train_batch_size {batch} -> {smaller}, gradient_accumulation_steps "
+                     f"{accumulation} -> {accumulation * batch // smaller}")
+    if not getattr(model_args, "load_in_4bit", False):
+        steps.append("--load_in_4bit true (needs a CUDA GPU and bitsandbytes)")
+    length = getattr(training, length_field, None)
+    if length:
+        steps.append(f"{length_field} {length} -> {max(64, length // 2)}")
+    generations = getattr(training, "num_generations", None)
+    if generations and generations >= 4:
+        steps.append(f"num_generations {generations} -> {generations // 2} (fewer completions per prompt)")
+    return "out of memory; keep the effective batch and try, in order: " + "; ".join(steps)
