@@ -12,7 +12,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
 
-from tinyr1.fast_grpo import CPUFastGRPOTrainer, generate_shared_prompts
+from tinyr1.fast_grpo import CPUFastGRPOTrainer, decode_attention, generate_shared_prompts
 from tinyr1.models import ensure_pad_token
 
 from .conftest import ASSETS
@@ -104,7 +104,13 @@ def test_shared_prompt_generation_gives_generates_tokens(tmp_path):
     with torch.no_grad():
         expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
         got = generate_shared_prompts(model, rows, tokenizer.pad_token_id, config)
-    assert torch.equal(got, expected)
+        assert model.config.num_key_value_heads < model.config.num_attention_heads  # the packed path runs
+        with decode_attention(model):
+            packed = generate_shared_prompts(model, rows, tokenizer.pad_token_id, config)
+            scores = model(input_ids=ids, attention_mask=mask).logits
+    assert model.config._attn_implementation == "sdpa"  # restored: checkpoints never name tinyr1's function
+    assert torch.equal(got, expected) and torch.equal(packed, expected)
+    torch.testing.assert_close(scores, model(input_ids=ids, attention_mask=mask).logits)  # prompts: plain sdpa
 
 
 def test_two_training_steps_equal_trls(tmp_path):

@@ -74,3 +74,13 @@ def test_environment_override_and_the_real_probe():
     assert info.speedup > 0 and info.cpu_name and info.capability
     assert info.native == (info.mkldnn_bf16 and info.speedup >= 1.2) or "TINYR1_CPU_BF16" in info.reason
     precision.cpu_bf16.cache_clear()
+
+
+def test_a_bad_override_is_one_clear_error(monkeypatch):
+    from tinyr1.errors import TinyR1Error
+
+    monkeypatch.setenv("TINYR1_CPU_BF16", "yes")
+    precision.cpu_bf16.cache_clear()
+    with pytest.raises(TinyR1Error, match="TINYR1_CPU_BF16='yes': use 1"):
+        precision.cpu_bf16()
+    precision.cpu_bf16.cache_clear()

@@ -22,6 +22,8 @@ turns it off); it is never used on a GPU, where it has not been measured.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from trl import GRPOTrainer
@@ -66,6 +68,45 @@ def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             entropy = -(log_probs.exp() * log_probs).sum(-1).masked_fill(padding, 0.0)
     return logps, entropy
+
+
+CPU_DECODE_ATTENTION = "tinyr1_cpu_decode"
+
+
+def cpu_decode_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    """sdpa, except a one-token decode step with grouped key/value heads packs the query heads that share a key/value
+    head as rows of one query (``(b, kv, groups, d)``) instead of torch's ``enable_gqa`` path. Same attention; in
+    bf16 on CPU the ``enable_gqa`` kernel took ~3 ms per layer per step against ~0.4 ms packed (SmolLM2: 9 query
+    heads, 3 key/value heads), a third of a decode step."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if query.shape[2] != 1 or groups == 1 or kwargs.get("softcap") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    batch, heads, _, dim = query.shape
+    packed = query.reshape(batch, heads // groups, groups, dim)  # head h uses key/value head h // groups
+    mask = attention_mask[:, :, :, : key.shape[-2]] if attention_mask is not None else None
+    out = F.scaled_dot_product_attention(packed, key, value, attn_mask=mask, scale=scaling)
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+@contextmanager
+def decode_attention(model):
+    """Use ``cpu_decode_attention`` while generating, for models on sdpa; the saved config keeps its own name."""
+    config = model.config
+    if config._attn_implementation != "sdpa":
+        yield
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(CPU_DECODE_ATTENTION, cpu_decode_attention)
+    AttentionMaskInterface.register(CPU_DECODE_ATTENTION, sdpa_mask)
+    config._attn_implementation = CPU_DECODE_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = "sdpa"
 
 
 def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: int, generation_config):
@@ -130,7 +171,7 @@ class CPUFastGRPOTrainer(GRPOTrainer):
         with (profiling_context(self, "transformers.generate"),
               unwrap_model_for_generation(self.model_wrapped, self.accelerator,
                                           generation_kwargs=self.generation_kwargs) as unwrapped,
-              torch.no_grad(), autocast):
+              torch.no_grad(), autocast, decode_attention(unwrapped)):
             completion_ids = generate_shared_prompts(unwrapped, prompt_ids, self._tokenizer.pad_token_id,
                                                      self.generation_config)
         # trl's rule: a completion ends at its first EOS (kept); what follows is padding.

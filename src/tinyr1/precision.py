@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from tinyr1.errors import TinyR1Error
+
 # Shapes of a 135M-0.5B model's update: (tokens x hidden) @ (hidden x mlp). Small enough to time in well under a
 # second even on the slow path, large enough that a kernel's real throughput shows.
 _TIMING_SHAPE = (256, 576, 1536)
@@ -91,9 +93,11 @@ def measure_speedup(shape: tuple[int, int, int] = _TIMING_SHAPE, budget_s: float
 @functools.lru_cache(maxsize=1)
 def cpu_bf16() -> CpuBf16:
     """Whether bf16 pays on this CPU, decided once per process. ``TINYR1_CPU_BF16=0|1`` overrides (tests, users)."""
+    forced = os.environ.get("TINYR1_CPU_BF16")
+    if forced not in (None, "", "0", "1"):
+        raise TinyR1Error(f"TINYR1_CPU_BF16={forced!r}: use 1 (bf16 on this CPU), 0 (fp32) or leave it unset")
     capability, mkldnn = _capability(), _mkldnn_bf16()
     speedup = round(measure_speedup(), 2)
-    forced = os.environ.get("TINYR1_CPU_BF16")
     if forced in ("0", "1"):
         native = forced == "1"
         why = f"TINYR1_CPU_BF16={forced}"
