@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tinyr1.errors import TinyR1Error
 
-EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "format_strict", "format_soft", "mean_completion_tokens",
+EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "format_strict", "format_soft", "worked_step_fraction",
+                "mean_completion_tokens",
                 "truncated_fraction", "tokens_per_second")
 
 

@@ -39,6 +39,8 @@ class TrainScriptArguments:
     dataset_limit: int | None = field(default=None, metadata={"help": "use the first N rows (reasoning-gym: "
                                       "generate N, default 1000)"})
     dataset_seed: int = field(default=0, metadata={"help": "seed for reasoning-gym generation"})
+    dataset_options: list[str] | None = field(default=None, metadata={"help": "reasoning-gym generator options as "
+                                              "key=value (a mapping in YAML), e.g. min_terms=2 max_terms=3"})
     skip_bad_rows: bool = field(default=False, metadata={"help": "skip rows without '#### <gold>' instead of "
                                 "stopping"})
     reward_funcs: list[str] = field(default_factory=lambda: list(DEFAULT_REWARDS), metadata={
@@ -112,7 +114,7 @@ def build_dataset(script: TrainScriptArguments, tokenizer):
     from tinyr1.data import load_prompt_rows
 
     rows = load_prompt_rows(script.dataset_name, script.dataset_split, script.dataset_limit, script.dataset_seed,
-                            script.system_prompt, script.skip_bad_rows)
+                            script.system_prompt, script.skip_bad_rows, script.dataset_options)
     kept = [{"prompt": r["prompt"], "answer": r["answer"]} for r in rows
             if len(tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True))
             <= script.max_prompt_tokens]
@@ -174,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     script, training, model_args, values = parse_args(argv)
     started = time.time()
     reward_funcs = get_reward_funcs(script.reward_funcs)
+    from tinyr1.data import check_dataset_options
+
+    check_dataset_options(script.dataset_name, script.dataset_options)
     if training.reward_weights is not None and len(training.reward_weights) != len(reward_funcs):
         raise TinyR1Error(f"reward_weights: {len(training.reward_weights)} weights for {len(reward_funcs)} "
                           f"reward_funcs ({', '.join(script.reward_funcs)}); give one weight per reward")
@@ -300,7 +305,8 @@ def _evaluate_stage(script, training, model, tokenizer, stage: str) -> None:
     model.eval()
     evaluate(model=model, tokenizer=tokenizer, dataset_name=script.dataset_name, split=script.eval_split,
              limit=script.eval_limit, max_new_tokens=script.eval_max_new_tokens,
-             system_prompt=script.system_prompt, output_dir=Path(training.output_dir) / "eval" / stage)
+             system_prompt=script.system_prompt, output_dir=Path(training.output_dir) / "eval" / stage,
+             dataset_options=script.dataset_options)
     model.train(was_training)
 
 
