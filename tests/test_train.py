@@ -242,3 +242,19 @@ def test_kl_reference_is_the_merged_sft_model_not_its_base(cli, gsm8k_dir, tmp_p
     step = next(m for m in read_jsonl(out / "metrics.jsonl") if "kl" in m)
     assert step["kl"] < 1e-4  # before the first update the policy *is* the reference: KL 0
     assert (out / "reference-model" / "config.json").is_file()
+
+
+def test_tutorial_recipes_keep_their_five_rewards_and_the_reasoned_ones_do_not():
+    from tinyr1.rewards import DEFAULT_REWARDS, REASONED_REWARDS
+
+    for name, rewards in [("qwen2.5-0.5b-instruct/grpo-gsm8k.yaml", DEFAULT_REWARDS),
+                          ("smollm2-135m-instruct/grpo-gsm8k-cpu.yaml", DEFAULT_REWARDS),
+                          ("qwen2.5-0.5b-instruct/grpo-gsm8k-reasoned.yaml", REASONED_REWARDS),
+                          ("smollm2-135m-instruct/grpo-gsm8k-reasoned-cpu.yaml", REASONED_REWARDS),
+                          ("smollm2-135m-instruct/grpo-arith-cpu.yaml", REASONED_REWARDS)]:
+        script, training, _, _ = train.parse_args(["--config", str(REPO / "recipes" / name)])
+        assert script.reward_funcs == rewards, name
+    arith = REPO / "recipes" / "smollm2-135m-instruct" / "grpo-arith-cpu.yaml"
+    script, training, _, _ = train.parse_args(["--config", str(arith)])
+    assert script.dataset_options == {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}
+    assert training.loss_type == "dr_grpo" and training.reward_weights == [1.0, 1.0, 1.0]
