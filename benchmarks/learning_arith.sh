@@ -7,7 +7,8 @@
 #                 and after on the same 200 sums, checkpoints every 25 steps;
 # 4. checkpoints: each checkpoint evaluated the same way;
 # 5. gsm8k:       the transfer check, GSM8K test first 200, greedy, 200 new tokens, base model and final model;
-# 6. control:     the same GRPO run with the tutorial's five rewards (CONTROL_STEPS steps, default the main run's).
+# 6. control:     the same GRPO run with the tutorial's five rewards, same schedule and checkpoints, for
+#                 CONTROL_MINUTES of training (default 45, the main run's budget); its checkpoints are evaluated too.
 # STAGES="base sft grpo checkpoints gsm8k control" picks stages (a stage whose output exists is skipped);
 # TINYR1 is the command (default: make install, then .venv/bin/tinyr1). A benchmark, not a test: ~1.5 hours.
 set -euo pipefail
@@ -33,14 +34,15 @@ if has grpo && [ ! -f "$OUT/grpo/eval/after/metrics.json" ]; then
   $TINYR1 train --config "$GRPO_RECIPE" --model_name_or_path "$OUT/coldstart" --output_dir "$OUT/grpo" \
     --overwrite_output_dir true
 fi
-if has checkpoints; then
-  for ckpt in "$OUT"/grpo/checkpoint-*; do
+eval_checkpoints() {  # every checkpoint of a run, on the same 200 held-out sums
+  for ckpt in "$1"/checkpoint-*; do
     [ -d "$ckpt" ] || continue
-    name=$(basename "$ckpt")
+    name=$(basename "$1")-$(basename "$ckpt")
     [ -f "$OUT/eval-$name/metrics.json" ] || \
       $TINYR1 eval --model_name_or_path "$ckpt" "${HELD_OUT[@]}" --output_dir "$OUT/eval-$name"
   done
-fi
+}
+if has checkpoints; then eval_checkpoints "$OUT/grpo"; fi
 if has gsm8k; then
   for model in smollm2-135m-instruct "$OUT/grpo"; do
     name=$([ "$model" = smollm2-135m-instruct ] && echo base || echo grpo)
@@ -48,10 +50,10 @@ if has gsm8k; then
       --split test --limit 200 --max_new_tokens 200 --output_dir "$OUT/gsm8k-$name"
   done
 fi
-if has control && [ ! -f "$OUT/grpo-five/eval/after/metrics.json" ]; then
-  steps=${CONTROL_STEPS:-$(python3 -c "import json;print(json.load(open('$OUT/grpo/run.json'))['global_step'])")}
+if has control && [ ! -f "$OUT/grpo-five/run.json" ]; then
   $TINYR1 train --config "$GRPO_RECIPE" --model_name_or_path "$OUT/coldstart" --output_dir "$OUT/grpo-five" \
     --reward_funcs xmlcount soft_format strict_format int correctness --reward_weights 1 1 1 1 1 \
-    --max_steps "$steps" --save_steps 1000 --overwrite_output_dir true
+    --max_train_minutes "${CONTROL_MINUTES:-45}" --overwrite_output_dir true
 fi
+if has control; then eval_checkpoints "$OUT/grpo-five"; fi
 echo "outputs: $OUT (reports: $OUT/grpo/report.md, $OUT/grpo-five/report.md)"
