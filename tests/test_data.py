@@ -117,3 +117,56 @@ def test_cli_help_lists_every_command(cli):
         assert option in prepare_help
     unknown = cli("nope")
     assert unknown.returncode == 2 and "unknown command 'nope'" in unknown.stderr
+
+
+def test_dataset_options_reach_the_generator_and_splits_stay_apart(cli, tmp_path):
+    options = ["min_terms=3", "max_terms=3", "max_digits=2"]
+    train, _ = load_examples("reasoning-gym:chain_sum", "train", 40, options=options)
+    test, _ = load_examples("reasoning-gym:chain_sum", "test", 40, options={"min_terms": 3, "max_terms": 3,
+                                                                           "max_digits": 2})
+    for ex in train + test:
+        expression = ex["question"].split(":")[-1].rstrip(" =")
+        assert len(expression.split()) == 5 and all(len(t) <= 2 for t in expression.split()[::2])
+        # the worked solution of a sum: one step a line, ending at the gold
+        assert ex["solution"].count("\n") == 1 and ex["solution"].endswith(f"= {ex['answer']}")
+    assert {e["question"] for e in train}.isdisjoint({e["question"] for e in test})
+    assert any(int(e["answer"]) < 0 for e in train)  # chain_sum answers can be negative
+    out = tmp_path / "x.jsonl"
+    result = cli("prepare", "--dataset_name", "reasoning-gym:chain_sum", "--dataset_options", *options,
+                 "--limit", "5", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(out)) == 5
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["min_term=3"], "chain_sum has no option 'min_term'; its options are min_terms, max_terms"),
+        (["min_terms=0"], "min_terms=0: rejected by chain_sum (min_terms must be positive)"),
+        (["min_terms=abc"], "chain_sum's min_terms must be an integer"),
+        (["min_terms"], "'min_terms': expected key=value"),
+    ],
+)
+def test_bad_dataset_options_are_one_line(cli, tmp_path, options, message):
+    result = cli("prepare", "--dataset_name", "reasoning-gym:chain_sum", "--dataset_options", *options,
+                 "--limit", "5", "--output", str(tmp_path / "x.jsonl"))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dataset_options_need_a_generator(gsm8k_dir):
+    with pytest.raises(TinyR1Error, match="options apply to reasoning-gym:<name> sources only"):
+        load_examples(str(gsm8k_dir), "test", 3, options=["min_terms=2"])
+
+
+def test_dataset_options_from_a_yaml_mapping_and_flags(tmp_path):
+    from tinyr1 import train
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("dataset_name: reasoning-gym:chain_sum\ndataset_options:\n  min_terms: 2\n  max_terms: 3\n")
+    script, _, _, values = train.parse_args(["--config", str(recipe), "--output_dir", str(tmp_path / "o")])
+    assert script.dataset_options == {"min_terms": 2, "max_terms": 3}
+    assert values["dataset_options"] == {"min_terms": 2, "max_terms": 3}  # config.yaml reproduces it
+    script, _, _, _ = train.parse_args(["--config", str(recipe), "--dataset_options", "max_digits=1",
+                                        "--output_dir", str(tmp_path / "o")])
+    assert script.dataset_options == ["max_digits=1"]

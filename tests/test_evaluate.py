@@ -18,6 +18,7 @@ def test_predictions_file_gives_exactly_the_expected_metrics(cli, tmp_path):
     assert metrics["accuracy_strict"] == pytest.approx(2 / 5)  # tags + right: rows 1 and 4
     assert metrics["accuracy_flexible"] == pytest.approx(3 / 5)  # any last number: rows 1, 2, 4
     assert metrics["format_strict"] == pytest.approx(3 / 5) and metrics["format_soft"] == pytest.approx(3 / 5)
+    assert metrics["worked_step_fraction"] == pytest.approx(5 / 5)  # every row shows an "a op b = c" step
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert [s["correct_strict"] for s in samples] == [True, False, False, True, False]
     assert [s["correct_flexible"] for s in samples] == [True, True, False, True, False]

@@ -111,3 +111,33 @@ def test_dotted_path_and_unknown_names():
         get_reward_funcs(["nope"])
     with pytest.raises(TinyR1Error, match="cannot import"):
         get_reward_funcs(["no_such_module:f"])
+
+
+def _c(text):
+    return [{"role": "assistant", "content": text}]
+
+
+@pytest.mark.parametrize(
+    "text,gold,correct,flexible,reasoned,number,both",
+    [
+        ("<reasoning>\n3 - 7 = -4\n</reasoning>\n<answer>\n-4\n</answer>", "-4", 2.0, 2.0, 0.5, 0.5, 2.0),
+        ("<reasoning>\n-4\n</reasoning>\n<answer>\n-4\n</answer>", "-4", 2.0, 2.0, 0.0, 0.5, 0.0),  # no worked step
+        ("<reasoning>\n5 / 2 = 2.5\n</reasoning>\n<answer>\n2.50\n</answer>", "2.5", 2.0, 2.0, 0.5, 0.5, 2.0),
+        ("3 - 7 = -4", "-4", 0.0, 1.0, 0.0, 0.0, 0.0),  # right without tags: partial credit in the flexible one
+        ("<reasoning>\n3 - 7 = 4\n</reasoning>\n<answer>\n4\n</answer>", "-4", 0.0, 0.0, 0.5, 0.5, 0.0),
+    ],
+)
+def test_reasoned_rewards(text, gold, correct, flexible, reasoned, number, both):
+    assert rewards.correctness_reward_func([_c(text)], [gold]) == [correct]
+    assert rewards.correctness_flexible_reward_func([_c(text)], [gold]) == [flexible]
+    assert rewards.reasoned_format_reward_func([_c(text)]) == [reasoned]
+    assert rewards.number_reward_func([_c(text)]) == [number]
+    assert rewards.correct_and_reasoned_reward_func([_c(text)], [gold]) == [both]
+    assert rewards.int_reward_func([_c("<answer>-4</answer>")]) == [0.0]  # the recipe's int reward, unchanged
+
+
+def test_the_collapsed_answer_earns_nothing_for_format_in_the_reasoned_set():
+    collapsed = "<reasoning>\n1\n</reasoning>\n<answer>\n1\n</answer>"
+    five = sum(f([_c(collapsed)], answer=["7"])[0] for f in get_reward_funcs(DEFAULT_REWARDS))
+    reasoned = sum(f([_c(collapsed)], answer=["7"])[0] for f in get_reward_funcs(rewards.REASONED_REWARDS))
+    assert five > 1.9 and reasoned == 0.5  # the five pay ~2.0 for a wrong one-number answer; only number pays here

@@ -83,7 +83,7 @@ def test_every_sft_recipe_parses_and_the_8b_name_is_the_real_one():
     from .conftest import REPO
 
     recipes = sorted((REPO / "recipes").glob("*/sft-*.yaml"))
-    assert len(recipes) == 2
+    assert len(recipes) == 3
     for path in recipes:
         script, training, model_args = parse_recipe([SFTScriptArguments, SFTConfig, ModelConfig],
                                                     ["--config", str(path)], "t", defaults=recipe_defaults())

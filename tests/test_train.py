@@ -276,3 +276,19 @@ def test_settings_rejected_only_by_the_trainer_are_one_line(gsm8k_dir, tmp_path)
                      "nope_proj")[1:]
     with pytest.raises(TinyR1Error, match="cannot set up training: Target modules nope_proj not found"):
         train.main(args)
+
+
+def test_tutorial_recipes_keep_their_five_rewards_and_the_reasoned_ones_do_not():
+    from tinyr1.rewards import DEFAULT_REWARDS, REASONED_REWARDS
+
+    for name, rewards in [("qwen2.5-0.5b-instruct/grpo-gsm8k.yaml", DEFAULT_REWARDS),
+                          ("smollm2-135m-instruct/grpo-gsm8k-cpu.yaml", DEFAULT_REWARDS),
+                          ("qwen2.5-0.5b-instruct/grpo-gsm8k-reasoned.yaml", REASONED_REWARDS),
+                          ("smollm2-135m-instruct/grpo-gsm8k-reasoned-cpu.yaml", REASONED_REWARDS),
+                          ("smollm2-135m-instruct/grpo-arith-cpu.yaml", REASONED_REWARDS)]:
+        script, training, _, _ = train.parse_args(["--config", str(REPO / "recipes" / name)])
+        assert script.reward_funcs == rewards, name
+    arith = REPO / "recipes" / "smollm2-135m-instruct" / "grpo-arith-cpu.yaml"
+    script, training, _, _ = train.parse_args(["--config", str(arith)])
+    assert script.dataset_options == {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}
+    assert training.loss_type == "dr_grpo" and training.reward_weights == [1.0, 1.0, 1.0]

@@ -110,6 +110,47 @@ def extract_last_number(text: str) -> str | None:
     return found[-1].replace("$", "").replace(",", "")
 
 
+# A worked step: an arithmetic expression with its result, e.g. ``3 + 4 = 7``, ``7 - 9 = -2``, ``$3 x 4 = $12``.
+_OPERAND = r"\(?-?\$?\d[\d,]*(?:\.\d+)?\)?"
+WORKED_STEP = re.compile(rf"{_OPERAND}\s*(?:[-+*/x×÷]\s*{_OPERAND}\s*)+=\s*-?\$?\d")
+
+
+def reasoning_text(text: str) -> str:
+    """The reasoning part of a completion: inside ``<reasoning>`` when present, else everything before ``<answer>``.
+
+    >>> reasoning_text("<reasoning>\\n3 + 4 = 7\\n</reasoning>\\n<answer>\\n7\\n</answer>")
+    '3 + 4 = 7'
+    >>> reasoning_text("3 + 4 = 7, so <answer>7</answer>")
+    '3 + 4 = 7, so'
+    """
+    if "<reasoning>" in text:
+        return text.split("<reasoning>", 1)[1].split("</reasoning>")[0].strip()
+    return text.split("<answer>")[0].strip()
+
+
+def has_worked_step(text: str) -> bool:
+    """True when the reasoning shows at least one arithmetic step with its result (``a op b = c``).
+
+    The shared rule behind the ``reasoned_format`` reward and ``tinyr1 eval``'s ``worked_step_fraction``: a bare
+    number, or words without a computed step, do not count.
+
+    >>> [has_worked_step(t) for t in ["<reasoning>\\n3 + 4 = 7\\n7 - 9 = -2\\n</reasoning>\\n<answer>-2</answer>",
+    ...                               "<reasoning>\\n1\\n</reasoning>\\n<answer>\\n1\\n</answer>",
+    ...                               "He pays $1,200 / 4 = $300 a month.", "2.5 * 4=10", "The answer is 7."]]
+    [True, False, True, True, False]
+    """
+    return WORKED_STEP.search(reasoning_text(text)) is not None
+
+
+def is_number(text: str) -> bool:
+    """True for a number after normalising: negative and decimal answers included (unlike the recipe's ``isdigit``).
+
+    >>> [is_number(t) for t in ["72", "-4", "2.5", "$1,000", "", "x"]]
+    [True, True, True, True, False, False]
+    """
+    return _as_number(normalize_answer(text)) is not None
+
+
 def is_strict_format(text: str) -> bool:
     """The whole completion (trailing whitespace aside) is exactly reasoning then answer, each on its own lines.
 

@@ -9,7 +9,11 @@ Sources (``--dataset_name``):
 - a hub id, default ``openai/gsm8k`` (config ``main``), through ``datasets.load_dataset``;
 - ``modelscope/gsm8k`` through the ``modelscope`` package, for users who cannot reach the hub;
 - a local folder holding ``<split>.jsonl`` / ``.json`` / ``.parquet``, or one such file;
-- ``reasoning-gym:<name>`` (e.g. ``gsm_symbolic``), generated offline with ``--limit`` rows from ``--seed``.
+- ``reasoning-gym:<name>`` (e.g. ``gsm_symbolic``), generated offline with ``--limit`` rows from ``--seed``, and
+  the generator's own options from ``--dataset_options key=value ...`` (a mapping in a YAML recipe):
+
+    tinyr1 prepare --dataset_name reasoning-gym:chain_sum --dataset_options min_terms=3 max_terms=3 max_digits=2 \
+        --limit 500 --output x.jsonl
 Rows need ``question`` and ``answer`` (GSM8K's worked answer ending in ``#### <gold>``); rows that already have a
 ``prompt`` (a file written by ``prepare``) are taken as they are.
 """
@@ -17,6 +21,7 @@ Rows need ``question`` and ``answer`` (GSM8K's worked answer ending in ``#### <g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -91,19 +96,116 @@ def _local_file(path: Path, split: str) -> Path:
     raise TinyR1Error(f"{path}: no {split}.jsonl, {split}.json or {split}.parquet in this folder")
 
 
-def _reasoning_gym_rows(name: str, split: str, limit: int | None, seed: int) -> list[dict]:
+def parse_dataset_options(options) -> dict:
+    """``--dataset_options`` as a dict: from ``key=value`` strings (values read as YAML scalars) or a mapping.
+
+    >>> parse_dataset_options(["min_terms=3", "max_digits=2", "allow_negation=true"])
+    {'min_terms': 3, 'max_digits': 2, 'allow_negation': True}
+    >>> parse_dataset_options({"min_terms": 2}), parse_dataset_options(None), parse_dataset_options("max_terms=4")
+    ({'min_terms': 2}, {}, {'max_terms': 4})
+    """
+    import yaml
+
+    if not options:
+        return {}
+    if isinstance(options, dict):
+        return {str(k): v for k, v in options.items()}
+    if isinstance(options, str):
+        options = options.replace(",", " ").split()
+    parsed = {}
+    for item in options:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise TinyR1Error(f"--dataset_options {item!r}: expected key=value, e.g. min_terms=3")
+        try:
+            parsed[key.strip()] = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            parsed[key.strip()] = value
+    return parsed
+
+
+def _generator_config(name: str):
+    import reasoning_gym.factory as factory
+
+    if name not in factory.DATASETS:
+        close = [n for n in factory.DATASETS if name in n or n in name][:3]
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see reasoning_gym.factory.DATASETS"
+        raise TinyR1Error(f"reasoning-gym:{name}: no such generator{hint}")
+    return factory.DATASETS[name][1]
+
+
+def check_dataset_options(source: str, options) -> dict:
+    """The options parsed and checked against the generator's config: a bad key or value is one line naming it."""
+    parsed = parse_dataset_options(options)
+    if not parsed:
+        return parsed
+    if not source.startswith(REASONING_GYM_PREFIX):
+        raise TinyR1Error(f"--dataset_options {' '.join(parsed)}: options apply to reasoning-gym:<name> sources "
+                          f"only, not {source}")
+    name = source[len(REASONING_GYM_PREFIX):]
+    config_cls = _generator_config(name)
+    valid = [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+    for key, value in parsed.items():
+        if key not in valid:
+            raise TinyR1Error(f"--dataset_options: {name} has no option {key!r}; its options are {', '.join(valid)}")
+        default = defaults[key]
+        if isinstance(default, (bool, int, float)) and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+            kind = {"bool": "true or false", "int": "an integer", "float": "a number"}[type(default).__name__]
+            raise TinyR1Error(f"--dataset_options {key}={value}: {name}'s {key} must be {kind} (default {default})")
+    try:
+        config = config_cls(**parsed, size=1, seed=0)
+        if hasattr(config, "validate"):
+            config.validate()
+    except (AssertionError, ValueError, TypeError) as err:
+        shown = " ".join(f"{k}={v}" for k, v in parsed.items())
+        raise TinyR1Error(f"--dataset_options {shown}: rejected by {name} ({err or 'invalid value'})") from None
+    return parsed
+
+
+def chain_solution(expression: str) -> str | None:
+    """A worked solution for a sum of terms, left to right, one step a line; None for other expressions.
+
+    >>> print(chain_solution("3 + 4 - 9"))
+    3 + 4 = 7
+    7 - 9 = -2
+    >>> chain_solution("3 * 4") is None
+    True
+    """
+    tokens = expression.split()
+    if len(tokens) < 3 or len(tokens) % 2 == 0 or any(op not in "+-" for op in tokens[1::2]):
+        return None
+    try:
+        value = int(tokens[0])
+        steps = []
+        for op, term in zip(tokens[1::2], tokens[2::2], strict=True):
+            new = value + int(term) if op == "+" else value - int(term)
+            steps.append(f"{value} {op} {term} = {new}")
+            value = new
+    except ValueError:
+        return None
+    return "\n".join(steps)
+
+
+def _reasoning_gym_rows(name: str, split: str, limit: int | None, seed: int, options=None) -> list[dict]:
     import reasoning_gym
 
+    options = check_dataset_options(REASONING_GYM_PREFIX + name, options)
     size = limit or 1000
     try:
-        dataset = reasoning_gym.create_dataset(name, size=size, seed=seed + _SPLIT_SEED_OFFSET.get(split, 0))
+        dataset = reasoning_gym.create_dataset(name, size=size, seed=seed + _SPLIT_SEED_OFFSET.get(split, 0),
+                                               **options)
     except Exception as err:  # reasoning-gym raises ValueError/KeyError for unknown names
         msg = f"reasoning-gym:{name}: cannot generate ({err}); see reasoning_gym.factory.DATASETS"
         raise TinyR1Error(msg) from None
     rows = []
     for entry in dataset:
-        cot = (entry.get("metadata") or {}).get("answer_cot") or ""
+        metadata = entry.get("metadata") or {}
+        cot = metadata.get("answer_cot") or ""
         solution = cot.split("####")[0].strip() if cot else None
+        if solution is None and isinstance(metadata.get("expression"), str):
+            solution = chain_solution(metadata["expression"])
         rows.append({"question": entry["question"], "answer": str(entry["answer"]), "solution": solution,
                      "_gold": True})
     return rows
@@ -133,12 +235,14 @@ def _hub_rows(source: str, split: str) -> list[dict]:
         ) from None
 
 
-def load_raw_rows(source: str, split: str = "train", limit: int | None = None, seed: int = 0) -> list[dict]:
+def load_raw_rows(source: str, split: str = "train", limit: int | None = None, seed: int = 0,
+                  options=None) -> list[dict]:
     """Rows as the source has them (GSM8K: ``question`` and ``answer``), from any source form above."""
     if not source.strip():
         raise TinyR1Error("dataset_name is empty; give a hub id, a local file or folder, or reasoning-gym:<name>")
     if source.startswith(REASONING_GYM_PREFIX):
-        return _reasoning_gym_rows(source[len(REASONING_GYM_PREFIX):], split, limit, seed)
+        return _reasoning_gym_rows(source[len(REASONING_GYM_PREFIX):], split, limit, seed, options)
+    check_dataset_options(source, options)
     path = Path(source).expanduser()
     if path.exists():
         return read_rows_file(_local_file(path, split))
@@ -151,13 +255,13 @@ def load_raw_rows(source: str, split: str = "train", limit: int | None = None, s
 
 
 def load_examples(source: str = DEFAULT_DATASET, split: str = "train", limit: int | None = None, seed: int = 0,
-                  skip_bad_rows: bool = False) -> tuple[list[dict], int]:
+                  skip_bad_rows: bool = False, options=None) -> tuple[list[dict], int]:
     """Examples ``{"question", "answer" (gold), "solution"}`` and how many rows were skipped for lacking ``####``.
 
     The first ``limit`` rows are kept (reasoning-gym generates exactly ``limit``). A row without ``question`` or
     ``answer`` is an error naming it; one whose answer lacks ``####`` is too, unless ``skip_bad_rows``.
     """
-    raw = load_raw_rows(source, split, limit, seed)
+    raw = load_raw_rows(source, split, limit, seed, options)
     examples, skipped = [], 0
     for index, row in enumerate(raw):
         if limit is not None and len(examples) >= limit:
@@ -216,9 +320,9 @@ def to_prompt_rows(examples: list[dict], system_prompt: str = SYSTEM_PROMPT) -> 
 
 
 def load_prompt_rows(source: str = DEFAULT_DATASET, split: str = "train", limit: int | None = None, seed: int = 0,
-                     system_prompt: str = SYSTEM_PROMPT, skip_bad_rows: bool = False) -> list[dict]:
+                     system_prompt: str = SYSTEM_PROMPT, skip_bad_rows: bool = False, options=None) -> list[dict]:
     """``load_examples`` then ``to_prompt_rows``: what ``train`` feeds to GRPO."""
-    examples, _ = load_examples(source, split, limit, seed, skip_bad_rows)
+    examples, _ = load_examples(source, split, limit, seed, skip_bad_rows, options)
     return to_prompt_rows(examples, system_prompt)
 
 
@@ -240,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None,
                         help="keep the first N rows; for reasoning-gym, how many to generate (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for reasoning-gym generation (default 0)")
+    parser.add_argument("--dataset_options", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="reasoning-gym generator options, e.g. min_terms=3 max_terms=3 max_digits=2")
     parser.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
     parser.add_argument("--skip_bad_rows", action="store_true",
                         help="skip rows whose answer lacks '#### <gold>' and report how many, instead of stopping")
@@ -255,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     output = check_output_file(args.output, "--output")  # before the data is read or generated
     if output.exists() and output.resolve() == Path(args.dataset_name).expanduser().resolve():
         raise TinyR1Error(f"--output {args.output}: is the input file; write the prepared rows elsewhere")
-    examples, skipped = load_examples(args.dataset_name, args.split, args.limit, args.seed, args.skip_bad_rows)
+    examples, skipped = load_examples(args.dataset_name, args.split, args.limit, args.seed, args.skip_bad_rows,
+                                      args.dataset_options)
     rows = to_prompt_rows(examples, args.system_prompt)
     make_dirs(output.parent, "--output")
     write_jsonl(output, rows)

@@ -26,15 +26,16 @@ from tinyr1.jsonl import write_jsonl
 from tinyr1.paths import check_output_dir, make_dirs
 
 METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
-                "format_strict": "format_strict", "format_soft": "format_soft"}
+                "format_strict": "format_strict", "format_soft": "format_soft",
+                "worked_step_fraction": "worked_step"}
 
 
 def score_completion(completion: str, gold: str) -> dict:
     """The per-question record: extracted answers and one boolean per metric.
 
     >>> r = score_completion("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>", "2")
-    >>> r["correct_strict"], r["correct_flexible"], r["format_strict"], r["format_soft"]
-    (True, True, True, True)
+    >>> r["correct_strict"], r["correct_flexible"], r["format_strict"], r["format_soft"], r["worked_step"]
+    (True, True, True, True, True)
     >>> r = score_completion("He has 4 - 1 - 1 = 2 apples left.", "2")
     >>> r["correct_strict"], r["correct_flexible"], r["extracted_flexible"]
     (False, True, '2')
@@ -48,13 +49,14 @@ def score_completion(completion: str, gold: str) -> dict:
         "correct_flexible": flexible is not None and answers.answers_match(flexible, gold),
         "format_strict": rewards.strict_format_reward_func(chat)[0] > 0,
         "format_soft": rewards.soft_format_reward_func(chat)[0] > 0,
+        "worked_step": answers.has_worked_step(completion),
     }
 
 
 def summarize(samples: list[dict]) -> dict:
     """Fractions over the per-question records (what ``metrics.json`` holds besides the run facts)."""
     n = len(samples)
-    metrics = {"n": n, **{name: sum(s[flag] for s in samples) / n for name, flag in METRIC_FLAGS.items()}}
+    metrics = {"n": n, **{name: sum(s.get(flag, False) for s in samples) / n for name, flag in METRIC_FLAGS.items()}}
     if samples and "num_tokens" in samples[0]:
         metrics["mean_completion_tokens"] = sum(s["num_tokens"] for s in samples) / n
         metrics["truncated_fraction"] = sum(s["truncated"] for s in samples) / n
@@ -122,11 +124,15 @@ def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=Non
              dataset_name: str = "openai/gsm8k", split: str = "test", limit: int | None = None,
              batch_size: int = 16, max_new_tokens: int = 256, system_prompt: str = SYSTEM_PROMPT,
              output_dir: str | Path | None = None, predictions: str | None = None, use_vllm: bool = False,
-             dtype: str | None = None) -> dict:
+             dtype: str | None = None, dataset_options=None) -> dict:
     """Score a model (or a predictions file) and return the metrics; write both files when ``output_dir`` is set."""
     from tinyr1.data import load_examples
 
     facts = {"dataset": dataset_name, "split": split, "limit": limit}
+    if dataset_options:
+        from tinyr1.data import parse_dataset_options
+
+        facts["dataset_options"] = parse_dataset_options(dataset_options)
     if predictions:
         rows = read_predictions(predictions)
         samples = [{"question": r["question"], "answer": r["answer"], "completion": r["completion"],
@@ -134,7 +140,7 @@ def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=Non
         metrics = summarize(samples)
         facts = {"predictions": str(predictions)}
     else:
-        examples, _ = load_examples(dataset_name, split, limit)
+        examples, _ = load_examples(dataset_name, split, limit, options=dataset_options)
         model_path = None
         if model is None:
             from tinyr1.models import load_model_and_tokenizer, resolve_model
@@ -201,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "output folder or checkpoint")
     p.add_argument("--adapter", help="a LoRA adapter folder to apply on top of the model")
     p.add_argument("--dataset_name", default="openai/gsm8k", help="any source tinyr1 prepare accepts")
+    p.add_argument("--dataset_options", nargs="+", metavar="KEY=VALUE", help="reasoning-gym generator options, "
+                   "e.g. min_terms=2 max_terms=3 max_digits=1 (as in training)")
     p.add_argument("--split", default="test", help="split to score (default test)")
     p.add_argument("--limit", type=int, help="score the first N questions")
     p.add_argument("--batch_size", type=int, default=16, help="questions generated together (default 16)")
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                        split=args.split, limit=args.limit, batch_size=args.batch_size,
                        max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt,
                        output_dir=args.output_dir, predictions=args.predictions, use_vllm=args.use_vllm,
-                       dtype=args.dtype)
+                       dtype=args.dtype, dataset_options=args.dataset_options)
     print_table(metrics, args.model_name_or_path or args.predictions)
     print(f"wrote {Path(args.output_dir) / 'metrics.json'} and samples.jsonl")
     return 0

@@ -18,7 +18,8 @@ from pathlib import Path
 from tinyr1.errors import TinyR1Error
 from tinyr1.jsonl import read_json, read_jsonl, read_text
 
-EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "format_strict", "format_soft", "mean_completion_tokens",
+EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "format_strict", "format_soft", "worked_step_fraction",
+                "mean_completion_tokens",
                 "truncated_fraction", "tokens_per_second")
 
 
@@ -153,6 +154,11 @@ def write_report(run_dir: str | Path) -> Path:
              ("skipped steps (non-finite)", run.get("skipped_steps"))]
     lines = [f"# tinyr1 run report: `{run_dir.name}`", "", "| fact | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in facts if v not in (None, "None (None)", "None s")]
+    from tinyr1.summary import learning_lines
+
+    glance = learning_lines(run_dir)
+    if glance:
+        lines += ["", "## Did it learn?", ""] + glance
     lines += ["", "## Before and after", ""] + eval_table(before, after)
     lines += ["## Training curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
     pairs = _sample_pairs(run_dir)

@@ -128,6 +128,68 @@ def soft_format_seed_reward_func(completions, **kwargs) -> list[float]:
     return [0.5 if answers.SOFT_FORMAT_SEED.match(t) else 0.0 for t in _texts(completions)]
 
 
+# ---------------------------------------------------------------- rewards for right-and-reasoned answers
+# The recipe's five pay 2.0 of their 4.0 for form alone; a model that rarely answers right learns the form and
+# shortens its reasoning to a number (docs/results.md). These pay for the right number, negative or decimal, and
+# for a format that holds at least one worked step, so the shortest well-formed answer no longer wins.
+
+
+def number_reward_func(completions, **kwargs) -> list[float]:
+    """0.5 when the answer inside ``<answer>`` is a number, negative and decimal included (``int`` pays 0 for -4).
+
+    >>> number_reward_func([_chat("<answer>\\n-4\\n</answer>"), _chat("<answer>2.5</answer>"),
+    ...                     _chat("<answer>x</answer>")])
+    [0.5, 0.5, 0.0]
+    """
+    return [0.5 if answers.is_number(answers.extract_xml_answer(t)) and "<answer>" in t else 0.0
+            for t in _texts(completions)]
+
+
+def correctness_flexible_reward_func(completions, answer, **kwargs) -> list[float]:
+    """2.0 when the answer inside ``<answer>`` equals the gold; 1.0 when, without tags, the last number does.
+
+    Negative and decimal answers count (``-4`` equals ``-4.0``). The partial credit gives a model that does not
+    yet write the tags a signal for being right.
+
+    >>> correctness_flexible_reward_func([_chat("<answer>\\n-4\\n</answer>"), _chat("3 - 7 = -4"),
+    ...                                   _chat("<answer>4</answer>"), _chat("no number")], ["-4"] * 4)
+    [2.0, 1.0, 0.0, 0.0]
+    """
+    scores = []
+    for text, gold in zip(_texts(completions), answer, strict=True):
+        if "<answer>" in text:
+            scores.append(2.0 if answers.answers_match(answers.extract_xml_answer(text), str(gold)) else 0.0)
+        else:
+            last = answers.extract_last_number(text)
+            scores.append(1.0 if last is not None and answers.answers_match(last, str(gold)) else 0.0)
+    return scores
+
+
+def reasoned_format_reward_func(completions, **kwargs) -> list[float]:
+    """0.5 when the completion has the reasoning-then-answer form *and* its reasoning shows a worked step.
+
+    A step is an arithmetic expression with its result (``answers.has_worked_step``), so the collapsed answer
+    ``<reasoning>1</reasoning><answer>1</answer>`` earns nothing here.
+
+    >>> reasoned_format_reward_func([_chat("<reasoning>\\n3 + 4 = 7\\n</reasoning>\\n<answer>\\n7\\n</answer>"),
+    ...                              _chat("<reasoning>\\n7\\n</reasoning>\\n<answer>\\n7\\n</answer>"),
+    ...                              _chat("3 + 4 = 7")])
+    [0.5, 0.0, 0.0]
+    """
+    return [0.5 if answers.is_soft_format(t) and answers.has_worked_step(t) else 0.0 for t in _texts(completions)]
+
+
+def correct_and_reasoned_reward_func(completions, answer, **kwargs) -> list[float]:
+    """2.0 only when the tagged answer is right *and* the reasoning shows a worked step, else 0.0.
+
+    >>> correct_and_reasoned_reward_func([_chat("<reasoning>\\n3 - 7 = -4\\n</reasoning>\\n<answer>\\n-4\\n</answer>"),
+    ...                                   _chat("<reasoning>\\n-4\\n</reasoning>\\n<answer>-4</answer>")], ["-4"] * 2)
+    [2.0, 0.0]
+    """
+    return [2.0 if answers.has_worked_step(t) and answers.answers_match(answers.extract_xml_answer(t), str(a))
+            else 0.0 for t, a in zip(_texts(completions), answer, strict=True)]
+
+
 REWARD_FUNCS: dict[str, RewardFunc] = {
     "xmlcount": xmlcount_reward_func,
     "soft_format": soft_format_reward_func,
@@ -137,9 +199,15 @@ REWARD_FUNCS: dict[str, RewardFunc] = {
     "correctness_seed": correctness_seed_reward_func,
     "strict_format_seed": strict_format_seed_reward_func,
     "soft_format_seed": soft_format_seed_reward_func,
+    "number": number_reward_func,
+    "correctness_flexible": correctness_flexible_reward_func,
+    "reasoned_format": reasoned_format_reward_func,
+    "correct_and_reasoned": correct_and_reasoned_reward_func,
 }
 # The recipe's five, in the recipe's order (its logs list them in this order).
 DEFAULT_REWARDS = ["xmlcount", "soft_format", "strict_format", "int", "correctness"]
+# Right and reasoned (issue 11): correctness that takes negative/decimal numbers, a format that needs a worked step.
+REASONED_REWARDS = ["correctness", "reasoned_format", "number"]
 
 
 def get_reward_func(name: str) -> RewardFunc:

@@ -37,6 +37,8 @@ class SFTScriptArguments:
     dataset_split: str = field(default="train", metadata={"help": "split to train on"})
     dataset_limit: int | None = field(default=None, metadata={"help": "use the first N rows"})
     dataset_seed: int = field(default=0, metadata={"help": "seed for reasoning-gym generation"})
+    dataset_options: list[str] | None = field(default=None, metadata={"help": "reasoning-gym generator options as "
+                                              "key=value (a mapping in YAML), e.g. min_terms=2 max_terms=3"})
     alpaca_as_chat: bool = field(default=False, metadata={"help": "render alpaca rows as chat turns with the "
                                  "model's chat template instead of the ### Instruction template"})
     system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "system prompt for --dataset_format "
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     resolved = models.resolve_model(model_args.model_name_or_path)
     tokenizer = models.load_tokenizer(resolved)  # cheap: the data is rendered and checked before the model loads
     rows = load_sft_rows(script.dataset_name, script.dataset_format, script.dataset_split, script.dataset_limit,
-                         script.dataset_seed, script.system_prompt, script.alpaca_as_chat, tokenizer.eos_token or "")
+                         script.dataset_seed, script.system_prompt, script.alpaca_as_chat, tokenizer.eos_token or "",
+                         options=script.dataset_options)
     print(f"data: {len(rows)} {script.dataset_format} rows from {script.dataset_name}")
     model, tokenizer, peft_config = load_for_sft(script, training, model_args, resolved, tokenizer)
     if run.main:

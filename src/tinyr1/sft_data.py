@@ -59,10 +59,11 @@ def alpaca_rows(source: str, split: str, limit: int | None, as_chat: bool, eos_t
     return rows
 
 
-def reasoning_rows(source: str, split: str, limit: int | None, seed: int, system_prompt: str) -> list[dict]:
+def reasoning_rows(source: str, split: str, limit: int | None, seed: int, system_prompt: str,
+                   options=None) -> list[dict]:
     from tinyr1.data import build_prompt, load_examples
 
-    examples, _ = load_examples(source, split, limit, seed)
+    examples, _ = load_examples(source, split, limit, seed, options=options)
     rows = [{"prompt": build_prompt(ex["question"], system_prompt),
              "completion": [{"role": "assistant", "content": reasoning_completion(ex["solution"], ex["answer"])}]}
             for ex in examples if ex.get("solution")]
@@ -90,14 +91,19 @@ def messages_rows(source: str, split: str, limit: int | None) -> list[dict]:
 
 
 def load_sft_rows(source: str, dataset_format: str, split: str = "train", limit: int | None = None, seed: int = 0,
-                  system_prompt: str = SYSTEM_PROMPT, alpaca_as_chat: bool = False, eos_token: str = "") -> list[dict]:
+                  system_prompt: str = SYSTEM_PROMPT, alpaca_as_chat: bool = False, eos_token: str = "",
+                  options=None) -> list[dict]:
     """Prompt/completion rows for SFTTrainer from any supported source and format."""
     if dataset_format not in FORMATS:
         raise TinyR1Error(f"--dataset_format {dataset_format!r}: use one of {', '.join(FORMATS)}")
+    if dataset_format != "reasoning":
+        from tinyr1.data import check_dataset_options
+
+        check_dataset_options(source, options)
     if dataset_format == "alpaca":
         rows = alpaca_rows(source, split, limit, alpaca_as_chat, eos_token)
     elif dataset_format == "reasoning":
-        rows = reasoning_rows(source, split, limit, seed, system_prompt)
+        rows = reasoning_rows(source, split, limit, seed, system_prompt, options)
     else:
         rows = messages_rows(source, split, limit)
     if not rows:

@@ -37,6 +37,8 @@ class TrainScriptArguments:
     dataset_limit: int | None = field(default=None, metadata={"help": "use the first N rows (reasoning-gym: "
                                       "generate N, default 1000)"})
     dataset_seed: int = field(default=0, metadata={"help": "seed for reasoning-gym generation"})
+    dataset_options: list[str] | None = field(default=None, metadata={"help": "reasoning-gym generator options as "
+                                              "key=value (a mapping in YAML), e.g. min_terms=2 max_terms=3"})
     skip_bad_rows: bool = field(default=False, metadata={"help": "skip rows without '#### <gold>' instead of "
                                 "stopping"})
     reward_funcs: list[str] = field(default_factory=lambda: list(DEFAULT_REWARDS), metadata={
@@ -127,7 +129,7 @@ def build_dataset(script: TrainScriptArguments, tokenizer):
     from tinyr1.data import load_prompt_rows
 
     rows = load_prompt_rows(script.dataset_name, script.dataset_split, script.dataset_limit, script.dataset_seed,
-                            script.system_prompt, script.skip_bad_rows)
+                            script.system_prompt, script.skip_bad_rows, script.dataset_options)
     kept = [{"prompt": r["prompt"], "answer": r["answer"]} for r in rows
             if prompt_length(tokenizer, r["prompt"]) <= script.max_prompt_tokens]
     dropped = len(rows) - len(kept)
@@ -143,6 +145,9 @@ def load_rewards(script: TrainScriptArguments, training) -> list:
     from tinyr1.rewards import get_reward_funcs
 
     reward_funcs = get_reward_funcs(script.reward_funcs)
+    from tinyr1.data import check_dataset_options
+
+    check_dataset_options(script.dataset_name, script.dataset_options)
     if training.reward_weights is not None and len(training.reward_weights) != len(reward_funcs):
         raise TinyR1Error(f"reward_weights: {len(training.reward_weights)} weights for {len(reward_funcs)} "
                           f"reward_funcs ({', '.join(script.reward_funcs)}); give one weight per reward")
@@ -158,7 +163,8 @@ def claim_run(script: TrainScriptArguments, training) -> RunDir:
     if script.eval_before_after:  # the evaluation's data is checked now, not after hours of training
         from tinyr1.data import load_examples
 
-        load_examples(script.dataset_name, script.eval_split, script.eval_limit, script.dataset_seed)
+        load_examples(script.dataset_name, script.eval_split, script.eval_limit, script.dataset_seed,
+                      options=script.dataset_options)
     return run
 
 
@@ -300,7 +306,8 @@ def _evaluate_stage(script, run: RunDir, model, tokenizer, stage: str) -> None:
     model.eval()
     evaluate(model=model, tokenizer=tokenizer, dataset_name=script.dataset_name, split=script.eval_split,
              limit=script.eval_limit, max_new_tokens=script.eval_max_new_tokens,
-             system_prompt=script.system_prompt, output_dir=run.path / "eval" / stage)
+             system_prompt=script.system_prompt, output_dir=run.path / "eval" / stage,
+             dataset_options=script.dataset_options)
     model.train(was_training)
     run.record()
 
