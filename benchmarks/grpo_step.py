@@ -20,7 +20,7 @@ Variants:
 the update 6 x params per token with the prompt once and the 8 completions — divided by this CPU's matmul
 throughput in tinyr1's dtype, measured here on the same threads. ``decode_floor_s``: what the FLOP floor leaves out —
 each of the 128 decode steps reads every weight once, so generation alone needs 128 x weight bytes / this
-machine's measured copy bandwidth, however few FLOPs it does.
+machine's measured read bandwidth, however few FLOPs it does.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def matmul_gflops(dtype: torch.dtype, shape=(1024, 576, 1536), seconds: float = 
     return 2 * m * k * n / best / 1e9
 
 
-def copy_bandwidth_gbs(mib: int = 512, seconds: float = 1.0) -> float:
-    """Memory bandwidth of a large tensor copy (bytes read + written per second), best of repeats."""
+def read_bandwidth_gbs(mib: int = 512, seconds: float = 1.0) -> float:
+    """Bytes read per second by a large tensor copy (it writes as many), best of repeats."""
     src = torch.ones(mib * 2**20 // 4)
     dst = torch.empty_like(src)
     dst.copy_(src)
@@ -69,7 +69,7 @@ def copy_bandwidth_gbs(mib: int = 512, seconds: float = 1.0) -> float:
         start = time.perf_counter()
         dst.copy_(src)
         best = min(best, time.perf_counter() - start)
-    return 2 * src.numel() * 4 / best / 1e9
+    return src.numel() * 4 / best / 1e9
 
 
 def floor_flops(params: int, prompt_tokens: int) -> float:
@@ -190,12 +190,12 @@ def main() -> None:
     dtype = torch.bfloat16 if cpu.native else torch.float32
     throughput = matmul_gflops(dtype)
     floor = floor_flops(reference["params"], reference["prompt_tokens"]) / throughput / 1e9
-    bandwidth = copy_bandwidth_gbs()
+    bandwidth = read_bandwidth_gbs()
     decode_floor = NEW_TOKENS * reference["params"] * (2 if cpu.native else 4) / bandwidth / 1e9
     report = {"cpu": {**cpu.as_dict(), "cores": os.cpu_count()}, "torch": torch.__version__,
               "matmul_gflops": {"dtype": str(dtype).replace("torch.", ""), "threads": reference["threads"],
                                 "value": round(throughput, 1)},
-              "floor_s": round(floor, 2), "copy_bandwidth_gbs": round(bandwidth, 1),
+              "floor_s": round(floor, 2), "read_bandwidth_gbs": round(bandwidth, 1),
               "decode_floor_s": round(decode_floor, 2), "variants": variants}
     text = json.dumps(report, indent=2)
     print(text)

@@ -84,3 +84,17 @@ def test_a_bad_override_is_one_clear_error(monkeypatch):
     with pytest.raises(TinyR1Error, match="TINYR1_CPU_BF16='yes': use 1"):
         precision.cpu_bf16()
     precision.cpu_bf16.cache_clear()
+
+
+def test_the_trainers_flags_map_to_auto_fp32_or_an_explicit_bf16(fake_cpu):
+    from types import SimpleNamespace
+
+    from tinyr1.models import training_request
+
+    fake_cpu(mkldnn=True, speedup=3.0)
+    assert training_request(SimpleNamespace(fp16=False, bf16=True), "auto") == "auto"  # the automatic choice
+    assert training_request(SimpleNamespace(fp16=False, bf16=False), "auto") == "fp32"  # --bf16 false is fp32
+    auto = training_request(SimpleNamespace(fp16=False, bf16=True), None)
+    assert "(auto: native bf16" in choose_precision(auto).reason
+    fake_cpu(mkldnn=False, speedup=0.2)
+    assert training_request(SimpleNamespace(fp16=False, bf16=True), "auto") == "bf16"  # explicit: warned

@@ -171,6 +171,20 @@ def _parse_dtype(requested: str | torch.dtype | None) -> str:
     return aliases[requested]
 
 
+def training_request(training_args, dtype: str | None) -> str:
+    """What the Trainer's flags ask ``choose_precision`` for. On CPU, bf16 that equals the automatic choice is
+    reported as the automatic choice (not "requested"), and ``--bf16 false`` means fp32, not auto."""
+    if training_args.fp16:
+        return "fp16"
+    if default_device() == "cpu" and dtype in (None, "auto"):
+        from tinyr1.precision import cpu_bf16
+
+        if training_args.bf16:
+            return "auto" if cpu_bf16().native else "bf16"
+        return "fp32"
+    return "bf16" if training_args.bf16 else dtype
+
+
 def choose_precision(requested: str | torch.dtype | None = None, *, model_type: str | None = None,
                      force_fp16: bool = False, training: bool = True) -> PrecisionPlan:
     """The dtype and mixed-precision flags for this machine; fp16 with a Qwen2-family model is refused unless forced.
