@@ -12,7 +12,13 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
 
-from tinyr1.fast_grpo import CPUFastGRPOTrainer, decode_attention, generate_shared_prompts
+from tinyr1.fast_grpo import (
+    CPUFastGRPOTrainer,
+    decode_attention,
+    generate_shared_prompts,
+    packed_bf16_linears,
+    roomy_cache,
+)
 from tinyr1.models import ensure_pad_token
 
 from .conftest import ASSETS
@@ -111,6 +117,73 @@ def test_shared_prompt_generation_gives_generates_tokens(tmp_path):
     assert model.config._attn_implementation == "sdpa"  # restored: checkpoints never name tinyr1's function
     assert torch.equal(got, expected) and torch.equal(packed, expected)
     torch.testing.assert_close(scores, model(input_ids=ids, attention_mask=mask).logits)  # prompts: plain sdpa
+
+
+def test_roomy_cache_holds_what_concatenation_holds():
+    """Growth past its room, a batch selection and a crop: the cache shows what ``DynamicLayer`` would."""
+    from transformers import DynamicCache
+
+    config = AutoModelForCausalLM.from_pretrained(TINY).config
+    roomy, plain = roomy_cache(config, room=2), DynamicCache(config=config)
+    generator = torch.Generator().manual_seed(0)
+    heads, dim = config.num_key_value_heads, config.hidden_size // config.num_attention_heads
+
+    def step(tokens, batch=3):
+        key, value = (torch.randn(batch, heads, tokens, dim, generator=generator) for _ in range(2))
+        return [cache.update(key, value, 0) for cache in (roomy, plain)]
+
+    for tokens in (5, 1, 1, 4, 1):  # the 4 outgrows the room of 2
+        (k1, v1), (k2, v2) = step(tokens)
+        assert torch.equal(k1, k2) and torch.equal(v1, v2)
+    for cache in (roomy, plain):
+        cache.batch_select_indices(torch.tensor([2, 0]))
+        cache.crop(-2)
+    (k1, v1), (k2, v2) = step(1, batch=2)
+    assert torch.equal(k1, k2) and torch.equal(v1, v2) and roomy.get_seq_length(0) == 11
+
+
+BF16_NATIVE = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def test_bf16_generation_with_roomy_cache_and_packed_weights_gives_autocasts_tokens():
+    """Under bf16 autocast: the bf16 cache and (where the CPU has native bf16) the packed linear layers give the
+    tokens of plain ``generate`` with autocast's own casts; greedy, so any difference in a logit's argmax shows."""
+    model = AutoModelForCausalLM.from_pretrained(TINY).eval()
+    tokenizer = AutoTokenizer.from_pretrained(TINY)
+    ensure_pad_token(tokenizer, model)
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=10, min_new_tokens=10, do_sample=False,
+                              pad_token_id=tokenizer.pad_token_id)
+    prompts = [tokenizer(p)["input_ids"] for p in (PROMPTS[0], PROMPTS[3])]
+    rows = [prompts[0]] * 2 + [prompts[1]] * 2
+    width = max(map(len, prompts))
+    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in rows])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        roomy = generate_shared_prompts(model, rows, tokenizer.pad_token_id, config)
+        with packed_bf16_linears(model, len(rows)):
+            packed = generate_shared_prompts(model, rows, tokenizer.pad_token_id, config)
+            packed_logits = model(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(roomy, expected) and torch.equal(packed, expected)
+    assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward is back
+    if BF16_NATIVE:
+        torch.testing.assert_close(packed_logits, logits, atol=1e-2, rtol=0)
+
+
+@pytest.mark.skipif(not BF16_NATIVE, reason="this CPU has no native bf16 matmul: packing is off")
+def test_packed_linear_multiplies_like_autocasts_bf16_linear():
+    layer = torch.nn.Linear(16, 24)
+    x = torch.randn(5, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = layer(x)
+        with packed_bf16_linears(layer, 5):
+            assert "forward" in vars(layer)
+            got = layer(x)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.float(), atol=1e-2, rtol=1e-2)
 
 
 def test_two_training_steps_equal_trls(tmp_path):
