@@ -112,17 +112,19 @@ def estimate_memory(params: float, hidden: int, layers: int, vocab: int, tokens:
                     lora: bool, four_bit: bool, checkpointing: bool) -> dict:
     """Rough peak training memory in bytes: weights, gradients, AdamW states, activations and logits.
 
-    Activations follow Korthikanti et al.'s ~34 bytes x hidden per token per layer at 16-bit (about 2 with
-    checkpointing), scaled to the dtype; logits and their gradient take 2 x vocab x 4 bytes per token.
+    ``bytes_per`` is the compute dtype's size. Trained weights are fp32 whatever it is (master weights, as
+    ``models.choose_precision`` loads them), a frozen LoRA base is in the compute dtype. Activations follow
+    Korthikanti et al.'s ~34 bytes x hidden per token per layer at 16-bit (about 2 with checkpointing), scaled to
+    the dtype; logits and their gradient take 2 x vocab x 4 bytes per token.
 
     The recipe's Qwen2.5-0.5B run (bf16, 16 completions x 456 tokens per micro-batch) is dominated by logits:
 
     >>> round(estimate_memory(494e6, 896, 24, 151936, 16 * 456, 2, False, False, True)["total"] / 2**30, 1)
-    14.1
+    15.9
     """
-    weights = params * (0.55 if four_bit else bytes_per)
+    weights = params * (0.55 if four_bit else (bytes_per if lora else 4))
     trainable = params * 0.01 if lora else params
-    gradients = trainable * (4 if lora else bytes_per)
+    gradients = trainable * 4
     optimizer = trainable * 8  # two fp32 AdamW moments
     activations = tokens * layers * hidden * (2 if checkpointing else 34) * bytes_per / 2
     logits = tokens * vocab * 4 * 2

@@ -114,7 +114,8 @@ def load_for_sft(script, training, model_args, resolved, tokenizer):
     # k-bit weights must be placed on the GPU at load time (bitsandbytes quantizes as they arrive).
     extra = {"quantization_config": quantization,
              "device_map": {"": torch.cuda.current_device()}} if quantization else {}
-    plan = models.choose_precision(models.training_request(training, model_args.dtype))
+    plan = models.choose_precision(models.training_request(training, model_args.dtype),
+                                   lora=bool(model_args.use_peft))
     model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
                               trust_remote_code=training.trust_remote_code, **extra)
     models.ensure_pad_token(tokenizer, model)

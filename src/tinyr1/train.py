@@ -183,7 +183,8 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir):
     device = models.default_device()
     threads = models.configure_cpu_threads(script.num_threads) if device == "cpu" else None
     plan = models.choose_precision(models.training_request(training, model_args.dtype),
-                                   model_type=_model_type(resolved), force_fp16=script.force_fp16)
+                                   model_type=_model_type(resolved), force_fp16=script.force_fp16,
+                                   lora=bool(model_args.use_peft))
     # A LoRA adapter from `tinyr1 sft` is merged so GRPO (with or without a new LoRA) starts from the SFT model.
     model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
                               trust_remote_code=bool(getattr(training, "trust_remote_code", False)))
