@@ -223,7 +223,18 @@ def main(argv: list[str] | None = None) -> int:
                        split=script.dataset_split, world_size=training.world_size)
     if script.eval_before_after:
         _evaluate_stage(script, run, model, tokenizer, "before")
-    return train_and_finish(script, training, model_args, run, model, tokenizer, dataset, reward_funcs)
+    try:
+        return train_and_finish(script, training, model_args, run, model, tokenizer, dataset, reward_funcs)
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """``accelerate launch`` opens a process group; closing it before exit avoids NCCL's warning (seen on a GPU)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer, dataset, reward_funcs) -> int:
