@@ -93,26 +93,32 @@ def test_logps_entropies_and_gradients_equal_trls(tmp_path):
         assert relative_error(fast_grads[name], grad) < 1e-5, name
 
 
-def test_shared_prompt_generation_gives_generates_tokens(tmp_path):
-    """Greedy, so any difference in the prefilled cache or positions would change the tokens."""
+def greedy_setup(prompt_a: str, prompt_b: str, repeats: int):
+    """The tiny model, a greedy 10-token config, and ``repeats`` rows of each of two prompts, left-padded."""
+    from transformers import GenerationConfig
+
     model = AutoModelForCausalLM.from_pretrained(TINY).eval()
     tokenizer = AutoTokenizer.from_pretrained(TINY)
     ensure_pad_token(tokenizer, model)
-    from transformers import GenerationConfig
-
     config = GenerationConfig(max_new_tokens=10, min_new_tokens=10, do_sample=False,
                               pad_token_id=tokenizer.pad_token_id)
-    prompts = [tokenizer(p)["input_ids"] for p in (PROMPTS[0], PROMPTS[1])]
-    rows = [prompts[0]] * 3 + [prompts[1]] * 3
+    prompts = [tokenizer(p)["input_ids"] for p in (prompt_a, prompt_b)]
+    rows = [prompts[0]] * repeats + [prompts[1]] * repeats
     width = max(map(len, prompts))
     ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in rows])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows])
+    return model, tokenizer.pad_token_id, config, rows, ids, mask, width
+
+
+def test_shared_prompt_generation_gives_generates_tokens(tmp_path):
+    """Greedy, so any difference in the prefilled cache or positions would change the tokens."""
+    model, pad, config, rows, ids, mask, width = greedy_setup(PROMPTS[0], PROMPTS[1], 3)
     with torch.no_grad():
         expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
-        got = generate_shared_prompts(model, rows, tokenizer.pad_token_id, config)
+        got = generate_shared_prompts(model, rows, pad, config)
         assert model.config.num_key_value_heads < model.config.num_attention_heads  # the packed path runs
         with decode_attention(model):
-            packed = generate_shared_prompts(model, rows, tokenizer.pad_token_id, config)
+            packed = generate_shared_prompts(model, rows, pad, config)
             scores = model(input_ids=ids, attention_mask=mask).logits
     assert model.config._attn_implementation == "sdpa"  # restored: checkpoints never name tinyr1's function
     assert torch.equal(got, expected) and torch.equal(packed, expected)
@@ -148,24 +154,13 @@ BF16_NATIVE = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkld
 def test_bf16_generation_with_roomy_cache_and_packed_weights_gives_autocasts_tokens():
     """Under bf16 autocast: the bf16 cache and (where the CPU has native bf16) the packed linear layers give the
     tokens of plain ``generate`` with autocast's own casts; greedy, so any difference in a logit's argmax shows."""
-    model = AutoModelForCausalLM.from_pretrained(TINY).eval()
-    tokenizer = AutoTokenizer.from_pretrained(TINY)
-    ensure_pad_token(tokenizer, model)
-    from transformers import GenerationConfig
-
-    config = GenerationConfig(max_new_tokens=10, min_new_tokens=10, do_sample=False,
-                              pad_token_id=tokenizer.pad_token_id)
-    prompts = [tokenizer(p)["input_ids"] for p in (PROMPTS[0], PROMPTS[3])]
-    rows = [prompts[0]] * 2 + [prompts[1]] * 2
-    width = max(map(len, prompts))
-    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in rows])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows])
+    model, pad, config, rows, ids, mask, width = greedy_setup(PROMPTS[0], PROMPTS[3], 2)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
         logits = model(input_ids=ids, attention_mask=mask).logits
-        roomy = generate_shared_prompts(model, rows, tokenizer.pad_token_id, config)
+        roomy = generate_shared_prompts(model, rows, pad, config)
         with packed_bf16_linears(model, len(rows)):
-            packed = generate_shared_prompts(model, rows, tokenizer.pad_token_id, config)
+            packed = generate_shared_prompts(model, rows, pad, config)
             packed_logits = model(input_ids=ids, attention_mask=mask).logits
     assert torch.equal(roomy, expected) and torch.equal(packed, expected)
     assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward is back
