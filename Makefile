@@ -49,7 +49,7 @@ demo: install
 	$(TINYR1) sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml --max_steps 16 \
 	  --output_dir $(DEMO_DIR)/coldstart --overwrite_output_dir true
 	$(TINYR1) train --config recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml --model_name_or_path $(DEMO_DIR)/coldstart \
-	  --per_device_train_batch_size 8 --max_steps 6 --max_train_minutes 1.5 --warmup_steps 0 --save_steps 1000 \
+	  --per_device_train_batch_size 8 --learning_rate 2e-5 --max_steps 6 --max_train_minutes 1.5 --warmup_steps 0 --save_steps 1000 \
 	  --sample_every 3 --eval_limit 32 --eval_max_new_tokens 64 --output_dir $(DEMO_DIR)/grpo --overwrite_output_dir true
 	@$(PY) -m tinyr1.summary $(DEMO_DIR)/grpo --base $(DEMO_DIR)/eval-base
 	@echo "demo took $$(( $$(date +%s) - $$(cat $(DEMO_DIR)/.started) )) s; outputs: $(DEMO_DIR) (report: $(DEMO_DIR)/grpo/report.md)"

@@ -8,7 +8,7 @@
 # 4. checkpoints: each checkpoint evaluated the same way;
 # 5. gsm8k:       the transfer check, GSM8K test first 200, greedy, 200 new tokens, base model and final model;
 # 6. control:     the same GRPO run with the tutorial's five rewards, same schedule and checkpoints, for
-#                 CONTROL_MINUTES of training (default 45, the main run's budget); its checkpoints are evaluated too.
+#                 CONTROL_MINUTES of training (default 35, the main run's budget); its checkpoints are evaluated too.
 # STAGES="base sft grpo checkpoints gsm8k control" picks stages (a stage whose output exists is skipped);
 # TINYR1 is the command (default: make install, then .venv/bin/tinyr1). A benchmark, not a test: ~1.5 hours.
 set -euo pipefail
@@ -53,7 +53,7 @@ fi
 if has control && [ ! -f "$OUT/grpo-five/run.json" ]; then
   $TINYR1 train --config "$GRPO_RECIPE" --model_name_or_path "$OUT/coldstart" --output_dir "$OUT/grpo-five" \
     --reward_funcs xmlcount soft_format strict_format int correctness --reward_weights 1 1 1 1 1 \
-    --max_train_minutes "${CONTROL_MINUTES:-45}" --overwrite_output_dir true
+    --max_train_minutes "${CONTROL_MINUTES:-35}" --overwrite_output_dir true
 fi
 if has control; then eval_checkpoints "$OUT/grpo-five"; fi
 echo "outputs: $OUT (reports: $OUT/grpo/report.md, $OUT/grpo-five/report.md)"
