@@ -63,3 +63,22 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(gsm8k_dir, tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "interrupted" and run["global_step"] < 2000
     assert (out / f"checkpoint-{run['global_step']}" / "trainer_state.json").is_file()
+
+
+def test_sft_stops_on_sigterm_with_a_checkpoint_like_train(tmp_path):
+    out = tmp_path / "sft"
+    args = [sys.executable, "-m", "tinyr1", "sft", "--model_name_or_path", str(ASSETS / "tiny-qwen2"),
+            "--dataset_name", str(ASSETS / "alpaca_tiny.json"), "--lora_r", "8", "--output_dir", str(out),
+            "--max_steps", "100000", "--save_steps", "100000"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "resume with: tinyr1 sft --config" in stdout
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "interrupted" and 0 < run["global_step"] < 100000
+    assert (out / f"checkpoint-{run['global_step']}" / "trainer_state.json").is_file()

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     from trl import SFTTrainer
 
     from tinyr1 import models
-    from tinyr1.callbacks import MetricsLogger
+    from tinyr1.callbacks import GracefulStop, MetricsLogger
     from tinyr1.sft_data import load_sft_rows
 
     script, training, model_args, values = parse_args(argv)
@@ -171,10 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         dump_recipe(run.path / "config.yaml", values)
     run.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
                        split=script.dataset_split, dataset_format=script.dataset_format)
+    stopper = GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
     trainer = run.build_trainer(lambda: SFTTrainer(
         model=model, args=training, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[MetricsLogger(run.path), run.callback()]))
+        peft_config=peft_config, callbacks=[MetricsLogger(run.path), stopper, run.callback()]))
     run.train(trainer, resume, remedies=lambda: oom_remedies(training, model_args))
+    if stopper.received is not None:  # first Ctrl-C/SIGTERM: a checkpoint was saved at the end of the step
+        run.write_run_json("interrupted")
+        print(f"stopped at step {trainer.state.global_step}; checkpoint saved in {run.path}\nresume with: "
+              f"tinyr1 sft --config {run.path / 'config.yaml'} --resume_from_checkpoint latest", flush=True)
+        return 128 + stopper.received  # 130 for Ctrl-C, 143 for SIGTERM
     run.save_final(trainer, tokenizer, script.merge_lora)
     if run.main:
         _point_adapter_at(run.path, model_args.model_name_or_path)
