@@ -129,7 +129,8 @@ class _RoomyLayer(DynamicLayer):
     def update(self, key_states, value_states, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        length, end = self.get_seq_length(), self.get_seq_length() + key_states.shape[-2]
+        length = self.get_seq_length()
+        end = length + key_states.shape[-2]
         # A buffer is reused only while it still holds what ``keys`` shows (batch_select_indices, crop and
         # reorder_cache replace ``keys`` with a tensor of their own).
         if self._buffers is None or self.keys is not self._view or end > self._buffers[0].shape[-2]:
