@@ -7,7 +7,14 @@
 See ``tinyr1.probe`` for what each number means; docs/results.md holds the numbers that chose the CPU task.
 """
 
+import sys
+
+from tinyr1.errors import TinyR1Error
 from tinyr1.probe import main
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except TinyR1Error as err:  # bad input: one line, exit 2, as tinyr1's commands do
+        print(f"probe: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)

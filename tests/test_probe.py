@@ -1,6 +1,9 @@
 """benchmarks/probe.py (tinyr1.probe) on the tiny test model: the numbers that say whether GRPO has a signal."""
 
 import json
+import re
+
+import pytest
 
 from tinyr1.probe import main
 
@@ -18,3 +21,14 @@ def test_probe_reports_every_signal_number(tmp_path, capsys):
     assert result["prompts"] == 2 and result["k"] == 3 and result["greedy_questions"] == 3
     assert json.loads(out.read_text())["dataset_options"] == ["min_terms=2", "max_terms=2", "max_digits=1"]
     assert '"pass_at_k"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,named", [(["--k", "1"], "--k 1"), (["--prompts", "0"], "--prompts 0"),
+                                        (["--temperature", "0"], "--temperature 0.0"),
+                                        (["--reward_weights", "1", "2"], "--reward_weights"),
+                                        (["--dataset_options", "min_terms=x"], "min_terms=x")])
+def test_bad_probe_input_is_one_line_before_the_model_loads(args, named):
+    from tinyr1.errors import TinyR1Error
+
+    with pytest.raises(TinyR1Error, match=re.escape(named)):
+        main(["--model", "no/such-model-is-loaded", *args])

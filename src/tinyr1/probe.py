@@ -18,6 +18,7 @@ import time
 
 from tinyr1 import answers
 from tinyr1.answers import SYSTEM_PROMPT
+from tinyr1.errors import TinyR1Error
 
 
 def is_correct(text: str, gold: str, scoring: str) -> bool:
@@ -78,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args) -> None:
+    """Ranges and the data's options, before the model loads: one line naming the flag."""
+    from tinyr1.data import check_dataset_options
+    from tinyr1.paths import check_output_file
+    from tinyr1.validate import GRPO_RULES, _at_least, _non_negative, check, flag_source
+
+    check(vars(args), flag_source, {**GRPO_RULES, "k": _at_least(2), "prompts": _at_least(1),
+                                    "greedy_questions": _non_negative()})
+    check_dataset_options(args.dataset_name, args.dataset_options)
+    if args.output:
+        check_output_file(args.output, "--output")
+
+
 def main(argv: list[str] | None = None) -> dict:
     from tinyr1.data import build_prompt, load_examples
     from tinyr1.generation import generate_batch
@@ -85,9 +99,13 @@ def main(argv: list[str] | None = None) -> dict:
     from tinyr1.rewards import get_reward_funcs
 
     args = build_parser().parse_args(argv)
+    check_args(args)
     configure_cpu_threads()
     funcs = get_reward_funcs(args.reward_funcs)
     weights = args.reward_weights or [1.0] * len(funcs)
+    if len(weights) != len(funcs):
+        raise TinyR1Error(f"--reward_weights: {len(weights)} weights for {len(funcs)} reward_funcs "
+                          f"({args.reward_funcs}); give one weight per reward")
     started = time.time()
     model, tokenizer = load_model_and_tokenizer(args.model)
     model.eval()

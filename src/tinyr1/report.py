@@ -19,8 +19,7 @@ from tinyr1.errors import TinyR1Error
 from tinyr1.jsonl import read_json, read_jsonl, read_text
 
 EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "format_strict", "format_soft", "worked_step_fraction",
-                "mean_completion_tokens",
-                "truncated_fraction", "tokens_per_second")
+                "mean_completion_tokens", "truncated_fraction", "tokens_per_second")
 
 
 def _read_jsonl(path: Path) -> list[dict]:
