@@ -12,13 +12,14 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
 
-from tinyr1.fast_grpo import (
-    CPUFastGRPOTrainer,
+from tinyr1.fast_decode import (
     decode_attention,
     generate_shared_prompts,
+    inverse_cdf_sampling,
     packed_bf16_linears,
     roomy_cache,
 )
+from tinyr1.fast_grpo import CPUFastGRPOTrainer
 from tinyr1.models import ensure_pad_token
 
 from .conftest import ASSETS
@@ -71,8 +72,10 @@ def padded_batch(tokenizer):
     return torch.tensor(ids), torch.tensor(mask)
 
 
-def test_logps_entropies_and_gradients_equal_trls(tmp_path):
-    trl_trainer, fast = make_trainer(GRPOTrainer, tmp_path), make_trainer(CPUFastGRPOTrainer, tmp_path)
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logps_entropies_and_gradients_equal_trls(tmp_path, temperature):
+    trl_trainer = make_trainer(GRPOTrainer, tmp_path, temperature=temperature)
+    fast = make_trainer(CPUFastGRPOTrainer, tmp_path, temperature=temperature)
     assert fast.uses_fast_path()
     ids, mask = padded_batch(fast.processing_class)
     weights = torch.randn(6, 8, generator=torch.Generator().manual_seed(2))
@@ -123,6 +126,36 @@ def test_shared_prompt_generation_gives_generates_tokens(tmp_path):
     assert model.config._attn_implementation == "sdpa"  # restored: checkpoints never name tinyr1's function
     assert torch.equal(got, expected) and torch.equal(packed, expected)
     torch.testing.assert_close(scores, model(input_ids=ids, attention_mask=mask).logits)  # prompts: plain sdpa
+
+
+def test_inverse_cdf_sampling_draws_from_generates_distribution():
+    """The warped distribution is generate's own (its private processor builder is the reference, so an upgrade that
+    changes it fails here), and 40k draws match it to within 0.01 per token."""
+    from transformers import GenerationConfig
+
+    model = AutoModelForCausalLM.from_pretrained(TINY)
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=6, top_p=0.9, min_p=0.01, max_new_tokens=4)
+    greedy, processors = inverse_cdf_sampling(config)
+    assert not greedy.do_sample and greedy.temperature is None
+    scores = torch.randn(1, 50, generator=torch.Generator().manual_seed(0)) * 2
+    expected = torch.softmax(model._get_logits_processor(config, device="cpu")(None, scores.clone()), dim=-1)
+    torch.manual_seed(0)
+    drawn = processors(None, scores.repeat(40000, 1)).argmax(-1)
+    frequencies = torch.bincount(drawn, minlength=50).float() / 40000
+    assert set(drawn.unique().tolist()) <= set(expected[0].nonzero().flatten().tolist())
+    assert (frequencies - expected[0]).abs().max() < 0.01
+    assert inverse_cdf_sampling(GenerationConfig(do_sample=True, typical_p=0.5)) is None  # generate samples it
+    assert inverse_cdf_sampling(GenerationConfig(do_sample=False)) is None
+
+
+def test_fast_sampling_with_top_k_1_gives_greedy_tokens():
+    """The plumbing (processor order, min_new_tokens, padding after EOS): top-k 1 leaves one token to draw."""
+    model, pad, config, rows, ids, mask, width = greedy_setup(PROMPTS[0], PROMPTS[2], 2)
+    sampling = config.__class__(**{**config.to_dict(), "do_sample": True, "top_k": 1, "temperature": 0.5})
+    with torch.no_grad():
+        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
+        got = generate_shared_prompts(model, rows, pad, sampling, fast_sampling=True)
+    assert torch.equal(got, expected)
 
 
 def test_roomy_cache_holds_what_concatenation_holds():
@@ -187,6 +220,7 @@ def test_two_training_steps_equal_trls(tmp_path):
     trl_trainer = make_trainer(GRPOTrainer, tmp_path, seen_trl)
     trl_trainer.train()
     fast = make_trainer(CPUFastGRPOTrainer, tmp_path, seen_fast)
+    fast.fast_sampling = False  # trl's own draws (multinomial), so the sampled completions can be compared
     fast.train()
     assert seen_fast == seen_trl and len(seen_trl) == 2
     losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (trl_trainer, fast)]
