@@ -1,0 +1,105 @@
+"""Pieces of the CPU fast path, timed one at a time (the numbers behind docs/benchmarks.md's GRPO-step notes).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py sampling   # multinomial vs inverse CDF
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update     # the update's forward + backward
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update --profile   # ... with torch.profiler
+
+``sampling``: one decode step's token draw for 8 rows over SmolLM2's 49k vocabulary, then a whole 128-token
+generation of 8 rows (bf16 autocast, packed weights, shared prompt) with and without ``fast_sampling``, alternated
+4 times in one process. ``update``: ``tinyr1.fast_grpo.completion_logps`` and its backward for one group (a
+90-token prompt, 8 completions of 128 tokens) under bf16 autocast, as a GRPO step on a native-bf16 CPU runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def _model():
+    from transformers import AutoModelForCausalLM
+
+    from tinyr1.models import configure_cpu_threads, resolve_model
+
+    configure_cpu_threads()
+    return AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m-instruct").path)
+
+
+def _ms(fn, repeats: int = 100) -> float:
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def sampling() -> None:
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    from tinyr1.fast_decode import InverseCDFSampler, decode_attention, generate_shared_prompts, packed_bf16_linears
+
+    scores = torch.randn(8, 49152)
+    sampler = InverseCDFSampler(LogitsProcessorList())
+    print(f"one draw, 8 x 49152: multinomial {_ms(lambda: torch.multinomial(torch.softmax(scores, -1), 1)):.2f} ms, "
+          f"inverse CDF {_ms(lambda: sampler(None, scores).argmax(-1)):.2f} ms")
+    model = _model().eval()
+    config = GenerationConfig(max_new_tokens=128, min_new_tokens=128, do_sample=True, top_k=0, pad_token_id=2,
+                              eos_token_id=[2])
+    rows, seconds = [list(range(100, 190))] * 8, {False: [], True: []}
+    for fast in (False, True) * 4:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), decode_attention(model), \
+                packed_bf16_linears(model, len(rows)):
+            start = time.perf_counter()
+            generate_shared_prompts(model, rows, 2, config, fast_sampling=fast)
+            seconds[fast].append(time.perf_counter() - start)
+    for fast, name in ((False, "multinomial"), (True, "inverse CDF")):
+        print(f"128-token generation, 8 rows, {name}: median {statistics.median(seconds[fast]):.2f} s "
+              f"({', '.join(f'{s:.2f}' for s in seconds[fast])})")
+
+
+def update(profile: bool) -> None:
+    from tinyr1.fast_grpo import completion_logps
+
+    torch.manual_seed(0)
+    model = _model().train()
+    prompt, completions, rows = 90, 128, 8
+    shared_prompt = torch.randint(0, 49152, (1, prompt)).repeat(rows, 1)
+    ids = torch.cat([shared_prompt, torch.randint(0, 49152, (rows, completions))], dim=1)
+    mask, weights = torch.ones_like(ids), torch.randn(rows, completions)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logps, _ = completion_logps(model, ids, mask, completions, 1.0, compute_entropy=True)
+        (logps * weights).mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    step()
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    print(f"update forward + backward: median {statistics.median(seconds):.2f} s "
+          f"({', '.join(f'{s:.2f}' for s in seconds)}), {torch.get_num_threads()} thread(s)")
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as trace:
+            step()
+        print(trace.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("piece", choices=["sampling", "update"])
+    p.add_argument("--profile", action="store_true", help="update: print a torch.profiler table of one step")
+    args = p.parse_args()
+    sampling() if args.piece == "sampling" else update(args.profile)
+
+
+if __name__ == "__main__":
+    main()
