@@ -202,6 +202,15 @@ class RunDir:
             raise
         self.facts["global_step"] = trainer.state.global_step
 
+    def interrupted(self, trainer, signum: int) -> int:
+        """After a first Ctrl-C/SIGTERM (a checkpoint of the finished step was saved): run.json ``interrupted``, the
+        resume command, and the shell's exit code for the signal (130 for Ctrl-C, 143 for SIGTERM)."""
+        self.write_run_json("interrupted")
+        resume = f"tinyr1 {self.command} --config {self.path / 'config.yaml'} --resume_from_checkpoint latest"
+        print(f"stopped at step {trainer.state.global_step}; checkpoint saved in {self.path}\nresume with: {resume}",
+              flush=True)
+        return 128 + signum
+
     def save_final(self, trainer, tokenizer, merge_lora: bool = False) -> None:
         """The final model (or LoRA adapter) and tokenizer; with ``merge_lora`` also a merged model in merged/."""
         trainer.save_model(str(self.path))  # every process: DeepSpeed/FSDP gather the weights collectively

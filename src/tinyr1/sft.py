@@ -177,10 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         peft_config=peft_config, callbacks=[MetricsLogger(run.path), stopper, run.callback()]))
     run.train(trainer, resume, remedies=lambda: oom_remedies(training, model_args))
     if stopper.received is not None:  # first Ctrl-C/SIGTERM: a checkpoint was saved at the end of the step
-        run.write_run_json("interrupted")
-        print(f"stopped at step {trainer.state.global_step}; checkpoint saved in {run.path}\nresume with: "
-              f"tinyr1 sft --config {run.path / 'config.yaml'} --resume_from_checkpoint latest", flush=True)
-        return 128 + stopper.received  # 130 for Ctrl-C, 143 for SIGTERM
+        return run.interrupted(trainer, stopper.received)
     run.save_final(trainer, tokenizer, script.merge_lora)
     if run.main:
         _point_adapter_at(run.path, model_args.model_name_or_path)

@@ -266,11 +266,8 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     if collapse:
         run.write_run_json("collapsed")
         raise CollapseError(f"training collapsed: {collapse}")
-    if stopper.received is not None:
-        run.write_run_json("interrupted")
-        print(f"stopped at step {trainer.state.global_step}; checkpoint saved in {run.path}\nresume with: "
-              f"tinyr1 train --config {run.path / 'config.yaml'} --resume_from_checkpoint latest", flush=True)
-        return 128 + stopper.received  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+    if stopper.received is not None:  # first Ctrl-C/SIGTERM: a checkpoint was saved at the end of the step
+        return run.interrupted(trainer, stopper.received)
     run.save_final(trainer, tokenizer, script.merge_lora)
     if script.eval_before_after:
         _evaluate_stage(script, run, trainer.model, tokenizer, "after")
