@@ -113,15 +113,16 @@ def greedy_setup(prompt_a: str, prompt_b: str, repeats: int):
     return model, tokenizer.pad_token_id, config, rows, ids, mask, width
 
 
-def test_shared_prompt_generation_gives_generates_tokens(tmp_path):
+@pytest.mark.parametrize("fast_loop", [False, True])
+def test_shared_prompt_generation_gives_generates_tokens(tmp_path, fast_loop):
     """Greedy, so any difference in the prefilled cache or positions would change the tokens."""
     model, pad, config, rows, ids, mask, width = greedy_setup(PROMPTS[0], PROMPTS[1], 3)
     with torch.no_grad():
         expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
-        got = generate_shared_prompts(model, rows, pad, config)
+        got = generate_shared_prompts(model, rows, pad, config, fast_loop=fast_loop)
         assert model.config.num_key_value_heads < model.config.num_attention_heads  # the packed path runs
         with decode_attention(model):
-            packed = generate_shared_prompts(model, rows, pad, config)
+            packed = generate_shared_prompts(model, rows, pad, config, fast_loop=fast_loop)
             scores = model(input_ids=ids, attention_mask=mask).logits
     assert model.config._attn_implementation == "sdpa"  # restored: checkpoints never name tinyr1's function
     assert torch.equal(got, expected) and torch.equal(packed, expected)
@@ -148,13 +149,14 @@ def test_inverse_cdf_sampling_draws_from_generates_distribution():
     assert inverse_cdf_sampling(GenerationConfig(do_sample=False)) is None
 
 
-def test_fast_sampling_with_top_k_1_gives_greedy_tokens():
+@pytest.mark.parametrize("fast_loop", [False, True])
+def test_fast_sampling_with_top_k_1_gives_greedy_tokens(fast_loop):
     """The plumbing (processor order, min_new_tokens, padding after EOS): top-k 1 leaves one token to draw."""
     model, pad, config, rows, ids, mask, width = greedy_setup(PROMPTS[0], PROMPTS[2], 2)
     sampling = config.__class__(**{**config.to_dict(), "do_sample": True, "top_k": 1, "temperature": 0.5})
     with torch.no_grad():
         expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
-        got = generate_shared_prompts(model, rows, pad, sampling, fast_sampling=True)
+        got = generate_shared_prompts(model, rows, pad, sampling, fast_sampling=True, fast_loop=fast_loop)
     assert torch.equal(got, expected)
 
 
@@ -191,9 +193,10 @@ def test_bf16_generation_with_roomy_cache_and_packed_weights_gives_autocasts_tok
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
         logits = model(input_ids=ids, attention_mask=mask).logits
-        roomy = generate_shared_prompts(model, rows, pad, config)
+        # generate's own loop, which these pieces serve (the decode loop has its own test file)
+        roomy = generate_shared_prompts(model, rows, pad, config, fast_loop=False)
         with packed_bf16_linears(model, len(rows)):
-            packed = generate_shared_prompts(model, rows, pad, config)
+            packed = generate_shared_prompts(model, rows, pad, config, fast_loop=False)
             packed_logits = model(input_ids=ids, attention_mask=mask).logits
     assert torch.equal(roomy, expected) and torch.equal(packed, expected)
     assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward is back

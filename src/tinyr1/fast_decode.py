@@ -8,7 +8,8 @@ Each piece gives ``generate``'s own tokens (greedy) or its own sampling distribu
 - ``decode_attention``: a one-token decode step packs grouped query heads into one attention call;
 - ``packed_bf16_linears``: bf16 weights packed once per generation (CPUs with native bf16 only);
 - ``inverse_cdf_sampling``: one uniform draw per row against the cumulative probabilities instead of
-  ``torch.multinomial``'s exponential draw over the whole vocabulary.
+  ``torch.multinomial``'s exponential draw over the whole vocabulary;
+- the decode loop itself, for Llama and Qwen2 models: ``tinyr1.decode_loop`` (the others keep ``generate``'s).
 
 ``tests/test_fast_grpo.py`` checks each against transformers' own.
 """
@@ -32,6 +33,9 @@ from transformers import (
     TopPLogitsWarper,
 )
 from transformers.cache_utils import DynamicLayer
+from transformers.generation import GenerationMode
+
+from tinyr1 import decode_loop
 
 
 def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,9 +162,10 @@ def packed_bf16_linears(model, batch_size: int, enabled: bool = True):
 
 
 def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: int, generation_config,
-                            fast_sampling: bool = False):
+                            fast_sampling: bool = False, fast_loop: bool = True):
     """``model.generate`` over left-padded prompts, each distinct prompt prefilled once and its cache shared;
-    with ``fast_sampling``, sampling by ``inverse_cdf_sampling`` where it applies (same distribution, other draws).
+    with ``fast_sampling``, sampling by ``inverse_cdf_sampling`` where it applies (same distribution, other draws);
+    with ``fast_loop``, tokens decoded by ``tinyr1.decode_loop`` where the model and the config allow it.
 
     Returns the generated token ids (batch, new tokens), as ``generate(...)[:, prompt_len:]`` would.
     """
@@ -178,6 +183,12 @@ def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: in
               use_cache=True, logits_to_keep=1)
         cache.batch_select_indices(inverse)
         kwargs["past_key_values"] = cache  # generate runs only the last prompt token, then decodes
+    if fast_loop and ("past_key_values" in kwargs or width == 1) and decode_loop.supports(model) \
+            and generation_config.get_generation_mode() in (GenerationMode.SAMPLE, GenerationMode.GREEDY_SEARCH) \
+            and not generation_config.return_dict_in_generate:
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config,
+                             custom_generate=decode_loop.decode_loop, fast_sampling=fast_sampling, **kwargs)
+        return out[:, width:]
     sampling = inverse_cdf_sampling(generation_config) if fast_sampling else None
     if sampling is not None:
         generation_config, kwargs["logits_processor"] = sampling
@@ -203,11 +214,8 @@ class InverseCDFSampler(LogitsProcessor):
 
     def __call__(self, input_ids, scores: torch.Tensor) -> torch.Tensor:
         scores = self.warpers(input_ids, scores)
-        cdf = torch.softmax(scores.float(), dim=-1).cumsum_(-1)
-        u = torch.rand(cdf.size(0), 1, device=cdf.device) * cdf[:, -1:]
-        # right=True: the first entry whose cumulative probability exceeds u, so zero-probability tokens never come
-        token = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(-1) - 1)
-        return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
+        token = decode_loop.draw_inverse_cdf(scores)
+        return torch.full_like(scores, float("-inf")).scatter_(1, token[:, None], 0.0)
 
 
 def inverse_cdf_sampling(generation_config) -> tuple[GenerationConfig, LogitsProcessorList] | None:

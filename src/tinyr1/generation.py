@@ -43,13 +43,16 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], *, max_new
     results: list[Generation | None] = [None] * len(prompts)
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else \
         {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    from tinyr1.decode_loop import on_cpu
+
+    loop = on_cpu(model)
     bar = tqdm(total=len(prompts), desc=desc, unit="q", disable=not progress, dynamic_ncols=True)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt").to(device)
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=stops, **sampling)
+                                 eos_token_id=stops, **sampling, **loop)
             for row, index in enumerate(chunk):
                 new = out[row, batch["input_ids"].shape[1]:].tolist()
                 stop_at = next((k for k, token in enumerate(new) if token in stops), None)

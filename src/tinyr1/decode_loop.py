@@ -1,0 +1,207 @@
+"""A decode loop for Llama-style models on CPU: ``generate``'s tokens with a fraction of its operations per step.
+
+A decode step through the model's modules runs ~500 small torch operations for SmolLM2-135M's 30 layers (casts,
+views, masks, rotary, cache bookkeeping) besides its ~210 matmuls; with 8 rows on 2 CPU cores the step is bound by
+their count, not by the matmuls. ``decode_loop`` runs the same layer math in ~20 operations per layer: q/k/v and
+gate/up weights concatenated (and, on CPUs with native bf16, packed by oneDNN) once per generation, rotary applied to
+queries and keys together, the key/value cache a preallocated buffer written in place.
+
+It is a ``custom_generate`` for ``model.generate`` (``generate(..., custom_generate=decode_loop)``): ``generate``
+still prepares the logits processors, stopping criteria and special tokens, so every processor and stop rule applies
+as in ``generate``; only the loop over tokens is this one. ``supports`` says which models it knows (Llama and Qwen2
+layers with plain ``nn.Linear`` weights, SiLU MLP, full attention); anything else keeps ``generate``'s own loop.
+Precision follows the caller: under CPU autocast the matmuls and attention run in the autocast dtype and the
+residual stream in the weights' dtype, as the model's forward does there. ``tests/test_decode_loop.py`` checks the
+tokens and logits against ``generate``'s.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+# (model class, attention class, MLP class, norm class) whose forward this loop reproduces
+_KNOWN = {
+    "LlamaForCausalLM": ("LlamaAttention", "LlamaMLP", "LlamaRMSNorm"),
+    "Qwen2ForCausalLM": ("Qwen2Attention", "Qwen2MLP", "Qwen2RMSNorm"),
+}
+_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def supports(model) -> bool:
+    """Whether ``decode_loop`` computes what ``model``'s own forward computes (else ``generate``'s loop is used)."""
+    known = _KNOWN.get(type(model).__name__)
+    config = model.config
+    if known is None or getattr(config, "hidden_act", None) != "silu" or getattr(model, "_hf_hook", None) is not None:
+        return False
+    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
+        return False
+    if type(model.lm_head) is not torch.nn.Linear:
+        return False
+    for layer in model.model.layers:
+        if (type(layer.self_attn).__name__, type(layer.mlp).__name__, type(layer.input_layernorm).__name__) != known:
+            return False
+        if any(type(layer.get_submodule(name)) is not torch.nn.Linear for name in _LINEARS):
+            return False
+    return True
+
+
+def on_cpu(model) -> dict:
+    """``generate`` keyword arguments that decode with this loop where it applies: a supported model on CPU."""
+    if model.device.type == "cpu" and supports(model):
+        return {"custom_generate": decode_loop}
+    return {}
+
+
+def _packed_linear(weight, bias, x):
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _linear(weights: list[torch.Tensor], biases: list, dtype: torch.dtype, rows: int, pack: bool):
+    """One matmul for ``weights`` stacked by output row, in ``dtype``; packed by oneDNN where ``pack``."""
+    weight = torch.cat([w.detach() for w in weights]) if len(weights) > 1 else weights[0].detach()
+    weight = weight.to(dtype)
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat([b.detach() if b is not None else w.new_zeros(w.size(0))
+                          for w, b in zip(weights, biases, strict=True)]).to(dtype)
+    if pack:
+        return partial(_packed_linear, torch.ops.mkldnn._reorder_linear_weight(weight, rows), bias)
+    return partial(F.linear, weight=weight, bias=bias)
+
+
+class _Weights:
+    """The model's weights, laid out for one generation: fused q/k/v and gate/up, in the compute dtype."""
+
+    def __init__(self, model, dtype: torch.dtype, rows: int):
+        pack = dtype == torch.bfloat16 and torch.backends.mkldnn.is_available() \
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        config = model.config
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.layers = []
+        for layer in model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            qkv = (attn.q_proj, attn.k_proj, attn.v_proj)
+            self.layers.append((
+                layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
+                _linear([m.weight for m in qkv], [m.bias for m in qkv], dtype, rows, pack),
+                _linear([attn.o_proj.weight], [attn.o_proj.bias], dtype, rows, pack),
+                layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
+                _linear([mlp.gate_proj.weight, mlp.up_proj.weight], [mlp.gate_proj.bias, mlp.up_proj.bias],
+                        dtype, rows, pack),
+                _linear([mlp.down_proj.weight], [mlp.down_proj.bias], dtype, rows, pack),
+                attn.scaling,
+            ))
+        self.embed = model.model.embed_tokens.weight
+        self.norm = model.model.norm
+        self.lm_head = _linear([model.lm_head.weight], [model.lm_head.bias], dtype, rows, pack)
+        self.rotary = model.model.rotary_emb
+
+
+def _rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # the model's RMSNorm: normalise in fp32, back to the input's dtype, then scale
+    return weight * F.rms_norm(h.float(), (h.size(-1),), eps=eps).to(h.dtype)
+
+
+def _step(w: _Weights, token: torch.Tensor, position: torch.Tensor, column: int, keys: list, values: list,
+          mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """One token per row through every layer; writes its keys/values at ``column``; returns fp32 logits."""
+    rows, heads, kv_heads, dim = token.size(0), w.heads, w.kv_heads, w.head_dim
+    h = F.embedding(token, w.embed)  # (rows, hidden), the residual stream in the weights' dtype
+    cos, sin = w.rotary(h[:, None], position[:, None])  # (rows, 1, dim), as the model computes them
+    cos, sin = cos.float(), sin.float()
+    half = dim // 2
+    # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated)
+    sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+    bias = mask[:, None, None, : column + 1]  # 0 where visible, -inf at left padding
+    for layer_keys, layer_values, (norm1, eps1, qkv_proj, o_proj, norm2, eps2, gate_up_proj, down_proj, scaling) \
+            in zip(keys, values, w.layers, strict=True):
+        qkv = qkv_proj(_rms_norm(h, norm1, eps1).to(dtype))
+        qk = qkv[:, : (heads + kv_heads) * dim].view(rows, heads + kv_heads, dim).float()
+        qk = torch.addcmul(qk * cos, qk.roll(half, -1), sin)  # rotary on queries and keys at once
+        if dtype != torch.float32:
+            qk = qk.to(dtype).float()  # the values autocast's attention sees
+        layer_keys[..., column] = qk[:, heads:]
+        layer_values[:, :, column] = qkv[:, (heads + kv_heads) * dim:].view(rows, kv_heads, dim)
+        # the query heads that share a key/value head are rows of one query
+        query = qk[:, :heads].view(rows, kv_heads, heads // kv_heads, dim)
+        scores = torch.matmul(query, layer_keys[..., : column + 1])
+        probs = torch.softmax(scores.mul_(scaling).add_(bias), dim=-1)
+        attn = torch.matmul(probs, layer_values[:, :, : column + 1]).view(rows, heads * dim)
+        h = h + o_proj(attn.to(dtype))
+        gate, up = gate_up_proj(_rms_norm(h, norm2, eps2).to(dtype)).chunk(2, dim=-1)
+        h = h + down_proj(F.silu(gate) * up)
+    return w.lm_head(_rms_norm(h, w.norm.weight, w.norm.variance_epsilon).to(dtype)).float()
+
+
+def draw_inverse_cdf(scores: torch.Tensor) -> torch.Tensor:
+    """One token per row from ``softmax(scores)``: one uniform number against the cumulative probabilities (the
+    distribution of ``torch.multinomial``, which on CPU draws an exponential number for every vocabulary entry)."""
+    cdf = torch.softmax(scores.float(), dim=-1).cumsum_(-1)
+    u = torch.rand(cdf.size(0), 1, device=cdf.device) * cdf[:, -1:]
+    # right=True: the first entry whose cumulative probability exceeds u, so zero-probability tokens never come
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(-1) - 1).squeeze(1)
+
+
+def decode_loop(model, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
+                streamer=None, fast_sampling=False, **model_kwargs):
+    """``generate``'s sampling/greedy loop (``GenerationMixin._sample`` without its optional outputs) over
+    ``_step``. The cache passed in ``past_key_values`` must hold every prompt token but the last (or be empty);
+    with ``fast_sampling``, tokens are drawn by ``draw_inverse_cdf`` (same distribution, other draws)."""
+    if synced_gpus or streamer is not None or generation_config.return_dict_in_generate:
+        raise ValueError("decode_loop: synced_gpus, streamers and return_dict_in_generate are generate's own")
+    rows, width = input_ids.shape
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else model.lm_head.weight.dtype
+    attention_mask = model_kwargs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    cache = model_kwargs.get("past_key_values")
+    cached = cache.get_seq_length() if cache is not None else 0
+    if cached == 0 and width > 1:  # prefill here, under the caller's precision, as generate's first step would
+        cache = DynamicCache(config=model.config)
+        positions = (attention_mask.cumsum(-1) - 1).clamp_(min=0)
+        with torch.no_grad():
+            model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], position_ids=positions[:, :-1],
+                  past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cached = width - 1
+    if cached != width - 1:
+        raise ValueError(f"decode_loop: the cache holds {cached} tokens of a {width}-token prompt; it needs all but "
+                         "the last")
+    room = generation_config.max_length  # generate's prepared length: the prompt and the new tokens
+    with torch.autocast("cpu", enabled=False), torch.no_grad():
+        w = _Weights(model, dtype, rows)
+        # Attention runs in fp32 on keys and values rounded to the compute dtype: what sdpa's bf16 kernel computes
+        # (fp32 accumulation) at the cost of bf16 matmuls here (tiny batched products, bound by their count).
+        # Keys are kept transposed, (rows, kv heads, head dim, room): a prefix of them multiplies without a copy.
+        keys = [torch.empty(rows, w.kv_heads, w.head_dim, room) for _ in w.layers]
+        values = [torch.empty(rows, w.kv_heads, room, w.head_dim) for _ in w.layers]
+        for layer, layer_keys, layer_values in zip(cache.layers if cached else (), keys, values):
+            layer_keys[..., :cached] = layer.keys.to(dtype).transpose(-1, -2)
+            layer_values[:, :, :cached] = layer.values.to(dtype)
+        mask = torch.zeros(rows, room).masked_fill_(
+            F.pad(attention_mask, (0, room - width), value=1) == 0, float("-inf"))
+        position = attention_mask.sum(-1) - 1
+        token = input_ids[:, -1]
+        unfinished = torch.ones(rows, dtype=torch.long)
+        pad = generation_config._pad_token_tensor
+        has_eos = any(hasattr(criterion, "eos_token_id") for criterion in stopping_criteria)
+        while True:
+            logits = _step(w, token, position, input_ids.size(1) - 1, keys, values, mask, dtype)
+            scores = logits_processor(input_ids, logits)
+            if generation_config.do_sample:
+                token = draw_inverse_cdf(scores) if fast_sampling else \
+                    torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+            else:
+                token = torch.argmax(scores, dim=-1)
+            if has_eos:
+                token = token * unfinished + pad * (1 - unfinished)
+            input_ids = torch.cat([input_ids, token[:, None]], dim=-1)
+            unfinished = unfinished & ~stopping_criteria(input_ids, None)
+            if unfinished.max() == 0 or input_ids.size(1) >= room:
+                return input_ids
+            position = position + 1
