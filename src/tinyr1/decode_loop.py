@@ -180,7 +180,7 @@ def decode_loop(model, input_ids, logits_processor, stopping_criteria, generatio
         # Keys are kept transposed, (rows, kv heads, head dim, room): a prefix of them multiplies without a copy.
         keys = [torch.empty(rows, w.kv_heads, w.head_dim, room) for _ in w.layers]
         values = [torch.empty(rows, w.kv_heads, room, w.head_dim) for _ in w.layers]
-        for layer, layer_keys, layer_values in zip(cache.layers if cached else (), keys, values):
+        for layer, layer_keys, layer_values in zip(cache.layers if cached else (), keys, values, strict=False):
             layer_keys[..., :cached] = layer.keys.to(dtype).transpose(-1, -2)
             layer_values[:, :, :cached] = layer.values.to(dtype)
         mask = torch.zeros(rows, room).masked_fill_(
