@@ -35,6 +35,7 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models.utils import unwrap_model_for_generation
 
+from tinyr1 import decode_loop
 from tinyr1.fast_decode import (
     decode_attention,
     distinct_rows,
@@ -118,7 +119,10 @@ class CPUFastGRPOTrainer(GRPOTrainer):
               unwrap_model_for_generation(self.model_wrapped, self.accelerator,
                                           generation_kwargs=self.generation_kwargs) as unwrapped,
               torch.no_grad(), autocast, decode_attention(unwrapped),
-              packed_bf16_linears(unwrapped, len(prompt_ids), enabled=bool(self.args.bf16))):
+              # decode_loop packs its own fused weights: packing every layer for the prefill too cost more than
+              # autocast's casts (0.26 vs 0.16 s for a 2 x 89-token prefill, Zen4, 2 threads)
+              packed_bf16_linears(unwrapped, len(prompt_ids),
+                                  enabled=bool(self.args.bf16) and not decode_loop.supports(unwrapped))):
             completion_ids = generate_shared_prompts(unwrapped, prompt_ids, self._tokenizer.pad_token_id,
                                                      self.generation_config, fast_sampling=self.fast_sampling)
         # trl's rule: a completion ends at its first EOS (kept); what follows is padding.
