@@ -3,11 +3,15 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py sampling   # multinomial vs inverse CDF
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update     # the update's forward + backward
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update --profile   # ... with torch.profiler
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fast_path_pieces.py decode    # generate's loop vs decode_loop
 
 ``sampling``: one decode step's token draw for 8 rows over SmolLM2's 49k vocabulary, then a whole 128-token
 generation of 8 rows (bf16 autocast, packed weights, shared prompt) with and without ``fast_sampling``, alternated
 4 times in one process. ``update``: ``tinyr1.fast_grpo.completion_logps`` and its backward for one group (a
 90-token prompt, 8 completions of 128 tokens) under bf16 autocast, as a GRPO step on a native-bf16 CPU runs it.
+``decode``: a 128-token generation of 8 rows (two prompts x 4, shared prefill, inverse-CDF sampling) through
+``generate``'s own loop (packed weights, roomy cache) and through ``tinyr1.decode_loop``, alternated 3 times, in
+bf16 autocast and in fp32; first checks that greedy decoding gives the same tokens both ways.
 """
 
 from __future__ import annotations
@@ -93,12 +97,42 @@ def update(profile: bool) -> None:
         print(trace.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 
 
+def decode() -> None:
+    from transformers import GenerationConfig
+
+    from tinyr1.decode_loop import supports
+    from tinyr1.fast_decode import decode_attention, generate_shared_prompts, packed_bf16_linears
+
+    model = _model().eval()
+    rows = [list(range(100, 190))] * 4 + [list(range(300, 350))] * 4
+
+    def run(loop: bool, sample: bool, bf16: bool):
+        config = GenerationConfig(max_new_tokens=128, min_new_tokens=128, do_sample=sample, top_k=0, pad_token_id=2,
+                                  eos_token_id=[2])
+        packed = bf16 and not (loop and supports(model))  # what CPUFastGRPOTrainer does
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), decode_attention(model), \
+                packed_bf16_linears(model, len(rows), enabled=packed):
+            return generate_shared_prompts(model, rows, 2, config, fast_sampling=True, fast_loop=loop)
+
+    for bf16 in (True, False):
+        name = "bf16 autocast" if bf16 else "fp32"
+        same = torch.equal(run(False, False, bf16), run(True, False, bf16))
+        seconds = {False: [], True: []}
+        for loop in (False, True) * 3:
+            start = time.perf_counter()
+            run(loop, True, bf16)
+            seconds[loop].append(time.perf_counter() - start)
+        print(f"{name}: greedy tokens equal: {same}; 128-token generation of 8 rows, median of 3: generate's loop "
+              f"{statistics.median(seconds[False]):.2f} s, decode_loop {statistics.median(seconds[True]):.2f} s "
+              f"({torch.get_num_threads()} thread(s))")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("piece", choices=["sampling", "update"])
+    p.add_argument("piece", choices=["sampling", "update", "decode"])
     p.add_argument("--profile", action="store_true", help="update: print a torch.profiler table of one step")
     args = p.parse_args()
-    sampling() if args.piece == "sampling" else update(args.profile)
+    {"sampling": sampling, "decode": decode}.get(args.piece, lambda: update(args.profile))()
 
 
 if __name__ == "__main__":

@@ -63,8 +63,7 @@ def _packed_linear(weight, bias, x):
 
 def _linear(weights: list[torch.Tensor], biases: list, dtype: torch.dtype, rows: int, pack: bool):
     """One matmul for ``weights`` stacked by output row, in ``dtype``; packed by oneDNN where ``pack``."""
-    weight = torch.cat([w.detach() for w in weights]) if len(weights) > 1 else weights[0].detach()
-    weight = weight.to(dtype)
+    weight = torch.cat([w.detach().to(dtype) for w in weights]) if len(weights) > 1 else weights[0].detach().to(dtype)
     bias = None
     if any(b is not None for b in biases):
         bias = torch.cat([b.detach() if b is not None else w.new_zeros(w.size(0))
@@ -104,7 +103,10 @@ class _Weights:
 
 
 def _rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    # the model's RMSNorm: normalise in fp32, back to the input's dtype, then scale
+    # the model's RMSNorm: normalise in fp32, back to the input's dtype, then scale; on an fp32 stream the fused
+    # weight gives the same bits in one operation
+    if h.dtype == torch.float32:
+        return F.rms_norm(h, (h.size(-1),), weight, eps)
     return weight * F.rms_norm(h.float(), (h.size(-1),), eps=eps).to(h.dtype)
 
 
@@ -113,8 +115,7 @@ def _step(w: _Weights, token: torch.Tensor, position: torch.Tensor, column: int,
     """One token per row through every layer; writes its keys/values at ``column``; returns fp32 logits."""
     rows, heads, kv_heads, dim = token.size(0), w.heads, w.kv_heads, w.head_dim
     h = F.embedding(token, w.embed)  # (rows, hidden), the residual stream in the weights' dtype
-    cos, sin = w.rotary(h[:, None], position[:, None])  # (rows, 1, dim), as the model computes them
-    cos, sin = cos.float(), sin.float()
+    cos, sin = w.rotary(h[:, None], position[:, None])  # (rows, 1, dim) in the residual dtype, as the model's
     half = dim // 2
     # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated)
     sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
@@ -122,10 +123,9 @@ def _step(w: _Weights, token: torch.Tensor, position: torch.Tensor, column: int,
     for layer_keys, layer_values, (norm1, eps1, qkv_proj, o_proj, norm2, eps2, gate_up_proj, down_proj, scaling) \
             in zip(keys, values, w.layers, strict=True):
         qkv = qkv_proj(_rms_norm(h, norm1, eps1).to(dtype))
-        qk = qkv[:, : (heads + kv_heads) * dim].view(rows, heads + kv_heads, dim).float()
-        qk = torch.addcmul(qk * cos, qk.roll(half, -1), sin)  # rotary on queries and keys at once
-        if dtype != torch.float32:
-            qk = qk.to(dtype).float()  # the values autocast's attention sees
+        # rotary on queries and keys at once, in the dtype the model's own products take (fp32 under autocast)
+        qk = qkv[:, : (heads + kv_heads) * dim].view(rows, heads + kv_heads, dim).to(h.dtype)
+        qk = (qk * cos + qk.roll(half, -1) * sin).to(dtype).float()  # rounded as its attention sees them
         layer_keys[..., column] = qk[:, heads:]
         layer_values[:, :, column] = qkv[:, (heads + kv_heads) * dim:].view(rows, kv_heads, dim)
         # the query heads that share a key/value head are rows of one query
@@ -175,8 +175,8 @@ def decode_loop(model, input_ids, logits_processor, stopping_criteria, generatio
     room = generation_config.max_length  # generate's prepared length: the prompt and the new tokens
     with torch.autocast("cpu", enabled=False), torch.no_grad():
         w = _Weights(model, dtype, rows)
-        # Attention runs in fp32 on keys and values rounded to the compute dtype: what sdpa's bf16 kernel computes
-        # (fp32 accumulation) at the cost of bf16 matmuls here (tiny batched products, bound by their count).
+        # Attention runs in fp32 on keys and values rounded to the compute dtype, as sdpa's bf16 kernel accumulates
+        # (bf16 products would round the scores; they were no faster for these tiny batched products).
         # Keys are kept transposed, (rows, kv heads, head dim, room): a prefix of them multiplies without a copy.
         keys = [torch.empty(rows, w.kv_heads, w.head_dim, room) for _ in w.layers]
         values = [torch.empty(rows, w.kv_heads, room, w.head_dim) for _ in w.layers]

@@ -17,7 +17,8 @@ backward. On a CPU trl spends much of that step on work a GPU hides:
    cache has room for the new tokens instead of being concatenated (copied) at every step, a one-token decode
    step packs grouped query heads into one attention call, and each token is drawn by one uniform number against
    the cumulative probabilities (trl's distribution; ``torch.multinomial`` draws one per vocabulary entry). These
-   pieces live in ``tinyr1.fast_decode``.
+   pieces live in ``tinyr1.fast_decode``. For Llama and Qwen2 models the decode steps themselves run in
+   ``tinyr1.decode_loop`` (a ``custom_generate``: the same layer math in far fewer operations per step).
 
 Everything else — rewards, advantages, the loss, logging, checkpoints — is trl's own code. For one seed the sampled
 completions differ from trl's (other random draws from the same distribution); ``fast_sampling = False`` gives trl's
