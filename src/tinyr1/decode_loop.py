@@ -1,18 +1,21 @@
-"""A decode loop for Llama-style models on CPU: ``generate``'s tokens with a fraction of its operations per step.
+"""A decode loop for Llama-style models on CPU: ``generate``'s tokens, each decode step in less time.
 
-A decode step through the model's modules runs ~500 small torch operations for SmolLM2-135M's 30 layers (casts,
-views, masks, rotary, cache bookkeeping) besides its ~210 matmuls; with 8 rows on 2 CPU cores the step is bound by
-their count, not by the matmuls. ``decode_loop`` runs the same layer math in ~20 operations per layer: q/k/v and
-gate/up weights concatenated (and, on CPUs with native bf16, packed by oneDNN) once per generation, rotary applied to
-queries and keys together, the key/value cache a preallocated buffer written in place.
+With 8 rows on a 2-core CPU, a decode step of ``generate`` spends about as long around the weight reads as in them:
+seven linear calls per layer, sdpa's flash kernel for a one-token query (~320 µs per layer per step for 8 rows in
+bf16, Zen4, one thread), the cache object's and mask builders' bookkeeping, and the modules' Python. This loop runs
+the same layer math with q/k/v and gate/up weights concatenated (four linear calls per layer), packed by oneDNN once
+per generation on CPUs with native bf16, rotary applied to queries and keys together, and attention as two fp32
+batched products on a preallocated cache whose keys are stored transposed, so a prefix multiplies without a copy.
+A 128-token generation of 8 rows: 5.92 -> 5.29 s (bf16 autocast, two threads;
+``benchmarks/fast_path_pieces.py decode``).
 
 It is a ``custom_generate`` for ``model.generate`` (``generate(..., custom_generate=decode_loop)``): ``generate``
 still prepares the logits processors, stopping criteria and special tokens, so every processor and stop rule applies
 as in ``generate``; only the loop over tokens is this one. ``supports`` says which models it knows (Llama and Qwen2
 layers with plain ``nn.Linear`` weights, SiLU MLP, full attention); anything else keeps ``generate``'s own loop.
-Precision follows the caller: under CPU autocast the matmuls and attention run in the autocast dtype and the
-residual stream in the weights' dtype, as the model's forward does there. ``tests/test_decode_loop.py`` checks the
-tokens and logits against ``generate``'s.
+Precision follows the caller: under CPU autocast the matmuls run in the autocast dtype and the residual stream in
+the weights' dtype, rounded where the model's forward rounds. ``tests/test_decode_loop.py`` checks the tokens
+against ``generate``'s.
 """
 
 from __future__ import annotations
@@ -126,13 +129,15 @@ def _step(w: _Weights, token: torch.Tensor, position: torch.Tensor, column: int,
         # rotary on queries and keys at once, in the dtype the model's own products take (fp32 under autocast)
         qk = qkv[:, : (heads + kv_heads) * dim].view(rows, heads + kv_heads, dim).to(h.dtype)
         qk = (qk * cos + qk.roll(half, -1) * sin).to(dtype).float()  # rounded as its attention sees them
-        layer_keys[..., column] = qk[:, heads:]
-        layer_values[:, :, column] = qkv[:, (heads + kv_heads) * dim:].view(rows, kv_heads, dim)
-        # the query heads that share a key/value head are rows of one query
-        query = qk[:, :heads].view(rows, kv_heads, heads // kv_heads, dim)
-        scores = torch.matmul(query, layer_keys[..., : column + 1])
-        probs = torch.softmax(scores.mul_(scaling).add_(bias), dim=-1)
-        attn = torch.matmul(probs, layer_values[:, :, : column + 1]).view(rows, heads * dim)
+        layer_keys.view(rows, kv_heads, dim, -1)[..., column] = qk[:, heads:]
+        layer_values.view(rows, kv_heads, -1, dim)[:, :, column] = qkv[:, (heads + kv_heads) * dim:].view(
+            rows, kv_heads, dim)
+        # the query heads that share a key/value head are rows of one query; bmm on 3-d views, since matmul's
+        # broadcasting path copied a cache slice at every layer
+        query = qk[:, :heads].reshape(rows * kv_heads, heads // kv_heads, dim)
+        scores = torch.bmm(query, layer_keys[..., : column + 1]).view(rows, kv_heads, heads // kv_heads, -1)
+        probs = torch.softmax(scores.mul_(scaling).add_(bias), dim=-1).view(rows * kv_heads, heads // kv_heads, -1)
+        attn = torch.bmm(probs, layer_values[:, : column + 1]).view(rows, heads * dim)
         h = h + o_proj(attn.to(dtype))
         gate, up = gate_up_proj(_rms_norm(h, norm2, eps2).to(dtype)).chunk(2, dim=-1)
         h = h + down_proj(F.silu(gate) * up)
@@ -178,11 +183,12 @@ def decode_loop(model, input_ids, logits_processor, stopping_criteria, generatio
         # Attention runs in fp32 on keys and values rounded to the compute dtype, as sdpa's bf16 kernel accumulates
         # (bf16 products would round the scores; they were no faster for these tiny batched products).
         # Keys are kept transposed, (rows, kv heads, head dim, room): a prefix of them multiplies without a copy.
-        keys = [torch.empty(rows, w.kv_heads, w.head_dim, room) for _ in w.layers]
-        values = [torch.empty(rows, w.kv_heads, room, w.head_dim) for _ in w.layers]
+        # Rows and key/value heads share one batch dimension: (rows x kv heads, head dim, room) and (..., room, dim).
+        keys = [torch.empty(rows * w.kv_heads, w.head_dim, room) for _ in w.layers]
+        values = [torch.empty(rows * w.kv_heads, room, w.head_dim) for _ in w.layers]
         for layer, layer_keys, layer_values in zip(cache.layers if cached else (), keys, values, strict=False):
-            layer_keys[..., :cached] = layer.keys.to(dtype).transpose(-1, -2)
-            layer_values[:, :, :cached] = layer.values.to(dtype)
+            layer_keys[..., :cached] = layer.keys.to(dtype).flatten(0, 1).transpose(-1, -2)
+            layer_values[:, :cached] = layer.values.to(dtype).flatten(0, 1)
         mask = torch.zeros(rows, room).masked_fill_(
             F.pad(attention_mask, (0, room - width), value=1) == 0, float("-inf"))
         position = attention_mask.sum(-1) - 1
