@@ -127,3 +127,6 @@ def test_models_the_loop_does_not_know_keep_generates_loop():
     lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
     assert not supports(lora) and not supports(lora.base_model.model)  # LoRA layers are not plain nn.Linear
     assert on_cpu(lora) == {}
+    dropout = tiny_qwen2()
+    dropout.config.attention_dropout = 0.1
+    assert supports(dropout.eval()) and not supports(dropout.train())  # dropout only acts in training mode

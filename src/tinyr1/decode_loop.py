@@ -43,6 +43,8 @@ def supports(model) -> bool:
         return False
     if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
         return False
+    if model.training and getattr(config, "attention_dropout", 0.0):  # the loop has no dropout
+        return False
     if type(model.lm_head) is not torch.nn.Linear:
         return False
     for layer in model.model.layers:
