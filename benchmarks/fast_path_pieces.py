@@ -57,7 +57,7 @@ def sampling() -> None:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), decode_attention(model), \
                 packed_bf16_linears(model, len(rows)):
             start = time.perf_counter()
-            generate_shared_prompts(model, rows, 2, config, fast_sampling=fast)
+            generate_shared_prompts(model, rows, 2, config, fast_sampling=fast, fast_loop=False)  # as measured
             seconds[fast].append(time.perf_counter() - start)
     for fast, name in ((False, "multinomial"), (True, "inverse CDF")):
         print(f"128-token generation, 8 rows, {name}: median {statistics.median(seconds[fast]):.2f} s "
@@ -100,8 +100,7 @@ def update(profile: bool) -> None:
 def decode() -> None:
     from transformers import GenerationConfig
 
-    from tinyr1.decode_loop import supports
-    from tinyr1.fast_decode import decode_attention, generate_shared_prompts, packed_bf16_linears
+    from tinyr1.fast_decode import decode_attention, generate_shared_prompts
 
     model = _model().eval()
     rows = [list(range(100, 190))] * 4 + [list(range(300, 350))] * 4
@@ -109,10 +108,9 @@ def decode() -> None:
     def run(loop: bool, sample: bool, bf16: bool):
         config = GenerationConfig(max_new_tokens=128, min_new_tokens=128, do_sample=sample, top_k=0, pad_token_id=2,
                                   eos_token_id=[2])
-        packed = bf16 and not (loop and supports(model))  # what CPUFastGRPOTrainer does
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), decode_attention(model), \
-                packed_bf16_linears(model, len(rows), enabled=packed):
-            return generate_shared_prompts(model, rows, 2, config, fast_sampling=True, fast_loop=loop)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), decode_attention(model):
+            return generate_shared_prompts(model, rows, 2, config, fast_sampling=True, fast_loop=loop,
+                                           pack_bf16=bf16)  # as CPUFastGRPOTrainer calls it
 
     for bf16 in (True, False):
         name = "bf16 autocast" if bf16 else "fp32"

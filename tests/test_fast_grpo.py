@@ -21,6 +21,7 @@ from tinyr1.fast_decode import (
 )
 from tinyr1.fast_grpo import CPUFastGRPOTrainer
 from tinyr1.models import ensure_pad_token
+from tinyr1.precision import packs_bf16_weights
 
 from .conftest import ASSETS
 
@@ -183,7 +184,7 @@ def test_roomy_cache_holds_what_concatenation_holds():
     assert torch.equal(k1, k2) and torch.equal(v1, v2) and roomy.get_seq_length(0) == 11
 
 
-BF16_NATIVE = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+BF16_NATIVE = packs_bf16_weights()
 
 
 def test_bf16_generation_with_roomy_cache_and_packed_weights_gives_autocasts_tokens():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +35,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.generation import GenerationMode
 
 from tinyr1 import decode_loop
+from tinyr1.precision import packs_bf16_weights
 
 
 def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,28 +132,20 @@ def roomy_cache(config, room: int):
     return cache
 
 
-def _packed_linear(weight, bias, x):
-    return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), weight, bias, "none", [], "")
-
-
 @contextmanager
 def packed_bf16_linears(model, batch_size: int, enabled: bool = True):
     """While generating under bf16 on a CPU with native bf16: every ``nn.Linear`` multiplies by a bf16 copy of its
-    weight packed once (oneDNN's blocked layout) for this generation. A decode step multiplies ``batch_size`` rows by
-    every weight; unpacked, oneDNN re-lays the weight at each call and the bf16 matmuls ran at 1.5-2.2x the time of
-    packed ones here (the 49k-row LM head 11.2 vs 5.1 ms, Zen4). Same products as autocast's bf16 linear; weights
-    change every optimizer step, so they are packed per generation (once per GRPO step), never kept."""
-    if not (enabled and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+    weight packed once for this generation (``decode_loop.packed_bf16_linear``; a decode step multiplies
+    ``batch_size`` rows by every weight). Same products as autocast's bf16 linear; weights change every optimizer
+    step, so they are packed per generation (once per GRPO step), never kept."""
+    if not (enabled and packs_bf16_weights()):
         yield
         return
     patched = []
     try:
         for module in model.modules():
             if isinstance(module, torch.nn.Linear) and "forward" not in vars(module):
-                weight = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach().to(torch.bfloat16),
-                                                                 batch_size)
-                bias = None if module.bias is None else module.bias.detach().to(torch.bfloat16)
-                module.forward = partial(_packed_linear, weight, bias)
+                module.forward = decode_loop.packed_bf16_linear(module.weight, module.bias, batch_size)
                 patched.append(module)
         yield
     finally:
@@ -162,37 +154,36 @@ def packed_bf16_linears(model, batch_size: int, enabled: bool = True):
 
 
 def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: int, generation_config,
-                            fast_sampling: bool = False, fast_loop: bool = True):
+                            fast_sampling: bool = False, fast_loop: bool = True, pack_bf16: bool = False):
     """``model.generate`` over left-padded prompts, each distinct prompt prefilled once and its cache shared;
     with ``fast_sampling``, sampling by ``inverse_cdf_sampling`` where it applies (same distribution, other draws);
-    with ``fast_loop``, tokens decoded by ``tinyr1.decode_loop`` where the model and the config allow it.
+    with ``fast_loop``, tokens decoded by ``tinyr1.decode_loop`` where the model and the config allow it; with
+    ``pack_bf16`` (generating under bf16 autocast), ``packed_bf16_linears`` for generate's own loop — the decode
+    loop packs its own fused weights, and packing every layer for the prefill alone cost more than autocast's casts
+    (0.26 vs 0.16 s for a 2 x 89-token prefill, Zen4, 2 threads).
 
     Returns the generated token ids (batch, new tokens), as ``generate(...)[:, prompt_len:]`` would.
     """
     width = max(len(p) for p in prompt_ids)
     ids = torch.tensor([[pad_token_id] * (width - len(p)) + list(p) for p in prompt_ids])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
+    shared = width > 1 and generation_config.cache_implementation in (None, "dynamic")
+    loop = fast_loop and (shared or width == 1) and decode_loop.supports(model) \
+        and generation_config.get_generation_mode() in (GenerationMode.SAMPLE, GenerationMode.GREEDY_SEARCH) \
+        and not generation_config.return_dict_in_generate
     kwargs = {}
-    if width > 1 and generation_config.cache_implementation in (None, "dynamic"):
-        first, inverse = distinct_rows(torch.cat([ids, mask], dim=1))
-        head_ids, head_mask = ids[first, :-1], mask[first, :-1]
-        # generate's own positions for left padding: count real tokens, pads at 0
-        positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
-        cache = roomy_cache(model.config, generation_config.max_new_tokens or 0)
-        model(input_ids=head_ids, attention_mask=head_mask, position_ids=positions, past_key_values=cache,
-              use_cache=True, logits_to_keep=1)
-        cache.batch_select_indices(inverse)
-        kwargs["past_key_values"] = cache  # generate runs only the last prompt token, then decodes
-    if fast_loop and ("past_key_values" in kwargs or width == 1) and decode_loop.supports(model) \
-            and generation_config.get_generation_mode() in (GenerationMode.SAMPLE, GenerationMode.GREEDY_SEARCH) \
-            and not generation_config.return_dict_in_generate:
-        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config,
-                             custom_generate=decode_loop.decode_loop, fast_sampling=fast_sampling, **kwargs)
-        return out[:, width:]
-    sampling = inverse_cdf_sampling(generation_config) if fast_sampling else None
-    if sampling is not None:
-        generation_config, kwargs["logits_processor"] = sampling
-    out = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config, **kwargs)
+    with packed_bf16_linears(model, len(prompt_ids), enabled=pack_bf16 and not loop):
+        if shared:
+            first, inverse = distinct_rows(torch.cat([ids, mask], dim=1))
+            cache = roomy_cache(model.config, generation_config.max_new_tokens or 0)
+            decode_loop.prefill(model, ids[first], mask[first], cache)
+            cache.batch_select_indices(inverse)
+            kwargs["past_key_values"] = cache  # generate runs only the last prompt token, then decodes
+        if loop:
+            kwargs.update(custom_generate=decode_loop.decode_loop, fast_sampling=fast_sampling)
+        elif fast_sampling and (sampling := inverse_cdf_sampling(generation_config)) is not None:
+            generation_config, kwargs["logits_processor"] = sampling
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config, **kwargs)
     return out[:, width:]
 
 

@@ -18,7 +18,8 @@ backward. On a CPU trl spends much of that step on work a GPU hides:
    step packs grouped query heads into one attention call, and each token is drawn by one uniform number against
    the cumulative probabilities (trl's distribution; ``torch.multinomial`` draws one per vocabulary entry). These
    pieces live in ``tinyr1.fast_decode``. For Llama and Qwen2 models the decode steps themselves run in
-   ``tinyr1.decode_loop`` (a ``custom_generate``: the same layer math in far fewer operations per step).
+   ``tinyr1.decode_loop`` (a ``custom_generate``: the same layer math with fused weights and batched fp32
+   attention, without the modules' and the cache object's per-step costs).
 
 Everything else — rewards, advantages, the loss, logging, checkpoints — is trl's own code. For one seed the sampled
 completions differ from trl's (other random draws from the same distribution); ``fast_sampling = False`` gives trl's
@@ -36,12 +37,10 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models.utils import unwrap_model_for_generation
 
-from tinyr1 import decode_loop
 from tinyr1.fast_decode import (
     decode_attention,
     distinct_rows,
     generate_shared_prompts,
-    packed_bf16_linears,
 )
 
 
@@ -119,13 +118,10 @@ class CPUFastGRPOTrainer(GRPOTrainer):
         with (profiling_context(self, "transformers.generate"),
               unwrap_model_for_generation(self.model_wrapped, self.accelerator,
                                           generation_kwargs=self.generation_kwargs) as unwrapped,
-              torch.no_grad(), autocast, decode_attention(unwrapped),
-              # decode_loop packs its own fused weights: packing every layer for the prefill too cost more than
-              # autocast's casts (0.26 vs 0.16 s for a 2 x 89-token prefill, Zen4, 2 threads)
-              packed_bf16_linears(unwrapped, len(prompt_ids),
-                                  enabled=bool(self.args.bf16) and not decode_loop.supports(unwrapped))):
+              torch.no_grad(), autocast, decode_attention(unwrapped)):
             completion_ids = generate_shared_prompts(unwrapped, prompt_ids, self._tokenizer.pad_token_id,
-                                                     self.generation_config, fast_sampling=self.fast_sampling)
+                                                     self.generation_config, fast_sampling=self.fast_sampling,
+                                                     pack_bf16=bool(self.args.bf16))
         # trl's rule: a completion ends at its first EOS (kept); what follows is padding.
         eos = set(self.eos_token_ids)
         completions = []

@@ -65,6 +65,12 @@ def _mkldnn_bf16() -> bool:
         return False
 
 
+def packs_bf16_weights() -> bool:
+    """Whether oneDNN here multiplies by pre-packed bf16 weights at native speed (``mkldnn._linear_pointwise``):
+    oneDNN built in and the probe's native-bf16 answer. Generation packs weights only where this holds."""
+    return torch.backends.mkldnn.is_available() and _mkldnn_bf16()
+
+
 def _capability() -> str:
     try:
         return str(torch.backends.cpu.get_cpu_capability())
