@@ -11,7 +11,8 @@ generation of 8 rows (bf16 autocast, packed weights, shared prompt) with and wit
 90-token prompt, 8 completions of 128 tokens) under bf16 autocast, as a GRPO step on a native-bf16 CPU runs it.
 ``decode``: a 128-token generation of 8 rows (two prompts x 4, shared prefill, inverse-CDF sampling) through
 ``generate``'s own loop (packed weights, roomy cache) and through ``tinyr1.decode_loop``, alternated 3 times, in
-bf16 autocast and in fp32; first checks that greedy decoding gives the same tokens both ways.
+bf16 autocast and in fp32; first counts the torch operations each loop dispatches per decode step and checks that
+greedy decoding gives the same tokens both ways.
 """
 
 from __future__ import annotations
@@ -105,13 +106,31 @@ def decode() -> None:
     model = _model().eval()
     rows = [list(range(100, 190))] * 4 + [list(range(300, 350))] * 4
 
-    def run(loop: bool, sample: bool, bf16: bool):
-        config = GenerationConfig(max_new_tokens=128, min_new_tokens=128, do_sample=sample, top_k=0, pad_token_id=2,
-                                  eos_token_id=[2])
+    def run(loop: bool, sample: bool, bf16: bool, tokens: int = 128):
+        config = GenerationConfig(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=sample, top_k=0,
+                                  pad_token_id=2, eos_token_id=[2])
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), decode_attention(model):
             return generate_shared_prompts(model, rows, 2, config, fast_sampling=True, fast_loop=loop,
                                            pack_bf16=bf16)  # as CPUFastGRPOTrainer calls it
 
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):  # every torch operation dispatched, views and composites' parts included
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    def dispatched(loop: bool, tokens: int) -> int:
+        Count.calls = 0
+        with Count():
+            run(loop, False, True, tokens)
+        return Count.calls
+
+    for loop in (False, True):  # per decode step: the difference between 24 and 8 new tokens, over 16
+        print(f"{'decode_loop' if loop else 'generate'}'s loop: "
+              f"{(dispatched(loop, 24) - dispatched(loop, 8)) / 16:.0f} dispatched torch operations per decode step")
     for bf16 in (True, False):
         name = "bf16 autocast" if bf16 else "fp32"
         same = torch.equal(run(False, False, bf16), run(True, False, bf16))
