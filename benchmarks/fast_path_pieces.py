@@ -44,7 +44,8 @@ def _ms(fn, repeats: int = 100) -> float:
 def sampling() -> None:
     from transformers import GenerationConfig, LogitsProcessorList
 
-    from tinyr1.fast_decode import InverseCDFSampler, decode_attention, generate_shared_prompts, packed_bf16_linears
+    from tinyr1.cpu_attention import cpu_attention
+    from tinyr1.fast_decode import InverseCDFSampler, generate_shared_prompts, packed_bf16_linears
 
     scores = torch.randn(8, 49152)
     sampler = InverseCDFSampler(LogitsProcessorList())
@@ -55,7 +56,7 @@ def sampling() -> None:
                               eos_token_id=[2])
     rows, seconds = [list(range(100, 190))] * 8, {False: [], True: []}
     for fast in (False, True) * 4:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), decode_attention(model), \
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), cpu_attention(model), \
                 packed_bf16_linears(model, len(rows)):
             start = time.perf_counter()
             generate_shared_prompts(model, rows, 2, config, fast_sampling=fast, fast_loop=False)  # as measured
@@ -66,6 +67,7 @@ def sampling() -> None:
 
 
 def update(profile: bool) -> None:
+    from tinyr1.cpu_attention import cpu_attention
     from tinyr1.fast_grpo import completion_logps
 
     torch.manual_seed(0)
@@ -76,7 +78,7 @@ def update(profile: bool) -> None:
     mask, weights = torch.ones_like(ids), torch.randn(rows, completions)
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16), cpu_attention(model):  # as CPUFastGRPOTrainer runs it
             logps, _ = completion_logps(model, ids, mask, completions, 1.0, compute_entropy=True)
         (logps * weights).mean().backward()
         model.zero_grad(set_to_none=True)
@@ -101,7 +103,8 @@ def update(profile: bool) -> None:
 def decode() -> None:
     from transformers import GenerationConfig
 
-    from tinyr1.fast_decode import decode_attention, generate_shared_prompts
+    from tinyr1.cpu_attention import cpu_attention
+    from tinyr1.fast_decode import generate_shared_prompts
 
     model = _model().eval()
     rows = [list(range(100, 190))] * 4 + [list(range(300, 350))] * 4
@@ -109,7 +112,7 @@ def decode() -> None:
     def run(loop: bool, sample: bool, bf16: bool, tokens: int = 128):
         config = GenerationConfig(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=sample, top_k=0,
                                   pad_token_id=2, eos_token_id=[2])
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), decode_attention(model):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), cpu_attention(model):
             return generate_shared_prompts(model, rows, 2, config, fast_sampling=True, fast_loop=loop,
                                            pack_bf16=bf16)  # as CPUFastGRPOTrainer calls it
 

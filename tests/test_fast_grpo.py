@@ -2,8 +2,9 @@
 
 Each test runs trl's own ``GRPOTrainer`` beside ``CPUFastGRPOTrainer`` on the tiny model in fp32, so a trl upgrade
 that changes trl's side of the computation makes these fail instead of letting the two silently diverge.
-Tolerance: 1e-5 absolute on log-probs and entropies; 1e-5 relative (Frobenius norm) on gradients and weights, since
-fp32 sums run in another order when a group shares one prompt forward (measured: 1.3e-6 of the largest element).
+Tolerance: 1e-5 absolute on log-probs and entropies; 1e-5 relative (Frobenius norm) on gradients, since fp32 sums
+run in another order when a group shares one prompt forward and attention is two batched products instead of sdpa's
+kernel (measured: 1e-6 on log-probs, 1.5e-6 on gradients); 5e-5 on weights after two Adam steps (see that test).
 """
 
 import pytest
@@ -12,8 +13,8 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
 
+from tinyr1.cpu_attention import cpu_attention
 from tinyr1.fast_decode import (
-    decode_attention,
     generate_shared_prompts,
     inverse_cdf_sampling,
     packed_bf16_linears,
@@ -122,12 +123,15 @@ def test_shared_prompt_generation_gives_generates_tokens(tmp_path, fast_loop):
         expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
         got = generate_shared_prompts(model, rows, pad, config, fast_loop=fast_loop)
         assert model.config.num_key_value_heads < model.config.num_attention_heads  # the packed path runs
-        with decode_attention(model):
+        with cpu_attention(model):
             packed = generate_shared_prompts(model, rows, pad, config, fast_loop=fast_loop)
             scores = model(input_ids=ids, attention_mask=mask).logits
     assert model.config._attn_implementation == "sdpa"  # restored: checkpoints never name tinyr1's function
     assert torch.equal(got, expected) and torch.equal(packed, expected)
-    torch.testing.assert_close(scores, model(input_ids=ids, attention_mask=mask).logits)  # prompts: plain sdpa
+    # Multi-token forwards (the prompts) by cpu_attention's batched products: sdpa's logits wherever a token is.
+    # (Left-padding positions attend to nothing; there sdpa gives zeros, cpu_attention an average: nothing reads them.)
+    real = mask.bool()
+    torch.testing.assert_close(scores[real], model(input_ids=ids, attention_mask=mask).logits[real])
 
 
 def test_inverse_cdf_sampling_draws_from_generates_distribution():
@@ -229,9 +233,12 @@ def test_two_training_steps_equal_trls(tmp_path):
     assert seen_fast == seen_trl and len(seen_trl) == 2
     losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (trl_trainer, fast)]
     assert losses[1] == pytest.approx(losses[0], rel=1e-4, abs=1e-6)
+    # Weights after two Adam steps at lr 1e-2: Adam's first updates are ~lr per element however small the gradient,
+    # so fp32 rounding in the smallest gradients shows up ~10x larger here than in the gradients (1.5e-6 above).
+    # Measured: 1.4e-5 at most (a k_proj bias), 6.2e-6 when the fast path still used sdpa's flash kernel.
     for (name, p_trl), (_, p_fast) in zip(trl_trainer.model.named_parameters(), fast.model.named_parameters(),
                                           strict=True):
-        assert relative_error(p_fast, p_trl) < 1e-5, name
+        assert relative_error(p_fast, p_trl) < 5e-5, name
 
 
 def test_activation_checkpointing_falls_back_to_trl(tmp_path):

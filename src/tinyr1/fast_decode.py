@@ -5,7 +5,7 @@ Each piece gives ``generate``'s own tokens (greedy) or its own sampling distribu
 - ``generate_shared_prompts``: each distinct prompt prefilled once, its cache shared by its group;
 - ``roomy_cache``: a key/value cache with room for the new tokens (no concatenation at every step), kept in bf16
   under autocast;
-- ``decode_attention``: a one-token decode step packs grouped query heads into one attention call;
+- ``tinyr1.cpu_attention``: a one-token decode step packs grouped query heads into one attention call;
 - ``packed_bf16_linears``: bf16 weights packed once per generation (CPUs with native bf16 only);
 - ``inverse_cdf_sampling``: one uniform draw per row against the cumulative probabilities instead of
   ``torch.multinomial``'s exponential draw over the whole vocabulary;
@@ -20,7 +20,6 @@ import copy
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from transformers import (
     DynamicCache,
     GenerationConfig,
@@ -44,45 +43,6 @@ def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     first = torch.full((unique.size(0),), rows.size(0), dtype=torch.long)
     first = first.scatter_reduce(0, inverse, torch.arange(rows.size(0)), reduce="amin")
     return first, inverse
-
-
-CPU_DECODE_ATTENTION = "tinyr1_cpu_decode"
-
-
-def cpu_decode_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
-    """sdpa, except a one-token decode step with grouped key/value heads packs the query heads that share a key/value
-    head as rows of one query (``(b, kv, groups, d)``) instead of torch's ``enable_gqa`` path. Same attention; in
-    bf16 on CPU the ``enable_gqa`` kernel took ~3 ms per layer per step against ~0.4 ms packed (SmolLM2: 9 query
-    heads, 3 key/value heads), a third of a decode step."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    groups = getattr(module, "num_key_value_groups", 1)
-    if query.shape[2] != 1 or groups == 1 or kwargs.get("softcap") is not None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-    batch, heads, _, dim = query.shape
-    packed = query.reshape(batch, heads // groups, groups, dim)  # head h uses key/value head h // groups
-    mask = attention_mask[:, :, :, : key.shape[-2]] if attention_mask is not None else None
-    out = F.scaled_dot_product_attention(packed, key, value, attn_mask=mask, scale=scaling)
-    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
-
-
-@contextmanager
-def decode_attention(model):
-    """Use ``cpu_decode_attention`` while generating, for models on sdpa; the saved config keeps its own name."""
-    config = model.config
-    if config._attn_implementation != "sdpa":
-        yield
-        return
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(CPU_DECODE_ATTENTION, cpu_decode_attention)
-    AttentionMaskInterface.register(CPU_DECODE_ATTENTION, sdpa_mask)
-    config._attn_implementation = CPU_DECODE_ATTENTION
-    try:
-        yield
-    finally:
-        config._attn_implementation = "sdpa"
 
 
 class _RoomyLayer(DynamicLayer):

@@ -37,11 +37,8 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models.utils import unwrap_model_for_generation
 
-from tinyr1.fast_decode import (
-    decode_attention,
-    distinct_rows,
-    generate_shared_prompts,
-)
+from tinyr1.cpu_attention import cpu_attention
+from tinyr1.fast_decode import distinct_rows, generate_shared_prompts
 
 
 def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
@@ -56,25 +53,84 @@ def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     first, inverse = distinct_rows(prompt)
     out = model(input_ids=input_ids[first, :prompt_len], attention_mask=attention_mask[first, :prompt_len],
                 use_cache=True, logits_to_keep=1)
-    logits = out.logits[inverse]  # predicts each row's first completion token
+    pieces = [out.logits[inverse]]  # predicts each row's first completion token
     if logits_to_keep > 1:
         cache = out.past_key_values
         cache.batch_select_indices(inverse)  # differentiable indexing: gradients reach the prompt's forward
-        rest = model(input_ids=input_ids[:, prompt_len:-1], attention_mask=attention_mask[:, :-1],
-                     past_key_values=cache, use_cache=True).logits
-        logits = torch.cat([logits, rest], dim=1)
-    logits = logits.float()
-    if temperature != 1.0:  # a 1024 x 49k division is ~0.1 s on CPU; dividing by 1 changes nothing
-        logits = logits / temperature
-    log_probs = F.log_softmax(logits, dim=-1)
+        pieces.append(model(input_ids=input_ids[:, prompt_len:-1], attention_mask=attention_mask[:, :-1],
+                            past_key_values=cache, use_cache=True).logits)
     targets = input_ids[:, prompt_len:]
+    scored, start = [], 0
+    for logits in pieces:  # scored apart: concatenating them would copy every logit once more
+        end = start + logits.size(1)
+        scored.append(token_logps(logits, targets[:, start:end], temperature, compute_entropy, entropy_grad))
+        start = end
     padding = attention_mask[:, prompt_len:] == 0
-    logps = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).masked_fill(padding, 0.0)
-    entropy = None
-    if compute_entropy:
-        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-            entropy = -(log_probs.exp() * log_probs).sum(-1).masked_fill(padding, 0.0)
+    logps = torch.cat([lp for lp, _ in scored], dim=1).masked_fill(padding, 0.0)
+    entropy = torch.cat([ent for _, ent in scored], dim=1).masked_fill(padding, 0.0) if compute_entropy else None
     return logps, entropy
+
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
+                compute_entropy: bool = False, entropy_grad: bool = False):
+    """log p(target) under ``softmax(logits / temperature)`` in fp32, and the distribution's entropy if asked.
+
+    ``_TokenLogProbs`` does it in chunks of rows with its own backward; with a gradient through the entropy (trl's
+    entropy bonus) it is plain autograd over the whole fp32 tensor.
+    """
+    if not (compute_entropy and entropy_grad and torch.is_grad_enabled()):
+        return _TokenLogProbs.apply(logits, targets, temperature, compute_entropy)
+    log_probs = F.log_softmax(logits.float() / temperature, dim=-1)
+    return (log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1),
+            -(log_probs.exp() * log_probs).sum(-1))
+
+
+class _TokenLogProbs(torch.autograd.Function):
+    """``token_logps`` over chunks of ~4M logits at a time. The whole-tensor autograd version allocates, fills and
+    keeps several fp32 copies of the ``(rows, 128, 49k)`` logits (200 MB each for a GRPO group): ~0.6 s of a 4.8 s
+    update at two threads, much of it page faults on fresh memory. The backward recomputes each chunk's softmax
+    from the kept logits: d log p(t) / d logits = (onehot(t) - softmax) / temperature. Entropy has no gradient here.
+    """
+
+    CHUNK = 1 << 22
+
+    @staticmethod
+    def forward(ctx, logits, targets, temperature, compute_entropy):
+        flat, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1, 1)
+        logps = torch.empty(flat.size(0), dtype=torch.float32, device=logits.device)
+        entropy = torch.empty_like(logps) if compute_entropy else None
+        for rows in _TokenLogProbs._chunks(flat):
+            log_probs = F.log_softmax(_scaled(flat[rows], temperature), dim=-1)
+            logps[rows] = log_probs.gather(1, flat_targets[rows]).squeeze(1)
+            if compute_entropy:
+                entropy[rows] = -torch.linalg.vecdot(log_probs.exp(), log_probs)
+        ctx.save_for_backward(logits, targets)
+        ctx.temperature = temperature
+        if compute_entropy:
+            entropy = entropy.view(targets.shape)
+            ctx.mark_non_differentiable(entropy)
+        return logps.view(targets.shape), entropy
+
+    @staticmethod
+    def backward(ctx, grad_logps, _grad_entropy):
+        logits, targets = ctx.saved_tensors
+        flat, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1, 1)
+        scale = grad_logps.reshape(-1, 1).float() / ctx.temperature
+        grad = torch.empty_like(flat)
+        for rows in _TokenLogProbs._chunks(flat):
+            chunk = torch.softmax(_scaled(flat[rows], ctx.temperature), dim=-1).mul_(-scale[rows])
+            grad[rows] = chunk.scatter_add_(1, flat_targets[rows], scale[rows])
+        return grad.view_as(logits), None, None, None
+
+    @staticmethod
+    def _chunks(flat: torch.Tensor):
+        step = max(1, _TokenLogProbs.CHUNK // flat.size(1))
+        return (slice(start, start + step) for start in range(0, flat.size(0), step))
+
+
+def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    # A 1024 x 49k division is ~0.1 s on CPU; dividing by 1 changes nothing.
+    return logits.float() / temperature if temperature != 1.0 else logits.float()
 
 
 class CPUFastGRPOTrainer(GRPOTrainer):
@@ -101,7 +157,7 @@ class CPUFastGRPOTrainer(GRPOTrainer):
         logps, entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):  # trl's chunking, kept for its memory bound
             rows = slice(start, start + batch_size)
-            with self.accelerator.autocast():
+            with self.accelerator.autocast(), cpu_attention(self.accelerator.unwrap_model(model)):
                 lp, ent = completion_logps(model, input_ids[rows], attention_mask[rows], logits_to_keep,
                                            self.temperature, compute_entropy, self._entropy_bonus_enabled)
             logps.append(lp)
@@ -118,7 +174,7 @@ class CPUFastGRPOTrainer(GRPOTrainer):
         with (profiling_context(self, "transformers.generate"),
               unwrap_model_for_generation(self.model_wrapped, self.accelerator,
                                           generation_kwargs=self.generation_kwargs) as unwrapped,
-              torch.no_grad(), autocast, decode_attention(unwrapped)):
+              torch.no_grad(), autocast, cpu_attention(unwrapped)):
             completion_ids = generate_shared_prompts(unwrapped, prompt_ids, self._tokenizer.pad_token_id,
                                                      self.generation_config, fast_sampling=self.fast_sampling,
                                                      pack_bf16=bool(self.args.bf16))
