@@ -13,9 +13,10 @@ import time
 
 import torch
 
+from tinyr1.cpu_runtime import configure_cpu
 from tinyr1.data import build_prompt, default_gsm8k_dir, load_examples
 from tinyr1.generation import generate_batch
-from tinyr1.models import configure_cpu_threads, load_model_and_tokenizer
+from tinyr1.models import load_model_and_tokenizer
 
 
 def run(model, tokenizer, conversations, batch_size, max_new_tokens):
@@ -34,7 +35,7 @@ def main():
     p.add_argument("--max_new_tokens", type=int, default=128)
     p.add_argument("--batch_size", type=int, default=16)
     args = p.parse_args()
-    threads = configure_cpu_threads()
+    threads = configure_cpu()
     model, tokenizer = load_model_and_tokenizer("smollm2-135m-instruct")
     model.eval()
     examples, _ = load_examples(str(default_gsm8k_dir()), "test", limit=args.questions)

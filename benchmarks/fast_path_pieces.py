@@ -27,9 +27,10 @@ import torch
 def _model():
     from transformers import AutoModelForCausalLM
 
-    from tinyr1.models import configure_cpu_threads, resolve_model
+    from tinyr1.cpu_runtime import configure_cpu
+    from tinyr1.models import resolve_model
 
-    configure_cpu_threads()
+    configure_cpu()
     return AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m-instruct").path)
 
 

@@ -17,8 +17,9 @@ import math
 
 import torch
 
+from tinyr1.cpu_runtime import configure_cpu
 from tinyr1.data import default_gsm8k_dir, load_prompt_rows
-from tinyr1.models import configure_cpu_threads, load_model_and_tokenizer
+from tinyr1.models import load_model_and_tokenizer
 
 OPENING = "<reasoning>\n"
 
@@ -42,7 +43,7 @@ def main():
     p.add_argument("--questions", type=int, default=50)
     p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 1.2, 1.5])
     args = p.parse_args()
-    configure_cpu_threads()
+    configure_cpu()
     model, tokenizer = load_model_and_tokenizer(args.model)
     model.eval()
     rows = load_prompt_rows(str(default_gsm8k_dir()), "train", limit=args.questions)

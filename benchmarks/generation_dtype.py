@@ -12,9 +12,10 @@ import time
 
 import torch
 
+from tinyr1.cpu_runtime import configure_cpu
 from tinyr1.data import default_gsm8k_dir, load_prompt_rows
 from tinyr1.generation import generate_batch
-from tinyr1.models import configure_cpu_threads, load_model_and_tokenizer
+from tinyr1.models import load_model_and_tokenizer
 
 
 def main():
@@ -22,7 +23,7 @@ def main():
     p.add_argument("--prompts", type=int, default=4)
     p.add_argument("--max_new_tokens", type=int, default=128)
     args = p.parse_args()
-    threads = configure_cpu_threads()
+    threads = configure_cpu()
     rows = load_prompt_rows(str(default_gsm8k_dir()), "train", limit=args.prompts)
     conversations = [r["prompt"] for r in rows for _ in range(8)]
     results = {}

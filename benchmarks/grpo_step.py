@@ -14,7 +14,8 @@ Variants:
 - ``trl-best``: the faster, measured in this run, of ``trl-fp32`` and ``trl-bf16`` (activation checkpointing off,
   fp32 or bf16 autocast): the best a careful user reaches through ``GRPOConfig`` fields alone.
 - ``tinyr1``: what ``tinyr1 train`` does by default: ``CPUFastGRPOTrainer`` (``tinyr1.fast_grpo``), precision
-  chosen by ``tinyr1.precision``, no activation checkpointing.
+  chosen by ``tinyr1.precision``, no activation checkpointing, freed memory kept for reuse
+  (``tinyr1.cpu_runtime.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same).
 
 ``floor_s``: the step's minimal matrix work — generation 2 x params per token with each prompt prefilled once,
 the update 6 x params per token with the prompt once and the 8 completions — divided by this CPU's matmul
@@ -140,10 +141,11 @@ def run_variant(name: str, steps: int, rows) -> dict:
             "params": model.num_parameters(), "prompt_tokens": round(prompt_tokens, 1)}
 
 
-def run_in_own_process(name: str, steps: int, threads: int) -> dict:
+def run_in_own_process(name: str, steps: int, threads: int, trl_keep_freed_memory: bool) -> dict:
     """Each variant in a fresh process, so peak RSS and allocator state belong to that variant alone."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, __file__, "--variants", name, "--steps", str(steps), "--one"],
+    extra = ["--trl-keep-freed-memory"] if trl_keep_freed_memory else []
+    out = subprocess.run([sys.executable, __file__, "--variants", name, "--steps", str(steps), "--one", *extra],
                          capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"variant {name} failed:\n{out.stderr[-3000:]}")
@@ -156,25 +158,30 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to try (best one counts)")
     p.add_argument("--json", help="write the results to this file")
+    p.add_argument("--trl-keep-freed-memory", action="store_true",
+                   help="give trl's variants tinyr1's allocator setting too (tinyr1.cpu_runtime.keep_freed_memory)")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     args = p.parse_args()
     if args.steps < 2:
         p.error("--steps must be at least 2: the first step is warm-up")
+    from tinyr1.cpu_runtime import cpu_threads, keep_freed_memory
     from tinyr1.data import default_gsm8k_dir, load_prompt_rows
-    from tinyr1.models import configure_cpu_threads
     from tinyr1.precision import cpu_bf16
 
     if args.one:
-        configure_cpu_threads()
+        name = args.variants[0]
+        cpu_threads()
+        # tinyr1 train's configure_cpu also keeps freed memory; trl's variants get that only when asked.
+        kept = keep_freed_memory() if name == "tinyr1" or args.trl_keep_freed_memory else False
         rows = [{"prompt": r["prompt"], "answer": r["answer"]}
                 for r in load_prompt_rows(str(default_gsm8k_dir()), "train", limit=64)]
-        print(json.dumps(run_variant(args.variants[0], args.steps, rows)))
+        print(json.dumps({**run_variant(name, args.steps, rows), "keep_freed_memory": bool(kept)}))
         return
     wanted = [v for name in args.variants for v in (["trl-fp32", "trl-bf16"] if name == "trl-best" else [name])]
     runs: dict[str, list[dict]] = {}
     for name in dict.fromkeys(wanted):
         for threads in args.threads:
-            result = run_in_own_process(name, args.steps, threads)
+            result = run_in_own_process(name, args.steps, threads, args.trl_keep_freed_memory)
             print(f"{name} ({threads} thread(s)): {result['median_s_per_step']} s/step "
                   f"(generation {result['generation_s']} s)", file=sys.stderr, flush=True)
             runs.setdefault(name, []).append(result)
@@ -186,7 +193,7 @@ def main() -> None:
         variants["trl-best"] = {**variants[best], "chosen": best}
     cpu = cpu_bf16()
     reference = variants.get("tinyr1") or next(iter(variants.values()))
-    configure_cpu_threads(reference["threads"])
+    cpu_threads(reference["threads"])
     dtype = torch.bfloat16 if cpu.native else torch.float32
     throughput = matmul_gflops(dtype)
     floor = floor_flops(reference["params"], reference["prompt_tokens"]) / throughput / 1e9

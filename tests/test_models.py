@@ -68,11 +68,6 @@ def test_precision_refusals():
     assert "(requested)" in choose_precision("float32").reason
 
 
-def test_cpu_threads(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert models.configure_cpu_threads() == 1 and torch.get_num_threads() == 1
-
-
 @pytest.mark.slow
 def test_smollm2_alias_loads_offline_and_generates_finite_logits():
     model, tokenizer = load_model_and_tokenizer(models.SMOLLM2_ALIAS)

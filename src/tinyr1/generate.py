@@ -54,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     check(vars(args), flag_source)
     if not args.prompt and not args.interactive:
         raise TinyR1Error("give --prompt TEXT or --interactive")
-    from tinyr1.models import configure_cpu_threads, default_device, load_model_and_tokenizer
+    from tinyr1.cpu_runtime import configure_cpu
+    from tinyr1.models import default_device, load_model_and_tokenizer
 
     if default_device() == "cpu":
-        configure_cpu_threads()
+        configure_cpu()
     torch.manual_seed(args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, adapter=args.adapter,
                                                 device=default_device())

@@ -241,15 +241,6 @@ def choose_precision(requested: str | torch.dtype | None = None, *, model_type: 
     return PrecisionPlan(torch.float32, False, False, device, f"precision: fp32 on CPU ({why})")
 
 
-def configure_cpu_threads(num_threads: int | None = None) -> int:
-    """Use 1 thread unless told otherwise: on 2-core VMs torch's default was erratically 10-200x slower."""
-    if num_threads is None:
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        num_threads = int(env) if env.isdigit() and int(env) > 0 else 1
-    torch.set_num_threads(num_threads)
-    return num_threads
-
-
 # ---------------------------------------------------------------- loading
 
 

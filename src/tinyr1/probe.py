@@ -93,14 +93,15 @@ def check_args(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from tinyr1.cpu_runtime import configure_cpu
     from tinyr1.data import build_prompt, load_examples
     from tinyr1.generation import generate_batch
-    from tinyr1.models import configure_cpu_threads, load_model_and_tokenizer
+    from tinyr1.models import load_model_and_tokenizer
     from tinyr1.rewards import get_reward_funcs
 
     args = build_parser().parse_args(argv)
     check_args(args)
-    configure_cpu_threads()
+    configure_cpu()
     funcs = get_reward_funcs(args.reward_funcs)
     weights = args.reward_weights or [1.0] * len(funcs)
     if len(weights) != len(funcs):

@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tinyr1 import models
     from tinyr1.callbacks import GracefulStop, MetricsLogger
+    from tinyr1.cpu_runtime import configure_cpu
     from tinyr1.sft_data import load_sft_rows
 
     script, training, model_args, values = parse_args(argv)
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                        main=training.process_index == 0)
     resume = run.resolve_resume(training.resume_from_checkpoint)
     if not torch.cuda.is_available():
-        models.configure_cpu_threads(script.num_threads)
+        configure_cpu(script.num_threads)
     resolved = models.resolve_model(model_args.model_name_or_path)
     tokenizer = models.load_tokenizer(resolved)  # cheap: the data is rendered and checked before the model loads
     rows = load_sft_rows(script.dataset_name, script.dataset_format, script.dataset_split, script.dataset_limit,

@@ -179,9 +179,10 @@ def _model_type(resolved) -> str | None:
 def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir):
     """The model to train, in the precision chosen for this machine, checked for NaN before step 1."""
     from tinyr1 import guard, models
+    from tinyr1.cpu_runtime import configure_cpu
 
     device = models.default_device()
-    threads = models.configure_cpu_threads(script.num_threads) if device == "cpu" else None
+    threads = configure_cpu(script.num_threads) if device == "cpu" else None
     plan = models.choose_precision(models.training_request(training, model_args.dtype),
                                    model_type=_model_type(resolved), force_fp16=script.force_fp16,
                                    lora=bool(model_args.use_peft))

@@ -1,0 +1,55 @@
+"""How a tinyr1 process uses the CPU: how many threads, and whether freed memory is kept for reuse.
+
+``configure_cpu`` is called once by every command that runs a model on the CPU (train, sft, eval, generate, the
+probe). Two settings, each measured on the project's 2-core VMs:
+
+- **Threads**: 1 unless ``--num_threads`` or ``$OMP_NUM_THREADS`` says otherwise. torch's default (every core) was
+  erratically 10-200x slower whenever anything else ran on the second core; two threads pay on an idle machine.
+- **Freed memory kept** (Linux with glibc): glibc hands every allocation above a threshold (at most 32 MB) to its
+  own ``mmap`` and returns it on ``free``, so each large tensor of a training step — the logits, the LM head's bf16
+  weight and its gradient, 50-200 MB each — costs fresh page faults every step (~0.3 ms per MB here: filling a new
+  113 MB tensor 37 ms, an existing one 5 ms). ``keep_freed_memory`` tells glibc to serve them from its heap and keep
+  up to 1 GiB of freed memory for reuse. A GRPO step of the benchmark went 10.3 → 8.7 s (2 threads, Zen4), peak RSS
+  the same (4.55 vs 4.64 GiB); see docs/benchmarks.md. ``TINYR1_KEEP_FREED_MEMORY=0`` leaves glibc's defaults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import sys
+
+import torch
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
+KEEP_AT_MOST = 1 << 30  # freed memory above this at the heap's top goes back to the system
+
+
+def cpu_threads(num_threads: int | None = None) -> int:
+    """Use ``num_threads``, else ``$OMP_NUM_THREADS``, else 1 thread; returns the count."""
+    if num_threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        num_threads = int(env) if env.isdigit() and int(env) > 0 else 1
+    torch.set_num_threads(num_threads)
+    return num_threads
+
+
+def keep_freed_memory() -> bool:
+    """Serve large allocations from glibc's heap and keep freed memory for reuse; False where it does not apply
+    (not glibc, or ``TINYR1_KEEP_FREED_MEMORY=0``). Process-wide and not undone: call it only in a tinyr1 command."""
+    if os.environ.get("TINYR1_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, KEEP_AT_MOST) == 1
+
+
+def configure_cpu(num_threads: int | None = None) -> int:
+    """Threads (``cpu_threads``) and allocator (``keep_freed_memory``) for a tinyr1 command on the CPU."""
+    keep_freed_memory()
+    return cpu_threads(num_threads)
