@@ -80,3 +80,14 @@ def test_token_logps_in_chunks_equal_autograds(monkeypatch, temperature):
     weights = torch.randn(1, 7, generator=generator)
     got, want = (torch.autograd.grad((lp * weights).sum(), logits)[0] for lp in (logps, expected))
     torch.testing.assert_close(got, want)
+
+
+def test_token_logps_with_an_entropy_gradient_is_plain_autograd():
+    """trl's entropy bonus needs d entropy / d logits: that case takes the whole-tensor autograd path."""
+    logits = torch.randn(2, 3, 11, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    targets = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    logps, entropy = token_logps(logits, targets, 0.7, compute_entropy=True, entropy_grad=True)
+    log_probs = F.log_softmax(logits / 0.7, dim=-1)
+    torch.testing.assert_close(entropy, -(log_probs.exp() * log_probs).sum(-1))
+    torch.testing.assert_close(logps, log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
+    assert entropy.requires_grad and entropy.grad_fn is not None

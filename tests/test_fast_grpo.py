@@ -22,7 +22,7 @@ from tinyr1.fast_decode import (
 )
 from tinyr1.fast_grpo import CPUFastGRPOTrainer
 from tinyr1.models import ensure_pad_token
-from tinyr1.precision import packs_bf16_weights
+from tinyr1.precision import packs_weights
 
 from .conftest import ASSETS
 
@@ -188,7 +188,7 @@ def test_roomy_cache_holds_what_concatenation_holds():
     assert torch.equal(k1, k2) and torch.equal(v1, v2) and roomy.get_seq_length(0) == 11
 
 
-BF16_NATIVE = packs_bf16_weights()
+BF16_NATIVE = packs_weights(torch.bfloat16)
 
 
 def test_bf16_generation_with_roomy_cache_and_packed_weights_gives_autocasts_tokens():

@@ -10,9 +10,10 @@ computes sdpa's attention, faster on a CPU in two cases:
   against ~0.4 ms packed; SmolLM2 has 9 query heads over 3 key/value heads);
 - **short multi-token sequences** (the update's 8 x 128 completion tokens over a ~220-token cache, prompt prefills):
   two batched products with an fp32 softmax between them. torch's flash-attention CPU kernel works in small tiles;
-  for these shapes its forward and backward took 0.86 s of a 4.9 s update at two threads, the two products and
-  softmax ~0.3 s (``benchmarks/fast_path_pieces.py update --profile``). The score tensor is materialised (and kept
-  for the backward), so above ``BMM_MAX_SCORES`` elements per layer the call goes to sdpa, which keeps O(length).
+  for these shapes its forward and backward took 0.86 s of a 4.9 s update at two threads, the two products, the
+  mask and the softmax ~0.4 s (``benchmarks/fast_path_pieces.py update --profile``, Zen4). The score tensor is
+  materialised (and kept for the backward), so above ``BMM_MAX_SCORES`` elements per layer the call goes to sdpa,
+  which keeps O(length).
 
 Anything else (dropout while training, soft-capping, sliding windows, attention sinks, non-causal modules) is sdpa's.
 Masked keys get the dtype's lowest value, not -inf, as transformers' eager attention does: a query row with no key to

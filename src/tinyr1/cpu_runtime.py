@@ -9,8 +9,8 @@ probe). Two settings, each measured on the project's 2-core VMs:
   own ``mmap`` and returns it on ``free``, so each large tensor of a training step — the logits, the LM head's bf16
   weight and its gradient, 50-200 MB each — costs fresh page faults every step (~0.3 ms per MB here: filling a new
   113 MB tensor 37 ms, an existing one 5 ms). ``keep_freed_memory`` tells glibc to serve them from its heap and keep
-  up to 1 GiB of freed memory for reuse. A GRPO step of the benchmark went 10.3 → 8.7 s (2 threads, Zen4), peak RSS
-  the same (4.55 vs 4.64 GiB); see docs/benchmarks.md. ``TINYR1_KEEP_FREED_MEMORY=0`` leaves glibc's defaults.
+  up to 1 GiB of freed memory for reuse. A GRPO step of the benchmark went from 10.9-11.4 to 8.7-9.4 s (2 threads,
+  Zen4; docs/benchmarks.md), peak RSS unchanged. ``TINYR1_KEEP_FREED_MEMORY=0`` leaves glibc's defaults.
 """
 
 from __future__ import annotations

@@ -4,10 +4,12 @@ With 8 rows on a 2-core CPU, a decode step of ``generate`` spends about as long 
 seven linear calls per layer, sdpa's flash kernel for a one-token query (~320 µs per layer per step for 8 rows in
 bf16, Zen4, one thread), the cache object's and mask builders' bookkeeping, and the modules' Python. This loop runs
 the same layer math with q/k/v and gate/up weights concatenated (four linear calls per layer), packed by oneDNN once
-per generation on CPUs with native bf16, rotary applied to queries and keys together, and attention as two fp32
+per generation (bf16 on CPUs with native bf16, fp32 on x86: ``precision.packs_weights``), rotary applied to queries
+and keys together, and attention as two fp32
 batched products on a preallocated cache whose keys are stored transposed, so a prefix multiplies without a copy.
 A 128-token generation of 8 rows: 5.92 -> 5.29 s (bf16 autocast, two threads, AMD EPYC Zen4 with native bf16;
-``benchmarks/fast_path_pieces.py decode``).
+``benchmarks/fast_path_pieces.py decode``); in fp32, packing the weights took it from 18.1 to 10.6 s (one thread,
+same CPU), 15.3 to 13.9 s capped at AVX2.
 
 It is a ``custom_generate`` for ``model.generate`` (``generate(..., custom_generate=decode_loop)``): ``generate``
 still prepares the logits processors, stopping criteria and special tokens, so every processor and stop rule applies
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from tinyr1.precision import packs_bf16_weights
+from tinyr1.precision import packs_weights
 
 # (model class, attention class, MLP class, norm class) whose forward this loop reproduces
 _KNOWN = {
@@ -74,15 +76,16 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache)
 
 
 def _packed_linear(weight, bias, x):
-    return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), weight, bias, "none", [], "")
+    return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
 
 
-def packed_bf16_linear(weight: torch.Tensor, bias: torch.Tensor | None, rows: int):
-    """``x -> x @ weight.T + bias`` in bf16 on ``weight`` packed once in oneDNN's blocked layout for ``rows``-row
-    inputs (only where ``tinyr1.precision.packs_bf16_weights()``): unpacked, oneDNN re-lays a bf16 weight at every
-    call, and the 8-row products of a decode step ran 1.5-2.2x slower (the 49k-row LM head 11.2 vs 5.1 ms, Zen4)."""
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(torch.bfloat16), rows)
-    return partial(_packed_linear, packed, None if bias is None else bias.detach().to(torch.bfloat16))
+def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, rows: int, dtype: torch.dtype):
+    """``x -> x @ weight.T + bias`` in ``dtype`` on ``weight`` packed once in oneDNN's blocked layout for ``rows``-row
+    inputs (only where ``tinyr1.precision.packs_weights(dtype)``): unpacked, oneDNN re-lays a bf16 weight at every
+    call, and the 8-row products of a decode step ran 1.5-2.2x slower (the 49k-row LM head 11.2 vs 5.1 ms, Zen4);
+    in fp32, torch's own linear was 1.3-2.5x slower than the packed one."""
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype), rows)
+    return partial(_packed_linear, packed, None if bias is None else bias.detach().to(dtype))
 
 
 def _linear(weights: list[torch.Tensor], biases: list, dtype: torch.dtype, rows: int, pack: bool):
@@ -92,14 +95,14 @@ def _linear(weights: list[torch.Tensor], biases: list, dtype: torch.dtype, rows:
     if any(b is not None for b in biases):
         bias = torch.cat([b.detach() if b is not None else w.new_zeros(w.size(0))
                           for w, b in zip(weights, biases, strict=True)]).to(dtype)
-    return packed_bf16_linear(weight, bias, rows) if pack else partial(F.linear, weight=weight, bias=bias)
+    return packed_linear(weight, bias, rows, dtype) if pack else partial(F.linear, weight=weight, bias=bias)
 
 
 class _Weights:
     """The model's weights, laid out for one generation: fused q/k/v and gate/up, in the compute dtype."""
 
     def __init__(self, model, dtype: torch.dtype, rows: int):
-        pack = dtype == torch.bfloat16 and packs_bf16_weights()
+        pack = packs_weights(dtype)
         config = model.config
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads

@@ -34,7 +34,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.generation import GenerationMode
 
 from tinyr1 import decode_loop
-from tinyr1.precision import packs_bf16_weights
+from tinyr1.precision import packs_weights
 
 
 def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,17 +95,17 @@ def roomy_cache(config, room: int):
 @contextmanager
 def packed_bf16_linears(model, batch_size: int, enabled: bool = True):
     """While generating under bf16 on a CPU with native bf16: every ``nn.Linear`` multiplies by a bf16 copy of its
-    weight packed once for this generation (``decode_loop.packed_bf16_linear``; a decode step multiplies
+    weight packed once for this generation (``decode_loop.packed_linear``; a decode step multiplies
     ``batch_size`` rows by every weight). Same products as autocast's bf16 linear; weights change every optimizer
     step, so they are packed per generation (once per GRPO step), never kept."""
-    if not (enabled and packs_bf16_weights()):
+    if not (enabled and packs_weights(torch.bfloat16)):
         yield
         return
     patched = []
     try:
         for module in model.modules():
             if isinstance(module, torch.nn.Linear) and "forward" not in vars(module):
-                module.forward = decode_loop.packed_bf16_linear(module.weight, module.bias, batch_size)
+                module.forward = decode_loop.packed_linear(module.weight, module.bias, batch_size, torch.bfloat16)
                 patched.append(module)
         yield
     finally:

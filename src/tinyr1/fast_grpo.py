@@ -5,11 +5,14 @@ backward. On a CPU trl spends much of that step on work a GPU hides:
 
 1. **The LM head.** trl's fused log-prob head is a Triton kernel; off-GPU its fallback projects *every* position,
    prompt included, onto the vocabulary (49k for SmolLM2) in many small chunks. Here the model's own head runs on
-   the completion positions only (``logits_to_keep``), then one fp32 log-softmax.
+   the completion positions only (``logits_to_keep``), then an fp32 log-softmax over a few rows at a time with its
+   own backward (``token_logps``), so no fp32 copy of all the logits is made or kept.
 2. **The shared prompt, in the update.** The ~150-token prompt is identical for a group's completions, but trl runs
    it once per completion. Here each distinct prompt of a micro-batch runs once, its key/value cache is indexed out
    to its rows, and the completions attend to it; gradients flow through the cache into the prompt's forward.
    Positions, masks and padding are exactly trl's, so the log-probs are the same numbers (``tests/test_fast_grpo``).
+   Attention runs as two batched products (``tinyr1.cpu_attention``) instead of sdpa's flash kernel, which is slow
+   on a CPU for these short sequences.
 3. **Generation.** Each distinct prompt is prefilled once and its cache shared by the group (trl prefills it
    ``num_generations`` times). Under bf16, one autocast spans the whole ``generate`` so each weight is cast to
    bf16 once per generation instead of at every decode step (accelerate's per-forward autocast did that), and on
