@@ -175,7 +175,7 @@ def main() -> None:
         kept = keep_freed_memory() if name == "tinyr1" or args.trl_keep_freed_memory else False
         rows = [{"prompt": r["prompt"], "answer": r["answer"]}
                 for r in load_prompt_rows(str(default_gsm8k_dir()), "train", limit=64)]
-        print(json.dumps({**run_variant(name, args.steps, rows), "keep_freed_memory": bool(kept)}))
+        print(json.dumps({**run_variant(name, args.steps, rows), "keep_freed_memory": kept}))
         return
     wanted = [v for name in args.variants for v in (["trl-fp32", "trl-bf16"] if name == "trl-best" else [name])]
     runs: dict[str, list[dict]] = {}

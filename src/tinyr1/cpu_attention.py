@@ -18,7 +18,8 @@ computes sdpa's attention, faster on a CPU in two cases:
 Anything else (dropout while training, soft-capping, sliding windows, attention sinks, non-causal modules) is sdpa's.
 Masked keys get the dtype's lowest value, not -inf, as transformers' eager attention does: a query row with no key to
 attend (a left-padding position) then averages its keys instead of dividing by zero, and nothing reads it.
-``tests/test_fast_grpo.py`` compares log-probs, entropies and gradients with trl's (sdpa) in fp32.
+``tests/test_cpu_attention.py`` compares outputs and gradients with sdpa's, ``tests/test_fast_grpo.py`` log-probs,
+entropies and gradients with trl's, in fp32.
 """
 
 from __future__ import annotations
@@ -54,19 +55,16 @@ def cpu_attention_forward(module, query, key, value, attention_mask, scaling=Non
     kv_heads, keys = key.shape[1], key.shape[2]
     groups = heads // kv_heads
     scaling = dim**-0.5 if scaling is None else scaling
-    if not _plain(module, kwargs):
-        return _sdpa(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-    if length == 1:
-        if groups == 1:
-            return _sdpa(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    plain = _plain(module, kwargs)
+    if plain and length == 1 and groups > 1:
         packed = query.reshape(batch, kv_heads, groups, dim)  # head h uses key/value head h // groups
         mask = attention_mask[:, :, :, :keys] if attention_mask is not None else None
         out = F.scaled_dot_product_attention(packed, key, value, attn_mask=mask, scale=scaling)
         return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
-    if batch * heads * length * keys > BMM_MAX_SCORES or (attention_mask is not None
-                                                          and attention_mask.dtype != torch.bool):
-        return _sdpa(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-    return _bmm_attention(query, key, value, attention_mask, scaling), None
+    boolean_mask = attention_mask is None or attention_mask.dtype == torch.bool
+    if plain and length > 1 and boolean_mask and batch * heads * length * keys <= BMM_MAX_SCORES:
+        return _bmm_attention(query, key, value, attention_mask, scaling), None
+    return _sdpa(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
 
 
 def _bmm_attention(query, key, value, attention_mask, scaling: float) -> torch.Tensor:

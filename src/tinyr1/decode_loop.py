@@ -5,8 +5,8 @@ seven linear calls per layer, sdpa's flash kernel for a one-token query (~320 µ
 bf16, Zen4, one thread), the cache object's and mask builders' bookkeeping, and the modules' Python. This loop runs
 the same layer math with q/k/v and gate/up weights concatenated (four linear calls per layer), packed by oneDNN once
 per generation (bf16 on CPUs with native bf16, fp32 on x86: ``precision.packs_weights``), rotary applied to queries
-and keys together, and attention as two fp32
-batched products on a preallocated cache whose keys are stored transposed, so a prefix multiplies without a copy.
+and keys together, and attention as two fp32 batched products on a preallocated cache whose keys are stored
+transposed, so a prefix multiplies without a copy.
 A 128-token generation of 8 rows: 5.92 -> 5.29 s (bf16 autocast, two threads, AMD EPYC Zen4 with native bf16;
 ``benchmarks/fast_path_pieces.py decode``); in fp32, packing the weights took it from 18.1 to 10.6 s (one thread,
 same CPU), 15.3 to 13.9 s capped at AVX2.

@@ -83,7 +83,7 @@ def token_logps(logits: torch.Tensor, targets: torch.Tensor, temperature: float 
     """
     if not (compute_entropy and entropy_grad and torch.is_grad_enabled()):
         return _TokenLogProbs.apply(logits, targets, temperature, compute_entropy)
-    log_probs = F.log_softmax(logits.float() / temperature, dim=-1)
+    log_probs = F.log_softmax(_scaled(logits, temperature), dim=-1)
     return (log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1),
             -(log_probs.exp() * log_probs).sum(-1))
 
