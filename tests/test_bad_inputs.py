@@ -300,6 +300,19 @@ def test_bad_input_is_one_line_and_exit_2(world, gsm8k_dir, tmp_path, monkeypatc
     assert snapshot(world) == before, "a file of the user's was touched"
 
 
+@pytest.mark.parametrize("argv", [TRAIN, EVAL], ids=["train", "eval"])
+def test_bad_keep_freed_memory_value_is_one_line_and_exit_2(gsm8k_dir, tmp_path, monkeypatch, capsys, argv):
+    """TINYR1_KEEP_FREED_MEMORY (tinyr1.cpu_runtime) is read before the run's folder is made or a model loads."""
+    monkeypatch.setenv("TINYR1_KEEP_FREED_MEMORY", "yes")
+    monkeypatch.chdir(tmp_path)
+    code = main([a.format(gsm8k=str(gsm8k_dir), out=str(tmp_path / "out")) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "TINYR1_KEEP_FREED_MEMORY='yes': use 1" in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 SUBPROCESS_CASES = ["train-max-steps-negative", "train-yaml-type", "train-user-folder-overwrite",
                     "prepare-not-utf8", "generate-temperature-negative"]
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tinyr1.cpu_runtime import cpu_threads, keep_freed_memory
+from tinyr1.errors import TinyR1Error
 
 # mallinfo2().hblks counts the blocks glibc gave their own mmap; a 64 MB tensor is one by glibc's default.
 CHILD = """
@@ -45,3 +46,9 @@ def test_keep_freed_memory_serves_large_tensors_from_the_heap(keep):
 def test_keep_freed_memory_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("TINYR1_KEEP_FREED_MEMORY", "0")
     assert keep_freed_memory() is False
+
+
+def test_keep_freed_memory_refuses_other_values(monkeypatch):
+    monkeypatch.setenv("TINYR1_KEEP_FREED_MEMORY", "yes")
+    with pytest.raises(TinyR1Error, match="TINYR1_KEEP_FREED_MEMORY='yes': use 1"):
+        keep_freed_memory()

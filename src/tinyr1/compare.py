@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     check(vars(args), flag_source)
     if args.output is not None:  # checked before two models generate, not after
         check_output_file(args.output, "--output")
+    from tinyr1.cpu_runtime import configure_cpu
+
+    configure_cpu()
     compare(args.base, args.trained, args.prompt, output=args.output, max_new_tokens=args.max_new_tokens,
             system_prompt=args.system_prompt, display=True)
     if args.output:

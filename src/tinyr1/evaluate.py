@@ -248,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.predictions and not args.model_name_or_path:
         raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
     if args.model_name_or_path:
+        from tinyr1.cpu_runtime import configure_cpu
         from tinyr1.models import resolve_model
 
+        configure_cpu()
         resolve_model(args.model_name_or_path, args.adapter)  # a missing model or adapter, before the data loads
     metrics = evaluate(args.model_name_or_path, adapter=args.adapter, dataset_name=args.dataset_name,
                        split=args.split, limit=args.limit, batch_size=args.batch_size,

@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from tinyr1.cpu_runtime import configure_cpu
     from tinyr1.models import default_device, load_model_and_tokenizer
 
-    if default_device() == "cpu":
-        configure_cpu()
+    configure_cpu()
     torch.manual_seed(args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, adapter=args.adapter,
                                                 device=default_device())

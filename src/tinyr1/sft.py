@@ -155,12 +155,11 @@ def main(argv: list[str] | None = None) -> int:
 
     script, training, model_args, values = parse_args(argv)
     _check_backend(script, model_args)
+    configure_cpu(script.num_threads)
     resuming = training.resume_from_checkpoint not in (None, "", "false", "False")
     run = RunDir.claim(training.output_dir, "sft", resume=resuming, overwrite=script.overwrite_output_dir,
                        main=training.process_index == 0)
     resume = run.resolve_resume(training.resume_from_checkpoint)
-    if not torch.cuda.is_available():
-        configure_cpu(script.num_threads)
     resolved = models.resolve_model(model_args.model_name_or_path)
     tokenizer = models.load_tokenizer(resolved)  # cheap: the data is rendered and checked before the model loads
     rows = load_sft_rows(script.dataset_name, script.dataset_format, script.dataset_split, script.dataset_limit,

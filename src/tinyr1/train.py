@@ -176,13 +176,12 @@ def _model_type(resolved) -> str | None:
         return None
 
 
-def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir):
-    """The model to train, in the precision chosen for this machine, checked for NaN before step 1."""
+def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir, threads: int | None):
+    """The model to train, in the precision chosen for this machine, checked for NaN before step 1; ``threads``:
+    what ``configure_cpu`` set (None on a GPU)."""
     from tinyr1 import guard, models
-    from tinyr1.cpu_runtime import configure_cpu
 
     device = models.default_device()
-    threads = configure_cpu(script.num_threads) if device == "cpu" else None
     plan = models.choose_precision(models.training_request(training, model_args.dtype),
                                    model_type=_model_type(resolved), force_fp16=script.force_fp16,
                                    lora=bool(model_args.use_peft))
@@ -211,13 +210,16 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir):
 def main(argv: list[str] | None = None) -> int:
     """parse -> rewards -> model path -> claim the folder -> tokenizer and data -> model -> train -> finish."""
     from tinyr1 import models
+    from tinyr1.cpu_runtime import configure_cpu
+
     script, training, model_args, values = parse_args(argv)
     reward_funcs = load_rewards(script, training)
+    threads = configure_cpu(script.num_threads)
     resolved = models.resolve_model(model_args.model_name_or_path)
     run = claim_run(script, training)
     tokenizer = models.load_tokenizer(resolved)
     dataset = build_dataset(script, tokenizer)
-    model = load_policy(script, training, model_args, resolved, tokenizer, run)
+    model = load_policy(script, training, model_args, resolved, tokenizer, run, threads)
     if run.main:
         dump_recipe(run.path / "config.yaml", values)
     run.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
