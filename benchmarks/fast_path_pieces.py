@@ -4,6 +4,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update     # the update's forward + backward
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update --profile   # ... with torch.profiler
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fast_path_pieces.py decode    # generate's loop vs decode_loop
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py fp32-packing  # torch's fp32 linear vs packed
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py allocator     # page faults of a large tensor
 
 ``sampling``: one decode step's token draw for 8 rows over SmolLM2's 49k vocabulary, then a whole 128-token
 generation of 8 rows (bf16 autocast, packed weights, shared prompt) with and without ``fast_sampling``, alternated
@@ -12,7 +14,11 @@ generation of 8 rows (bf16 autocast, packed weights, shared prompt) with and wit
 ``decode``: a 128-token generation of 8 rows (two prompts x 4, shared prefill, inverse-CDF sampling) through
 ``generate``'s own loop (packed weights, roomy cache) and through ``tinyr1.decode_loop``, alternated 3 times, in
 bf16 autocast and in fp32; first counts the torch operations each loop dispatches per decode step and checks that
-greedy decoding gives the same tokens both ways.
+greedy decoding gives the same tokens both ways. ``fp32-packing``: each 8-row product of a decode step by torch's
+fp32 linear and by oneDNN's packed weight (``decode_loop.packed_linear``), then a 128-token fp32 generation through
+``decode_loop`` with and without packing (``precision.packs_weights`` patched off), alternated 3 times.
+``allocator``: allocating and filling a 113 MB tensor (SmolLM2's embedding in fp32) with glibc's defaults, then
+after ``tinyr1.cpu_runtime.keep_freed_memory``.
 """
 
 from __future__ import annotations
@@ -148,12 +154,61 @@ def decode() -> None:
               f"({torch.get_num_threads()} thread(s))")
 
 
+def fp32_packing() -> None:
+    import torch.nn.functional as F
+    from transformers import GenerationConfig
+
+    from tinyr1 import decode_loop
+    from tinyr1.cpu_attention import cpu_attention
+    from tinyr1.fast_decode import generate_shared_prompts
+
+    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)")
+    for m, k, n in [(8, 576, 3072), (8, 576, 960), (8, 1536, 576), (8, 576, 576), (8, 576, 49152)]:
+        x, w = torch.randn(m, k), torch.randn(n, k)
+        packed = decode_loop.packed_linear(w, None, m, torch.float32)
+        print(f"{m}x{k}x{n}: F.linear {_ms(lambda: F.linear(x, w), 50):.3f} ms, "  # noqa: B023
+              f"packed {_ms(lambda: packed(x), 50):.3f} ms")  # noqa: B023
+    model = _model().eval()
+    rows = [list(range(100, 190))] * 4 + [list(range(300, 350))] * 4
+    packs = decode_loop.packs_weights
+
+    def run(pack: bool, sample: bool = True):
+        decode_loop.packs_weights = packs if pack else (lambda dtype: False)
+        config = GenerationConfig(max_new_tokens=128, min_new_tokens=128, do_sample=sample, pad_token_id=2,
+                                  eos_token_id=[2])
+        with torch.no_grad(), cpu_attention(model):
+            return generate_shared_prompts(model, rows, 2, config, fast_sampling=True, fast_loop=True)
+
+    same = torch.equal(run(False, False), run(True, False))
+    seconds = {False: [], True: []}
+    for pack in (False, True) * 3:
+        start = time.perf_counter()
+        run(pack)
+        seconds[pack].append(time.perf_counter() - start)
+    decode_loop.packs_weights = packs
+    print(f"fp32 decode_loop, 128-token generation of 8 rows, median of 3: unpacked "
+          f"{statistics.median(seconds[False]):.2f} s, packed {statistics.median(seconds[True]):.2f} s; "
+          f"greedy tokens equal: {same}")
+
+
+def allocator() -> None:
+    from tinyr1.cpu_runtime import keep_freed_memory
+
+    # As the first thing in a fresh process, so glibc's defaults are what "fresh" measures.
+    fresh = _ms(lambda: torch.empty(49152, 576).fill_(1), 10)
+    kept = keep_freed_memory()
+    reused = _ms(lambda: torch.empty(49152, 576).fill_(1), 10)
+    print(f"allocate and fill a 113 MB tensor: {fresh:.1f} ms with glibc's defaults, {reused:.1f} ms with freed "
+          f"memory kept ({kept})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("piece", choices=["sampling", "update", "decode"])
+    p.add_argument("piece", choices=["sampling", "update", "decode", "fp32-packing", "allocator"])
     p.add_argument("--profile", action="store_true", help="update: print a torch.profiler table of one step")
     args = p.parse_args()
-    {"sampling": sampling, "decode": decode}.get(args.piece, lambda: update(args.profile))()
+    pieces = {"sampling": sampling, "decode": decode, "fp32-packing": fp32_packing, "allocator": allocator}
+    pieces.get(args.piece, lambda: update(args.profile))()
 
 
 if __name__ == "__main__":

@@ -68,8 +68,9 @@ def _mkldnn_bf16() -> bool:
 def packs_weights(dtype: torch.dtype) -> bool:
     """Whether generation multiplies by weights pre-packed by oneDNN (``mkldnn._linear_pointwise``) in ``dtype``:
     bf16 where the probe says the CPU multiplies bf16 natively; fp32 on x86, where oneDNN's packed products of a
-    decode step's 8 rows beat torch's own fp32 linear (one thread, per layer 0.98 vs 1.23 ms capped at AVX2 and 0.61
-    vs 1.04 ms with AVX-512; the 49k-row LM head 14.2 vs 22.2 and 8.8 vs 21.5 ms; Zen4)."""
+    decode step's 8 rows beat torch's own fp32 linear (one thread, Zen4: a layer's four products 0.98-1.08 vs
+    1.23-1.66 ms capped at AVX2, 0.61-0.63 vs 0.92-1.04 ms with AVX-512; the 49k-row LM head 14.2-18.0 vs 22.2-27.4
+    and 8.5-8.8 vs 21.5-22.9 ms; ``benchmarks/fast_path_pieces.py fp32-packing``)."""
     if not torch.backends.mkldnn.is_available():
         return False
     if dtype == torch.bfloat16:
