@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-from tinyr1.decode_loop import decode_loop, on_cpu, supports
+from tinyr1.decode_loop import decode_loop, group_size, on_cpu, supports
 from tinyr1.fast_decode import generate_shared_prompts
 
 from .conftest import ASSETS
@@ -76,6 +76,24 @@ def test_decode_loop_gives_generates_tokens(make, kind):
     assert torch.equal(shared, expected[:, width:])
     if kind == "greedy":
         assert (expected[0, width + 4:] == 0).all()  # row 0 stopped at EOS and was padded: the stop was tested
+
+
+@pytest.mark.parametrize("prompts", [[[5, 6, 7]] * 4 + [[300, 301]] * 4, [[5, 6, 7], [300, 301]] * 2,
+                                     [[5, 6, 7, 8]] * 3], ids=["groups-of-4", "interleaved", "one-group-of-3"])
+def test_decode_loop_shares_a_groups_prompt_and_gives_generates_tokens(prompts):
+    """Consecutive rows with one prompt attend to one cached copy of it (``group_size``); rows that only repeat
+    a prompt elsewhere keep their own copy. Either way: generate's tokens."""
+    model = tiny_llama()
+    config = GenerationConfig(max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
+    ids, mask, width = padded(prompts)
+    assert group_size(ids, mask) == {8: 4, 4: 1, 3: 3}[len(prompts)]
+    with torch.no_grad():
+        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        got = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                             custom_generate=decode_loop)
+        shared = generate_shared_prompts(model, prompts, 0, config, fast_loop=True)
+    assert torch.equal(got, expected)
+    assert torch.equal(shared, expected[:, width:])
 
 
 @pytest.mark.parametrize("make", [tiny_llama, tiny_qwen2], ids=["llama", "qwen2"])
