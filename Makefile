@@ -37,7 +37,7 @@ test-fast: install
 # LoRA cold start on generated sums with worked steps shows it the tags; then GRPO (4 prompts x 4 completions a step,
 # a 2-minute budget) with rewards for a right answer, a worked step, a number and an answer that ends at </answer>.
 # Held-out accuracy (32 generated test sums, greedy) of the base model, before GRPO and after, and the mean reward of
-# the first and last GRPO steps are printed at the end and in the report (docs/results.md#make-demo: 261-278 s on a
+# the first and last GRPO steps are printed at the end and in the report (docs/results.md#make-demo: 259-278 s on a
 # 2-core Zen4). The full run (an hour) is benchmarks/learning_arith.sh; its numbers are in docs/results.md.
 DEMO_DIR ?= outputs/demo
 DEMO_TASK := --dataset_name reasoning-gym:chain_sum --dataset_options min_terms=2 max_terms=3 min_digits=1 max_digits=2

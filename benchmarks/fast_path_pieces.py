@@ -4,7 +4,6 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update     # the update's forward + backward
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update --profile   # ... with torch.profiler
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fast_path_pieces.py decode    # generate's loop vs decode_loop
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fast_path_pieces.py attention [--prompt-tokens 250]
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py fp32-packing  # torch's fp32 linear vs packed
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py allocator     # page faults of a large tensor
 
@@ -15,11 +14,7 @@ generation of 8 rows (bf16 autocast, packed weights, shared prompt) with and wit
 ``decode``: a 128-token generation of 8 rows (two prompts x 4, shared prefill, inverse-CDF sampling) through
 ``generate``'s own loop (packed weights, roomy cache) and through ``tinyr1.decode_loop``, alternated 3 times, in
 bf16 autocast and in fp32; first counts the torch operations each loop dispatches per decode step and checks that
-greedy decoding gives the same tokens both ways. ``attention``: the decode loop's attention
-(``decode_loop._GroupCache.attend``) over 128 decode steps of SmolLM2's 30 layers for one group of 8 rows with a
-90-token prompt (``--prompt-tokens``), the prompt's keys and values held once for the group and copied per row,
-alternated 3 times; then a whole 128-token generation of that group both ways (bf16 autocast), alternated 3 times.
-``fp32-packing``: each 8-row product of a decode step by torch's
+greedy decoding gives the same tokens both ways. ``fp32-packing``: each 8-row product of a decode step by torch's
 fp32 linear and by oneDNN's packed weight (``decode_loop.packed_linear``), then a 128-token fp32 generation through
 ``decode_loop`` with and without packing (``precision.packs_weights`` patched off), alternated 3 times.
 ``allocator``: allocating and filling a 113 MB tensor (SmolLM2's embedding in fp32) with glibc's defaults, then
@@ -207,70 +202,12 @@ def allocator() -> None:
           f"memory kept ({kept})")
 
 
-def attention(prompt: int) -> None:
-    from types import SimpleNamespace
-
-    from tinyr1.decode_loop import _GroupCache
-
-    # SmolLM2-135M's attention: 30 layers, 9 query heads over 3 key/value heads of 64; one group of 8 rows
-    layers, heads, kv, dim, rows, new = 30, 9, 3, 64, 8, 128
-    shape = SimpleNamespace(heads=heads, kv_heads=kv, head_dim=dim, layers=[None] * layers)
-
-    def cache(g: int) -> _GroupCache:
-        groups = rows // g  # g == 1: every row keeps its own copy of the prompt, as before _GroupCache
-        prompt_layers = [SimpleNamespace(keys=torch.randn(groups, kv, prompt, dim),
-                                         values=torch.randn(groups, kv, prompt, dim)) for _ in range(layers)]
-        return _GroupCache(shape, groups, g, prompt_layers, torch.ones(groups, prompt, dtype=torch.long),
-                           prompt + 1 + new, torch.bfloat16)
-
-    qk, value = torch.randn(rows, heads + kv, dim), torch.randn(rows, kv * dim).bfloat16()
-    seconds = {1: [], rows: []}
-    for g in (1, rows) * 3:
-        kv_cache = cache(g)
-        start = time.perf_counter()
-        for own in range(new):
-            for layer in range(layers):
-                kv_cache.attend(layer, qk, value, own, 0.125)
-        seconds[g].append(time.perf_counter() - start)
-    per_layer = {g: statistics.median(s) / new / layers * 1e6 for g, s in seconds.items()}
-    print(f"decode-step attention, 8 rows, {prompt}-token prompt, {new} new tokens, {layers} layers, median of 3: "
-          f"prompt copied per row {per_layer[1]:.0f} us a layer, shared by the group {per_layer[rows]:.0f} us "
-          f"({torch.get_num_threads()} thread(s))")
-
-    # The same in a whole generation (bf16 autocast, as a GRPO step on this CPU): one group of 8 rows, the group's
-    # prompt shared, or copied per row by reporting every row as its own group.
-    from transformers import GenerationConfig
-
-    from tinyr1 import decode_loop
-    from tinyr1.cpu_attention import cpu_attention
-    from tinyr1.fast_decode import generate_shared_prompts
-
-    model, sizes = _model().eval(), decode_loop.group_size
-    config = GenerationConfig(max_new_tokens=new, min_new_tokens=new, do_sample=True, top_k=0, pad_token_id=2,
-                              eos_token_id=[2])
-    seconds = {1: [], rows: []}
-    for g in (1, rows) * 3:
-        decode_loop.group_size = sizes if g == rows else (lambda ids, mask: 1)
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), cpu_attention(model):
-            start = time.perf_counter()
-            generate_shared_prompts(model, [list(range(100, 100 + prompt))] * rows, 2, config, fast_sampling=True)
-            seconds[g].append(time.perf_counter() - start)
-    decode_loop.group_size = sizes
-    print(f"{new}-token generation of one group of 8 rows, median of 3: prompt copied per row "
-          f"{statistics.median(seconds[1]):.2f} s, shared {statistics.median(seconds[rows]):.2f} s "
-          f"({', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(seconds[1], seconds[rows], strict=True))})")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("piece", choices=["sampling", "update", "decode", "attention", "fp32-packing", "allocator"])
+    p.add_argument("piece", choices=["sampling", "update", "decode", "fp32-packing", "allocator"])
     p.add_argument("--profile", action="store_true", help="update: print a torch.profiler table of one step")
-    p.add_argument("--prompt-tokens", type=int, default=90, help="attention: the group's prompt length")
     args = p.parse_args()
-    if args.prompt_tokens < 1:
-        p.error("--prompt-tokens must be at least 1")
-    pieces = {"sampling": sampling, "decode": decode, "attention": lambda: attention(args.prompt_tokens),
-              "fp32-packing": fp32_packing, "allocator": allocator}
+    pieces = {"sampling": sampling, "decode": decode, "fp32-packing": fp32_packing, "allocator": allocator}
     pieces.get(args.piece, lambda: update(args.profile))()
 
 
