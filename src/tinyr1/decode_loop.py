@@ -6,8 +6,8 @@ bf16, Zen4, one thread), the cache object's and mask builders' bookkeeping, and 
 the same layer math with q/k/v and gate/up weights concatenated (four linear calls per layer), packed by oneDNN once
 per generation (bf16 on CPUs with native bf16, fp32 on x86: ``precision.packs_weights``), rotary applied to queries
 and keys together, and attention as fp32 batched products on a preallocated cache (``_GroupCache``) that holds a
-GRPO group's shared prompt once (attention of 8 rows over a 90-token prompt and 128 new tokens: 355-470 µs a layer
-with the prompt copied per row, 249-361 shared, four runs; a whole generation of the group ~1% faster at 90 prompt
+GRPO group's shared prompt once (attention of 8 rows over a 90-token prompt and 128 new tokens: 355-489 µs a layer
+with the prompt copied per row, 249-363 shared, six runs; a whole generation of the group ~1% faster at 90 prompt
 tokens, within noise, 8-16% at 250: two threads, Zen4, ``benchmarks/decode_costs.py attention
 [--prompt-tokens 250]``).
 A 128-token generation of 8 rows: 5.92 -> 5.29 s (bf16 autocast, two threads, AMD EPYC Zen4 with native bf16;
