@@ -161,8 +161,9 @@ class _GroupCache:
     """Keys and values for attention over one cached prompt per group of ``g`` rows, and each row's own tokens.
 
     The rows of a GRPO group share their prompt: its keys and values are kept once per group, and the group's
-    queries multiply them in one product (the 8 per-row copies of a 90-token prompt were most of a decode step's
-    attention, which reads a cache that no longer fits any CPU cache). Batch order is (group, key/value head,
+    queries multiply them in one product (reading 8 per-row copies of a 90-token prompt was about a third of a
+    decode step's attention, more with longer prompts: between two visits to a layer, a step streams every weight
+    through the CPU's caches). Batch order is (group, key/value head,
     member): a group's queries for one key/value head are then consecutive, and the same query tensor serves both
     products as a view. Attention runs in fp32 on keys and values rounded to the compute dtype, as sdpa's bf16
     kernel accumulates (bf16 products would round the scores, and were no faster for these small products); keys
