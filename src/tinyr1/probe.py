@@ -83,10 +83,10 @@ def check_args(args) -> None:
     """Ranges and the data's options, before the model loads: one line naming the flag."""
     from tinyr1.data import check_dataset_options
     from tinyr1.paths import check_output_file
-    from tinyr1.validate import GRPO_RULES, _at_least, _non_negative, check, flag_source
+    from tinyr1.validate import GRPO_RULES, at_least, check, flag_source, non_negative
 
-    check(vars(args), flag_source, {**GRPO_RULES, "k": _at_least(2), "prompts": _at_least(1),
-                                    "greedy_questions": _non_negative()})
+    check(vars(args), flag_source, {**GRPO_RULES, "k": at_least(2), "prompts": at_least(1),
+                                    "greedy_questions": non_negative()})
     check_dataset_options(args.dataset_name, args.dataset_options)
     if args.output:
         check_output_file(args.output, "--output")

@@ -17,19 +17,20 @@ from tinyr1.errors import TinyR1Error
 Rule = tuple[Callable[[float], bool], str]
 
 
-def _at_least(n: int) -> Rule:
+# Rule builders: public, so a command with options of its own (tinyr1.probe) checks them by the same rules.
+def at_least(n: int) -> Rule:
     return (lambda v: v >= n), f"must be at least {n}"
 
 
-def _positive() -> Rule:
+def positive() -> Rule:
     return (lambda v: v > 0), "must be greater than 0"
 
 
-def _non_negative() -> Rule:
+def non_negative() -> Rule:
     return (lambda v: v >= 0), "must be 0 or more"
 
 
-def _fraction(upper_inclusive: bool = True) -> Rule:
+def fraction(upper_inclusive: bool = True) -> Rule:
     if upper_inclusive:
         return (lambda v: 0 <= v <= 1), "must be between 0 and 1"
     return (lambda v: 0 <= v < 1), "must be at least 0 and below 1"
@@ -39,54 +40,54 @@ def _fraction(upper_inclusive: bool = True) -> Rule:
 # allowed (it means "not set"); booleans are never numbers here.
 RULES: dict[str, Rule] = {
     "max_steps": ((lambda v: v == -1 or v >= 1), "must be -1 (train for num_train_epochs) or at least 1"),
-    "num_train_epochs": _positive(),
-    "learning_rate": _positive(),
-    "per_device_train_batch_size": _at_least(1),
-    "per_device_eval_batch_size": _at_least(1),
-    "gradient_accumulation_steps": _at_least(1),
-    "batch_size": _at_least(1),
-    "num_generations": _at_least(2),  # GRPO compares completions within a group: one alone has no advantage
-    "generation_batch_size": _at_least(1),
-    "steps_per_generation": _at_least(1),
-    "num_iterations": _at_least(1),
-    "max_completion_length": _at_least(1),
-    "max_prompt_length": _at_least(1),
-    "max_prompt_tokens": _at_least(1),
-    "max_length": _at_least(1),
-    "max_new_tokens": _at_least(1),
-    "eval_max_new_tokens": _at_least(1),
-    "dataset_limit": _at_least(1),
-    "eval_limit": _at_least(1),
-    "limit": _at_least(1),
-    "temperature": _non_negative(),
+    "num_train_epochs": positive(),
+    "learning_rate": positive(),
+    "per_device_train_batch_size": at_least(1),
+    "per_device_eval_batch_size": at_least(1),
+    "gradient_accumulation_steps": at_least(1),
+    "batch_size": at_least(1),
+    "num_generations": at_least(2),  # GRPO compares completions within a group: one alone has no advantage
+    "generation_batch_size": at_least(1),
+    "steps_per_generation": at_least(1),
+    "num_iterations": at_least(1),
+    "max_completion_length": at_least(1),
+    "max_prompt_length": at_least(1),
+    "max_prompt_tokens": at_least(1),
+    "max_length": at_least(1),
+    "max_new_tokens": at_least(1),
+    "eval_max_new_tokens": at_least(1),
+    "dataset_limit": at_least(1),
+    "eval_limit": at_least(1),
+    "limit": at_least(1),
+    "temperature": non_negative(),
     "top_p": ((lambda v: 0 < v <= 1), "must be greater than 0 and at most 1"),
-    "top_k": _non_negative(),
-    "beta": _non_negative(),
-    "epsilon": _positive(),
-    "weight_decay": _non_negative(),
-    "max_grad_norm": _non_negative(),
-    "warmup_steps": _non_negative(),
-    "warmup_ratio": _fraction(),
-    "adam_beta1": _fraction(upper_inclusive=False),
-    "adam_beta2": _fraction(upper_inclusive=False),
-    "adam_epsilon": _positive(),
-    "logging_steps": _positive(),
-    "save_steps": _positive(),
-    "eval_steps": _positive(),
-    "save_total_limit": _at_least(1),
-    "sample_every": _non_negative(),
-    "collapse_patience": _at_least(1),
-    "degenerate_threshold": _fraction(),
-    "max_train_minutes": _positive(),
-    "num_threads": _at_least(1),
-    "lora_r": _at_least(1),
-    "lora_alpha": _positive(),
-    "lora_dropout": _fraction(upper_inclusive=False),
-    "dataloader_num_workers": _non_negative(),
+    "top_k": non_negative(),
+    "beta": non_negative(),
+    "epsilon": positive(),
+    "weight_decay": non_negative(),
+    "max_grad_norm": non_negative(),
+    "warmup_steps": non_negative(),
+    "warmup_ratio": fraction(),
+    "adam_beta1": fraction(upper_inclusive=False),
+    "adam_beta2": fraction(upper_inclusive=False),
+    "adam_epsilon": positive(),
+    "logging_steps": positive(),
+    "save_steps": positive(),
+    "eval_steps": positive(),
+    "save_total_limit": at_least(1),
+    "sample_every": non_negative(),
+    "collapse_patience": at_least(1),
+    "degenerate_threshold": fraction(),
+    "max_train_minutes": positive(),
+    "num_threads": at_least(1),
+    "lora_r": at_least(1),
+    "lora_alpha": positive(),
+    "lora_dropout": fraction(upper_inclusive=False),
+    "dataloader_num_workers": non_negative(),
 }
 
 # GRPO samples its completions: temperature 0 would divide the logits by zero.
-GRPO_RULES: dict[str, Rule] = {"temperature": _positive()}
+GRPO_RULES: dict[str, Rule] = {"temperature": positive()}
 
 
 def check(values: dict, source: Callable[[str], str], overrides: dict[str, Rule] | None = None) -> None:
