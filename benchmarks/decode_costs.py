@@ -20,7 +20,7 @@ import statistics
 import time
 
 import torch
-from fast_path_pieces import _model, _ms  # run from the checkout: benchmarks/ is on sys.path
+from fast_path_pieces import _alternate, _model, _ms  # run from the checkout: benchmarks/ is on sys.path
 
 
 def breakdown() -> None:
@@ -142,14 +142,16 @@ def attention(prompt: int) -> None:
     model, sizes = _model().eval(), decode_loop.group_size
     config = GenerationConfig(max_new_tokens=new, min_new_tokens=new, do_sample=True, top_k=0, pad_token_id=2,
                               eos_token_id=[2])
-    seconds = {1: [], rows: []}
-    for g in (1, rows) * 3:
+
+    def generate(g: int) -> None:
         decode_loop.group_size = sizes if g == rows else (lambda ids, mask: 1)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), cpu_attention(model):
-            start = time.perf_counter()
             generate_shared_prompts(model, [list(range(100, 100 + prompt))] * rows, 2, config, fast_sampling=True)
-            seconds[g].append(time.perf_counter() - start)
-    decode_loop.group_size = sizes
+
+    try:
+        seconds = _alternate(generate, (1, rows), 3)
+    finally:
+        decode_loop.group_size = sizes
     print(f"{new}-token generation of one group of 8 rows, median of 3: prompt copied per row "
           f"{statistics.median(seconds[1]):.2f} s, shared {statistics.median(seconds[rows]):.2f} s "
           f"({', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(seconds[1], seconds[rows], strict=True))})")

@@ -48,6 +48,17 @@ def _ms(fn, repeats: int = 100) -> float:
     return (time.perf_counter() - start) / repeats * 1e3
 
 
+def _alternate(run, settings: tuple, times: int) -> dict:
+    """Seconds of ``run(setting)`` for each setting, the settings taking turns ``times`` times, so a machine that
+    slows down or speeds up during the piece weighs on each alike."""
+    seconds = {setting: [] for setting in settings}
+    for setting in settings * times:
+        start = time.perf_counter()
+        run(setting)
+        seconds[setting].append(time.perf_counter() - start)
+    return seconds
+
+
 def sampling() -> None:
     from transformers import GenerationConfig, LogitsProcessorList
 
@@ -144,11 +155,7 @@ def decode() -> None:
     for bf16 in (True, False):
         name = "bf16 autocast" if bf16 else "fp32"
         same = torch.equal(run(False, False, bf16), run(True, False, bf16))
-        seconds = {False: [], True: []}
-        for loop in (False, True) * 3:
-            start = time.perf_counter()
-            run(loop, True, bf16)
-            seconds[loop].append(time.perf_counter() - start)
+        seconds = _alternate(lambda loop: run(loop, True, bf16), (False, True), 3)  # noqa: B023
         print(f"{name}: greedy tokens equal: {same}; 128-token generation of 8 rows, median of 3: generate's loop "
               f"{statistics.median(seconds[False]):.2f} s, decode_loop {statistics.median(seconds[True]):.2f} s "
               f"({torch.get_num_threads()} thread(s))")
@@ -180,11 +187,7 @@ def fp32_packing() -> None:
             return generate_shared_prompts(model, rows, 2, config, fast_sampling=True, fast_loop=True)
 
     same = torch.equal(run(False, False), run(True, False))
-    seconds = {False: [], True: []}
-    for pack in (False, True) * 3:
-        start = time.perf_counter()
-        run(pack)
-        seconds[pack].append(time.perf_counter() - start)
+    seconds = _alternate(run, (False, True), 3)
     decode_loop.packs_weights = packs
     print(f"fp32 decode_loop, 128-token generation of 8 rows, median of 3: unpacked "
           f"{statistics.median(seconds[False]):.2f} s, packed {statistics.median(seconds[True]):.2f} s; "
