@@ -7,8 +7,8 @@ the same layer math with q/k/v and gate/up weights concatenated (four linear cal
 per generation (bf16 on CPUs with native bf16, fp32 on x86: ``precision.packs_weights``), rotary applied to queries
 and keys together, and attention as fp32 batched products on a preallocated cache (``_GroupCache``) that holds a
 GRPO group's shared prompt once (attention of 8 rows over a 90-token prompt and 128 new tokens: 355-489 µs a layer
-with the prompt copied per row, 249-363 shared, six runs; a whole generation of the group ~1% faster at 90 prompt
-tokens, within noise, 8-16% at 250: two threads, Zen4, ``benchmarks/decode_costs.py attention
+with the prompt copied per row, 249-363 shared, seven runs; a whole generation of the group -1% to 9% faster at 90
+prompt tokens (five runs), 8-16% at 250: two threads, Zen4, ``benchmarks/decode_costs.py attention
 [--prompt-tokens 250]``).
 A 128-token generation of 8 rows: 5.92 -> 5.29 s (bf16 autocast, two threads, AMD EPYC Zen4 with native bf16;
 ``benchmarks/fast_path_pieces.py decode``); in fp32, packing the weights took it from 18.1 to 10.6 s (one thread,
