@@ -1,4 +1,4 @@
-"""What a decode step of ``tinyr1.decode_loop`` costs and where: the numbers behind docs/benchmarks.md's "why the
+"""What a decode step of ``tinyr1.cpu.decode_loop`` costs and where: the numbers behind docs/benchmarks.md's "why the
 floor is out of reach" and the shared-prompt cache.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/decode_costs.py breakdown   # kernels, then a decode step in place
@@ -26,22 +26,22 @@ from fast_path_pieces import _alternate, _model, _ms  # run from the checkout: b
 def breakdown() -> None:
     from transformers import GenerationConfig
 
-    from tinyr1 import decode_loop
-    from tinyr1.cpu_attention import cpu_attention
-    from tinyr1.fast_decode import generate_shared_prompts
+    from tinyr1.cpu import decode_loop, packing
+    from tinyr1.cpu.attention import cpu_attention
+    from tinyr1.cpu.shared_prompts import generate_shared_prompts
 
     # The 8-row products of a decode step against a plain read of as many bytes: bandwidth or the kernel?
     shapes = [(960, 576), (576, 576), (3072, 576), (576, 1536), (49152, 576)]  # SmolLM2: qkv, o, gate/up, down, head
     for n, k in shapes:
         copies = 30 if n < 49152 else 4  # distinct weights, so no product finds its weight in a CPU cache
-        products = [decode_loop.packed_linear(torch.randn(n, k), None, 8, torch.bfloat16) for _ in range(copies)]
+        products = [packing.packed_linear(torch.randn(n, k), None, 8, torch.bfloat16) for _ in range(copies)]
         x = torch.randn(8, k, dtype=torch.bfloat16)
         seconds = _ms(lambda: [f(x) for f in products], 10) / 1e3 / copies  # noqa: B023
         print(f"8 x {k} x {n} bf16 packed product: {seconds * 1e6:.0f} us, {n * k * 2 / seconds / 1e9:.1f} GB/s")
     import torch.nn.functional as F
 
     def one_row(w):
-        product = decode_loop.packed_linear(w, None, 1, torch.bfloat16)
+        product = packing.packed_linear(w, None, 1, torch.bfloat16)
         return lambda x: product(x[:1])
 
     def unpacked(w):
@@ -53,7 +53,7 @@ def breakdown() -> None:
         return lambda x: w @ x.T
 
     def fp32(w):
-        product = decode_loop.packed_linear(w, None, 8, torch.float32)
+        product = packing.packed_linear(w, None, 8, torch.float32)
         return lambda x: product(x.float())
 
     # the 8 x 576 x 3072 product (gate/up) other ways, 30 distinct weights each
@@ -79,8 +79,8 @@ def breakdown() -> None:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
         return run
 
-    originals = decode_loop._packed_linear, decode_loop._GroupCache.attend, decode_loop._rms_norm
-    decode_loop._packed_linear = timed("linear products (LM head included)", originals[0])
+    originals = packing._packed_linear, decode_loop._GroupCache.attend, decode_loop._rms_norm
+    packing._packed_linear = timed("linear products (LM head included)", originals[0])
     decode_loop._GroupCache.attend = timed("attention", originals[1])
     decode_loop._rms_norm = timed("RMS norms", originals[2])
     model, tokens = _model().eval(), 128
@@ -97,14 +97,14 @@ def breakdown() -> None:
             print(f"run {run + 1}: {total:.2f} s for {tokens} tokens of 8 rows: ms per decode step: {parts}, "
                   f"everything else {(total - sum(spent.values())) / tokens * 1e3:.1f}")
     finally:
-        decode_loop._packed_linear, decode_loop._GroupCache.attend, decode_loop._rms_norm = originals
+        packing._packed_linear, decode_loop._GroupCache.attend, decode_loop._rms_norm = originals
     print(f"({torch.get_num_threads()} thread(s))")
 
 
 def attention(prompt: int) -> None:
     from types import SimpleNamespace
 
-    from tinyr1.decode_loop import _GroupCache
+    from tinyr1.cpu.decode_loop import _GroupCache
 
     # SmolLM2-135M's attention: 30 layers, 9 query heads over 3 key/value heads of 64; one group of 8 rows
     layers, heads, kv, dim, rows, new = 30, 9, 3, 64, 8, 128
@@ -135,9 +135,9 @@ def attention(prompt: int) -> None:
     # prompt shared, or copied per row by reporting every row as its own group.
     from transformers import GenerationConfig
 
-    from tinyr1 import decode_loop
-    from tinyr1.cpu_attention import cpu_attention
-    from tinyr1.fast_decode import generate_shared_prompts
+    from tinyr1.cpu import decode_loop
+    from tinyr1.cpu.attention import cpu_attention
+    from tinyr1.cpu.shared_prompts import generate_shared_prompts
 
     model, sizes = _model().eval(), decode_loop.group_size
     config = GenerationConfig(max_new_tokens=new, min_new_tokens=new, do_sample=True, top_k=0, pad_token_id=2,

@@ -9,16 +9,16 @@
 
 ``sampling``: one decode step's token draw for 8 rows over SmolLM2's 49k vocabulary, then a whole 128-token
 generation of 8 rows (bf16 autocast, packed weights, shared prompt) with and without ``fast_sampling``, alternated
-4 times in one process. ``update``: ``tinyr1.fast_grpo.completion_logps`` and its backward for one group (a
+4 times in one process. ``update``: ``tinyr1.cpu.trainer.completion_logps`` and its backward for one group (a
 90-token prompt, 8 completions of 128 tokens) under bf16 autocast, as a GRPO step on a native-bf16 CPU runs it.
 ``decode``: a 128-token generation of 8 rows (two prompts x 4, shared prefill, inverse-CDF sampling) through
-``generate``'s own loop (packed weights, roomy cache) and through ``tinyr1.decode_loop``, alternated 3 times, in
+``generate``'s own loop (packed weights, roomy cache) and through ``tinyr1.cpu.decode_loop``, alternated 3 times, in
 bf16 autocast and in fp32; first counts the torch operations each loop dispatches per decode step and checks that
 greedy decoding gives the same tokens both ways. ``fp32-packing``: each 8-row product of a decode step by torch's
-fp32 linear and by oneDNN's packed weight (``decode_loop.packed_linear``), then a 128-token fp32 generation through
+fp32 linear and by oneDNN's packed weight (``packing.packed_linear``), then a 128-token fp32 generation through
 ``decode_loop`` with and without packing (``precision.packs_weights`` patched off), alternated 3 times.
 ``allocator``: allocating and filling a 113 MB tensor (SmolLM2's embedding in fp32) with glibc's defaults, then
-after ``tinyr1.cpu_runtime.keep_freed_memory``.
+after ``tinyr1.cpu.runtime.keep_freed_memory``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import torch
 def _model():
     from transformers import AutoModelForCausalLM
 
-    from tinyr1.cpu_runtime import configure_cpu
-    from tinyr1.models import resolve_model
+    from tinyr1.cpu.runtime import configure_cpu
+    from tinyr1.infra.models import resolve_model
 
     configure_cpu()
     return AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m-instruct").path)
@@ -62,8 +62,8 @@ def _alternate(run, settings: tuple, times: int) -> dict:
 def sampling() -> None:
     from transformers import GenerationConfig, LogitsProcessorList
 
-    from tinyr1.cpu_attention import cpu_attention
-    from tinyr1.fast_decode import InverseCDFSampler, generate_shared_prompts, packed_bf16_linears
+    from tinyr1.cpu.attention import cpu_attention
+    from tinyr1.cpu.shared_prompts import InverseCDFSampler, generate_shared_prompts, packed_bf16_linears
 
     scores = torch.randn(8, 49152)
     sampler = InverseCDFSampler(LogitsProcessorList())
@@ -85,8 +85,8 @@ def sampling() -> None:
 
 
 def update(profile: bool) -> None:
-    from tinyr1.cpu_attention import cpu_attention
-    from tinyr1.fast_grpo import completion_logps
+    from tinyr1.cpu.attention import cpu_attention
+    from tinyr1.cpu.trainer import completion_logps
 
     torch.manual_seed(0)
     model = _model().train()
@@ -121,8 +121,8 @@ def update(profile: bool) -> None:
 def decode() -> None:
     from transformers import GenerationConfig
 
-    from tinyr1.cpu_attention import cpu_attention
-    from tinyr1.fast_decode import generate_shared_prompts
+    from tinyr1.cpu.attention import cpu_attention
+    from tinyr1.cpu.shared_prompts import generate_shared_prompts
 
     model = _model().eval()
     rows = [list(range(100, 190))] * 4 + [list(range(300, 350))] * 4
@@ -165,22 +165,22 @@ def fp32_packing() -> None:
     import torch.nn.functional as F
     from transformers import GenerationConfig
 
-    from tinyr1 import decode_loop
-    from tinyr1.cpu_attention import cpu_attention
-    from tinyr1.fast_decode import generate_shared_prompts
+    from tinyr1.cpu import packing
+    from tinyr1.cpu.attention import cpu_attention
+    from tinyr1.cpu.shared_prompts import generate_shared_prompts
 
     print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)")
     for m, k, n in [(8, 576, 3072), (8, 576, 960), (8, 1536, 576), (8, 576, 576), (8, 576, 49152)]:
         x, w = torch.randn(m, k), torch.randn(n, k)
-        packed = decode_loop.packed_linear(w, None, m, torch.float32)
+        packed = packing.packed_linear(w, None, m, torch.float32)
         print(f"{m}x{k}x{n}: F.linear {_ms(lambda: F.linear(x, w), 50):.3f} ms, "  # noqa: B023
               f"packed {_ms(lambda: packed(x), 50):.3f} ms")  # noqa: B023
     model = _model().eval()
     rows = [list(range(100, 190))] * 4 + [list(range(300, 350))] * 4
-    packs = decode_loop.packs_weights
+    packs = packing.packs_weights
 
     def run(pack: bool, sample: bool = True):
-        decode_loop.packs_weights = packs if pack else (lambda dtype: False)
+        packing.packs_weights = packs if pack else (lambda dtype: False)
         config = GenerationConfig(max_new_tokens=128, min_new_tokens=128, do_sample=sample, pad_token_id=2,
                                   eos_token_id=[2])
         with torch.no_grad(), cpu_attention(model):
@@ -188,14 +188,14 @@ def fp32_packing() -> None:
 
     same = torch.equal(run(False, False), run(True, False))
     seconds = _alternate(run, (False, True), 3)
-    decode_loop.packs_weights = packs
+    packing.packs_weights = packs
     print(f"fp32 decode_loop, 128-token generation of 8 rows, median of 3: unpacked "
           f"{statistics.median(seconds[False]):.2f} s, packed {statistics.median(seconds[True]):.2f} s; "
           f"greedy tokens equal: {same}")
 
 
 def allocator() -> None:
-    from tinyr1.cpu_runtime import keep_freed_memory
+    from tinyr1.cpu.runtime import keep_freed_memory
 
     # As the first thing in a fresh process, so glibc's defaults are what "fresh" measures.
     fresh = _ms(lambda: torch.empty(49152, 576).fill_(1), 10)

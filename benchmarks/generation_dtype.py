@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from tinyr1.cpu_runtime import configure_cpu
-from tinyr1.data import default_gsm8k_dir, load_prompt_rows
-from tinyr1.generation import generate_batch
-from tinyr1.models import load_model_and_tokenizer
+from tinyr1.cpu.runtime import configure_cpu
+from tinyr1.infra.batch_generation import generate_batch
+from tinyr1.infra.models import load_model_and_tokenizer
+from tinyr1.tasks.data import default_gsm8k_dir, load_prompt_rows
 
 
 def main():

@@ -13,9 +13,9 @@ Variants:
   activation checkpointing by trl's defaults, whatever the CPU).
 - ``trl-best``: the faster, measured in this run, of ``trl-fp32`` and ``trl-bf16`` (activation checkpointing off,
   fp32 or bf16 autocast): the best a careful user reaches through ``GRPOConfig`` fields alone.
-- ``tinyr1``: what ``tinyr1 train`` does by default: ``CPUFastGRPOTrainer`` (``tinyr1.fast_grpo``), precision
-  chosen by ``tinyr1.precision``, no activation checkpointing, freed memory kept for reuse
-  (``tinyr1.cpu_runtime.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same).
+- ``tinyr1``: what ``tinyr1 train`` does by default: ``CPUFastGRPOTrainer`` (``tinyr1.cpu.trainer``), precision
+  chosen by ``tinyr1.infra.precision``, no activation checkpointing, freed memory kept for reuse
+  (``tinyr1.cpu.runtime.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same).
 
 ``floor_s``: the step's minimal matrix work — generation 2 x params per token with each prompt prefilled once,
 the update 6 x params per token with the prompt once and the 8 completions — divided by this CPU's matmul
@@ -85,8 +85,8 @@ def run_variant(name: str, steps: int, rows) -> dict:
     from trl import GRPOConfig, GRPOTrainer
     from trl.extras import profiling
 
-    from tinyr1.models import ensure_pad_token, resolve_model
-    from tinyr1.rewards import DEFAULT_REWARDS, get_reward_funcs
+    from tinyr1.infra.models import ensure_pad_token, resolve_model
+    from tinyr1.tasks.rewards import DEFAULT_REWARDS, get_reward_funcs
 
     generate_seconds: list[float] = []
     original = profiling.ProfilingContext._log_metrics
@@ -108,8 +108,8 @@ def run_variant(name: str, steps: int, rows) -> dict:
 
     settings, trainer_class = dict(SETTINGS[name]), GRPOTrainer
     if name == "tinyr1":
-        from tinyr1.fast_grpo import CPUFastGRPOTrainer
-        from tinyr1.train import recipe_defaults
+        from tinyr1.commands.train import recipe_defaults
+        from tinyr1.cpu.trainer import CPUFastGRPOTrainer
 
         defaults = recipe_defaults()
         settings = {"bf16": defaults["bf16"], "activation_checkpointing": defaults["activation_checkpointing"]}
@@ -159,14 +159,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to try (best one counts)")
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--trl-keep-freed-memory", action="store_true",
-                   help="give trl's variants tinyr1's allocator setting too (tinyr1.cpu_runtime.keep_freed_memory)")
+                   help="give trl's variants tinyr1's allocator setting too (tinyr1.cpu.runtime.keep_freed_memory)")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     args = p.parse_args()
     if args.steps < 2:
         p.error("--steps must be at least 2: the first step is warm-up")
-    from tinyr1.cpu_runtime import cpu_threads, keep_freed_memory
-    from tinyr1.data import default_gsm8k_dir, load_prompt_rows
-    from tinyr1.precision import cpu_bf16
+    from tinyr1.cpu.runtime import cpu_threads, keep_freed_memory
+    from tinyr1.infra.precision import cpu_bf16
+    from tinyr1.tasks.data import default_gsm8k_dir, load_prompt_rows
 
     if args.one:
         name = args.variants[0]

@@ -11,8 +11,8 @@ docs/results.md.
 import argparse
 import json
 
-from tinyr1.jsonl import read_jsonl
-from tinyr1.rewards import REWARD_FUNCS
+from tinyr1.infra.jsonl import read_jsonl
+from tinyr1.tasks.rewards import REWARD_FUNCS
 
 PAIRS = [("strict_format", "strict_format_seed"), ("soft_format", "soft_format_seed"),
          ("correctness", "correctness_seed")]

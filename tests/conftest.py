@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyr1.data import default_gsm8k_dir
+from tinyr1.tasks.data import default_gsm8k_dir
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -15,18 +15,18 @@ import os
 import sys
 
 from tinyr1 import __version__
-from tinyr1.errors import TinyR1Error
+from tinyr1.infra.errors import TinyR1Error
 
-# command -> (module, one-line summary), in pipeline order.
+# command -> (its module in tinyr1.commands, one-line summary), in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("tinyr1.data", "Load GSM8K (hub, ModelScope, local files) or reasoning-gym data into prompt rows."),
-    "train": ("tinyr1.train", "GRPO training with trl from a YAML recipe plus --field overrides."),
-    "eval": ("tinyr1.evaluate", "Accuracy (strict and flexible) and format compliance on a test split."),
-    "compare": ("tinyr1.compare", "Ask the same questions of two models and show the answers side by side."),
-    "report": ("tinyr1.report", "Plots and a Markdown/HTML report for a training run directory."),
-    "sft": ("tinyr1.sft", "LoRA/QLoRA supervised fine-tuning (alpaca, reasoning cold start, chat messages)."),
-    "generate": ("tinyr1.generate", "Chat with a model: one prompt or an interactive loop, streamed."),
-    "doctor": ("tinyr1.doctor", "Pre-flight check: versions, hardware, model, data, memory, a finite generation."),
+    "prepare": ("prepare", "Load GSM8K (hub, ModelScope, local files) or reasoning-gym data into prompt rows."),
+    "train": ("train", "GRPO training with trl from a YAML recipe plus --field overrides."),
+    "eval": ("evaluate", "Accuracy (strict and flexible) and format compliance on a test split."),
+    "compare": ("compare", "Ask the same questions of two models and show the answers side by side."),
+    "report": ("report", "Plots and a Markdown/HTML report for a training run directory."),
+    "sft": ("sft", "LoRA/QLoRA supervised fine-tuning (alpaca, reasoning cold start, chat messages)."),
+    "generate": ("generate", "Chat with a model: one prompt or an interactive loop, streamed."),
+    "doctor": ("doctor", "Pre-flight check: versions, hardware, model, data, memory, a finite generation."),
 }
 
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"tinyr1: error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
+    module = importlib.import_module(f"tinyr1.commands.{COMMANDS[command][0]}")
     try:
         return int(module.main(rest) or 0)
     except TinyR1Error as err:

@@ -1,0 +1,121 @@
+"""``tinyr1 compare``: the same questions to a base and a trained model, answers side by side.
+
+    tinyr1 compare --base smollm2-135m-instruct --trained outputs/my-run
+    tinyr1 compare --base M1 --trained M2 --prompt "What is 12 * 7?" --output compare.md
+
+The recipe tinyr1 reproduces judged its run by asking one question before and after training; that question is
+the default here. Greedy decoding and the same system prompt for both models; each answer is shown with what
+``tinyr1.tasks.answers`` extracts from it and which format rewards it earns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tinyr1.tasks.answers import SYSTEM_PROMPT, extract_xml_answer, is_soft_format, is_strict_format
+
+DEFAULT_PROMPT = "Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. How many apples were left?"
+
+
+def _answers(model_name, prompts: list[str], system_prompt: str, max_new_tokens: int) -> list[str]:
+    from tinyr1.infra.batch_generation import generate_batch
+    from tinyr1.infra.models import load_model_and_tokenizer
+    from tinyr1.tasks.data import build_prompt
+
+    model, tokenizer = load_model_and_tokenizer(model_name)
+    model.eval()
+    outputs = generate_batch(model, tokenizer, [build_prompt(p, system_prompt) for p in prompts],
+                             max_new_tokens=max_new_tokens, progress=False)
+    return [o.text for o in outputs]
+
+
+def verdict(text: str) -> str:
+    """One line: the extracted answer and the format rewards earned.
+
+    >>> verdict("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>")
+    'extracted: 2 | strict format: yes | soft format: yes'
+    """
+    yes = {True: "yes", False: "no"}
+    return (f"extracted: {extract_xml_answer(text)[:60]} | strict format: {yes[is_strict_format(text)]} | "
+            f"soft format: {yes[is_soft_format(text)]}")
+
+
+def to_markdown(base: str, trained: str, prompts: list[str], base_answers: list[str],
+                trained_answers: list[str]) -> str:
+    lines = [f"# Before and after: `{base}` vs `{trained}`", ""]
+    for prompt, before, after in zip(prompts, base_answers, trained_answers, strict=True):
+        lines += [f"## {prompt}", ""]
+        for label, text in ((f"base: `{base}`", before), (f"trained: `{trained}`", after)):
+            lines += [f"**{label}** — {verdict(text)}", "", "```text", text.strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def show(base: str, trained: str, prompts: list[str], base_answers: list[str], trained_answers: list[str]) -> None:
+    """Rich panels side by side in a terminal; plain text when piped."""
+    from rich.columns import Columns
+    from rich.console import Console
+    from rich.panel import Panel
+
+    console = Console()
+    for prompt, before, after in zip(prompts, base_answers, trained_answers, strict=True):
+        if console.is_terminal:
+            console.rule(prompt)
+            console.print(Columns([Panel(before.strip(), title=f"base: {base}", subtitle=verdict(before)),
+                                   Panel(after.strip(), title=f"trained: {trained}", subtitle=verdict(after))],
+                                  equal=True, expand=True))
+        else:
+            print(f"=== {prompt}")
+            for label, text in (("base", before), ("trained", after)):
+                print(f"--- {label}: {base if label == 'base' else trained} ({verdict(text)})\n{text.strip()}")
+
+
+def compare(base: str, trained: str, prompts: list[str] | None = None, *, output: str | Path | None = None,
+            max_new_tokens: int = 256, system_prompt: str = SYSTEM_PROMPT, display: bool = False) -> str:
+    """Ask each prompt of both models; return (and optionally write) the Markdown."""
+    from tinyr1.infra.models import resolve_model
+
+    prompts = prompts or [DEFAULT_PROMPT]
+    resolved = [resolve_model(base), resolve_model(trained)]  # a missing model fails before the other one loads
+    base_answers = _answers(resolved[0], prompts, system_prompt, max_new_tokens)
+    trained_answers = _answers(resolved[1], prompts, system_prompt, max_new_tokens)
+    markdown = to_markdown(base, trained, prompts, base_answers, trained_answers)
+    if display:
+        show(base, trained, prompts, base_answers, trained_answers)
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(markdown, encoding="utf-8")
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tinyr1 compare", description="Ask the same questions of two models "
+                                "(greedy, same system prompt) and show the answers side by side.")
+    p.add_argument("--base", required=True, help="the model before training (any form train accepts)")
+    p.add_argument("--trained", required=True, help="the model after training, e.g. a run's output_dir")
+    p.add_argument("--prompt", action="append", help="a question; repeat for several (default: the recipe's "
+                   "Xiao Ming apples question)")
+    p.add_argument("--max_new_tokens", type=int, default=256, help="generation length (default 256)")
+    p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
+    p.add_argument("--output", help="also write the comparison as Markdown to this file")
+    from tinyr1.infra.errors import one_line_errors
+    from tinyr1.infra.paths import check_output_file
+    from tinyr1.infra.validate import check, flag_source
+
+    args = one_line_errors(p, "tinyr1 compare").parse_args(argv)
+    check(vars(args), flag_source)
+    if args.output is not None:  # checked before two models generate, not after
+        check_output_file(args.output, "--output")
+    from tinyr1.cpu.runtime import configure_cpu
+
+    configure_cpu()
+    compare(args.base, args.trained, args.prompt, output=args.output, max_new_tokens=args.max_new_tokens,
+            system_prompt=args.system_prompt, display=True)
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""``tinyr1 doctor``: a pre-flight checklist for a recipe; exits 1 when something would block the run.
+
+    tinyr1 doctor                                                        # this machine and the default recipe
+    tinyr1 doctor --config recipes/qwen2.5-0.5b-instruct/grpo-gsm8k.yaml
+    tinyr1 doctor --command sft --config recipes/smollm2-135m-instruct/sft-coldstart-cpu.yaml
+
+The recipe is parsed exactly as ``tinyr1 train`` (default) or ``tinyr1 sft`` (``--command sft``) parses it, so a
+recipe that would not start is reported the same way: one line and exit code 2.
+
+Checks versions against the ones tinyr1 was verified with, the GPU (memory, bf16) or CPU threads, whether the
+model and dataset can be found (offline too: local path or hub cache), an estimate of the memory the recipe
+needs against what this machine has, and a two-token generation with a finite-logits check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+from tinyr1.infra.errors import TinyR1Error
+
+TESTED = {"torch": "2.13.0", "trl": "1.16.0", "transformers": "5.23.0", "datasets": "5.2.0", "accelerate": "1.15.0",
+          "peft": "0.21.2"}
+GiB = 1024**3
+OK, WARN, BLOCK = "ok", "warn", "BLOCK"
+
+
+class Checklist:
+    def __init__(self):
+        self.rows: list[tuple[str, str, str]] = []
+
+    def add(self, status: str, what: str, detail: str) -> None:
+        self.rows.append((status, what, detail))
+        print(f"[{status:>5}] {what}: {detail}", flush=True)
+
+    @property
+    def blocked(self) -> bool:
+        return any(status == BLOCK for status, _, _ in self.rows)
+
+
+def check_versions(checks: Checklist) -> None:
+    for package, tested in TESTED.items():
+        try:
+            found = version(package)
+        except PackageNotFoundError:
+            checks.add(BLOCK, package, "not installed; run make install")
+            continue
+        same = found.split("+")[0] == tested
+        checks.add(OK if same else WARN, package, found + ("" if same else f" (verified with {tested})"))
+
+
+def check_hardware(checks: Checklist) -> dict:
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        memory = props.total_memory * torch.cuda.device_count()
+        checks.add(OK, "GPU", f"{torch.cuda.device_count()} x {props.name}, {props.total_memory / GiB:.0f} GiB each, "
+                   f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no (fp32; fp16 overflows Qwen2.5)'}")
+        return {"device": "cuda", "memory": props.total_memory, "total": memory}
+    threads = os.environ.get("OMP_NUM_THREADS")
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    checks.add(WARN if threads is None else OK, "CPU", f"{os.cpu_count()} cores, {ram / GiB:.0f} GiB RAM, "
+               f"OMP_NUM_THREADS={threads or 'unset (tinyr1 uses 1; measured fastest on 2-core VMs)'}; no GPU")
+    from tinyr1.infra.precision import cpu_bf16
+
+    cpu = cpu_bf16()
+    checks.add(OK, "CPU precision", f"{cpu.cpu_name}, {cpu.capability}: training in "
+               f"{'bf16 autocast' if cpu.native else 'fp32'} ({cpu.reason})")
+    return {"device": "cpu", "memory": ram, "total": ram}
+
+
+def locate_model(name: str) -> tuple[str, str, str | None]:
+    """(status, detail, local config folder or None) for a model string, without touching the network."""
+    from tinyr1.infra.models import resolve_model
+
+    try:
+        resolved = resolve_model(name)
+    except TinyR1Error as err:
+        return BLOCK, str(err), None
+    if resolved.kind != "hub":
+        return OK, f"{resolved.kind}: {resolved.path}", resolved.path
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        return OK, f"hub id, in the local cache ({Path(cached).parent})", str(Path(cached).parent)
+    return WARN, "hub id, not in the local cache: the first run downloads it (needs internet)", None
+
+
+def locate_dataset(name: str) -> tuple[str, str]:
+    if name.startswith("reasoning-gym:"):
+        return OK, "generated offline by reasoning-gym"
+    if Path(name).expanduser().exists():
+        return OK, f"local: {name}"
+    from tinyr1.infra.paths import looks_local
+
+    if looks_local(name) or "/" not in name:  # the same rule as the loader's: a hub dataset is owner/name
+        return BLOCK, f"{name}: no such file or folder"
+    return WARN, "hub id: needs internet unless already in the datasets cache"
+
+
+# Parameter counts for models a recipe names but this machine may not have (offline estimates).
+KNOWN_PARAMS = {"Qwen/Qwen2.5-0.5B-Instruct": 494e6, "Qwen/Qwen2.5-1.5B-Instruct": 1.54e9,
+                "deepseek-ai/DeepSeek-R1-Distill-Llama-8B": 8.03e9, "HuggingFaceTB/SmolLM2-135M-Instruct": 135e6}
+
+
+def estimate_memory(params: float, hidden: int, layers: int, vocab: int, tokens: int, bytes_per: int,
+                    lora: bool, four_bit: bool, checkpointing: bool) -> dict:
+    """Rough peak training memory in bytes: weights, gradients, AdamW states, activations and logits.
+
+    ``bytes_per`` is the compute dtype's size. Trained weights are fp32 whatever it is (master weights, as
+    ``models.choose_precision`` loads them), a frozen LoRA base is in the compute dtype. Activations follow
+    Korthikanti et al.'s ~34 bytes x hidden per token per layer at 16-bit (about 2 with checkpointing), scaled to
+    the dtype; logits and their gradient take 2 x vocab x 4 bytes per token.
+
+    The recipe's Qwen2.5-0.5B run (bf16, 16 completions x 456 tokens per micro-batch) is dominated by logits:
+
+    >>> round(estimate_memory(494e6, 896, 24, 151936, 16 * 456, 2, False, False, True)["total"] / 2**30, 1)
+    15.9
+    """
+    weights = params * (0.55 if four_bit else (bytes_per if lora else 4))
+    trainable = params * 0.01 if lora else params
+    gradients = trainable * 4
+    optimizer = trainable * 8  # two fp32 AdamW moments
+    activations = tokens * layers * hidden * (2 if checkpointing else 34) * bytes_per / 2
+    logits = tokens * vocab * 4 * 2
+    parts = {"weights": weights, "gradients": gradients, "optimizer": optimizer, "activations": activations,
+             "logits": logits}
+    return {**parts, "total": sum(parts.values())}
+
+
+def _model_shape(name: str, local: str | None) -> dict | None:
+    """Parameters and sizes from a local config (exact, built on the meta device) or the known table."""
+    if local:
+        from accelerate import init_empty_weights
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(local)
+        with init_empty_weights():
+            params = AutoModelForCausalLM.from_config(config).num_parameters()
+        return {"params": params, "hidden": config.hidden_size, "layers": config.num_hidden_layers,
+                "vocab": config.vocab_size}
+    if name in KNOWN_PARAMS:  # shape of a typical model of that size: enough for an estimate
+        params = KNOWN_PARAMS[name]
+        hidden, layers = (896, 24) if params < 1e9 else ((1536, 28) if params < 4e9 else (4096, 32))
+        return {"params": params, "hidden": hidden, "layers": layers, "vocab": 151936 if "Qwen" in name else 128256}
+    return None
+
+
+def load_recipe(command: str, config: str | None):
+    """(kind, script, training, model_args): the recipe parsed exactly as ``tinyr1 <command>`` parses it."""
+    argv = ["--config", config] if config else []
+    if command == "sft":
+        from tinyr1.commands.sft import parse_args
+
+        script, training, model_args, _ = parse_args(argv, check_setup=False)
+        return "sft", script, training, model_args
+    from tinyr1.commands.train import load_rewards, parse_args
+
+    script, training, model_args, _ = parse_args(argv, check_setup=False)
+    load_rewards(script, training)  # an empty or broken reward list is a recipe error too
+    return "grpo", script, training, model_args
+
+
+def check_memory(checks: Checklist, kind, script, training, model_args, shape, hardware) -> None:
+    if shape is None:
+        checks.add(WARN, "memory", "model size unknown offline; cannot estimate")
+        return
+    if kind == "grpo":
+        tokens = training.per_device_train_batch_size * (script.max_prompt_tokens + training.max_completion_length)
+        length_field = "max_completion_length"
+    else:
+        tokens = training.per_device_train_batch_size * (training.max_length or 1024)
+        length_field = "max_length"
+
+    def estimate(bytes_per: int) -> dict:
+        return estimate_memory(shape["params"], shape["hidden"], shape["layers"], shape["vocab"], tokens, bytes_per,
+                               model_args.use_peft, model_args.load_in_4bit, bool(training.activation_checkpointing))
+
+    wants_16bit = bool(training.bf16 or training.fp16) or model_args.dtype in ("bfloat16", "float16")
+    here = estimate(2 if wants_16bit and hardware["device"] == "cuda" else 4)
+    parts = ", ".join(f"{k} {v / GiB:.1f}" for k, v in here.items() if k != "total")
+    where = "GPU memory" if hardware["device"] == "cuda" else "RAM"
+    detail = (f"~{here['total'] / GiB:.1f} GiB needed here ({parts} GiB; {shape['params'] / 1e6:.0f}M parameters, "
+              f"{tokens} tokens per micro-batch) vs {hardware['memory'] / GiB:.0f} GiB {where}")
+    if hardware["device"] == "cpu" and wants_16bit:
+        detail += f"; on a bf16 GPU about {estimate(2)['total'] / GiB:.1f} GiB per GPU"
+    if here["total"] < 0.9 * hardware["memory"]:
+        checks.add(OK, "memory", detail)
+        return
+    from tinyr1.infra.out_of_memory import oom_remedies
+
+    checks.add(BLOCK, "memory", f"{detail}; will not fit: {oom_remedies(training, model_args, length_field)}")
+
+
+def check_generation(checks: Checklist, name: str, local: str | None, params: float | None, hardware: dict) -> None:
+    if local is None:
+        checks.add(WARN, "generation", "skipped: the model is not available locally")
+        return
+    if params and params * 4 > 0.5 * hardware["memory"]:
+        checks.add(WARN, "generation", "skipped: the model is too large to load on this machine for a check")
+        return
+    from tinyr1.infra.collapse_guard import preflight_check
+    from tinyr1.infra.errors import CollapseError
+    from tinyr1.infra.models import choose_precision, load_model_and_tokenizer
+
+    plan = choose_precision()
+    model, tokenizer = load_model_and_tokenizer(name, dtype=plan.dtype, device=hardware["device"])
+    try:
+        preflight_check(model, tokenizer, max_new_tokens=2, bf16=plan.bf16)
+    except CollapseError as err:
+        checks.add(BLOCK, "generation", str(err))
+        return
+    checks.add(OK, "generation", f"two tokens, logits finite ({plan.reason})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinyr1.infra.errors import one_line_errors
+    from tinyr1.infra.validate import check_trainer_settings
+
+    p = argparse.ArgumentParser(prog="tinyr1 doctor", description="Pre-flight checklist for a recipe; exit 1 "
+                                "when something blocks the run.")
+    p.add_argument("--command", choices=("train", "sft"), default="train",
+                   help="the command the recipe is for: train (GRPO, the default) or sft")
+    p.add_argument("--config", help="a recipe for --command; default: that command's defaults")
+    p.add_argument("--skip_generation", action="store_true", help="skip loading the model for a generation check")
+    args = one_line_errors(p, "tinyr1 doctor").parse_args(argv)
+    # A recipe that does not parse is bad input (exit 2, one line), as it is for train and sft themselves.
+    kind, script, training, model_args = load_recipe(args.command, args.config)
+    checks = Checklist()
+    print(f"tinyr1 doctor — Python {sys.version.split()[0]}")
+    check_versions(checks)
+    hardware = check_hardware(checks)
+    checks.add(OK, "recipe", f"{args.config or f'tinyr1 {args.command} defaults'} ({kind})")
+    try:  # settings that need packages or hardware this machine may lack: a finding here, not bad input
+        check_trainer_settings(training)
+    except TinyR1Error as err:
+        checks.add(BLOCK, "trainer settings", str(err))
+    status, detail, local = locate_model(model_args.model_name_or_path)
+    checks.add(status, f"model {model_args.model_name_or_path}", detail)
+    data_status, data_detail = locate_dataset(script.dataset_name)
+    checks.add(data_status, f"dataset {script.dataset_name}", data_detail)
+    shape = _model_shape(model_args.model_name_or_path, local)
+    check_memory(checks, kind, script, training, model_args, shape, hardware)
+    if not args.skip_generation and status != BLOCK:
+        check_generation(checks, model_args.model_name_or_path, local, shape and shape["params"], hardware)
+    blockers = sum(s == BLOCK for s, _, _ in checks.rows)
+    print(f"\n{blockers} blocking problem(s)" if blockers else "\nready to run")
+    return 1 if checks.blocked else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""``tinyr1 eval``: accuracy and format compliance on a test split, strict and flexible side by side.
+
+    tinyr1 eval --model_name_or_path smollm2-135m-instruct --dataset_name ../shared/data/gsm8k --limit 50 \
+        --output_dir d
+    tinyr1 eval --predictions preds.jsonl --output_dir d     # score completions made elsewhere, no model
+
+Scoring goes through the training rewards (``tinyr1.tasks.rewards``), so an answer counts here exactly when training
+would have rewarded it. ``accuracy_strict`` needs the answer inside ``<answer>`` tags; ``accuracy_flexible`` takes
+the last number anywhere in the completion (lm-evaluation-harness's "flexible-extract"), so a model that answers
+right without the tags still counts there. Writes ``metrics.json`` and ``samples.jsonl`` to ``--output_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.jsonl import write_jsonl
+from tinyr1.infra.paths import check_output_dir, make_dirs
+from tinyr1.tasks import answers, rewards
+from tinyr1.tasks.answers import SYSTEM_PROMPT
+
+METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
+                "format_strict": "format_strict", "format_soft": "format_soft",
+                "worked_step_fraction": "worked_step"}
+
+
+def score_completion(completion: str, gold: str) -> dict:
+    """The per-question record: extracted answers and one boolean per metric.
+
+    >>> r = score_completion("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>", "2")
+    >>> r["correct_strict"], r["correct_flexible"], r["format_strict"], r["format_soft"], r["worked_step"]
+    (True, True, True, True, True)
+    >>> r = score_completion("He has 4 - 1 - 1 = 2 apples left.", "2")
+    >>> r["correct_strict"], r["correct_flexible"], r["extracted_flexible"]
+    (False, True, '2')
+    """
+    chat = [[{"role": "assistant", "content": completion}]]
+    flexible = answers.extract_last_number(completion)
+    return {
+        "extracted": answers.extract_xml_answer(completion),
+        "extracted_flexible": flexible,
+        "correct_strict": rewards.correctness_reward_func(chat, [gold])[0] > 0,
+        "correct_flexible": flexible is not None and answers.answers_match(flexible, gold),
+        "format_strict": rewards.strict_format_reward_func(chat)[0] > 0,
+        "format_soft": rewards.soft_format_reward_func(chat)[0] > 0,
+        "worked_step": answers.has_worked_step(completion),
+    }
+
+
+def summarize(samples: list[dict]) -> dict:
+    """Fractions over the per-question records (what ``metrics.json`` holds besides the run facts)."""
+    n = len(samples)
+    metrics = {"n": n, **{name: sum(s.get(flag, False) for s in samples) / n for name, flag in METRIC_FLAGS.items()}}
+    if samples and "num_tokens" in samples[0]:
+        metrics["mean_completion_tokens"] = sum(s["num_tokens"] for s in samples) / n
+        metrics["truncated_fraction"] = sum(s["truncated"] for s in samples) / n
+    return metrics
+
+
+def read_predictions(path: str) -> list[dict]:
+    from tinyr1.tasks.data import read_rows_file
+
+    file = Path(path)
+    if not file.is_file():
+        raise TinyR1Error(f"--predictions {path}: no such file")
+    rows = read_rows_file(file)
+    for index, row in enumerate(rows, 1):
+        missing = [k for k in ("question", "answer", "completion") if k not in row]
+        if missing:
+            raise TinyR1Error(f"{path} line {index}: missing field {' and '.join(missing)}; rows need question, "
+                              "answer, completion")
+        wrong = [k for k in ("question", "completion") if not isinstance(row[k], str)] + (
+            ["answer"] if row["answer"] is None else [])
+        if wrong:
+            raise TinyR1Error(f"{path} line {index}: {' and '.join(wrong)} must be text, got "
+                              f"{type(row[wrong[0]]).__name__}")
+        gold = answers.extract_hash_answer(str(row["answer"]))
+        row["answer"] = gold if gold is not None else str(row["answer"]).strip()
+    if not rows:
+        raise TinyR1Error(f"{path}: no rows")
+    return rows
+
+
+def _generate(model, tokenizer, examples, system_prompt, batch_size, max_new_tokens, use_vllm, model_path):
+    from tinyr1.tasks.data import build_prompt
+
+    conversations = [build_prompt(ex["question"], system_prompt) for ex in examples]
+    start = time.perf_counter()
+    if use_vllm:
+        outputs = _generate_vllm(model_path, conversations, max_new_tokens)
+    else:
+        from tinyr1.infra.batch_generation import generate_batch
+
+        outputs = generate_batch(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size, desc="eval")
+    return outputs, time.perf_counter() - start
+
+
+def _generate_vllm(model_path: str, conversations, max_new_tokens: int):
+    # Unverified here (no GPU in this project's CI): follows vLLM's documented LLM.chat API.
+    import torch
+
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError:
+        raise TinyR1Error("--use_vllm: vllm is not installed; pip install vllm (needs a CUDA GPU)") from None
+    if not torch.cuda.is_available():
+        raise TinyR1Error("--use_vllm needs a CUDA GPU; drop the flag to use transformers")
+    from tinyr1.infra.batch_generation import Generation
+
+    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    results = LLM(model=model_path).chat(conversations, params, use_tqdm=True)
+    return [Generation(r.outputs[0].text, len(r.outputs[0].token_ids), r.outputs[0].finish_reason == "length")
+            for r in results]
+
+
+def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=None, adapter: str | None = None,
+             dataset_name: str = "openai/gsm8k", split: str = "test", limit: int | None = None,
+             batch_size: int = 16, max_new_tokens: int = 256, system_prompt: str = SYSTEM_PROMPT,
+             output_dir: str | Path | None = None, predictions: str | None = None, use_vllm: bool = False,
+             dtype: str | None = None, dataset_options=None) -> dict:
+    """Score a model (or a predictions file) and return the metrics; write both files when ``output_dir`` is set."""
+    from tinyr1.tasks.data import load_examples
+
+    facts = {"dataset": dataset_name, "split": split, "limit": limit}
+    if dataset_options:
+        from tinyr1.tasks.reasoning_gym import parse_dataset_options
+
+        facts["dataset_options"] = parse_dataset_options(dataset_options)
+    if predictions:
+        rows = read_predictions(predictions)
+        samples = [{"question": r["question"], "answer": r["answer"], "completion": r["completion"],
+                    **score_completion(r["completion"], r["answer"])} for r in rows]
+        metrics = summarize(samples)
+        facts = {"predictions": str(predictions)}
+    else:
+        examples, _ = load_examples(dataset_name, split, limit, options=dataset_options)
+        model_path = None
+        if model is None:
+            from tinyr1.infra.models import load_model_and_tokenizer, resolve_model
+
+            if not model_name_or_path:
+                raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
+            resolved = resolve_model(model_name_or_path, adapter)
+            model_path = resolved.path
+            if not use_vllm:
+                model, tokenizer = load_model_and_tokenizer(resolved, dtype=dtype)
+        if model is not None:
+            model.eval()
+        outputs, seconds = _generate(model, tokenizer, examples, system_prompt, batch_size, max_new_tokens,
+                                     use_vllm, model_path)
+        samples = [{"question": ex["question"], "answer": ex["answer"], "completion": out.text,
+                    "num_tokens": out.num_tokens, "truncated": out.truncated,
+                    **score_completion(out.text, ex["answer"])} for ex, out in zip(examples, outputs, strict=True)]
+        metrics = summarize(samples)
+        generated = sum(s["num_tokens"] for s in samples)
+        metrics.update(tokens_per_second=generated / seconds if seconds else None, seconds=round(seconds, 2))
+        name = model_name_or_path or getattr(getattr(model, "config", None), "_name_or_path", "in-memory model")
+        facts.update(model=name, adapter=adapter, decoding={"greedy": True, "max_new_tokens": max_new_tokens,
+                                                            "batch_size": batch_size, "backend": "vllm" if use_vllm
+                                                            else "transformers", "system_prompt": system_prompt})
+    metrics.update(facts, versions=_versions())
+    if output_dir is not None:
+        out = Path(output_dir)
+        make_dirs(out, "--output_dir")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        write_jsonl(out / "samples.jsonl", samples)
+    return metrics
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    from tinyr1 import __version__
+
+    return {"tinyr1": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def print_table(metrics: dict, title: str = "evaluation") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{title} (n={metrics['n']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (*METRIC_FLAGS, "mean_completion_tokens", "truncated_fraction", "tokens_per_second", "seconds"):
+        if metrics.get(key) is not None:
+            value = metrics[key]
+            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tinyr1.infra.errors import one_line_errors
+
+    p = argparse.ArgumentParser(prog="tinyr1 eval", description="Accuracy (strict and flexible) and format "
+                                "compliance of a model's greedy answers on a test split.")
+    p.add_argument("--model_name_or_path", help="hub id, local folder, .gguf, smollm2-135m-instruct, or a run's "
+                   "output folder or checkpoint")
+    p.add_argument("--adapter", help="a LoRA adapter folder to apply on top of the model")
+    p.add_argument("--dataset_name", default="openai/gsm8k", help="any source tinyr1 prepare accepts")
+    p.add_argument("--dataset_options", nargs="+", metavar="KEY=VALUE", help="reasoning-gym generator options, "
+                   "e.g. min_terms=2 max_terms=3 max_digits=1 (as in training)")
+    p.add_argument("--split", default="test", help="split to score (default test)")
+    p.add_argument("--limit", type=int, help="score the first N questions")
+    p.add_argument("--batch_size", type=int, default=16, help="questions generated together (default 16)")
+    p.add_argument("--max_new_tokens", type=int, default=256, help="generation length (default 256)")
+    p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
+    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32",
+                   choices=("auto", "bfloat16", "float16", "float32", "bf16", "fp16", "fp32"))
+    p.add_argument("--use_vllm", action="store_true", help="generate with vLLM (needs vllm and a CUDA GPU)")
+    p.add_argument("--predictions", help="score this JSON-lines file (question, answer, completion); no model")
+    p.add_argument("--output_dir", required=True, help="where metrics.json and samples.jsonl go")
+    return one_line_errors(p, "tinyr1 eval")
+
+
+def _check_not_foreign(out: Path) -> None:
+    """eval replaces metrics.json and samples.jsonl in its folder: only ever ones an earlier tinyr1 eval wrote."""
+    from tinyr1.infra.jsonl import read_json
+
+    mine = False
+    if (out / "metrics.json").is_file():
+        try:
+            mine = "tinyr1" in (read_json(out / "metrics.json") or {}).get("versions", {})
+        except (TinyR1Error, AttributeError, TypeError):
+            mine = False
+    for name in ("metrics.json", "samples.jsonl"):
+        if (out / name).exists() and not mine:
+            raise TinyR1Error(f"--output_dir {out}: holds a {name} that tinyr1 eval did not write; pick another "
+                              "folder (tinyr1 never replaces a file of yours)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinyr1.infra.validate import check, flag_source
+
+    args = build_parser().parse_args(argv)
+    check(vars(args), flag_source)
+    check_output_dir(args.output_dir, "--output_dir")  # before any model loads or generates
+    _check_not_foreign(Path(args.output_dir))
+    if not args.predictions and not args.model_name_or_path:
+        raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
+    if args.model_name_or_path:
+        from tinyr1.cpu.runtime import configure_cpu
+        from tinyr1.infra.models import resolve_model
+
+        configure_cpu()
+        resolve_model(args.model_name_or_path, args.adapter)  # a missing model or adapter, before the data loads
+    metrics = evaluate(args.model_name_or_path, adapter=args.adapter, dataset_name=args.dataset_name,
+                       split=args.split, limit=args.limit, batch_size=args.batch_size,
+                       max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt,
+                       output_dir=args.output_dir, predictions=args.predictions, use_vllm=args.use_vllm,
+                       dtype=args.dtype, dataset_options=args.dataset_options)
+    print_table(metrics, args.model_name_or_path or args.predictions)
+    print(f"wrote {Path(args.output_dir) / 'metrics.json'} and samples.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""``tinyr1 generate``: chat with a model — one prompt, or a multi-turn loop — with streamed tokens in a terminal.
+
+    tinyr1 generate --model_name_or_path smollm2-135m-instruct --prompt "What is 12 * 7?"
+    tinyr1 generate --model_name_or_path outputs/my-run --interactive        # 'exit' or Ctrl-D to leave
+
+Accepts every model form ``train`` and ``eval`` accept (hub id, folder, .gguf, the offline alias, a run folder, a
+LoRA adapter via ``--adapter``). The default system prompt is the GRPO recipe's; ``--system_prompt ""`` drops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.tasks.answers import SYSTEM_PROMPT
+
+
+def reply(model, tokenizer, messages: list[dict], max_new_tokens: int, temperature: float, stream: bool) -> str:
+    from transformers import TextStreamer
+
+    from tinyr1.infra.batch_generation import stop_token_ids
+
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True).to(next(model.parameters()).device)
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else \
+        {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=stop_token_ids(model, tokenizer), streamer=streamer, **sampling)
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    if not stream:
+        print(text, flush=True)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tinyr1 generate", description="Chat with a model using its chat template.")
+    p.add_argument("--model_name_or_path", required=True, help="any model form train and eval accept")
+    p.add_argument("--adapter", help="a LoRA adapter folder to apply on top")
+    p.add_argument("--prompt", help="one question; without it (or with --interactive) read turns from stdin")
+    p.add_argument("--interactive", action="store_true", help="multi-turn chat until 'exit' or end of input")
+    p.add_argument("--max_new_tokens", type=int, default=256, help="tokens per reply (default 256)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default), >0 to sample")
+    p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's; '' for none)")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    from tinyr1.infra.errors import one_line_errors
+    from tinyr1.infra.validate import check, flag_source
+
+    args = one_line_errors(p, "tinyr1 generate").parse_args(argv)
+    check(vars(args), flag_source)
+    if not args.prompt and not args.interactive:
+        raise TinyR1Error("give --prompt TEXT or --interactive")
+    from tinyr1.cpu.runtime import configure_cpu
+    from tinyr1.infra.models import load_model_and_tokenizer
+    from tinyr1.infra.precision import default_device
+
+    configure_cpu()
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, adapter=args.adapter,
+                                                device=default_device())
+    model.eval()
+    if not tokenizer.chat_template:
+        raise TinyR1Error(f"{args.model_name_or_path}: the tokenizer has no chat template; use an instruct model")
+    stream = sys.stdout.isatty()
+    messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
+    if args.prompt:
+        messages.append({"role": "user", "content": args.prompt})
+        messages.append({"role": "assistant",
+                         "content": reply(model, tokenizer, messages, args.max_new_tokens, args.temperature, stream)})
+    if not args.interactive:
+        return 0
+    while True:
+        try:
+            line = input("you> " if sys.stdin.isatty() else "")
+        except EOFError:
+            break
+        except UnicodeDecodeError:
+            raise TinyR1Error("stdin: not UTF-8 text; type or pipe UTF-8") from None
+        if line.strip().lower() in ("exit", "quit"):
+            break
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        if not stream:
+            print("assistant> ", end="", flush=True)
+        messages.append({"role": "assistant",
+                         "content": reply(model, tokenizer, messages, args.max_new_tokens, args.temperature, stream)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""``tinyr1 prepare``: write the recipe's prompt rows (``{prompt: [system, user], answer: gold}``) as JSON lines.
+
+    tinyr1 prepare --dataset_name ../shared/data/gsm8k --split train --output train.jsonl
+    tinyr1 prepare --dataset_name reasoning-gym:gsm_symbolic --limit 100 --seed 1 --output sym.jsonl
+
+The sources and the row rules are ``tinyr1.tasks.data``'s, shared with ``train``, ``eval`` and ``sft``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.jsonl import write_jsonl
+from tinyr1.infra.paths import check_output_file
+from tinyr1.tasks.answers import SYSTEM_PROMPT
+from tinyr1.tasks.data import DEFAULT_DATASET, load_examples, to_prompt_rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tinyr1.infra.errors import one_line_errors
+
+    parser = argparse.ArgumentParser(
+        prog="tinyr1 prepare",
+        description="Write the recipe's prompt rows ({prompt: [system, user], answer: gold}) as JSON lines.",
+    )
+    parser.add_argument("--dataset_name", default=DEFAULT_DATASET,
+                        help="hub id (default openai/gsm8k), modelscope/gsm8k, a local folder or file, "
+                             "or reasoning-gym:<name> such as reasoning-gym:gsm_symbolic")
+    parser.add_argument("--split", default="train", help="split to read: train or test (default train)")
+    parser.add_argument("--output", required=True, help="JSON-lines file to write")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="keep the first N rows; for reasoning-gym, how many to generate (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for reasoning-gym generation (default 0)")
+    parser.add_argument("--dataset_options", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="reasoning-gym generator options, e.g. min_terms=3 max_terms=3 max_digits=2")
+    parser.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
+    parser.add_argument("--skip_bad_rows", action="store_true",
+                        help="skip rows whose answer lacks '#### <gold>' and report how many, instead of stopping")
+    return one_line_errors(parser, "tinyr1 prepare")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinyr1.infra.paths import make_dirs
+    from tinyr1.infra.validate import check, flag_source
+
+    args = build_parser().parse_args(argv)
+    check(vars(args), flag_source)
+    output = check_output_file(args.output, "--output")  # before the data is read or generated
+    if output.exists() and output.resolve() == Path(args.dataset_name).expanduser().resolve():
+        raise TinyR1Error(f"--output {args.output}: is the input file; write the prepared rows elsewhere")
+    examples, skipped = load_examples(args.dataset_name, args.split, args.limit, args.seed, args.skip_bad_rows,
+                                      args.dataset_options)
+    rows = to_prompt_rows(examples, args.system_prompt)
+    make_dirs(output.parent, "--output")
+    write_jsonl(output, rows)
+    print(f"wrote {len(rows)} rows from {args.dataset_name} ({args.split}) to {output}"
+          + (f"; skipped {skipped} rows without '####'" if skipped else ""))
+    print("example row:")
+    print(json.dumps(rows[0], indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

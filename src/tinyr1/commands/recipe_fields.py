@@ -1,0 +1,79 @@
+"""tinyr1's own recipe fields for ``train`` and ``sft``, beside trl's ``GRPOConfig`` / ``SFTConfig`` and
+``ModelConfig``: what a YAML recipe, a ``--field value`` flag and a keyword of the Python API may name.
+``tinyr1 train --help`` and ``tinyr1 sft --help`` print each field's help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tinyr1.tasks.answers import SYSTEM_PROMPT
+from tinyr1.tasks.rewards import DEFAULT_REWARDS
+
+
+@dataclass
+class TrainScriptArguments:
+    """tinyr1's own fields; everything else is trl's GRPOConfig and ModelConfig."""
+
+    dataset_name: str = field(default="openai/gsm8k", metadata={"help": "hub id, local folder/file, "
+                              "modelscope/gsm8k or reasoning-gym:<name> (see tinyr1 prepare --help)"})
+    dataset_split: str = field(default="train", metadata={"help": "split to train on"})
+    dataset_limit: int | None = field(default=None, metadata={"help": "use the first N rows (reasoning-gym: "
+                                      "generate N, default 1000)"})
+    dataset_seed: int = field(default=0, metadata={"help": "seed for reasoning-gym generation"})
+    dataset_options: list[str] | None = field(default=None, metadata={"help": "reasoning-gym generator options as "
+                                              "key=value (a mapping in YAML), e.g. min_terms=2 max_terms=3"})
+    skip_bad_rows: bool = field(default=False, metadata={"help": "skip rows without '#### <gold>' instead of "
+                                "stopping"})
+    reward_funcs: list[str] = field(default_factory=lambda: list(DEFAULT_REWARDS), metadata={
+        "help": "reward registry names or package.module:function, in order (weights: --reward_weights)"})
+    system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "system prompt (default: the recipe's)"})
+    max_prompt_tokens: int = field(default=256, metadata={"help": "drop prompts longer than this many tokens "
+                                   "(trl 1.x no longer truncates prompts); the count dropped is printed"})
+    sample_every: int = field(default=5, metadata={"help": "print a sample (question, answer, response, "
+                              "extracted) every N steps and append it to samples.jsonl; 0 turns it off"})
+    eval_before_after: bool = field(default=False, metadata={"help": "evaluate on the test split before and "
+                                    "after training, compare, and write report.md"})
+    eval_limit: int = field(default=200, metadata={"help": "questions for the before/after evaluation"})
+    eval_split: str = field(default="test", metadata={"help": "split for the before/after evaluation"})
+    eval_max_new_tokens: int = field(default=256, metadata={"help": "generation length for evaluation"})
+    preflight: bool = field(default=True, metadata={"help": "generate a few tokens before training and stop "
+                            "(exit 3) if logits are NaN/inf"})
+    collapse_patience: int = field(default=3, metadata={"help": "consecutive non-finite or degenerate steps "
+                                   "that stop the run (exit 3)"})
+    degenerate_threshold: float = field(default=0.8, metadata={"help": "fraction of a step's completions that "
+                                        "must be one repeated character/token to count as degenerate; 0 = off"})
+    force_fp16: bool = field(default=False, metadata={"help": "allow fp16 with Qwen2-family models (it overflows)"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
+                                       "already holds a tinyr1 run (only the files that run wrote are deleted)"})
+    merge_lora: bool = field(default=False, metadata={"help": "with --use_peft, also save a merged model in "
+                             "output_dir/merged"})
+    max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many "
+                                            "minutes (checkpoint saved), then finish normally: final model, "
+                                            "after-evaluation, report"})
+    num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
+    cpu_fast_path: bool = field(default=True, metadata={"help": "on CPU, train with tinyr1.cpu.trainer (the same "
+                                "step as trl's, computed faster); false for trl's GRPOTrainer as it is"})
+
+
+@dataclass
+class SFTScriptArguments:
+    dataset_name: str = field(default="yahma/alpaca-cleaned", metadata={"help": "hub id, local json/jsonl/parquet "
+                              "file or folder, or any tinyr1 prepare source (reasoning format)"})
+    dataset_format: str = field(default="alpaca", metadata={"help": "alpaca | reasoning | messages"})
+    dataset_split: str = field(default="train", metadata={"help": "split to train on"})
+    dataset_limit: int | None = field(default=None, metadata={"help": "use the first N rows"})
+    dataset_seed: int = field(default=0, metadata={"help": "seed for reasoning-gym generation"})
+    dataset_options: list[str] | None = field(default=None, metadata={"help": "reasoning-gym generator options as "
+                                              "key=value (a mapping in YAML), e.g. min_terms=2 max_terms=3"})
+    alpaca_as_chat: bool = field(default=False, metadata={"help": "render alpaca rows as chat turns with the "
+                                 "model's chat template instead of the ### Instruction template"})
+    system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "system prompt for --dataset_format "
+                               "reasoning (default: the GRPO recipe's)"})
+    backend: str = field(default="transformers", metadata={"help": "transformers (CPU or GPU) | unsloth (GPU)"})
+    merge_lora: bool = field(default=False, metadata={"help": "also save a merged full model in output_dir/merged"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
+                                       "already holds a tinyr1 sft run (only the files that run wrote are deleted)"})
+    num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
+    sample_prompt: str = field(default="Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. How many apples "
+                               "were left?", metadata={"help": "asked of the fine-tuned model at the end"})

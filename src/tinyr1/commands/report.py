@@ -1,0 +1,213 @@
+"""``tinyr1 report RUN_DIR``: plots and a Markdown/HTML report of a training run.
+
+    tinyr1 report outputs/my-run      # writes report.md, report.html and plots/*.png in the run folder
+
+Reads what ``tinyr1 train`` leaves behind (metrics.jsonl, samples.jsonl, run.json, eval/before and eval/after,
+compare.md) and works with whatever is there. Plots stay readable from 5 steps (markers) to 5000 (a thin raw line
+under a rolling mean).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import sys
+from pathlib import Path
+
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.jsonl import read_json, read_jsonl, read_text
+
+EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "format_strict", "format_soft", "worked_step_fraction",
+                "mean_completion_tokens", "truncated_fraction", "tokens_per_second")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    # What a killed run leaves (a truncated last line) is skipped with a warning by the shared reader.
+    return read_jsonl(path, missing_ok=True)
+
+
+def series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """Steps and values of one metric, skipping steps where it is missing or null (NaN)."""
+    points = [(m["step"], m[key]) for m in metrics
+              if isinstance(m.get(key), (int, float)) and isinstance(m.get("step"), (int, float))]
+    return [p[0] for p in points], [float(p[1]) for p in points]
+
+
+def smooth(values: list[float]) -> list[float]:
+    """Trailing rolling mean over about a twentieth of the run (none for short runs).
+
+    >>> smooth([1.0, 2.0, 3.0])
+    [1.0, 2.0, 3.0]
+    """
+    window = max(1, len(values) // 20)
+    if window == 1:
+        return list(values)
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _plot(ax, steps, values, label, color):
+    short = len(steps) <= 50
+    ax.plot(steps, values, marker="o" if short else None, markersize=4, linewidth=1.5 if short else 0.6,
+            alpha=1.0 if short else 0.35, color=color, label=label if short else f"{label} (raw)")
+    if not short:
+        ax.plot(steps, smooth(values), linewidth=2, color=color, label=f"{label} (rolling mean)")
+
+
+def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    train_logs = [m for m in metrics if "loss" in m or "reward" in m]
+    reward_keys = sorted({k for m in train_logs for k in m if k.startswith("rewards/") and k.endswith("/mean")})
+    panels = [("reward", "total reward")] + [(k, k.split("/")[1].replace("_reward_func", "")) for k in reward_keys]
+    extra = [(k, t) for k, t in (("completions/mean_length", "completion length (tokens)"),
+                                 ("grad_norm", "grad norm"), ("learning_rate", "learning rate"), ("kl", "kl"),
+                                 ("loss", "loss")) if series(train_logs, k)[0]]
+    written = []
+    for name, group in (("rewards.png", panels), ("training.png", extra)):
+        group = [(k, t) for k, t in group if series(train_logs, k)[0]]
+        if not group:
+            continue
+        cols = min(3, len(group))
+        rows = -(-len(group) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+        for ax, (key, title) in zip(axes.flat, group, strict=False):
+            steps, values = series(train_logs, key)
+            _plot(ax, steps, values, title, "tab:blue" if key == "reward" else "tab:green")
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+            ax.grid(alpha=0.3)
+            if key == "grad_norm" and values and max(values) > 0 and max(values) / max(min(values), 1e-12) > 100:
+                ax.set_yscale("log")
+        for ax in list(axes.flat)[len(group):]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        fig.savefig(plot_dir / name, dpi=110)
+        plt.close(fig)
+        written.append(plot_dir / name)
+    return written
+
+
+def eval_table(before: dict | None, after: dict | None) -> list[str]:
+    if not before and not after:
+        return ["No before/after evaluation in this run (train with `--eval_before_after true`).", ""]
+    lines = ["| metric | before | after | change |", "|---|---:|---:|---:|"]
+    for key in EVAL_METRICS:
+        b, a = (before or {}).get(key), (after or {}).get(key)
+        if b is None and a is None:
+            continue
+        change = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
+        lines.append(f"| {key} | {'' if b is None else f'{b:.3f}'} | {'' if a is None else f'{a:.3f}'} | {change} |")
+    n = (after or before or {}).get("n")
+    return lines + ["", f"n = {n} questions from {(after or before or {}).get('dataset')} "
+                        f"({(after or before or {}).get('split')}), greedy decoding.", ""]
+
+
+def _sample_pairs(run_dir: Path, count: int = 3) -> list[str]:
+    before = {s.get("question"): s for s in _read_jsonl(run_dir / "eval" / "before" / "samples.jsonl")}
+    after = _read_jsonl(run_dir / "eval" / "after" / "samples.jsonl")
+    lines = []
+    for sample in [s for s in after if s.get("question") in before][:count]:
+        lines += [f"**Q:** {sample['question']}  ", f"**gold:** {sample.get('answer')}", ""]
+        for label, s in (("before", before[sample["question"]]), ("after", sample)):
+            ok = "correct" if s.get("correct_strict") else ("correct (flexible)" if s.get("correct_flexible")
+                                                             else "wrong")
+            lines += [f"*{label}* ({ok}, strict format: {'yes' if s.get('format_strict') else 'no'}):", "",
+                      "```text", str(s.get("completion") or "").strip()[:1200], "```", ""]
+    return lines
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write report.md, report.html and plots/ for a run folder; return the path of report.md."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TinyR1Error(f"{run_dir}: no such run folder")
+    metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    run = read_json(run_dir / "run.json") or {}
+    if not metrics and not run:
+        raise TinyR1Error(f"{run_dir}: no metrics.jsonl or run.json; is this a tinyr1 train output_dir?")
+    from tinyr1.infra.paths import check_output_dir, check_output_file
+
+    for name in ("report.md", "report.html"):  # checked before plotting, not after
+        check_output_file(run_dir / name, "report")
+        if (run_dir / name).is_file() and "tinyr1 run report" not in read_text(run_dir / name)[:300]:
+            raise TinyR1Error(f"{run_dir / name}: not a report tinyr1 wrote; move it, tinyr1 will not replace it")
+    check_output_dir(run_dir / "plots", "report")
+    plots = make_plots(metrics, run_dir / "plots")
+    before, after = (read_json(run_dir / "eval" / s / "metrics.json") for s in ("before", "after"))
+    steps = [m for m in metrics if "loss" in m]
+    facts = [("model", run.get("model")), ("data", f"{run.get('dataset')} ({run.get('split')})"),
+             ("steps", run.get("global_step", steps[-1]["step"] if steps else None)),
+             ("status", run.get("status")), ("wall time", f"{run.get('wall_seconds')} s"),
+             ("device", run.get("device")), ("precision", run.get("precision_reason")),
+             ("skipped steps (non-finite)", run.get("skipped_steps"))]
+    lines = [f"# tinyr1 run report: `{run_dir.name}`", "", "| fact | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in facts if v not in (None, "None (None)", "None s")]
+    from tinyr1.commands.learning_summary import learning_lines
+
+    glance = learning_lines(run_dir)
+    if glance:
+        lines += ["", "## Did it learn?", ""] + glance
+    lines += ["", "## Before and after", ""] + eval_table(before, after)
+    lines += ["## Training curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+    pairs = _sample_pairs(run_dir)
+    if pairs:
+        lines += ["## Sample answers, before and after", ""] + pairs
+    train_samples = _read_jsonl(run_dir / "samples.jsonl")
+    if train_samples:
+        last = train_samples[-1]
+        lines += [f"## Last training sample (step {last.get('step')})", "", f"**Q:** {last.get('question')}  ",
+                  f"**gold:** {last.get('answer')} — **extracted:** {last.get('extracted')}", "", "```text",
+                  str(last.get("completion") or "").strip()[:1200], "```", ""]
+    compare_md = run_dir / "compare.md"
+    if compare_md.is_file():
+        lines += ["## The recipe's question", "", read_text(compare_md).split("\n", 1)[-1], ""]
+    report = run_dir / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    (run_dir / "report.html").write_text(to_html("\n".join(lines), run_dir), encoding="utf-8")
+    return report
+
+
+def to_html(markdown: str, base: Path) -> str:
+    """The report rendered by markdown-it (CommonMark plus tables), plots embedded as base64 so the file stands
+    alone. Raw HTML in the Markdown (a completion can hold anything) is shown as text, never rendered."""
+    from markdown_it import MarkdownIt
+
+    def embed(match: re.Match) -> str:
+        image = base / match.group(2)
+        if not image.is_file():
+            return match.group(0)
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()})"
+
+    inlined = re.sub(r"!\[([^\]]*)\]\((plots/[^)\s]+\.png)\)", embed, markdown)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(inlined)
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}"
+             "img{max-width:100%}")
+    return f"<!doctype html><meta charset='utf-8'><title>tinyr1 run report</title><style>{style}</style>\n" + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tinyr1 report", description="Plots and a Markdown/HTML report for a "
+                                "tinyr1 train output folder.")
+    p.add_argument("run_dir", help="a tinyr1 train output_dir")
+    from tinyr1.infra.errors import one_line_errors
+
+    args = one_line_errors(p, "tinyr1 report").parse_args(argv)
+    report = write_report(args.run_dir)
+    print(f"wrote {report} and {report.with_suffix('.html')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""``tinyr1 train``: GRPO with trl's GRPOTrainer from one YAML recipe plus ``--field value`` overrides.
+
+    tinyr1 train                                                  # the recipe's run: Qwen2.5-0.5B-Instruct, GSM8K
+    tinyr1 train --config recipes/smollm2-135m-instruct/grpo-gsm8k-cpu.yaml --max_steps 20
+    accelerate launch --config_file recipes/accelerate/ddp.yaml -m tinyr1 train --config RECIPE.yaml
+
+Field names are trl's own (``GRPOConfig``, ``ModelConfig``) plus ``TrainScriptArguments`` below. The run leaves
+``metrics.jsonl``, ``samples.jsonl``, ``config.yaml``, ``run.json``, checkpoints and the final model in
+``output_dir``; the collapse guard (``tinyr1.infra.collapse_guard``) stops a NaN or ``!!!!`` run with exit code 3.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tinyr1.commands.recipe_fields import TrainScriptArguments
+from tinyr1.infra.errors import CollapseError, TinyR1Error
+from tinyr1.infra.recipe import dump_recipe
+from tinyr1.infra.run_folder import RunDir
+from tinyr1.infra.training_command import AUTO_OUTPUT, claim_run_folder, parse_training_recipe
+
+
+def recipe_defaults() -> dict:
+    """The recipe's run, adapted to trl 1.x, plus the device policy for this machine."""
+    defaults = {
+        "model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct", "output_dir": AUTO_OUTPUT, "dtype": "auto",
+        "learning_rate": 5e-6, "adam_beta1": 0.9, "adam_beta2": 0.99, "weight_decay": 0.1, "warmup_steps": 0.1,
+        "lr_scheduler_type": "cosine", "max_grad_norm": 0.1, "num_generations": 16, "max_completion_length": 200,
+        "num_train_epochs": 1, "logging_steps": 1, "save_steps": 100, "report_to": "none",
+        # trl 1.x counts completions: 16 per micro-batch x 4 accumulation = 4 prompts x 16 completions per step.
+        "per_device_train_batch_size": 16, "gradient_accumulation_steps": 4,
+        # The Trainer's filter turns a NaN loss into the running mean, which is how the recipe logged loss 0.0.
+        "logging_nan_inf_filter": False,
+    }
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing; the new name wins when set.
+    from tinyr1.infra.precision import trainer_device_defaults
+
+    return {**defaults, **trainer_device_defaults()}
+
+
+def parse_args(argv: list[str] | None, check_setup: bool = True):
+    """The recipe, parsed and range-checked once: (script, training, model_args, values for config.yaml)."""
+    from trl import GRPOConfig, ModelConfig
+
+    from tinyr1.infra.validate import GRPO_RULES
+
+    return parse_training_recipe([TrainScriptArguments, GRPOConfig, ModelConfig], argv, "tinyr1 train", "grpo",
+                                 __doc__.split("\n")[0], recipe_defaults(), GRPO_RULES, check_setup)
+
+
+def prompt_length(tokenizer, prompt: list[dict]) -> int:
+    """Tokens of a chat prompt as the model will see it. ``apply_chat_template(tokenize=True)`` returns a
+    BatchEncoding under transformers 5, whose ``len()`` is its number of keys (2), not of tokens."""
+    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def build_dataset(script: TrainScriptArguments, tokenizer):
+    """The training prompts, without those longer than ``max_prompt_tokens`` (dropped and counted)."""
+    from datasets import Dataset
+
+    from tinyr1.tasks.data import load_prompt_rows
+
+    rows = load_prompt_rows(script.dataset_name, script.dataset_split, script.dataset_limit, script.dataset_seed,
+                            script.system_prompt, script.skip_bad_rows, script.dataset_options)
+    kept = [{"prompt": r["prompt"], "answer": r["answer"]} for r in rows
+            if prompt_length(tokenizer, r["prompt"]) <= script.max_prompt_tokens]
+    dropped = len(rows) - len(kept)
+    print(f"data: {len(kept)} prompts from {script.dataset_name} ({script.dataset_split})"
+          + (f"; dropped {dropped} longer than max_prompt_tokens={script.max_prompt_tokens}" if dropped else ""))
+    if not kept:
+        raise TinyR1Error(f"max_prompt_tokens={script.max_prompt_tokens}: every prompt is longer; raise it")
+    return Dataset.from_list(kept)
+
+
+def load_rewards(script: TrainScriptArguments, training) -> list:
+    """The reward functions, each tried once on a sample so a wrong signature fails before the model loads."""
+    from tinyr1.tasks.rewards import get_reward_funcs
+
+    reward_funcs = get_reward_funcs(script.reward_funcs)
+    from tinyr1.tasks.reasoning_gym import check_dataset_options
+
+    check_dataset_options(script.dataset_name, script.dataset_options)
+    if training.reward_weights is not None and len(training.reward_weights) != len(reward_funcs):
+        raise TinyR1Error(f"reward_weights: {len(training.reward_weights)} weights for {len(reward_funcs)} "
+                          f"reward_funcs ({', '.join(script.reward_funcs)}); give one weight per reward")
+    return reward_funcs
+
+
+def claim_run(script: TrainScriptArguments, training) -> RunDir:
+    """The output folder (refused if it is a user's), and the checkpoint to resume from, if any."""
+    run, training.resume_from_checkpoint = claim_run_folder(training, "train", overwrite=script.overwrite_output_dir)
+    if script.eval_before_after:  # the evaluation's data is checked now, not after hours of training
+        from tinyr1.tasks.data import load_examples
+
+        load_examples(script.dataset_name, script.eval_split, script.eval_limit, script.dataset_seed,
+                      options=script.dataset_options)
+    return run
+
+
+def _model_type(resolved) -> str | None:
+    from transformers import AutoConfig
+    try:  # the config is a small file; for a hub id it comes from the hub cache or the network
+        return AutoConfig.from_pretrained(resolved.path).model_type
+    except Exception:  # load_model reports an unloadable model properly just after
+        return None
+
+
+def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir, threads: int | None):
+    """The model to train, in the precision chosen for this machine, checked for NaN before step 1; ``threads``:
+    what ``configure_cpu`` set (None on a GPU)."""
+    from tinyr1.infra import collapse_guard as guard
+    from tinyr1.infra import models, precision
+
+    device = precision.default_device()
+    plan = precision.choose_precision(precision.training_request(training, model_args.dtype),
+                                   model_type=_model_type(resolved), force_fp16=script.force_fp16,
+                                   lora=bool(model_args.use_peft))
+    # A LoRA adapter from `tinyr1 sft` is merged so GRPO (with or without a new LoRA) starts from the SFT model.
+    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
+                              trust_remote_code=bool(getattr(training, "trust_remote_code", False)))
+    pad_message = models.ensure_pad_token(tokenizer, model)
+    if training.beta > 0 and resolved.kind == "adapter":
+        _pin_reference_model(model, tokenizer, run.path)
+        run.record()
+    if run.main:
+        print(f"model: {model_args.model_name_or_path} ({model.num_parameters() / 1e6:.0f}M parameters) on {device}"
+              + (f", {threads} CPU thread(s)" if threads else ""))
+        print(plan.reason + (f"; {pad_message}" if pad_message else ""))
+    if script.preflight:
+        guard.preflight_check(model.to("cuda") if device == "cuda" else model, tokenizer, bf16=training.bf16)
+    run.facts.update(device=device, dtype=str(plan.dtype).replace("torch.", ""), bf16=training.bf16,
+                     precision_reason=plan.reason, num_threads=threads, num_gpus=torch.cuda.device_count())
+    if device == "cpu":
+        from tinyr1.infra.precision import cpu_bf16
+
+        run.facts["cpu"] = cpu_bf16().as_dict()
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    """parse -> rewards -> model path -> claim the folder -> tokenizer and data -> model -> train -> finish."""
+    from tinyr1.cpu.runtime import configure_cpu
+    from tinyr1.infra import models
+
+    script, training, model_args, values = parse_args(argv)
+    reward_funcs = load_rewards(script, training)
+    threads = configure_cpu(script.num_threads)
+    resolved = models.resolve_model(model_args.model_name_or_path)
+    run = claim_run(script, training)
+    tokenizer = models.load_tokenizer(resolved)
+    dataset = build_dataset(script, tokenizer)
+    model = load_policy(script, training, model_args, resolved, tokenizer, run, threads)
+    if run.main:
+        dump_recipe(run.path / "config.yaml", values)
+    run.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
+                       split=script.dataset_split, world_size=training.world_size)
+    if script.eval_before_after:
+        _evaluate_stage(script, run, model, tokenizer, "before")
+    try:
+        return train_and_finish(script, training, model_args, run, model, tokenizer, dataset, reward_funcs)
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """``accelerate launch`` opens a process group; closing it before exit avoids NCCL's warning (seen on a GPU)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer, dataset, reward_funcs) -> int:
+    """Train under the guards, then stop cleanly (collapse: exit 3; a signal: 130/143) or finish the story."""
+    from trl import get_peft_config
+
+    from tinyr1.infra import collapse_guard as guard
+    from tinyr1.infra import run_callbacks as callbacks
+    from tinyr1.infra.out_of_memory import oom_remedies
+
+    nan_guard = guard.NonFiniteGradGuard(script.collapse_patience)
+    degenerate = guard.DegenerateGuard(script.degenerate_threshold, script.collapse_patience)
+    recorder = callbacks.SampleRecorder(reward_funcs, run.path, script.sample_every, degenerate)
+    stopper = callbacks.GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
+    budget = callbacks.TimeBudget(script.max_train_minutes)
+    trainer_class = _trainer_class(run.facts["device"], script.cpu_fast_path)
+    run.facts["trainer"] = trainer_class.__name__
+    trainer = run.build_trainer(lambda: trainer_class(
+        model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
+        processing_class=tokenizer, peft_config=get_peft_config(model_args),
+        callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(run.path), run.callback()]))
+    run.train(trainer, training.resume_from_checkpoint,
+              remedies=lambda: oom_remedies(training, model_args, "max_completion_length"))
+    run.facts["skipped_steps"] = nan_guard.skipped
+    if budget.reached_at is not None:
+        run.facts["time_budget_reached_at_step"] = budget.reached_at
+        if run.main:
+            print(f"max_train_minutes={script.max_train_minutes} reached at step {budget.reached_at}", flush=True)
+    collapse = nan_guard.collapsed or degenerate.collapsed
+    if collapse:
+        run.write_run_json("collapsed")
+        raise CollapseError(f"training collapsed: {collapse}")
+    if stopper.received is not None:  # first Ctrl-C/SIGTERM: a checkpoint was saved at the end of the step
+        return run.interrupted(trainer, stopper.received)
+    run.save_final(trainer, tokenizer, script.merge_lora)
+    if script.eval_before_after:
+        _evaluate_stage(script, run, trainer.model, tokenizer, "after")
+    run.write_run_json("completed")
+    if script.eval_before_after and run.main:
+        _finish_story(script, model_args, run)
+    if run.main:
+        print(f"done: {trainer.state.global_step} steps in {time.time() - run.started:.0f}s; outputs in {run.path}")
+    return 0
+
+
+def _trainer_class(device: str, cpu_fast_path: bool):
+    """trl's GRPOTrainer, or on CPU its fast-path subclass (same step, less work: tinyr1.cpu.trainer)."""
+    if device == "cpu" and cpu_fast_path:
+        from tinyr1.cpu.trainer import CPUFastGRPOTrainer
+
+        print("trainer: CPU fast path (tinyr1.cpu.trainer; --cpu_fast_path false for trl's own)", flush=True)
+        return CPUFastGRPOTrainer
+    from trl import GRPOTrainer
+
+    return GRPOTrainer
+
+
+def _pin_reference_model(model, tokenizer, output_dir: Path) -> None:
+    """With beta > 0 trl loads the KL reference from ``model.config._name_or_path``. For a merged SFT adapter that
+    names the *base* model, so the KL would pull towards the model before SFT. Save the merged starting model once
+    and point the config at it, so the reference is exactly the model GRPO starts from."""
+    from accelerate import PartialState
+
+    folder = output_dir / "reference-model"
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+    model.config._name_or_path = str(folder)
+
+
+def _evaluate_stage(script, run: RunDir, model, tokenizer, stage: str) -> None:
+    if not run.main:
+        return
+    from tinyr1.commands.evaluate import evaluate
+
+    was_training = model.training
+    model.eval()
+    evaluate(model=model, tokenizer=tokenizer, dataset_name=script.dataset_name, split=script.eval_split,
+             limit=script.eval_limit, max_new_tokens=script.eval_max_new_tokens,
+             system_prompt=script.system_prompt, output_dir=run.path / "eval" / stage,
+             dataset_options=script.dataset_options)
+    model.train(was_training)
+    run.record()
+
+
+def _finish_story(script, model_args, run: RunDir) -> None:
+    from tinyr1.commands.compare import compare
+    from tinyr1.commands.report import eval_table, write_report
+    from tinyr1.infra.jsonl import read_json
+
+    compare(model_args.model_name_or_path, str(run.path), output=run.path / "compare.md",
+            system_prompt=script.system_prompt)
+    report = write_report(run.path)
+    run.record()
+    print("\n".join(eval_table(*(read_json(run.path / "eval" / s / "metrics.json") for s in ("before", "after")))))
+    print(f"report: {report}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The one weight packer of the CPU fast path: oneDNN's blocked layout for the few-row products of a decode step.
+
+A decode step multiplies a handful of rows (a GRPO group) by every weight; unpacked, oneDNN re-lays a bf16 weight at
+every call. Packing once per generation pays where ``packs_weights(dtype)`` says so (docs/cpu-fast-path.md has the
+measurements). Weights change at every optimizer step, so they are packed per generation, never kept.
+"""
+
+from __future__ import annotations
+
+import platform
+from contextlib import contextmanager
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+from tinyr1.infra.precision import mkldnn_bf16
+
+
+def packs_weights(dtype: torch.dtype) -> bool:
+    """Whether generation multiplies by weights pre-packed by oneDNN (``mkldnn._linear_pointwise``) in ``dtype``:
+    bf16 where oneDNN says the CPU multiplies bf16 natively; fp32 on x86, where oneDNN's packed products of a
+    decode step's rows beat torch's own fp32 linear."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.bfloat16:
+        return mkldnn_bf16()
+    return dtype == torch.float32 and platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _packed_linear(weight, bias, x):
+    return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
+
+
+def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, rows: int, dtype: torch.dtype):
+    """``x -> x @ weight.T + bias`` in ``dtype`` on ``weight`` packed once in oneDNN's blocked layout for ``rows``-row
+    inputs (only where ``packs_weights(dtype)``): unpacked, oneDNN re-lays a bf16 weight at every
+    call, and the 8-row products of a decode step ran 1.5-2.2x slower (the 49k-row LM head 11.2 vs 5.1 ms, Zen4);
+    in fp32, torch's own linear was up to 2.7x slower than the packed one, the 576x576 product about even
+    (``benchmarks/fast_path_pieces.py fp32-packing``)."""
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype), rows)
+    return partial(_packed_linear, packed, None if bias is None else bias.detach().to(dtype))
+
+
+def fused_linear(weights: list[torch.Tensor], biases: list, dtype: torch.dtype, rows: int, pack: bool):
+    """One matmul for ``weights`` stacked by output row, in ``dtype``; packed by oneDNN where ``pack``."""
+    weight = torch.cat([w.detach().to(dtype) for w in weights]) if len(weights) > 1 else weights[0].detach().to(dtype)
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat([b.detach() if b is not None else w.new_zeros(w.size(0))
+                          for w, b in zip(weights, biases, strict=True)]).to(dtype)
+    return packed_linear(weight, bias, rows, dtype) if pack else partial(F.linear, weight=weight, bias=bias)
+
+
+@contextmanager
+def packed_bf16_linears(model, batch_size: int, enabled: bool = True):
+    """While generating under bf16 on a CPU with native bf16: every ``nn.Linear`` multiplies by a bf16 copy of its
+    weight packed once for this generation (``packed_linear``; a decode step multiplies
+    ``batch_size`` rows by every weight). Same products as autocast's bf16 linear; weights change every optimizer
+    step, so they are packed per generation (once per GRPO step), never kept."""
+    if not (enabled and packs_weights(torch.bfloat16)):
+        yield
+        return
+    patched = []
+    try:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and "forward" not in vars(module):
+                module.forward = packed_linear(module.weight, module.bias, batch_size, torch.bfloat16)
+                patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            del module.forward  # back to nn.Linear.forward
+
+

@@ -1,0 +1,67 @@
+"""How a tinyr1 process uses the CPU: how many threads, and whether freed memory is kept for reuse.
+
+``configure_cpu`` is called once by every command that runs a model (train, sft, eval, compare, generate, the
+probe), before anything heavy loads; it does nothing where a CUDA GPU runs the model. Two settings, each measured
+on the project's 2-core VMs:
+
+- **Threads**: 1 unless ``--num_threads`` or ``$OMP_NUM_THREADS`` says otherwise. torch's default (every core) was
+  erratically 10-200x slower whenever anything else ran on the second core; two threads pay on an idle machine.
+- **Freed memory kept** (Linux with glibc): glibc hands every allocation above a threshold (at most 32 MB) to its
+  own ``mmap`` and returns it on ``free``, so each large tensor of a training step — the logits, the LM head's bf16
+  weight and its gradient, 50-200 MB each — costs fresh page faults every step (allocating and filling a 113 MB
+  tensor: 52-59 ms with glibc's defaults, 33-36 ms kept, filling an existing one 6 ms; one thread, Zen4;
+  ``benchmarks/fast_path_pieces.py allocator``). ``keep_freed_memory`` tells glibc to serve them from its heap and keep
+  up to 1 GiB of freed memory for reuse. A GRPO step of the benchmark went from 10.9-11.4 to 8.7-9.4 s (2 threads,
+  Zen4; docs/benchmarks.md), peak RSS unchanged. ``TINYR1_KEEP_FREED_MEMORY=0`` leaves glibc's defaults (``1`` or
+  unset: keep).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import sys
+
+import torch
+
+from tinyr1.infra.errors import TinyR1Error
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
+KEEP_AT_MOST = 1 << 30  # freed memory above this at the heap's top goes back to the system
+
+
+def cpu_threads(num_threads: int | None = None) -> int:
+    """Use ``num_threads``, else ``$OMP_NUM_THREADS``, else 1 thread; returns the count."""
+    if num_threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        num_threads = int(env) if env.isdigit() and int(env) > 0 else 1
+    torch.set_num_threads(num_threads)
+    return num_threads
+
+
+def keep_freed_memory() -> bool:
+    """Serve large allocations from glibc's heap and keep freed memory for reuse; False where it does not apply
+    (not glibc, or ``TINYR1_KEEP_FREED_MEMORY=0``). Process-wide and not undone: call it only in a tinyr1 command."""
+    wanted = os.environ.get("TINYR1_KEEP_FREED_MEMORY", "")
+    if wanted not in ("", "0", "1"):
+        raise TinyR1Error(f"TINYR1_KEEP_FREED_MEMORY={wanted!r}: use 1 (keep freed memory for reuse), 0 (glibc's "
+                          "defaults) or leave it unset")
+    if wanted == "0":
+        return False
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, KEEP_AT_MOST) == 1
+
+
+def configure_cpu(num_threads: int | None = None) -> int | None:
+    """Threads (``cpu_threads``) and allocator (``keep_freed_memory``) for a tinyr1 command that runs on the CPU;
+    returns the thread count, or None (nothing set) where a CUDA GPU runs the model."""
+    if torch.cuda.is_available():
+        return None
+    keep_freed_memory()
+    return cpu_threads(num_threads)

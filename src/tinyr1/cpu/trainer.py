@@ -1,0 +1,190 @@
+"""The CPU fast path: trl's ``GRPOTrainer`` with three costs of its CPU step removed and the algorithm unchanged.
+
+A GRPO step samples ``num_generations`` completions of the *same* prompt, then scores them in one forward and
+backward. On a CPU trl spends much of that step on work a GPU hides:
+
+1. **The LM head.** trl's fused log-prob head is a Triton kernel; off-GPU its fallback projects *every* position,
+   prompt included, onto the vocabulary (49k for SmolLM2) in many small chunks. Here the model's own head runs on
+   the completion positions only (``logits_to_keep``), then an fp32 log-softmax over a few rows at a time with its
+   own backward (``token_logps``), so no fp32 copy of all the logits is made or kept.
+2. **The shared prompt, in the update.** The ~150-token prompt is identical for a group's completions, but trl runs
+   it once per completion. Here each distinct prompt of a micro-batch runs once, its key/value cache is indexed out
+   to its rows, and the completions attend to it; gradients flow through the cache into the prompt's forward.
+   Positions, masks and padding are exactly trl's, so the log-probs are the same numbers (``tests/cpu/test_trainer``).
+   Attention runs as two batched products (``tinyr1.cpu.attention``) instead of sdpa's flash kernel, which is slow
+   on a CPU for these short sequences.
+3. **Generation.** Each distinct prompt is prefilled once and its cache shared by the group (trl prefills it
+   ``num_generations`` times). Under bf16, one autocast spans the whole ``generate`` so each weight is cast to
+   bf16 once per generation instead of at every decode step (accelerate's per-forward autocast did that), and on
+   a CPU with native bf16 every linear layer multiplies by a weight packed once per generation. The key/value
+   cache has room for the new tokens instead of being concatenated (copied) at every step, a one-token decode
+   step packs grouped query heads into one attention call, and each token is drawn by one uniform number against
+   the cumulative probabilities (trl's distribution; ``torch.multinomial`` draws one per vocabulary entry). These
+   pieces live in ``tinyr1.cpu.shared_prompts``. For Llama and Qwen2 models the decode steps themselves run in
+   ``tinyr1.cpu.decode_loop`` (a ``custom_generate``: the same layer math with fused weights and batched fp32
+   attention, without the modules' and the cache object's per-step costs).
+
+Everything else — rewards, advantages, the loss, logging, checkpoints — is trl's own code. For one seed the sampled
+completions differ from trl's (other random draws from the same distribution); ``fast_sampling = False`` gives trl's
+draws. The path is taken only where it is known to be equal: on CPU, a text-only model, no activation
+checkpointing, no vLLM; anything else falls back to trl (``uses_fast_path`` says which). ``tinyr1 train`` uses it
+on CPU by default (``--cpu_fast_path false`` turns it off); it is never used on a GPU, where it has not been
+measured.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from trl import GRPOTrainer
+from trl.extras.profiling import profiling_context
+from trl.models.utils import unwrap_model_for_generation
+
+from tinyr1.cpu.attention import cpu_attention
+from tinyr1.cpu.shared_prompts import distinct_rows, generate_shared_prompts
+
+
+def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+                     temperature: float = 1.0, compute_entropy: bool = False, entropy_grad: bool = False):
+    """Per-token log-probs (and entropies) of the last ``logits_to_keep`` tokens, each distinct prompt run once.
+
+    ``input_ids`` is trl's ``[left-padded prompt | right-padded completion]``; positions count from the first
+    column as in trl's forward (no ``position_ids`` are passed there either). Padding positions get 0.
+    """
+    prompt_len = input_ids.size(1) - logits_to_keep
+    prompt = torch.cat([input_ids[:, :prompt_len], attention_mask[:, :prompt_len]], dim=1)
+    first, inverse = distinct_rows(prompt)
+    out = model(input_ids=input_ids[first, :prompt_len], attention_mask=attention_mask[first, :prompt_len],
+                use_cache=True, logits_to_keep=1)
+    pieces = [out.logits[inverse]]  # predicts each row's first completion token
+    if logits_to_keep > 1:
+        cache = out.past_key_values
+        cache.batch_select_indices(inverse)  # differentiable indexing: gradients reach the prompt's forward
+        pieces.append(model(input_ids=input_ids[:, prompt_len:-1], attention_mask=attention_mask[:, :-1],
+                            past_key_values=cache, use_cache=True).logits)
+    targets = input_ids[:, prompt_len:]
+    scored, start = [], 0
+    for logits in pieces:  # scored apart: concatenating them would copy every logit once more
+        end = start + logits.size(1)
+        scored.append(token_logps(logits, targets[:, start:end], temperature, compute_entropy, entropy_grad))
+        start = end
+    padding = attention_mask[:, prompt_len:] == 0
+    logps = torch.cat([lp for lp, _ in scored], dim=1).masked_fill(padding, 0.0)
+    entropy = torch.cat([ent for _, ent in scored], dim=1).masked_fill(padding, 0.0) if compute_entropy else None
+    return logps, entropy
+
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
+                compute_entropy: bool = False, entropy_grad: bool = False):
+    """log p(target) under ``softmax(logits / temperature)`` in fp32, and the distribution's entropy if asked.
+
+    ``_TokenLogProbs`` does it in chunks of rows with its own backward; with a gradient through the entropy (trl's
+    entropy bonus) it is plain autograd over the whole fp32 tensor.
+    """
+    if not (compute_entropy and entropy_grad and torch.is_grad_enabled()):
+        return _TokenLogProbs.apply(logits, targets, temperature, compute_entropy)
+    log_probs = F.log_softmax(_scaled(logits, temperature), dim=-1)
+    return (log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1),
+            -(log_probs.exp() * log_probs).sum(-1))
+
+
+class _TokenLogProbs(torch.autograd.Function):
+    """``token_logps`` over chunks of ~4M logits at a time. The whole-tensor autograd version allocates, fills and
+    keeps several fp32 copies of the ``(rows, 128, 49k)`` logits (200 MB each for a GRPO group): ~0.6 s of a 4.8 s
+    update at two threads, much of it page faults on fresh memory. The backward recomputes each chunk's softmax
+    from the kept logits: d log p(t) / d logits = (onehot(t) - softmax) / temperature. Entropy has no gradient here.
+    """
+
+    CHUNK = 1 << 22
+
+    @staticmethod
+    def forward(ctx, logits, targets, temperature, compute_entropy):
+        flat, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1, 1)
+        logps = torch.empty(flat.size(0), dtype=torch.float32, device=logits.device)
+        entropy = torch.empty_like(logps) if compute_entropy else None
+        for rows in _TokenLogProbs._chunks(flat):
+            log_probs = F.log_softmax(_scaled(flat[rows], temperature), dim=-1)
+            logps[rows] = log_probs.gather(1, flat_targets[rows]).squeeze(1)
+            if compute_entropy:
+                entropy[rows] = -torch.linalg.vecdot(log_probs.exp(), log_probs)
+        ctx.save_for_backward(logits, targets)
+        ctx.temperature = temperature
+        if compute_entropy:
+            entropy = entropy.view(targets.shape)
+            ctx.mark_non_differentiable(entropy)
+        return logps.view(targets.shape), entropy
+
+    @staticmethod
+    def backward(ctx, grad_logps, _grad_entropy):
+        logits, targets = ctx.saved_tensors
+        flat, flat_targets = logits.reshape(-1, logits.size(-1)), targets.reshape(-1, 1)
+        scale = grad_logps.reshape(-1, 1).float() / ctx.temperature
+        grad = torch.empty_like(flat)
+        for rows in _TokenLogProbs._chunks(flat):
+            chunk = torch.softmax(_scaled(flat[rows], ctx.temperature), dim=-1).mul_(-scale[rows])
+            grad[rows] = chunk.scatter_add_(1, flat_targets[rows], scale[rows])
+        return grad.view_as(logits), None, None, None
+
+    @staticmethod
+    def _chunks(flat: torch.Tensor):
+        step = max(1, _TokenLogProbs.CHUNK // flat.size(1))
+        return (slice(start, start + step) for start in range(0, flat.size(0), step))
+
+
+def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    # A 1024 x 49k division is ~0.1 s on CPU; dividing by 1 changes nothing.
+    return logits.float() / temperature if temperature != 1.0 else logits.float()
+
+
+class CPUFastGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` whose log-probs and generation take the CPU fast path where it applies (module docstring)."""
+
+    # Sample by inverse CDF (``tinyr1.cpu.shared_prompts``): trl's distribution, but not trl's draws for a given seed.
+    # The whole-step equivalence test turns it off to compare sampled completions token for token.
+    fast_sampling = True
+
+    def uses_fast_path(self) -> bool:
+        # Activation checkpointing makes the model drop its key/value cache, which the shared prompt needs.
+        checkpointing = getattr(self.args, "activation_checkpointing", False) or self.args.gradient_checkpointing
+        return (self.accelerator.device.type == "cpu" and not self.use_vllm and not checkpointing
+                and not getattr(self, "use_transformers_continuous_batching", False)
+                and not getattr(self, "_is_vlm", False))
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
+        if compute_aux_loss or any(v is not None for v in multimodal.values()) or not self.uses_fast_path():
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **multimodal)
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):  # trl's chunking, kept for its memory bound
+            rows = slice(start, start + batch_size)
+            with self.accelerator.autocast(), cpu_attention(self.accelerator.unwrap_model(model)):
+                lp, ent = completion_logps(model, input_ids[rows], attention_mask[rows], logits_to_keep,
+                                           self.temperature, compute_entropy, self._entropy_bonus_enabled)
+            logps.append(lp)
+            entropies.append(ent)
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if images is not None and any(i is not None for i in images) or multimodal_fields or has_tool_images \
+                or not self.uses_fast_path():
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                 has_tool_images)
+        # One autocast around the whole generate: weights are cast to bf16 once, not at every decode step.
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.args.bf16))
+        with (profiling_context(self, "transformers.generate"),
+              unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+                                          generation_kwargs=self.generation_kwargs) as unwrapped,
+              torch.no_grad(), autocast, cpu_attention(unwrapped)):
+            completion_ids = generate_shared_prompts(unwrapped, prompt_ids, self._tokenizer.pad_token_id,
+                                                     self.generation_config, fast_sampling=self.fast_sampling,
+                                                     pack_bf16=bool(self.args.bf16))
+        # trl's rule: a completion ends at its first EOS (kept); what follows is padding.
+        eos = set(self.eos_token_ids)
+        completions = []
+        for row in completion_ids.tolist():
+            end = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
+            completions.append(row[:end])
+        return completions, None

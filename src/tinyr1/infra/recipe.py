@@ -1,0 +1,213 @@
+"""Recipes: one flat YAML file plus ``--field value`` overrides, parsed once into trl's own dataclasses.
+
+``train``, ``sft`` and ``doctor`` parse through ``load_recipe`` so their field names are trl's (``--learning_rate``,
+``--num_generations``, ``--use_peft``...) and their mistakes read the same way, as one line and exit code 2, never
+a traceback or a usage dump: an unknown key (with the closest valid name), a value of the wrong type (naming the
+flag, or the YAML file and key it came from) and a value out of range (``tinyr1.infra.validate``) are all caught before
+a dataclass is built, let alone a model loaded.
+
+    from trl import GRPOConfig, ModelConfig
+    (script_args, training_args, model_args), values = load_recipe([ScriptArguments, GRPOConfig, ModelConfig],
+                                                                   argv, prog="tinyr1 train")
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import enum
+import os
+from pathlib import Path
+
+import yaml
+
+from tinyr1.infra import validate
+from tinyr1.infra.errors import TinyR1Error, first_line, one_line_errors
+from tinyr1.infra.jsonl import read_text
+
+
+def _valid_names(parser) -> list[str]:
+    return sorted({a.dest for a in parser._actions if a.dest != "help"})
+
+
+def _unknown(key: str, valid: list[str], where: str) -> TinyR1Error:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "; see --help for the valid fields"
+    return TinyR1Error(f"{where}: unknown key {key!r}{hint}")
+
+
+def _read_recipe(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise TinyR1Error(f"--config {path}: no such file")
+    try:
+        data = yaml.safe_load(read_text(file))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise TinyR1Error(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TinyR1Error(f"{path}: a recipe must be a YAML mapping of field: value")
+    return data
+
+
+def _flags_given(parser, argv: list[str], valid: list[str]) -> set[str]:
+    """The fields named on the command line; a typo is reported as a typo, not as whatever fails first later."""
+    options = {opt: action.dest for action in parser._actions for opt in action.option_strings}
+    given = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token.split("=")[0]
+            if name not in options:
+                raise _unknown(name[2:], valid, "command line")
+            given.add(options[name])
+    return given
+
+
+def _convert(action: argparse.Action, value, where: str):
+    """A YAML value checked and converted the way argparse converts a flag's text, or one line naming it."""
+    if value is None or action.type is None:
+        return value
+    if isinstance(value, list):
+        if action.nargs not in ("+", "*"):
+            raise TinyR1Error(f"{where}: expected one value, got a list")
+        return [_convert_one(action, item, where) for item in value]
+    return _convert_one(action, value, where)
+
+
+def _convert_one(action: argparse.Action, value, where: str):
+    kind = getattr(action.type, "__name__", "value")
+    if isinstance(value, dict):
+        if action.type in (str, dict):  # trl's dict-or-JSON-string fields (model_init_kwargs...)
+            return value
+        raise TinyR1Error(f"{where}: expected a {kind}, got a mapping")
+    if action.type in (int, float) and isinstance(value, bool):
+        raise TinyR1Error(f"{where}: expected a number, got {value!r}")
+    if action.type is int and isinstance(value, float):
+        if not value.is_integer():
+            raise TinyR1Error(f"{where}: expected a whole number, got {value!r}")
+        value = int(value)
+    try:
+        converted = action.type(str(value))  # argparse's type functions take the text a flag would carry
+    except (TypeError, ValueError, AttributeError, argparse.ArgumentTypeError):
+        raise TinyR1Error(f"{where}: {value!r} is not a valid {kind}") from None
+    if action.choices is not None and converted not in action.choices:
+        choices = ", ".join(str(getattr(c, "value", c)) for c in action.choices)
+        raise TinyR1Error(f"{where}: {value!r} is not one of {choices}")
+    return converted
+
+
+def _split_config(argv: list[str]) -> tuple[str | None, list[str]]:
+    if "--config" not in argv:
+        return None, argv
+    index = argv.index("--config")
+    if index + 1 >= len(argv) or argv[index + 1].startswith("--"):
+        raise TinyR1Error("--config needs a path to a YAML recipe")
+    return argv[index + 1], argv[:index] + argv[index + 2:]
+
+
+def _nullable(dataclass_types) -> dict[str, bool]:
+    """Whether each field may be null in a recipe: all but plain numbers and booleans (``learning_rate:`` left
+    empty would otherwise reach the optimizer as None). Annotations are read from the classes' own
+    ``__annotations__``: HfArgumentParser rewrites ``Field.type`` in place."""
+    annotations: dict[str, str] = {}
+    for dtype in dataclass_types:
+        for klass in reversed(dtype.__mro__):
+            annotations.update({k: str(v) for k, v in vars(klass).get("__annotations__", {}).items()})
+    plain = {"int", "float", "bool", "<class 'int'>", "<class 'float'>", "<class 'bool'>"}
+    return {f.name: f.default is None or annotations.get(f.name) not in plain
+            for dtype in dataclass_types for f in dataclasses.fields(dtype)}
+
+
+def _file_values(parser, path: str, valid: list[str], nullable: dict[str, bool]) -> dict:
+    actions = {}
+    for action in parser._actions:  # the typed action wins over its --no_<field> twin
+        if action.type is not None or action.dest not in actions:
+            actions[action.dest] = action
+    data = _read_recipe(path)
+    env = data.pop("env", None)
+    if env is not None:  # trl's convention: an env mapping sets environment variables
+        if not isinstance(env, dict):
+            raise TinyR1Error(f"{path}: env must be a mapping of NAME: value")
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+    values = {}
+    for key, value in data.items():
+        if key not in valid:
+            raise _unknown(str(key), valid, path)
+        if value is None and not nullable.get(key, True):
+            raise TinyR1Error(f"{path}: {key}: empty (null); give a value or remove the key")
+        values[key] = _convert(actions[key], value, f"{path}: {key}")
+    return values
+
+
+def load_recipe(dataclass_types: list[type], argv: list[str] | None, prog: str, description: str | None = None,
+                defaults: dict | None = None, rules: dict | None = None) -> tuple[tuple, dict]:
+    """Parse ``[--config RECIPE.yaml] [--field value ...]`` once: (one instance per dataclass type, merged values).
+
+    ``defaults`` (e.g. tinyr1's CPU policy) replace the dataclasses' own defaults; YAML values replace those;
+    flags override everything. The merged values are taken before the dataclasses derive anything, so
+    ``dump_recipe`` writes a file that loads again as ``--config`` and reproduces the run. ``rules`` override
+    ``tinyr1.infra.validate.RULES`` for this command.
+    """
+    from trl import TrlParser
+
+    argv = list(argv or [])
+    parser = one_line_errors(TrlParser(dataclass_types, prog=prog, description=description), prog)
+    valid = _valid_names(parser)
+    if defaults:
+        parser.set_defaults_with_config(**defaults)
+    path, rest = _split_config(argv)
+    given = _flags_given(parser, rest, valid)
+    from_file = _file_values(parser, path, valid, _nullable(dataclass_types)) if path else {}
+    parser.set_defaults_with_config(**from_file)
+    namespace, unknown = parser.parse_known_args(rest)
+    if unknown:
+        flag = next((s for s in unknown if s.startswith("-")), unknown[0])
+        raise _unknown(flag.lstrip("-").split("=")[0], valid, "command line")
+    values = dict(vars(namespace))
+
+    def source(name: str) -> str:
+        return f"--{name}" if name in given or name not in from_file else f"{path}: {name}"
+
+    validate.check(values, source, rules)
+    instances = []
+    for dtype in dataclass_types:
+        keys = {f.name for f in dataclasses.fields(dtype) if f.init}
+        try:
+            instances.append(dtype(**{k: v for k, v in values.items() if k in keys}))
+        except (ValueError, TypeError) as err:  # a dataclass __post_init__ rejecting a combination of values
+            raise TinyR1Error(f"invalid configuration: {first_line(err)}") from None
+    return tuple(instances), {k: _plain(v) for k, v in sorted(values.items())}
+
+
+def parse_recipe(dataclass_types: list[type], argv: list[str] | None, prog: str, description: str | None = None,
+                 defaults: dict | None = None) -> tuple:
+    """``load_recipe``'s dataclass instances alone."""
+    return load_recipe(dataclass_types, argv, prog, description, defaults)[0]
+
+
+def recipe_values(dataclass_types: list[type], argv: list[str] | None, defaults: dict | None = None) -> dict:
+    """``load_recipe``'s merged values alone (what ``dump_recipe`` writes)."""
+    return load_recipe(dataclass_types, argv, "tinyr1", None, defaults)[1]
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def dump_recipe(path: str | Path, values: dict) -> None:
+    """Write ``load_recipe``'s values as one flat YAML file, usable again as ``--config``."""
+    Path(path).write_text(yaml.safe_dump(values, sort_keys=True), encoding="utf-8")

@@ -1,0 +1,195 @@
+"""Answer parsing and scoring, shared by the reward functions (training) and ``tinyr1 eval`` (measurement).
+
+One module so that what training rewards and what evaluation counts can never drift apart. The rules follow
+the GRPO recipe tinyr1 reproduces, except where the recipe is wrong (see ``STRICT_FORMAT`` below and
+README "Reward functions").
+
+    python -m pytest --doctest-modules src/tinyr1/tasks/answers.py
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+SYSTEM_PROMPT = """
+Respond in the following format:
+<reasoning>
+...
+</reasoning>
+<answer>
+...
+</answer>
+"""
+
+# The recipe's strict pattern is matched without re.DOTALL, so `.` stops at a newline and any multi-line
+# reasoning scores 0 (a widely reported bug), and it ends in `\n$`, which a finished completion rarely has
+# (generation stops at the end-of-turn token). tinyr1 matches with DOTALL on the right-stripped text instead.
+STRICT_FORMAT = re.compile(r"<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>", re.DOTALL)
+SOFT_FORMAT = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>", re.DOTALL)
+# The recipe's own patterns, kept verbatim for exact reproduction (the *_seed rewards).
+STRICT_FORMAT_SEED = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n$")
+SOFT_FORMAT_SEED = re.compile(r"<reasoning>.*?</reasoning>\s*<answer>.*?</answer>")
+
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+# lm-evaluation-harness gsm8k "flexible-extract": the last number anywhere in the text.
+_ANY_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\$?\.\d+")
+
+
+def extract_xml_answer(text: str) -> str:
+    """The text between the last ``<answer>`` and the following ``</answer>``, stripped (the recipe's rule).
+
+    Without tags the whole text comes back stripped, as in the recipe.
+
+    >>> extract_xml_answer("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>")
+    '2'
+    >>> extract_xml_answer("no tags at all ")
+    'no tags at all'
+    """
+    return text.split("<answer>")[-1].split("</answer>")[0].strip()
+
+
+def extract_hash_answer(text: str) -> str | None:
+    """GSM8K's gold answer: the text after ``####``, stripped, thousands separators removed; None without ``####``.
+
+    >>> extract_hash_answer("48/2 = <<48/2=24>>24 clips.\\n#### 1,600")
+    '1600'
+    >>> extract_hash_answer("no marker") is None
+    True
+    """
+    if "####" not in text:
+        return None
+    return text.split("####")[-1].strip().replace(",", "")
+
+
+def normalize_answer(text: str) -> str:
+    """Strip, drop ``$`` and ``,``, drop one trailing ``.`` — the normalisation the correctness reward applies.
+
+    >>> normalize_answer(" $1,000. ")
+    '1000'
+    """
+    text = text.strip().replace("$", "").replace(",", "")
+    return text[:-1] if text.endswith(".") else text
+
+
+def _as_number(text: str) -> Decimal | None:
+    if not _NUMBER.fullmatch(text):
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return None
+
+
+def answers_match(predicted: str, gold: str) -> bool:
+    """True when the two answers agree after normalising: numerically when both are numbers, else as strings.
+
+    >>> [answers_match(p, "72") for p in ["72", "72.0", "72.", "$72", "73", ""]]
+    [True, True, True, True, False, False]
+    >>> answers_match("-5", "-5.00"), answers_match("abc", "abc")
+    (True, True)
+    """
+    predicted, gold = normalize_answer(predicted), normalize_answer(gold)
+    p_num, g_num = _as_number(predicted), _as_number(gold)
+    if p_num is not None and g_num is not None:
+        return p_num == g_num
+    return predicted == gold
+
+
+def extract_last_number(text: str) -> str | None:
+    """The last number anywhere in the text with ``$`` and ``,`` removed (lm-eval's flexible extraction).
+
+    >>> extract_last_number("She pays $1,000 then 20 more, so 1,020 in total.")
+    '1020'
+    >>> extract_last_number("none") is None
+    True
+    """
+    found = _ANY_NUMBER.findall(text)
+    if not found:
+        return None
+    return found[-1].replace("$", "").replace(",", "")
+
+
+# A worked step: an arithmetic expression with its result, e.g. ``3 + 4 = 7``, ``7 - 9 = -2``, ``$3 x 4 = $12``.
+_OPERAND = r"\(?-?\$?\d[\d,]*(?:\.\d+)?\)?"
+WORKED_STEP = re.compile(rf"{_OPERAND}\s*(?:[-+*/x×÷]\s*{_OPERAND}\s*)+=\s*-?\$?\d")
+
+
+def reasoning_text(text: str) -> str:
+    """The reasoning part of a completion: inside ``<reasoning>`` when present, else everything before ``<answer>``.
+
+    >>> reasoning_text("<reasoning>\\n3 + 4 = 7\\n</reasoning>\\n<answer>\\n7\\n</answer>")
+    '3 + 4 = 7'
+    >>> reasoning_text("3 + 4 = 7, so <answer>7</answer>")
+    '3 + 4 = 7, so'
+    """
+    if "<reasoning>" in text:
+        return text.split("<reasoning>", 1)[1].split("</reasoning>")[0].strip()
+    return text.split("<answer>")[0].strip()
+
+
+def has_worked_step(text: str) -> bool:
+    """True when the reasoning shows at least one arithmetic step with its result (``a op b = c``).
+
+    The shared rule behind the ``reasoned_format`` reward and ``tinyr1 eval``'s ``worked_step_fraction``: a bare
+    number, or words without a computed step, do not count.
+
+    >>> [has_worked_step(t) for t in ["<reasoning>\\n3 + 4 = 7\\n7 - 9 = -2\\n</reasoning>\\n<answer>-2</answer>",
+    ...                               "<reasoning>\\n1\\n</reasoning>\\n<answer>\\n1\\n</answer>",
+    ...                               "He pays $1,200 / 4 = $300 a month.", "2.5 * 4=10", "The answer is 7."]]
+    [True, False, True, True, False]
+    """
+    return WORKED_STEP.search(reasoning_text(text)) is not None
+
+
+def is_number(text: str) -> bool:
+    """True for a number after normalising: negative and decimal answers included (unlike the recipe's ``isdigit``).
+
+    >>> [is_number(t) for t in ["72", "-4", "2.5", "$1,000", "", "x"]]
+    [True, True, True, True, False, False]
+    """
+    return _as_number(normalize_answer(text)) is not None
+
+
+def is_strict_format(text: str) -> bool:
+    """The whole completion (trailing whitespace aside) is exactly reasoning then answer, each on its own lines.
+
+    >>> is_strict_format("<reasoning>\\nline 1\\nline 2\\n</reasoning>\\n<answer>\\n7\\n</answer>\\n")
+    True
+    >>> is_strict_format("<reasoning>\\nx\\n</reasoning>\\n<answer>\\n7\\n</answer> and more")
+    False
+    """
+    return STRICT_FORMAT.fullmatch(text.rstrip()) is not None
+
+
+def is_soft_format(text: str) -> bool:
+    """The completion starts with a reasoning block followed by an answer block, newlines optional.
+
+    >>> is_soft_format("<reasoning>a\\nb</reasoning> <answer>7</answer>")
+    True
+    >>> is_soft_format("I think <reasoning>a</reasoning><answer>7</answer>")
+    False
+    """
+    return SOFT_FORMAT.match(text) is not None
+
+
+def count_xml(text: str) -> float:
+    """The recipe's ``count_xml``: 0.125 per tag seen exactly once, minus 0.001 per character after the answer.
+
+    >>> count_xml("<reasoning>\\nr\\n</reasoning>\\n<answer>\\n7\\n</answer>\\n")
+    0.5
+    >>> round(count_xml("<reasoning>\\nr\\n</reasoning>\\n<answer>\\n7\\n</answer>\\nextra"), 3)
+    0.49
+    """
+    count = 0.0
+    if text.count("<reasoning>\n") == 1:
+        count += 0.125
+    if text.count("\n</reasoning>\n") == 1:
+        count += 0.125
+    if text.count("\n<answer>\n") == 1:
+        count += 0.125
+        count -= len(text.split("\n</answer>\n")[-1]) * 0.001
+    if text.count("\n</answer>") == 1:
+        count += 0.125
+        count -= (len(text.split("\n</answer>")[-1]) - 1) * 0.001
+    return count

@@ -1,0 +1,209 @@
+"""Data: one loader for every source, turning GSM8K-style rows into the recipe's prompt rows.
+
+``train``, ``eval`` and ``sft`` all load through ``load_examples``; ``tinyr1 prepare`` (``tinyr1.commands.prepare``)
+writes its output:
+
+    tinyr1 prepare --dataset_name ../shared/data/gsm8k --split train --output train.jsonl
+    tinyr1 prepare --dataset_name reasoning-gym:gsm_symbolic --limit 100 --seed 1 --output sym.jsonl
+
+Sources (``--dataset_name``):
+- a hub id, default ``openai/gsm8k`` (config ``main``), through ``datasets.load_dataset``;
+- ``modelscope/gsm8k`` through the ``modelscope`` package, for users who cannot reach the hub;
+- a local folder holding ``<split>.jsonl`` / ``.json`` / ``.parquet``, or one such file;
+- ``reasoning-gym:<name>`` (e.g. ``gsm_symbolic``), generated offline with ``--limit`` rows from ``--seed``, and
+  the generator's own options from ``--dataset_options key=value ...`` (a mapping in a YAML recipe):
+
+    tinyr1 prepare --dataset_name reasoning-gym:chain_sum --dataset_options min_terms=3 max_terms=3 max_digits=2 \
+        --limit 500 --output x.jsonl
+Rows need ``question`` and ``answer`` (GSM8K's worked answer ending in ``#### <gold>``); rows that already have a
+``prompt`` (a file written by ``prepare``) are taken as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from tinyr1.infra.errors import TinyR1Error, first_line
+from tinyr1.infra.jsonl import read_jsonl, read_text
+from tinyr1.infra.paths import looks_local
+from tinyr1.tasks.answers import SYSTEM_PROMPT, extract_hash_answer
+from tinyr1.tasks.reasoning_gym import REASONING_GYM_PREFIX, check_dataset_options, reasoning_gym_rows
+
+DEFAULT_DATASET = "openai/gsm8k"
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
+
+
+def default_gsm8k_dir() -> Path:
+    """Where a local copy of GSM8K is looked for by the benchmarks and tests: ``$TINYR1_GSM8K_DIR``, else
+    ``../shared/data/gsm8k`` beside the working folder (a source checkout's root). Works the same from an installed
+    package: nothing is computed from this file's location."""
+    env = os.environ.get("TINYR1_GSM8K_DIR")
+    return Path(env) if env else Path.cwd().parent / "shared" / "data" / "gsm8k"
+
+
+def strip_calculator_annotations(text: str) -> str:
+    """GSM8K's ``<<48/2=24>>`` calculator annotations removed.
+
+    >>> strip_calculator_annotations("48/2 = <<48/2=24>>24 clips")
+    '48/2 = 24 clips'
+    """
+    return _CALCULATOR.sub("", text)
+
+
+def build_prompt(question: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
+    """The recipe's chat prompt: its system prompt, then the question as the user turn."""
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
+
+
+# ---------------------------------------------------------------- raw rows from each kind of source
+
+
+def read_rows_file(path: Path) -> list[dict]:
+    """Rows of one local ``.jsonl``, ``.json`` (a list of objects, or JSON lines) or ``.parquet`` file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as err:  # pyarrow raises several types for a bad file
+            raise TinyR1Error(f"{path}: not a readable parquet file ({err})") from None
+    if path.suffix == ".json":
+        text = read_text(path)
+        if text.lstrip().startswith("["):
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise TinyR1Error(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise TinyR1Error(f"{path}: expected a list of JSON objects")
+            return rows
+    return read_jsonl(path)
+
+
+def _local_file(path: Path, split: str) -> Path:
+    if path.is_file():
+        return path
+    candidates = [path / f"{split}{s}" for s in DATA_SUFFIXES] + [path / "main" / f"{split}{s}" for s in DATA_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise TinyR1Error(f"{path}: no {split}.jsonl, {split}.json or {split}.parquet in this folder")
+
+
+def _hub_rows(source: str, split: str) -> list[dict]:
+    if source.startswith("modelscope/") or source.startswith("modelscope:"):
+        try:
+            from modelscope.msdatasets import MsDataset
+        except ImportError:
+            raise TinyR1Error(f"{source}: the modelscope package is not installed; pip install modelscope") from None
+        name = source.split(":", 1)[1] if source.startswith("modelscope:") else source
+        try:
+            return list(MsDataset.load(name, subset_name="main", split=split))
+        except Exception as err:
+            raise TinyR1Error(f"{source}: ModelScope could not load split {split!r} ({err})") from None
+    import datasets
+
+    config = "main" if source.rstrip("/").endswith("gsm8k") else None
+    try:
+        return list(datasets.load_dataset(source, config, split=split))
+    except Exception as err:  # offline, a wrong name or a wrong split
+        first = first_line(err)
+        raise TinyR1Error(
+            f"{source}: could not load split {split!r} from the Hugging Face hub ({first}); check the name and your "
+            "connection, or pass a local folder with train.jsonl/test.jsonl"
+        ) from None
+
+
+def load_raw_rows(source: str, split: str = "train", limit: int | None = None, seed: int = 0,
+                  options=None) -> list[dict]:
+    """Rows as the source has them (GSM8K: ``question`` and ``answer``), from any source form above."""
+    if not source.strip():
+        raise TinyR1Error("dataset_name is empty; give a hub id, a local file or folder, or reasoning-gym:<name>")
+    if source.startswith(REASONING_GYM_PREFIX):
+        return reasoning_gym_rows(source[len(REASONING_GYM_PREFIX):], split, limit, seed, options)
+    check_dataset_options(source, options)
+    path = Path(source).expanduser()
+    if path.exists():
+        return read_rows_file(_local_file(path, split))
+    if looks_local(source) or "/" not in source:  # a hub dataset id is always owner/name
+        raise TinyR1Error(f"{source}: no such file or folder (and not a hub id of the form owner/name)")
+    return _hub_rows(source, split)
+
+
+# ---------------------------------------------------------------- normalised examples
+
+
+def load_examples(source: str = DEFAULT_DATASET, split: str = "train", limit: int | None = None, seed: int = 0,
+                  skip_bad_rows: bool = False, options=None) -> tuple[list[dict], int]:
+    """Examples ``{"question", "answer" (gold), "solution"}`` and how many rows were skipped for lacking ``####``.
+
+    The first ``limit`` rows are kept (reasoning-gym generates exactly ``limit``). A row without ``question`` or
+    ``answer`` is an error naming it; one whose answer lacks ``####`` is too, unless ``skip_bad_rows``.
+    """
+    raw = load_raw_rows(source, split, limit, seed, options)
+    examples, skipped = [], 0
+    for index, row in enumerate(raw):
+        if limit is not None and len(examples) >= limit:
+            break
+        examples_row = _normalise_row(row, source, index, skip_bad_rows)
+        if examples_row is None:
+            skipped += 1
+        else:
+            examples.append(examples_row)
+    if not examples:
+        raise TinyR1Error(f"{source} ({split}): no usable rows" + (f" ({skipped} skipped)" if skipped else ""))
+    return examples, skipped
+
+
+def check_messages(messages, where: str, field: str) -> None:
+    """A list of chat turns ``{"role": str, "content": str}``, or one line naming the row and field."""
+    ok = isinstance(messages, list) and messages and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages)
+    if not ok:
+        got = "an empty list" if messages == [] else ("a turn without role and content text" if
+                                                      isinstance(messages, list) else type(messages).__name__)
+        raise TinyR1Error(f"{where}: {field} must be a list of chat turns like "
+                          f'[{{"role": "user", "content": "..."}}], got {got}')
+
+
+def _normalise_row(row: dict, source: str, index: int, skip_bad_rows: bool) -> dict | None:
+    if "prompt" in row and "answer" in row:  # already prepared
+        check_messages(row["prompt"], f"{source} row {index}", "prompt")
+        if row["answer"] is None:
+            raise TinyR1Error(f"{source} row {index}: answer is null")
+        user = [m["content"] for m in row["prompt"] if m["role"] == "user"]
+        return {"question": user[-1] if user else "", "answer": str(row["answer"]), "solution": row.get("solution"),
+                "prompt": row["prompt"]}
+    missing = [k for k in ("question", "answer") if k not in row]
+    if missing:
+        raise TinyR1Error(f"{source} row {index}: missing field {' and '.join(missing)}; rows need question, answer")
+    if not isinstance(row["question"], str) or row["answer"] is None:
+        raise TinyR1Error(f"{source} row {index}: question must be text and answer must not be null")
+    if row.get("_gold"):
+        return {"question": row["question"], "answer": row["answer"], "solution": row.get("solution")}
+    gold = extract_hash_answer(str(row["answer"]))
+    if gold is None:
+        if skip_bad_rows:
+            return None
+        raise TinyR1Error(
+            f"{source} row {index}: answer has no '#### <gold>' line; fix the row or pass --skip_bad_rows"
+        )
+    solution = strip_calculator_annotations(str(row["answer"]).split("####")[0]).strip()
+    return {"question": row["question"], "answer": gold, "solution": solution}
+
+
+def to_prompt_rows(examples: list[dict], system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
+    """The recipe's rows: ``{"prompt": [system, user], "answer": gold, "solution": worked solution}``."""
+    return [{"prompt": ex.get("prompt") or build_prompt(ex["question"], system_prompt), "answer": ex["answer"],
+             "solution": ex.get("solution")} for ex in examples]
+
+
+def load_prompt_rows(source: str = DEFAULT_DATASET, split: str = "train", limit: int | None = None, seed: int = 0,
+                     system_prompt: str = SYSTEM_PROMPT, skip_bad_rows: bool = False, options=None) -> list[dict]:
+    """``load_examples`` then ``to_prompt_rows``: what ``train`` feeds to GRPO."""
+    examples, _ = load_examples(source, split, limit, seed, skip_bad_rows, options)
+    return to_prompt_rows(examples, system_prompt)

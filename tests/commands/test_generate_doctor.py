@@ -1,0 +1,90 @@
+"""tinyr1 generate (one prompt, an adapter, an interactive session) and tinyr1 doctor on good and broken recipes."""
+
+import shutil
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..conftest import ASSETS, REPO
+
+TINY = str(ASSETS / "tiny-qwen2")
+
+
+def test_generate_one_prompt_with_and_without_an_adapter(cli, tmp_path):
+    plain = cli("generate", "--model_name_or_path", TINY, "--prompt", "What is 2 + 3?", "--max_new_tokens", "5")
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert plain.stdout.strip()
+    from peft import LoraConfig, get_peft_model
+
+    from tinyr1.infra.models import load_model_and_tokenizer
+
+    model, _ = load_model_and_tokenizer(TINY)
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    adapted = cli("generate", "--model_name_or_path", TINY, "--adapter", str(tmp_path / "adapter"), "--prompt",
+                  "What is 2 + 3?", "--max_new_tokens", "5")
+    assert adapted.returncode == 0, adapted.stderr[-2000:]
+
+
+def test_generate_interactive_keeps_the_conversation(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tinyr1", "generate", "--model_name_or_path", TINY, "--interactive",
+                             "--max_new_tokens", "4"], input="hello\n\nsecond turn\nexit\nnever read\n",
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("assistant> ") == 2  # the blank line is skipped, 'exit' ends the loop
+
+
+def test_generate_needs_a_prompt(cli):
+    result = cli("generate", "--model_name_or_path", TINY)
+    assert result.returncode == 2 and "give --prompt TEXT or --interactive" in result.stderr
+
+
+def recipe(tmp_path, model):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(f"model_name_or_path: {model}\ndataset_name: reasoning-gym:gsm_symbolic\nnum_generations: 4\n"
+                    "per_device_train_batch_size: 4\nmax_completion_length: 32\n")
+    return path
+
+
+def test_doctor_on_a_good_recipe(cli, tmp_path):
+    result = cli("doctor", "--config", str(recipe(tmp_path, TINY)))
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    for line in ("[   ok] torch:", "[   ok] model", "[   ok] memory: ~",
+                 "[   ok] generation: two tokens, logits finite", "ready to run"):
+        assert line in result.stdout
+
+
+def test_doctor_blocks_a_missing_model_and_a_nan_model(cli, tmp_path):
+    missing = cli("doctor", "--config", str(recipe(tmp_path, "./no-such-model")))
+    assert missing.returncode == 1 and "[BLOCK] model ./no-such-model: model path ./no-such-model does not exist" in \
+        missing.stdout
+    broken = tmp_path / "nan"
+    shutil.copytree(TINY, broken)
+    weights = {k: torch.full_like(v, float("nan")) for k, v in load_file(broken / "model.safetensors").items()}
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    nan = cli("doctor", "--config", str(recipe(tmp_path, broken)))
+    assert nan.returncode == 1 and "[BLOCK] generation: preflight" in nan.stdout
+
+
+def test_doctor_explains_what_the_gpu_recipe_needs(cli):
+    result = cli("doctor", "--config", str(REPO / "recipes" / "qwen2.5-0.5b-instruct" / "grpo-gsm8k.yaml"),
+                 "--skip_generation")
+    assert "Qwen/Qwen2.5-0.5B-Instruct" in result.stdout and "494M parameters" in result.stdout
+    assert "on a bf16 GPU about" in result.stdout or "GPU" in result.stdout
+
+
+def test_doctor_is_told_the_command_not_guessing_it(tmp_path, capsys):
+    from tinyr1.cli import main
+
+    sft_recipe = tmp_path / "sft.yaml"
+    sft_recipe.write_text(f"model_name_or_path: {TINY}\ndataset_name: reasoning-gym:gsm_symbolic\n"
+                          "dataset_format: reasoning\nmax_length: 256\n")  # no num_generations: SFT or GRPO alike
+    assert main(["doctor", "--command", "sft", "--config", str(sft_recipe), "--skip_generation"]) == 0
+    out = capsys.readouterr().out
+    assert f"recipe: {sft_recipe} (sft)" in out and "max_length" not in out.split("memory:")[0]
+    # The same file read as a GRPO recipe is bad input (dataset_format is not a train field): exit 2, one line.
+    assert main(["doctor", "--config", str(sft_recipe), "--skip_generation"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown key 'dataset_format'" in err[0]

@@ -1,0 +1,94 @@
+"""tinyr1 sft on the tiny model: alpaca and reasoning formats, LoRA adapter and merge, loss falls, clear errors."""
+
+import json
+
+import pytest
+
+from tinyr1.tasks.sft_rows import load_sft_rows
+
+from ..conftest import ASSETS
+
+TINY = str(ASSETS / "tiny-qwen2")
+ALPACA = str(ASSETS / "alpaca_tiny.json")
+
+
+def sft(cli, out, *extra):
+    return cli("sft", "--model_name_or_path", TINY, "--output_dir", str(out), "--lora_r", "8", "--save_strategy", "no",
+               *extra)
+
+
+def losses(out):
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+            if "loss" in json.loads(line)]
+
+
+def test_alpaca_lora_saves_adapter_merges_and_loss_falls(cli, tmp_path):
+    out = tmp_path / "alpaca"
+    result = sft(cli, out, "--dataset_name", ALPACA, "--dataset_limit", "1", "--max_steps", "25",
+                 "--learning_rate", "1e-2", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
+                 "--warmup_steps", "0", "--packing", "false", "--merge_lora", "true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == TINY
+    values = losses(out)
+    assert len(values) == 25 and all(v is not None for v in values)
+    assert values[-1] < 0.75 * values[0], values  # one repeated row: the loss must fall (measured 7.6 -> 4.4)
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(out / "merged").num_parameters() > 0
+    assert "sample from the fine-tuned model" in result.stdout
+    from tinyr1.infra.models import load_model
+
+    assert hasattr(load_model(str(out)), "peft_config")  # train/eval/generate accept the adapter folder
+
+
+def test_reasoning_cold_start_rows_and_two_steps(cli, gsm8k_dir, tmp_path):
+    rows = load_sft_rows(str(gsm8k_dir), "reasoning", limit=2)
+    target = rows[0]["completion"][0]["content"]
+    assert target.startswith("<reasoning>\nNatalia sold 48/2 = 24 clips in May.") and "<<" not in target
+    assert target.endswith("</reasoning>\n<answer>\n72\n</answer>")
+    assert rows[0]["prompt"][0]["role"] == "system"
+    out = tmp_path / "cold"
+    result = sft(cli, out, "--dataset_name", "reasoning-gym:gsm_symbolic", "--dataset_format", "reasoning",
+                 "--dataset_limit", "4", "--max_steps", "2", "--max_length", "256")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(losses(out)) == 2 and (out / "adapter_model.safetensors").is_file()
+
+
+def test_alpaca_rows_render_the_template_or_chat():
+    text = load_sft_rows(ALPACA, "alpaca", limit=2, eos_token="</s>")
+    assert text[1]["prompt"].startswith("Below is an instruction that describes a task")
+    expected_end = "### Instruction:\nAdd the two numbers.\n\n### Input:\n12 and 30\n\n### Response:\n"
+    assert text[1]["prompt"].endswith(expected_end)
+    assert text[1]["completion"] == "12 + 30 = 42</s>"
+    chat = load_sft_rows(ALPACA, "alpaca", limit=2, alpaca_as_chat=True)
+    assert chat[1]["prompt"] == [{"role": "user", "content": "Add the two numbers.\n\n12 and 30"}]
+
+
+def test_alpaca_rows_without_output_are_named(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "x"}\n')
+    from tinyr1.infra.errors import TinyR1Error
+
+    with pytest.raises(TinyR1Error, match="row 0: missing field output"):
+        load_sft_rows(str(bad), "alpaca")
+
+
+def test_every_sft_recipe_parses_and_the_8b_name_is_the_real_one():
+    from trl import ModelConfig, SFTConfig
+
+    from tinyr1.commands.recipe_fields import SFTScriptArguments
+    from tinyr1.commands.sft import recipe_defaults
+    from tinyr1.infra.recipe import parse_recipe
+
+    from ..conftest import REPO
+
+    recipes = sorted((REPO / "recipes").glob("*/sft-*.yaml"))
+    assert len(recipes) == 3
+    for path in recipes:
+        script, training, model_args = parse_recipe([SFTScriptArguments, SFTConfig, ModelConfig],
+                                                    ["--config", str(path)], "t", defaults=recipe_defaults())
+        assert model_args.use_peft and script.dataset_format in ("alpaca", "reasoning")
+        assert path.read_text().startswith("#") and "tinyr1 sft --config" in path.read_text()
+    big = (REPO / "recipes" / "deepseek-r1-distill-llama-8b" / "sft-alpaca.yaml").read_text()
+    assert "model_name_or_path: deepseek-ai/DeepSeek-R1-Distill-Llama-8B" in big

@@ -1,0 +1,93 @@
+"""tinyr1.cpu.attention computes sdpa's attention, and tinyr1.cpu.trainer.token_logps autograd's log-probs, in fp32.
+
+The whole-model comparisons with trl are in test_fast_grpo.py; these pin the cases a model run may not reach:
+no mask (plain causal) with a cache before the queries, the size cut-over to sdpa, dropout while training, and the
+log-prob function's chunk boundaries and temperature.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyr1.cpu import attention as cpu_attention
+from tinyr1.cpu.trainer import _TokenLogProbs, token_logps
+
+
+def sdpa(query, key, value, mask):
+    """transformers' sdpa call for these shapes: grouped heads repeated, plain causal when there is no mask."""
+    groups = query.shape[1] // key.shape[1]
+    key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
+    causal = mask is None and query.shape[2] > 1
+    length, keys = query.shape[2], key.shape[2]
+    if causal and length != keys:  # queries after a cache: is_causal would align them to the first key
+        mask, causal = torch.ones(length, keys, dtype=torch.bool).tril(keys - length), False
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=causal).transpose(1, 2)
+
+
+def inputs(batch=2, heads=6, kv_heads=2, length=5, keys=9):
+    generator = torch.Generator().manual_seed(0)
+    make = lambda *shape: torch.randn(*shape, generator=generator, requires_grad=True)  # noqa: E731
+    return make(batch, heads, length, 8), make(batch, kv_heads, keys, 8), make(batch, kv_heads, keys, 8)
+
+
+def attention_module(training=False):
+    module = nn.Module()
+    module.is_causal = True
+    return module.train(training)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_batched_products_give_sdpas_outputs_and_gradients(with_mask):
+    query, key, value = inputs()
+    mask = None
+    if with_mask:  # row 1 has two left-padding keys; its queries all come after them
+        mask = torch.ones(5, 9, dtype=torch.bool).tril(4).expand(2, 1, 5, 9).clone()
+        mask[1, :, :, :2] = False
+    got, _ = cpu_attention.cpu_attention_forward(attention_module(), query, key, value, mask)
+    expected = sdpa(query, key, value, mask)
+    torch.testing.assert_close(got, expected)
+    weights = torch.randn_like(expected)
+    grads = [torch.autograd.grad((out * weights).sum(), (query, key, value)) for out in (got, expected)]
+    for got_grad, expected_grad in zip(*grads, strict=True):
+        torch.testing.assert_close(got_grad, expected_grad)
+
+
+def test_large_calls_and_dropout_go_to_sdpa(monkeypatch):
+    query, key, value = inputs(length=9)
+    calls = []
+    monkeypatch.setattr(cpu_attention, "_sdpa", lambda *args, **kwargs: calls.append(kwargs) or (None, None))
+    cpu_attention.cpu_attention_forward(attention_module(), query, key, value, None)
+    assert calls == []  # 2 x 6 x 9 x 9 scores: the batched products
+    cpu_attention.cpu_attention_forward(attention_module(training=True), query, key, value, None, dropout=0.1)
+    monkeypatch.setattr(cpu_attention, "BMM_MAX_SCORES", 2 * 6 * 9 * 9 - 1)
+    cpu_attention.cpu_attention_forward(attention_module(), query, key, value, None)
+    assert [c.get("dropout") for c in calls] == [0.1, None]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_token_logps_in_chunks_equal_autograds(monkeypatch, temperature):
+    monkeypatch.setattr(_TokenLogProbs, "CHUNK", 3 * 50)  # chunks of 3 rows of a 50-token vocabulary: 7 = 3+3+1
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 7, 50, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 50, (1, 7), generator=generator)
+    logps, entropy = token_logps(logits, targets, temperature, compute_entropy=True)
+    log_probs = F.log_softmax(logits / temperature, dim=-1)
+    expected = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(logps, expected)
+    torch.testing.assert_close(entropy, -(log_probs.exp() * log_probs).sum(-1))
+    assert not entropy.requires_grad
+    weights = torch.randn(1, 7, generator=generator)
+    got, want = (torch.autograd.grad((lp * weights).sum(), logits)[0] for lp in (logps, expected))
+    torch.testing.assert_close(got, want)
+
+
+def test_token_logps_with_an_entropy_gradient_is_plain_autograd():
+    """trl's entropy bonus needs d entropy / d logits: that case takes the whole-tensor autograd path."""
+    logits = torch.randn(2, 3, 11, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    targets = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    logps, entropy = token_logps(logits, targets, 0.7, compute_entropy=True, entropy_grad=True)
+    log_probs = F.log_softmax(logits / 0.7, dim=-1)
+    torch.testing.assert_close(entropy, -(log_probs.exp() * log_probs).sum(-1))
+    torch.testing.assert_close(logps, log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
+    assert entropy.requires_grad and entropy.grad_fn is not None

@@ -1,0 +1,114 @@
+"""Precision by the hardware: bf16 on a CPU only where its matmuls are native, with both branches faked."""
+
+import pytest
+import torch
+
+from tinyr1.infra import precision
+from tinyr1.infra.precision import choose_precision
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU policy; a GPU decides by itself")
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """Pretend to be a CPU whose oneDNN probe says ``mkldnn`` and whose bf16 matmul runs ``speedup`` x fp32."""
+
+    def fake(mkldnn: bool, speedup: float):
+        monkeypatch.delenv("TINYR1_CPU_BF16", raising=False)
+        monkeypatch.setattr(precision, "mkldnn_bf16", lambda: mkldnn)
+        monkeypatch.setattr(precision, "measure_speedup", lambda *a, **k: speedup)
+        precision.cpu_bf16.cache_clear()
+        return precision.cpu_bf16()
+
+    yield fake
+    precision.cpu_bf16.cache_clear()
+
+
+def test_avx512_bf16_cpu_trains_in_bf16_autocast(fake_cpu):
+    info = fake_cpu(mkldnn=True, speedup=4.6)
+    assert info.native and "4.60x" in info.reason
+    plan = choose_precision()
+    assert (plan.dtype, plan.bf16) == (torch.float32, True)  # autocast over fp32 master weights
+    assert "bf16 autocast over fp32 weights" in plan.reason and "4.60x" in plan.reason
+    # generation-only commands stay fp32 unless asked: decode is bound by reading weights
+    assert choose_precision(training=False).dtype == torch.float32
+    assert choose_precision("bf16", training=False).dtype == torch.bfloat16
+
+
+def test_avx2_cpu_trains_in_fp32(fake_cpu):
+    info = fake_cpu(mkldnn=False, speedup=0.15)
+    assert not info.native and "no native bf16" in info.reason
+    plan = choose_precision()
+    assert (plan.dtype, plan.bf16) == (torch.float32, False) and "fp32" in plan.reason
+
+
+def test_a_probe_that_says_yes_is_confirmed_by_timing(fake_cpu):
+    info = fake_cpu(mkldnn=True, speedup=0.9)  # a VM that reports the flag but runs it slowly
+    assert not info.native and "not faster enough" in info.reason
+
+
+def test_explicit_bf16_on_a_slow_cpu_is_honoured_with_a_warning(fake_cpu):
+    fake_cpu(mkldnn=False, speedup=0.25)
+    plan = choose_precision("bf16")
+    assert plan.bf16
+    warning = plan.reason.splitlines()[-1]
+    assert warning.startswith("warning: --bf16 true") and "4.0x slower" in warning
+
+
+def test_train_and_sft_defaults_follow_the_cpu(fake_cpu):
+    from tinyr1.commands import sft, train
+
+    fake_cpu(mkldnn=False, speedup=0.15)
+    assert train.recipe_defaults()["bf16"] is False and sft.recipe_defaults()["bf16"] is False
+    script, training, model_args, values = train.parse_args(["--model_name_or_path", "x"])
+    assert training.bf16 is False and training.mixed_precision == "no"
+    fake_cpu(mkldnn=True, speedup=3.0)
+    assert train.recipe_defaults()["bf16"] is True and sft.recipe_defaults()["bf16"] is True
+    script, training, model_args, values = train.parse_args(["--model_name_or_path", "x", "--bf16", "false"])
+    assert training.bf16 is False  # an explicit choice wins
+
+
+def test_environment_override_and_the_real_probe():
+    precision.cpu_bf16.cache_clear()
+    info = precision.cpu_bf16()  # this machine, whatever it is: a decision and a measured ratio
+    assert info.speedup > 0 and info.cpu_name and info.capability
+    assert info.native == (info.mkldnn_bf16 and info.speedup >= 1.2) or "TINYR1_CPU_BF16" in info.reason
+    precision.cpu_bf16.cache_clear()
+
+
+def test_a_bad_override_is_one_clear_error(monkeypatch):
+    from tinyr1.infra.errors import TinyR1Error
+
+    monkeypatch.setenv("TINYR1_CPU_BF16", "yes")
+    precision.cpu_bf16.cache_clear()
+    with pytest.raises(TinyR1Error, match="TINYR1_CPU_BF16='yes': use 1"):
+        precision.cpu_bf16()
+    precision.cpu_bf16.cache_clear()
+
+
+def test_the_trainers_flags_map_to_auto_fp32_or_an_explicit_bf16(fake_cpu):
+    from types import SimpleNamespace
+
+    from tinyr1.infra.precision import training_request
+
+    fake_cpu(mkldnn=True, speedup=3.0)
+    assert training_request(SimpleNamespace(fp16=False, bf16=True), "auto") == "auto"  # the automatic choice
+    assert training_request(SimpleNamespace(fp16=False, bf16=False), "auto") == "fp32"  # --bf16 false is fp32
+    auto = training_request(SimpleNamespace(fp16=False, bf16=True), None)
+    assert "(auto: native bf16" in choose_precision(auto).reason
+    fake_cpu(mkldnn=False, speedup=0.2)
+    assert training_request(SimpleNamespace(fp16=False, bf16=True), "auto") == "bf16"  # explicit: warned
+
+
+def test_full_training_on_a_bf16_gpu_keeps_fp32_master_weights(monkeypatch):
+    """Pure-bf16 AdamW loses GRPO-sized steps: on an H200, 4 steps at lr 5e-6 changed 0.7% of a bf16 model's
+    weights (99.9% in fp32). A frozen LoRA base and generation-only commands stay in bf16."""
+
+    monkeypatch.setattr(precision, "default_device", lambda: "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    full = choose_precision()
+    assert (full.dtype, full.bf16, full.fp16) == (torch.float32, True, False)
+    assert "bf16 autocast over fp32 master weights" in full.reason
+    assert choose_precision("bf16").dtype == torch.float32
+    assert (choose_precision(lora=True).dtype, choose_precision(lora=True).bf16) == (torch.bfloat16, True)
+    assert choose_precision(training=False).dtype == torch.bfloat16

@@ -1,0 +1,81 @@
+"""Recipe parsing: YAML defaults, flag overrides, unknown keys named with a suggestion, round trip of the dump."""
+
+from dataclasses import dataclass
+
+import pytest
+from trl import GRPOConfig, ModelConfig
+
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.recipe import dump_recipe, parse_recipe, recipe_values
+
+CPU = {"use_cpu": True, "bf16": False}
+
+
+@dataclass
+class Script:
+    dataset_name: str = "openai/gsm8k"
+
+
+TYPES = [Script, GRPOConfig, ModelConfig]
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("dataset_name: local\nlearning_rate: 1.0e-5\nnum_generations: 4\n"
+                    f"per_device_train_batch_size: 4\noutput_dir: {tmp_path / 'out'}\n")
+    return path
+
+
+def test_yaml_sets_defaults_and_flags_override(recipe):
+    script, training, _ = parse_recipe(TYPES, ["--config", str(recipe), "--learning_rate", "3e-6"], "t", defaults=CPU)
+    assert script.dataset_name == "local" and training.learning_rate == 3e-6 and training.num_generations == 4
+    assert training.use_cpu and not training.bf16
+
+
+def test_dump_round_trips(recipe, tmp_path):
+    argv = ["--config", str(recipe), "--max_steps", "7"]
+    dump_recipe(tmp_path / "config.yaml", recipe_values(TYPES, argv, defaults=CPU))
+    _, training, _ = parse_recipe(TYPES, ["--config", str(tmp_path / "config.yaml")], "t")
+    assert training.max_steps == 7 and training.learning_rate == 1e-5 and training.use_cpu
+
+
+@pytest.mark.parametrize(
+    "yaml_text,argv,message",
+    [
+        ("learnig_rate: 1\n", [], "r.yaml: unknown key 'learnig_rate'; did you mean 'learning_rate'?"),
+        ("", ["--num_generation", "4"], "command line: unknown key 'num_generation'; did you mean 'num_generations'?"),
+        ("", ["--bogus=3"], "command line: unknown key 'bogus'"),
+        ("a: [1\n", [], "not valid YAML"),
+        ("- 1\n", [], "must be a YAML mapping"),
+    ],
+)
+def test_mistakes_are_one_line(tmp_path, yaml_text, argv, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(TinyR1Error) as err:
+        parse_recipe(TYPES, ["--config", str(path), *argv], "t", defaults=CPU)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(TinyR1Error, match="no such file"):
+        parse_recipe(TYPES, ["--config", str(tmp_path / "none.yaml")], "t", defaults=CPU)
+
+
+@pytest.mark.parametrize("command", ["train", "sft"])
+def test_a_runs_dumped_config_parses_again(tmp_path, command):
+    # config.yaml holds every field, nulls included; it must load again as --config (resume depends on it).
+    from tinyr1.commands import sft, train
+
+    module = train if command == "train" else sft
+    *_, values = module.parse_args(["--model_name_or_path", "org/model", "--max_steps", "3"])
+    dump_recipe(tmp_path / "config.yaml", values)
+    *_, again = module.parse_args(["--config", str(tmp_path / "config.yaml")])
+    assert again == values
+
+
+def test_a_null_number_in_a_recipe_is_named(tmp_path):
+    (tmp_path / "r.yaml").write_text("learning_rate:\n")
+    with pytest.raises(TinyR1Error, match=r"r.yaml: learning_rate: empty \(null\)"):
+        parse_recipe(TYPES, ["--config", str(tmp_path / "r.yaml")], "t", defaults=CPU)

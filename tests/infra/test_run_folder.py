@@ -1,0 +1,184 @@
+"""The run folder: what a claim accepts, what --overwrite_output_dir removes (only tinyr1's files), resume
+checks, run.json; and the readers and signals that must cope with what a crash leaves."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.jsonl import read_jsonl
+from tinyr1.infra.run_folder import MARKER, RunDir
+
+from ..conftest import ASSETS, REPO
+
+
+def fake_run(folder):
+    """What a finished run leaves, written through RunDir exactly as train/sft do."""
+    run = RunDir.claim(folder, "train", resume=False, overwrite=False)
+    (folder / "checkpoint-1").mkdir()
+    (folder / "checkpoint-1" / "trainer_state.json").write_text('{"global_step": 1}')
+    (folder / "metrics.jsonl").write_text('{"step": 1}\n')
+    (folder / "README.md").write_text("model card written by the Trainer\n")
+    run.write_run_json("completed", model="m")
+    return run
+
+
+def test_overwrite_removes_only_what_tinyr1_wrote(tmp_path):
+    folder = tmp_path / "run"
+    fake_run(folder)
+    assert set(json.loads((folder / MARKER).read_text())["paths"]) == {"checkpoint-1", "metrics.jsonl",
+                                                                       "README.md", "run.json"}
+    (folder / "my-notes.txt").write_text("the user's own file, added later\n")
+    (folder / "my-data").mkdir()
+    (folder / "my-data" / "x.csv").write_text("1\n")
+    with pytest.raises(TinyR1Error, match="already holds a tinyr1 train run"):
+        RunDir.claim(folder, "train", resume=False, overwrite=False)
+    RunDir.claim(folder, "train", resume=False, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == [MARKER, "my-data", "my-notes.txt"]
+    assert (folder / "my-notes.txt").read_text() == "the user's own file, added later\n"
+    # The fresh run's files are recorded, the user's never are: a second overwrite still spares them.
+    again = RunDir.claim(folder, "train", resume=False, overwrite=True)
+    (folder / "run.json").write_text("{}")
+    again.record()
+    RunDir.claim(folder, "train", resume=False, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == [MARKER, "my-data", "my-notes.txt"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_users_folder_is_refused_with_or_without_overwrite(tmp_path, overwrite):
+    (tmp_path / "README.md").write_text("mine\n")
+    (tmp_path / "run.json").write_text("{}")  # even a run.json of someone else's does not make it tinyr1's
+    with pytest.raises(TinyR1Error, match="not empty and not a tinyr1 run"):
+        RunDir.claim(tmp_path, "train", resume=False, overwrite=overwrite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "run.json"]
+
+
+def test_a_claim_that_wrote_nothing_is_not_a_run(tmp_path):
+    RunDir.claim(tmp_path / "r", "sft", resume=False, overwrite=False)  # e.g. stopped by bad data right after
+    RunDir.claim(tmp_path / "r", "sft", resume=False, overwrite=False)
+
+
+def test_resume_latest_and_run_json(tmp_path):
+    folder = tmp_path / "run"
+    fake_run(folder)
+    run = RunDir.claim(folder, "train", resume=True, overwrite=False)
+    with pytest.raises(TinyR1Error, match="no model weights"):
+        run.resolve_resume("latest")
+    (folder / "checkpoint-1" / "model.safetensors").write_bytes(
+        (ASSETS / "tiny-qwen2" / "model.safetensors").read_bytes())
+    assert run.resolve_resume("latest") == str(folder / "checkpoint-1")
+    assert run.resolve_resume("false") is None
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "completed" and info["command"] == "train" and "versions" in info
+
+
+def test_out_of_memory_is_exit_4_with_remedies(tmp_path):
+    import torch
+
+    from tinyr1.infra.errors import OutOfMemoryError
+    from tinyr1.infra.out_of_memory import oom_remedies
+
+    class Trainer:
+        state = SimpleNamespace(global_step=3)
+
+        def train(self, resume_from_checkpoint=None):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    run = RunDir.claim(tmp_path / "r", "train", resume=False, overwrite=False)
+    training = SimpleNamespace(per_device_train_batch_size=16, gradient_accumulation_steps=4,
+                               max_completion_length=200, num_generations=16)
+    with pytest.raises(OutOfMemoryError) as err:
+        run.train(Trainer(), None, remedies=lambda: oom_remedies(training, SimpleNamespace(),
+                                                                 "max_completion_length"))
+    assert err.value.exit_code == 4 and "per_device_train_batch_size 16 -> 8" in str(err.value)
+    assert "num_generations 16 -> 8" in str(err.value)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "out of memory"
+
+
+def test_truncated_last_line_is_skipped_but_a_corrupt_middle_line_is_an_error(tmp_path, capsys):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "lo')
+    assert [r["step"] for r in read_jsonl(path)] == [1, 2]
+    assert "truncated last line skipped" in capsys.readouterr().err
+    from tinyr1.commands.report import write_report
+
+    assert write_report(tmp_path).is_file()  # what a killed run leaves still gets its report
+    path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(TinyR1Error, match="line 2: not valid JSON"):
+        read_jsonl(path)
+
+
+def test_max_prompt_tokens_drops_long_prompts(tmp_path, capsys):
+    from tinyr1.commands.train import build_dataset
+    from tinyr1.infra.models import load_tokenizer
+
+    data = tmp_path / "rows.jsonl"
+    rows = [{"prompt": [{"role": "user", "content": "What is 1 + 1?"}], "answer": "2"},
+            {"prompt": [{"role": "system", "content": "long " * 2000}, {"role": "user", "content": "2+2?"}],
+             "answer": "4"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = SimpleNamespace(dataset_name=str(data), dataset_split="train", dataset_limit=None, dataset_seed=0,
+                             system_prompt="unused", skip_bad_rows=False, max_prompt_tokens=256,
+                             dataset_options=None)
+    dataset = build_dataset(script, load_tokenizer(str(ASSETS / "tiny-qwen2")))
+    assert len(dataset) == 1 and dataset[0]["answer"] == "2"
+    assert "dropped 1 longer than max_prompt_tokens=256" in capsys.readouterr().out
+
+
+SIGNAL_SCRIPT = """
+import sys, time, torch
+from tinyr1.infra.run_callbacks import GracefulStop
+stop = GracefulStop(on_abort=lambda: print("abort hook ran", file=sys.stderr, flush=True))
+stop.on_train_begin(None, None, None)
+print("ready", flush=True)
+a = torch.randn(2000, 2000)
+end = time.time() + 120
+while time.time() < end:  # a step in progress: long native calls, no step boundary for two minutes
+    a = (a @ a).clamp(-1, 1)
+"""
+
+
+@pytest.mark.parametrize("first,second", [(signal.SIGTERM, signal.SIGTERM), (signal.SIGINT, signal.SIGINT),
+                                          (signal.SIGTERM, signal.SIGINT)])
+def test_a_second_signal_stops_within_seconds_mid_step(first, second):
+    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO, env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src"),
+                                                      "PATH": "/usr/bin:/bin"})
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(first)
+        time.sleep(1.0)
+        assert proc.poll() is None  # the first signal waits for the end of the step
+        sent = time.time()
+        proc.send_signal(second)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert time.time() - sent < 10
+    assert proc.returncode == 128 + second
+    assert "saving a checkpoint at the end of step 1" in out
+    assert "stopping now; lost: step 1 (in progress)" in err and "abort hook ran" in err
+
+
+def test_a_run_from_before_the_marker_is_adopted_only_if_it_holds_nothing_else(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("metrics.jsonl", "config.yaml", "model.safetensors", "README.md"):
+        (old / name).write_text("{}")
+    (old / "run.json").write_text('{"status": "completed", "versions": {"tinyr1": "0.1.0"}}')
+    (old / "checkpoint-2").mkdir()
+    with pytest.raises(TinyR1Error, match="already holds a tinyr1 train run"):
+        RunDir.claim(old, "train", resume=False, overwrite=False)
+    RunDir.claim(old, "train", resume=False, overwrite=True)  # e.g. make demo into last month's outputs/demo
+    assert [p.name for p in old.iterdir()] == [MARKER]
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("run.json", "metrics.jsonl", "thesis.tex"):
+        (mixed / name).write_text("{}")
+    with pytest.raises(TinyR1Error, match="not empty and not a tinyr1 run"):
+        RunDir.claim(mixed, "train", resume=False, overwrite=True)
