@@ -6,12 +6,12 @@ the update's log-probs) and restores the name after, so a saved config never nam
 computes sdpa's attention, faster on a CPU in two cases:
 
 - **one-token decode steps with grouped key/value heads**: the query heads that share a key/value head become the
-  rows of one query (``(b, kv, groups, d)``) instead of torch's ``enable_gqa`` path (in bf16 ~3 ms per layer per step
-  against ~0.4 ms packed; SmolLM2 has 9 query heads over 3 key/value heads);
+  rows of one query (``(b, kv, groups, d)``) instead of torch's much slower ``enable_gqa`` path (SmolLM2 has 9
+  query heads over 3 key/value heads);
 - **short multi-token sequences** (the update's 8 x 128 completion tokens over a ~220-token cache, prompt prefills):
-  two batched products with an fp32 softmax between them. torch's flash-attention CPU kernel works in small tiles;
-  for these shapes its forward and backward took 0.86 s of a 4.9 s update at two threads, the two products, the
-  mask and the softmax ~0.4 s (``benchmarks/fast_path_pieces.py update --profile``, Zen4). The score tensor is
+  two batched products with an fp32 softmax between them. torch's flash-attention CPU kernel works in small tiles,
+  slow for these shapes (``benchmarks/fast_path_pieces.py update --profile``; docs/cpu-fast-path.md has the
+  measurements). The score tensor is
   materialised (and kept for the backward), so above ``BMM_MAX_SCORES`` elements per layer the call goes to sdpa,
   which keeps O(length).
 

@@ -1,18 +1,13 @@
 """A decode loop for Llama-style models on CPU: ``generate``'s tokens, each decode step in less time.
 
-With 8 rows on a 2-core CPU, a decode step of ``generate`` spends about as long around the weight reads as in them:
-seven linear calls per layer, sdpa's flash kernel for a one-token query (~320 µs per layer per step for 8 rows in
-bf16, Zen4, one thread), the cache object's and mask builders' bookkeeping, and the modules' Python. This loop runs
-the same layer math with q/k/v and gate/up weights concatenated (four linear calls per layer), packed by oneDNN once
-per generation (bf16 on CPUs with native bf16, fp32 on x86: ``tinyr1.cpu.packing``), rotary applied to queries
-and keys together, and attention as fp32 batched products on a preallocated cache (``_GroupCache``) that holds a
-GRPO group's shared prompt once (attention of 8 rows over a 90-token prompt and 128 new tokens: 355-489 µs a layer
-with the prompt copied per row, 249-363 shared, seven runs; a whole generation of the group -1% to 9% faster at 90
-prompt tokens (five runs), 8-16% at 250: two threads, Zen4, ``benchmarks/decode_costs.py attention
-[--prompt-tokens 250]``).
-A 128-token generation of 8 rows: 5.92 -> 5.29 s (bf16 autocast, two threads, AMD EPYC Zen4 with native bf16;
-``benchmarks/fast_path_pieces.py decode``); in fp32, packing the weights took it from 18.1 to 10.6 s (one thread,
-same CPU), 15.3 to 13.9 s capped at AVX2.
+With a GRPO group's few rows on a CPU, a decode step of ``generate`` spends about as long around the weight reads
+as in them: seven linear calls per layer, sdpa's flash kernel for a one-token query (slow on a CPU for these
+shapes), the cache object's and mask builders' bookkeeping, and the modules' Python. This loop runs the same layer
+math with q/k/v and gate/up weights concatenated (four linear calls per layer), packed by oneDNN once per
+generation (bf16 on CPUs with native bf16, fp32 on x86: ``tinyr1.cpu.packing``), rotary applied to queries and keys
+together, and attention as fp32 batched products on a preallocated cache (``_GroupCache``) that holds a GRPO
+group's shared prompt once. docs/cpu-fast-path.md has the measurements (``benchmarks/fast_path_pieces.py decode``,
+``benchmarks/decode_costs.py attention``).
 
 It is a ``custom_generate`` for ``model.generate`` (``generate(..., custom_generate=decode_loop)``): ``generate``
 still prepares the logits processors, stopping criteria and special tokens, so every processor and stop rule applies
@@ -135,9 +130,9 @@ class _GroupCache:
     """Keys and values for attention over one cached prompt per group of ``g`` rows, and each row's own tokens.
 
     The rows of a GRPO group share their prompt: its keys and values are kept once per group, and the group's
-    queries multiply them in one product (reading 8 per-row copies of a 90-token prompt was about a third of a
-    decode step's attention, more with longer prompts: between two visits to a layer, a step streams every weight
-    through the CPU's caches). Batch order is (group, key/value head,
+    queries multiply them in one product (reading a copy of the prompt per row was a sizeable share of a decode
+    step's attention, more with longer prompts: between two visits to a layer, a step streams every weight through
+    the CPU's caches; docs/cpu-fast-path.md has the measurements). Batch order is (group, key/value head,
     member): a group's queries for one key/value head are then consecutive, and the same query tensor serves both
     products as a view. Attention runs in fp32 on keys and values rounded to the compute dtype, as sdpa's bf16
     kernel accumulates (bf16 products would round the scores, and were no faster for these small products); keys

@@ -35,9 +35,8 @@ def _packed_linear(weight, bias, x):
 def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, rows: int, dtype: torch.dtype):
     """``x -> x @ weight.T + bias`` in ``dtype`` on ``weight`` packed once in oneDNN's blocked layout for ``rows``-row
     inputs (only where ``packs_weights(dtype)``): unpacked, oneDNN re-lays a bf16 weight at every
-    call, and the 8-row products of a decode step ran 1.5-2.2x slower (the 49k-row LM head 11.2 vs 5.1 ms, Zen4);
-    in fp32, torch's own linear was up to 2.7x slower than the packed one, the 576x576 product about even
-    (``benchmarks/fast_path_pieces.py fp32-packing``)."""
+    call, and torch's own fp32 linear is slower than the packed one at a decode step's shapes
+    (``benchmarks/fast_path_pieces.py fp32-packing``; docs/cpu-fast-path.md has the measurements)."""
     packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype), rows)
     return partial(_packed_linear, packed, None if bias is None else bias.detach().to(dtype))
 

@@ -2,18 +2,16 @@
 
 ``configure_cpu`` is called once by every command that runs a model (train, sft, eval, compare, generate, the
 probe), before anything heavy loads; it does nothing where a CUDA GPU runs the model. Two settings, each measured
-on the project's 2-core VMs:
+on the project's 2-core VMs (docs/cpu-fast-path.md has the measurements):
 
 - **Threads**: 1 unless ``--num_threads`` or ``$OMP_NUM_THREADS`` says otherwise. torch's default (every core) was
-  erratically 10-200x slower whenever anything else ran on the second core; two threads pay on an idle machine.
+  erratically many times slower whenever anything else ran on the second core; two threads pay on an idle machine.
 - **Freed memory kept** (Linux with glibc): glibc hands every allocation above a threshold (at most 32 MB) to its
   own ``mmap`` and returns it on ``free``, so each large tensor of a training step — the logits, the LM head's bf16
-  weight and its gradient, 50-200 MB each — costs fresh page faults every step (allocating and filling a 113 MB
-  tensor: 52-59 ms with glibc's defaults, 33-36 ms kept, filling an existing one 6 ms; one thread, Zen4;
-  ``benchmarks/fast_path_pieces.py allocator``). ``keep_freed_memory`` tells glibc to serve them from its heap and keep
-  up to 1 GiB of freed memory for reuse. A GRPO step of the benchmark went from 10.9-11.4 to 8.7-9.4 s (2 threads,
-  Zen4; docs/benchmarks.md), peak RSS unchanged. ``TINYR1_KEEP_FREED_MEMORY=0`` leaves glibc's defaults (``1`` or
-  unset: keep).
+  weight and its gradient — costs fresh page faults every step (``benchmarks/fast_path_pieces.py allocator``).
+  ``keep_freed_memory`` tells glibc to serve them from its heap and keep up to 1 GiB of freed memory for reuse; a
+  whole GRPO step gets faster, peak memory unchanged. ``TINYR1_KEEP_FREED_MEMORY=0`` leaves glibc's defaults (``1``
+  or unset: keep).
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: in
     with ``fast_loop``, tokens decoded by ``tinyr1.cpu.decode_loop`` where the model and the config allow it; with
     ``pack_bf16`` (generating under bf16 autocast), ``packed_bf16_linears`` for generate's own loop — the decode
     loop packs its own fused weights, and packing every layer for the prefill alone cost more than autocast's casts
-    (0.26 vs 0.16 s for a 2 x 89-token prefill, Zen4, 2 threads).
+    (docs/cpu-fast-path.md has the measurements).
 
     Returns the generated token ids (batch, new tokens), as ``generate(...)[:, prompt_len:]`` would.
     """
@@ -129,7 +129,7 @@ class InverseCDFSampler(LogitsProcessor):
     """Draws each row's next token from the softmax of its (warped) scores with one uniform number per row, found in
     the cumulative probabilities; returns scores that are 0 at the drawn token and -inf elsewhere, so a greedy
     ``generate`` emits it. The same distribution as ``torch.multinomial``, which on CPU draws an exponential number
-    for every vocabulary entry: 8 rows x 49k entries took ~8 ms of a ~70 ms decode step (Zen4, one thread).
+    for every vocabulary entry, a noticeable share of a decode step (docs/cpu-fast-path.md has the measurements).
 
     >>> torch.manual_seed(0) and None
     >>> scores = torch.log(torch.tensor([[0.5, 0.3, 0.2, 0.0]])).repeat(20000, 1)

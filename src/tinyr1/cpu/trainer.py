@@ -90,8 +90,8 @@ def token_logps(logits: torch.Tensor, targets: torch.Tensor, temperature: float 
 
 class _TokenLogProbs(torch.autograd.Function):
     """``token_logps`` over chunks of ~4M logits at a time. The whole-tensor autograd version allocates, fills and
-    keeps several fp32 copies of the ``(rows, 128, 49k)`` logits (200 MB each for a GRPO group): ~0.6 s of a 4.8 s
-    update at two threads, much of it page faults on fresh memory. The backward recomputes each chunk's softmax
+    keeps several fp32 copies of the ``(rows, 128, 49k)`` logits, a sizeable share of the update, much of it page
+    faults on fresh memory (docs/cpu-fast-path.md has the measurements). The backward recomputes each chunk's softmax
     from the kept logits: d log p(t) / d logits = (onehot(t) - softmax) / temperature. Entropy has no gradient here.
     """
 
@@ -132,7 +132,7 @@ class _TokenLogProbs(torch.autograd.Function):
 
 
 def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    # A 1024 x 49k division is ~0.1 s on CPU; dividing by 1 changes nothing.
+    # Dividing every logit costs a pass over the whole tensor; dividing by 1 changes nothing.
     return logits.float() / temperature if temperature != 1.0 else logits.float()
 
 

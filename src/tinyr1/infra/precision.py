@@ -1,8 +1,8 @@
 """Precision chosen by the hardware: bf16 on a CPU only where it has native bf16 matrix multiplies.
 
-On an AVX-512-BF16 CPU (e.g. AMD Zen4/5, Intel Sapphire Rapids) a bf16 matmul ran 4.6x faster than fp32; on an
-AVX2-only CPU (Zen3, most laptops and VMs before 2023) torch falls back to a scalar bf16 kernel that ran 6-10x
-*slower* than fp32 (issue 10: ``make demo``'s first step took 482 s there). So the choice is made per machine:
+On an AVX-512-BF16 CPU (e.g. AMD Zen4/5, Intel Sapphire Rapids) a bf16 matmul runs several times faster than fp32;
+on an AVX2-only CPU (Zen3, most laptops and VMs before 2023) torch falls back to a scalar bf16 kernel that runs many
+times *slower* than fp32 (docs/cpu-fast-path.md has the measurements). So the choice is made per machine:
 
 1. the probe: torch's capability string and oneDNN's ``_is_mkldnn_bf16_supported()``;
 2. a sub-second timing of fp32 vs bf16 matmuls at a small model's shapes, which confirms the probe (a VM can
@@ -170,11 +170,11 @@ def choose_precision(requested: str | torch.dtype | None = None, *, model_type: 
 
     GPU: bf16 where it is supported, else fp32; training every weight (``training`` and not ``lora``) keeps fp32
     master weights under bf16 autocast, since AdamW's steps at GRPO's learning rates are below bf16's resolution for
-    most weights (on an H200, 4 GRPO steps at lr 5e-6 changed 0.7% of the weights held in bf16, 99.9% held in fp32);
+    most weights (measured on a GPU: docs/gpu.md);
     a LoRA base is frozen and stays bf16. CPU (``tinyr1.infra.precision``): for training, bf16 autocast over fp32
     weights only where the CPU has native bf16 matmuls, else fp32; an explicit bf16 is honoured with a warning
     where it is slow. Generation-only commands (``training=False``) stay fp32 on CPU unless bf16 is asked for: a
-    decode step is bound by reading the weights, and bf16 gained ~10% there, not worth changing evaluation numbers.
+    decode step is bound by reading the weights, and bf16 gained little there, not worth changing evaluation numbers.
     """
     want = _parse_dtype(requested)
     device = default_device()

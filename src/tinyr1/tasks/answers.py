@@ -2,7 +2,7 @@
 
 One module so that what training rewards and what evaluation counts can never drift apart. The rules follow
 the GRPO recipe tinyr1 reproduces, except where the recipe is wrong (see ``STRICT_FORMAT`` below and
-README "Reward functions").
+docs/training.md "Rewards").
 
     python -m pytest --doctest-modules src/tinyr1/tasks/answers.py
 """

@@ -206,7 +206,7 @@ REWARD_FUNCS: dict[str, RewardFunc] = {
 }
 # The recipe's five, in the recipe's order (its logs list them in this order).
 DEFAULT_REWARDS = ["xmlcount", "soft_format", "strict_format", "int", "correctness"]
-# Right and reasoned (issue 11): correctness that takes negative/decimal numbers, a format that needs a worked step.
+# Right and reasoned: correctness that takes negative/decimal numbers, a format that needs a worked step.
 REASONED_REWARDS = ["correctness", "reasoned_format", "number"]
 
 
