@@ -1,9 +1,9 @@
 # tinyr1 — `make demo` runs the main job, `make test` runs the tests; both install what they need first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# On CPU a GPU-less torch wheel is what `pip install torch==2.13.0` gives here. GPU users: see README.
+# On CPU a GPU-less torch wheel is what `pip install torch==2.13.0` gives here. GPU users: see docs/gpu.md.
 TORCH_SPEC ?= torch==2.13.0
-# 1 thread was measured fastest on 2-core VMs (the default of 2 was erratically 10-200x slower).
+# 1 thread: with another job on a 2-core VM, two threads wait on each other (docs/cpu-fast-path.md#threads).
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
@@ -37,8 +37,8 @@ test-fast: install
 # LoRA cold start on generated sums with worked steps shows it the tags; then GRPO (4 prompts x 4 completions a step,
 # a 2-minute budget) with rewards for a right answer, a worked step, a number and an answer that ends at </answer>.
 # Held-out accuracy (32 generated test sums, greedy) of the base model, before GRPO and after, and the mean reward of
-# the first and last GRPO steps are printed at the end and in the report (docs/results.md#make-demo: 259-278 s on a
-# 2-core Zen4). The full run (an hour) is benchmarks/learning_arith.sh; its numbers are in docs/results.md.
+# the first and last GRPO steps are printed at the end and in the report (docs/results.md#make-demo has what it
+# printed and on which CPU). The hour-long runs are benchmarks/learning_arith.sh; their numbers are in docs/results.md.
 DEMO_DIR ?= outputs/demo
 DEMO_TASK := --dataset_name reasoning-gym:chain_sum --dataset_options min_terms=2 max_terms=3 min_digits=1 max_digits=2
 TINYR1 ?= $(VENV)/bin/tinyr1

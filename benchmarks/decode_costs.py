@@ -1,5 +1,5 @@
-"""What a decode step of ``tinyr1.cpu.decode_loop`` costs and where: the numbers behind docs/benchmarks.md's "why the
-floor is out of reach" and the shared-prompt cache.
+"""What a decode step of ``tinyr1.cpu.decode_loop`` costs and where: the numbers behind docs/benchmarks.md's "why 2x
+the floor is out of reach" and docs/cpu-fast-path.md's shared-prompt cache.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/decode_costs.py breakdown   # kernels, then a decode step in place
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/decode_costs.py attention [--prompt-tokens 250]

@@ -1,4 +1,4 @@
-"""Pieces of the CPU fast path, timed one at a time (the numbers behind docs/benchmarks.md's GRPO-step notes).
+"""Pieces of the CPU fast path, timed one at a time (the numbers behind docs/cpu-fast-path.md).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py sampling   # multinomial vs inverse CDF
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update     # the update's forward + backward

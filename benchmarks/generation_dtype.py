@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generation_dtype.py [--prompts 4] [--max_new_tokens 128]
 
 The offline SmolLM2-135M-Instruct, loaded once in each dtype, samples 8 completions per GSM8K train prompt at
-temperature 1 (seed 0), 8 at a time, as a GRPO step does. Results go in docs/benchmarks.md.
+temperature 1 (seed 0), 8 at a time, as a GRPO step does. Results go in docs/cpu-fast-path.md.
 """
 
 import argparse

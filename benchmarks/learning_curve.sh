@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The headline run of docs/results.md, end to end, offline on a CPU (about an hour on a 2-core VM):
+# The GSM8K run of docs/results.md ("GSM8K with the tutorial's five rewards"), end to end, offline on a CPU (about an hour on a 2-core VM):
 #   bash benchmarks/learning_curve.sh [OUT_DIR]
 # 1. the offline model's baseline on the first 200 GSM8K test questions;
 # 2. a 40-step LoRA SFT cold start on GSM8K train solutions in the <reasoning>/<answer> format (~9 min);
