@@ -77,7 +77,8 @@ def parse_only(argv: list[str], monkeypatch) -> None:
     """Parse ``tinyr1 <argv>`` the way the command would, and stop before it does anything."""
     from tinyr1 import cli
 
-    if argv in (["--help"], ["--version"], []):
+    if argv in (["--help"], ["--version"]):
+        assert cli.main(argv) == 0
         return
     command, rest = argv[0], argv[1:]
     assert command in cli.COMMANDS, f"unknown command {command!r}"

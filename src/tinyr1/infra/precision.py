@@ -9,7 +9,7 @@ times *slower* than fp32 (docs/cpu-fast-path.md has the measurements). So the ch
    hide a flag) and gives the measured ratio that every command prints.
 
 ``train``, ``sft``, ``eval``, ``generate``, ``compare`` and ``doctor`` all ask ``cpu_bf16()``; a GPU's own
-``torch.cuda.is_bf16_supported()`` decides there (``models.choose_precision``).
+``torch.cuda.is_bf16_supported()`` decides there (``choose_precision``).
 
     python -m tinyr1.infra.precision        # prints this CPU's decision
 """
