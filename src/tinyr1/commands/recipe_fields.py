@@ -54,6 +54,13 @@ class TrainScriptArguments:
     num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
     cpu_fast_path: bool = field(default=True, metadata={"help": "on CPU, train with tinyr1.cpu.trainer (the same "
                                 "step as trl's, computed faster); false for trl's GRPOTrainer as it is"})
+    dynamic_sampling: bool = field(default=False, metadata={"help": "drop groups whose completions all earn the same "
+                                   "reward and refill the batch from fresh prompts (DAPO); see "
+                                   "tinyr1.infra.dynamic_sampling"})
+    dynamic_sampling_max_rounds: int = field(default=3, metadata={"help": "with dynamic_sampling: extra generation "
+                                             "rounds a step may spend refilling its batch"})
+    dynamic_sampling_tolerance: float = field(default=1e-6, metadata={"help": "with dynamic_sampling: rewards of a "
+                                              "group within this (relative) range count as equal"})
 
 
 @dataclass

@@ -85,6 +85,10 @@ def load_rewards(script: TrainScriptArguments, training) -> list:
     from tinyr1.tasks.reasoning_gym import check_dataset_options
 
     check_dataset_options(script.dataset_name, script.dataset_options)
+    if script.dynamic_sampling:
+        from tinyr1.infra.dynamic_sampling import check_dynamic_sampling
+
+        check_dynamic_sampling(training.world_size)
     if training.reward_weights is not None and len(training.reward_weights) != len(reward_funcs):
         raise TinyR1Error(f"reward_weights: {len(training.reward_weights)} weights for {len(reward_funcs)} "
                           f"reward_funcs ({', '.join(script.reward_funcs)}); give one weight per reward")
@@ -189,6 +193,11 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     stopper = callbacks.GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
     budget = callbacks.TimeBudget(script.max_train_minutes)
     trainer_class = _trainer_class(run.facts["device"], script.cpu_fast_path)
+    if script.dynamic_sampling:
+        from tinyr1.infra.dynamic_sampling import with_dynamic_sampling
+
+        trainer_class = with_dynamic_sampling(trainer_class, script.dynamic_sampling_max_rounds,
+                                              script.dynamic_sampling_tolerance, training.seed)
     run.facts["trainer"] = trainer_class.__name__
     trainer = run.build_trainer(lambda: trainer_class(
         model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
