@@ -61,6 +61,12 @@ class TrainScriptArguments:
                                              "rounds a step may spend refilling its batch"})
     dynamic_sampling_tolerance: float = field(default=1e-6, metadata={"help": "with dynamic_sampling: rewards of a "
                                               "group within this (relative) range count as equal"})
+    curriculum: bool = field(default=False, metadata={"help": "draw prompts by their running pass rate: retire "
+                             "solved ones, revisit failed ones less often; see tinyr1.infra.curriculum"})
+    curriculum_min_groups: int = field(default=2, metadata={"help": "with curriculum: groups in a row all right "
+                                       "(or all wrong) that make a prompt solved (or failed)"})
+    curriculum_revisit: float = field(default=0.25, metadata={"help": "with curriculum: the weight of a failed "
+                                      "prompt against 1 for the others"})
 
 
 @dataclass

@@ -74,6 +74,10 @@ def build_dataset(script: TrainScriptArguments, tokenizer):
           + (f"; dropped {dropped} longer than max_prompt_tokens={script.max_prompt_tokens}" if dropped else ""))
     if not kept:
         raise TinyR1Error(f"max_prompt_tokens={script.max_prompt_tokens}: every prompt is longer; raise it")
+    if script.curriculum:
+        from tinyr1.infra.sampling_options import index_rows
+
+        kept = index_rows(kept)
     return Dataset.from_list(kept)
 
 
@@ -85,10 +89,9 @@ def load_rewards(script: TrainScriptArguments, training) -> list:
     from tinyr1.tasks.reasoning_gym import check_dataset_options
 
     check_dataset_options(script.dataset_name, script.dataset_options)
-    if script.dynamic_sampling:
-        from tinyr1.infra.dynamic_sampling import check_dynamic_sampling
+    from tinyr1.infra.sampling_options import check_sampling_options
 
-        check_dynamic_sampling(training.world_size)
+    check_sampling_options(script, training, reward_funcs)
     if training.reward_weights is not None and len(training.reward_weights) != len(reward_funcs):
         raise TinyR1Error(f"reward_weights: {len(training.reward_weights)} weights for {len(reward_funcs)} "
                           f"reward_funcs ({', '.join(script.reward_funcs)}); give one weight per reward")
@@ -192,17 +195,17 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     recorder = callbacks.SampleRecorder(reward_funcs, run.path, script.sample_every, degenerate)
     stopper = callbacks.GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
     budget = callbacks.TimeBudget(script.max_train_minutes)
-    trainer_class = _trainer_class(run.facts["device"], script.cpu_fast_path)
-    if script.dynamic_sampling:
-        from tinyr1.infra.dynamic_sampling import with_dynamic_sampling
+    from tinyr1.infra.sampling_options import apply_sampling_options
 
-        trainer_class = with_dynamic_sampling(trainer_class, script.dynamic_sampling_max_rounds,
-                                              script.dynamic_sampling_tolerance, training.seed)
+    trainer_class, extra = apply_sampling_options(script, training,
+                                                  _trainer_class(run.facts["device"], script.cpu_fast_path))
     run.facts["trainer"] = trainer_class.__name__
     trainer = run.build_trainer(lambda: trainer_class(
         model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
         processing_class=tokenizer, peft_config=get_peft_config(model_args),
-        callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(run.path), run.callback()]))
+        callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(run.path), run.callback(), *extra]))
+    for callback in extra:
+        callback.trainer = trainer
     run.train(trainer, training.resume_from_checkpoint,
               remedies=lambda: oom_remedies(training, model_args, "max_completion_length"))
     run.facts["skipped_steps"] = nan_guard.skipped

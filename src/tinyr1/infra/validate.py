@@ -88,7 +88,8 @@ RULES: dict[str, Rule] = {
 
 # GRPO samples its completions: temperature 0 would divide the logits by zero.
 GRPO_RULES: dict[str, Rule] = {"temperature": positive(), "dynamic_sampling_max_rounds": non_negative(),
-                               "dynamic_sampling_tolerance": non_negative()}
+                               "dynamic_sampling_tolerance": non_negative(), "curriculum_min_groups": at_least(1),
+                               "curriculum_revisit": fraction()}
 
 
 def check(values: dict, source: Callable[[str], str], overrides: dict[str, Rule] | None = None) -> None:

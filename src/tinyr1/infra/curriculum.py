@@ -1,0 +1,180 @@
+"""A curriculum by pass rate: each prompt's running pass rate, taken from its GRPO groups, steers what is drawn next.
+
+GRPO learns only from prompts the model sometimes gets right. ``CurriculumMixin`` goes in front of trl's
+``GRPOTrainer`` (or the CPU fast path's subclass) and replaces trl's prompt sampler with ``CurriculumSampler``,
+which draws each batch of prompts by weight:
+
+- a prompt not yet seen, or one the model gets right sometimes, has weight 1;
+- a solved prompt (right in every completion of its last ``min_groups`` groups) is retired: weight ``retired``;
+- a failed prompt (never right in its last ``min_groups`` groups) is revisited at weight ``revisit``.
+
+"Right" is the first reward whose name starts with ``correct`` paying more than 0. The rates are updated from the
+rewards trl computes (an override of ``_calculate_rewards`` that calls trl's own) and each group's outcome is kept
+as a moving window of its last groups. The sampler lays prompts out as trl's does (each prompt repeated
+``num_generations`` times, each batch repeated for ``steps_per_generation`` x ``num_iterations``), so the rest of
+trl's step is unchanged. The draws lag the rates by one batch: accelerate's data loader fetches a batch ahead.
+The table and the sampler's random state are saved in every checkpoint (``curriculum.json``) and restored on
+resume. Metrics per step: ``curriculum/solved``, ``curriculum/failed``, ``curriculum/learning`` (prompts between
+the two) and ``curriculum/seen``.
+
+One process only, like dynamic sampling: the rates come from each process's own rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+import torch
+from torch.utils.data import Sampler
+
+from tinyr1.infra.errors import TinyR1Error
+
+INDEX = "_tinyr1_index"  # the dataset column that names each prompt's row
+STATE_FILE = "curriculum.json"
+
+
+class PassRates:
+    """Each prompt's last ``window`` group outcomes (the fraction of its completions that were right).
+
+    >>> rates = PassRates(window=2, min_groups=2, revisit=0.25, retired=0.0)
+    >>> rates.update([0, 0, 1, 1], [True, True, False, False], group_size=2)
+    >>> rates.update([0, 0, 1, 1], [True, True, False, True], group_size=2)
+    >>> [rates.weight(i) for i in (0, 1, 2)]   # solved, learning, unseen
+    [0.0, 1.0, 1.0]
+    >>> rates.counts()
+    {'seen': 2, 'solved': 1, 'failed': 0, 'learning': 1}
+    """
+
+    def __init__(self, window: int = 4, min_groups: int = 2, revisit: float = 0.25, retired: float = 0.0):
+        self.window, self.min_groups, self.revisit, self.retired = window, min_groups, revisit, retired
+        self.history: dict[int, deque] = {}
+
+    def update(self, indices: list[int], right: list[bool], group_size: int) -> None:
+        for start in range(0, len(indices), group_size):
+            group = right[start:start + group_size]
+            self.history.setdefault(int(indices[start]), deque(maxlen=self.window)).append(sum(group) / len(group))
+
+    def state(self, index: int) -> str:
+        outcomes = self.history.get(index)
+        if not outcomes or len(outcomes) < self.min_groups:
+            return "unseen" if not outcomes else "learning"
+        recent = list(outcomes)[-self.min_groups:]
+        if all(o == 1.0 for o in recent):
+            return "solved"
+        if all(o == 0.0 for o in recent):
+            return "failed"
+        return "learning"
+
+    def weight(self, index: int) -> float:
+        return {"solved": self.retired, "failed": self.revisit}.get(self.state(index), 1.0)
+
+    def counts(self) -> dict:
+        states = [self.state(i) for i in self.history]
+        return {"seen": len(states), **{s: states.count(s) for s in ("solved", "failed", "learning")}}
+
+    def to_dict(self) -> dict:
+        return {"window": self.window, "history": {str(k): list(v) for k, v in self.history.items()}}
+
+    def load(self, data: dict) -> None:
+        self.history = {int(k): deque(v, maxlen=self.window) for k, v in data.get("history", {}).items()}
+
+
+class CurriculumSampler(Sampler):
+    """trl's ``RepeatSampler`` layout, with each batch of distinct prompts drawn by ``PassRates.weight`` when it is
+    needed (lazily, so the draws follow the rates as they change)."""
+
+    def __init__(self, num_samples: int, rates: PassRates, mini_repeat_count: int, batch_size: int,
+                 repeat_count: int, seed: int):
+        self.num_samples, self.rates = num_samples, rates
+        self.mini_repeat_count, self.batch_size, self.repeat_count = mini_repeat_count, batch_size, repeat_count
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return (self.num_samples // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+    def draw(self) -> list[int]:
+        """``batch_size`` distinct prompts, by weight; prompts of weight 0 only when too few others remain."""
+        weights = torch.tensor([self.rates.weight(i) for i in range(self.num_samples)], dtype=torch.float64)
+        live = int((weights > 0).sum())
+        if live < self.batch_size:
+            weights = weights + (weights == 0) * 1e-3  # retired prompts fill in rather than an empty batch
+        return torch.multinomial(weights, self.batch_size, replacement=False, generator=self.generator).tolist()
+
+    def __iter__(self):
+        for _ in range(self.num_samples // self.batch_size):
+            chosen = self.draw()
+            for _ in range(self.repeat_count):
+                for index in chosen:
+                    yield from [index] * self.mini_repeat_count
+
+
+class CurriculumMixin:
+    """Put in front of a ``GRPOTrainer`` class (``with_curriculum``); needs the dataset column ``INDEX``."""
+
+    curriculum_rates: PassRates
+
+    def _get_train_sampler(self, dataset=None):
+        dataset = self.train_dataset if dataset is None else dataset
+        self._tinyr1_sampler = CurriculumSampler(
+            len(dataset), self.curriculum_rates, self.num_generations,
+            self.args.generation_batch_size // self.num_generations,
+            self.num_iterations * self.args.steps_per_generation, self.args.seed)
+        return self._tinyr1_sampler
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self.model.training and len(rewards) == len(inputs):  # one process: the rows are these inputs
+            right = torch.nan_to_num(rewards[:, self._tinyr1_correct_index()]) > 0
+            self.curriculum_rates.update([row[INDEX] for row in inputs], right.tolist(), self.num_generations)
+            for name, count in self.curriculum_rates.counts().items():
+                self._metrics["train"][f"curriculum/{name}"].append(float(count))
+        return rewards
+
+    def _tinyr1_correct_index(self) -> int:
+        return next(i for i, name in enumerate(self.reward_func_names) if name.startswith("correct"))
+
+    def save_curriculum(self, folder: Path) -> None:
+        sampler = getattr(self, "_tinyr1_sampler", None)
+        state = {"rates": self.curriculum_rates.to_dict(),
+                 "generator": sampler.generator.get_state().tolist() if sampler else None}
+        (Path(folder) / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+
+def load_curriculum(rates: PassRates, checkpoint: str | Path | None) -> dict | None:
+    """The state saved in ``checkpoint`` (rates loaded into ``rates``), or None where there is none."""
+    if not checkpoint or not (Path(checkpoint) / STATE_FILE).is_file():
+        return None
+    file = Path(checkpoint) / STATE_FILE
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+        rates.load(state["rates"])
+    except (ValueError, KeyError, TypeError):
+        raise TinyR1Error(f"{file}: damaged curriculum state; resume from another checkpoint") from None
+    return state
+
+
+def check_curriculum(reward_names: list[str], num_processes: int) -> None:
+    """One line, before anything heavy loads, where the curriculum cannot run as documented."""
+    if not any(name.startswith("correct") for name in reward_names):
+        raise TinyR1Error(f"curriculum: needs a correctness reward to judge pass rates (a reward whose name starts "
+                          f"with 'correct'); reward_funcs are {', '.join(reward_names)}")
+    if num_processes > 1:
+        raise TinyR1Error(f"curriculum: runs on one process (CPU or one GPU); this launch has {num_processes}")
+
+
+def with_curriculum(trainer_class: type, rates: PassRates, generator_state: list | None = None) -> type:
+    """``trainer_class`` with the curriculum in front of it, sharing ``rates``."""
+    mixin_attrs = {"curriculum_rates": rates}
+    cls = type(f"Curriculum{trainer_class.__name__}", (CurriculumMixin, trainer_class), mixin_attrs)
+    if generator_state is not None:
+        original = cls._get_train_sampler
+
+        def restored(self, dataset=None):
+            sampler = original(self, dataset)
+            sampler.generator.set_state(torch.tensor(generator_state, dtype=torch.uint8))
+            return sampler
+
+        cls._get_train_sampler = restored
+    return cls
