@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from tinyr1.cpu import packing
+from tinyr1.cpu import packing, touchpoints
 from tinyr1.cpu.attention import group_decode_attention
 
 # (model class, attention class, MLP class, norm class) whose forward this loop reproduces
@@ -57,8 +57,10 @@ def supports(model) -> bool:
 
 
 def on_cpu(model) -> dict:
-    """``generate`` keyword arguments that decode with this loop where it applies: a supported model on CPU."""
-    if model.device.type == "cpu" and supports(model):
+    """``generate`` keyword arguments that decode with this loop where it applies: a supported model on CPU, with the
+    transformers and torch versions it was verified on (``tinyr1.cpu.touchpoints``; elsewhere one line says why
+    ``generate``'s own loop runs)."""
+    if model.device.type == "cpu" and supports(model) and touchpoints.announce("generation"):
         return {"custom_generate": decode_loop}
     return {}
 
