@@ -1,8 +1,9 @@
 """tinyr1.cpu.attention computes sdpa's attention, and tinyr1.cpu.trainer.token_logps autograd's log-probs, in fp32.
 
-The whole-model comparisons with trl are in test_fast_grpo.py; these pin the cases a model run may not reach:
+The whole-model comparisons with trl are in test_trainer.py, the decode loop's tokens in test_decode_loop.py;
+these pin the cases a model run may not reach:
 no mask (plain causal) with a cache before the queries, the size cut-over to sdpa, dropout while training, and the
-log-prob function's chunk boundaries and temperature.
+log-prob function's chunk boundaries and temperature, and the decode loop's attention over a shared prompt.
 """
 
 import pytest
@@ -91,3 +92,36 @@ def test_token_logps_with_an_entropy_gradient_is_plain_autograd():
     torch.testing.assert_close(entropy, -(log_probs.exp() * log_probs).sum(-1))
     torch.testing.assert_close(logps, log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
     assert entropy.requires_grad and entropy.grad_fn is not None
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_group_decode_attention_gives_sdpas_output_over_the_shared_prompt_and_own_tokens(padded):
+    # 2 groups x 3 members x 2 key/value heads, 3 query heads per key/value head; a 4-token prompt per group
+    groups, members, kv, per_kv, dim, prompt, own = 2, 3, 2, 3, 8, 4, 5
+    generator = torch.Generator().manual_seed(3)
+    rand = lambda *shape: torch.randn(*shape, generator=generator)  # noqa: E731
+    query, own_keys, own_values = rand(groups, kv, members, per_kv, dim), rand(groups, kv, members, own, dim), \
+        rand(groups, kv, members, own, dim)
+    prompt_keys, prompt_values = rand(groups, kv, prompt, dim), rand(groups, kv, prompt, dim)
+    visible = torch.ones(groups, prompt, dtype=torch.bool)
+    if padded:
+        visible[1, :2] = False  # group 1's prompt has two left-padding tokens
+    bias = torch.zeros(groups, 1, prompt).masked_fill_(~visible[:, None], float("-inf")) if padded else None
+    batch = groups * kv * members
+    got = cpu_attention.group_decode_attention(
+        query.reshape(batch, per_kv, dim), own_keys.reshape(batch, own, dim).transpose(1, 2),
+        own_values.reshape(batch, own, dim), 0.3,
+        (prompt_keys.reshape(groups * kv, prompt, dim).transpose(1, 2),
+         prompt_values.reshape(groups * kv, prompt, dim), bias))
+    # the same attention with the prompt copied to every member, by sdpa
+    keys = torch.cat([prompt_keys[:, :, None].expand(-1, -1, members, -1, -1), own_keys], dim=3)
+    values = torch.cat([prompt_values[:, :, None].expand(-1, -1, members, -1, -1), own_values], dim=3)
+    mask = torch.cat([visible[:, None, None, None].expand(-1, kv, members, 1, -1),
+                      torch.ones(groups, kv, members, 1, own, dtype=torch.bool)], dim=-1)
+    expected = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=0.3)
+    torch.testing.assert_close(got, expected.reshape(batch, per_kv, dim), rtol=0, atol=1e-6)
+    no_prompt = cpu_attention.group_decode_attention(
+        query.reshape(batch, per_kv, dim), own_keys.reshape(batch, own, dim).transpose(1, 2),
+        own_values.reshape(batch, own, dim), 0.3)
+    expected = F.scaled_dot_product_attention(query, own_keys, own_values, scale=0.3)
+    torch.testing.assert_close(no_prompt, expected.reshape(batch, per_kv, dim), rtol=0, atol=1e-6)

@@ -73,6 +73,18 @@ def check_hardware(checks: Checklist) -> dict:
     return {"device": "cpu", "memory": ram, "total": ram}
 
 
+def check_fast_path(checks: Checklist, hardware: dict) -> None:
+    """The CPU fast path's version gate (tinyr1.cpu.touchpoints): whether training and generation take it here."""
+    if hardware["device"] != "cpu":
+        checks.add(OK, "CPU fast path", "not used on a GPU")
+        return
+    from tinyr1.cpu.touchpoints import fast_path_check
+
+    for part in ("training", "generation"):
+        check = fast_path_check(part)
+        checks.add(OK if check.allowed else WARN, f"CPU fast path ({part})", check.summary)
+
+
 def locate_model(name: str) -> tuple[str, str, str | None]:
     """(status, detail, local config folder or None) for a model string, without touching the network."""
     from tinyr1.infra.models import resolve_model
@@ -235,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tinyr1 doctor — Python {sys.version.split()[0]}")
     check_versions(checks)
     hardware = check_hardware(checks)
+    check_fast_path(checks, hardware)
     checks.add(OK, "recipe", f"{args.config or f'tinyr1 {args.command} defaults'} ({kind})")
     try:  # settings that need packages or hardware this machine may lack: a finding here, not bad input
         check_trainer_settings(training)

@@ -52,8 +52,10 @@ class TrainScriptArguments:
                                             "minutes (checkpoint saved), then finish normally: final model, "
                                             "after-evaluation, report"})
     num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
-    cpu_fast_path: bool = field(default=True, metadata={"help": "on CPU, train with tinyr1.cpu.trainer (the same "
-                                "step as trl's, computed faster); false for trl's GRPOTrainer as it is"})
+    cpu_fast_path: bool | None = field(default=None, metadata={"help": "on CPU, train with tinyr1.cpu.trainer (the "
+                                       "same step as trl's, computed faster). Unset: where trl, transformers and "
+                                       "torch are the versions it was verified on (tinyr1 doctor says); true: "
+                                       "always, with a warning outside them; false: trl's GRPOTrainer as it is"})
     dynamic_sampling: bool = field(default=False, metadata={"help": "drop groups whose completions all earn the same "
                                    "reward and refill the batch from fresh prompts (DAPO); see "
                                    "tinyr1.infra.dynamic_sampling"})
@@ -67,7 +69,6 @@ class TrainScriptArguments:
                                        "(or all wrong) that make a prompt solved (or failed)"})
     curriculum_revisit: float = field(default=0.25, metadata={"help": "with curriculum: the weight of a failed "
                                       "prompt against 1 for the others"})
-
 
 @dataclass
 class SFTScriptArguments:

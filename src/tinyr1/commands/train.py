@@ -198,7 +198,7 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     from tinyr1.infra.sampling_options import apply_sampling_options
 
     trainer_class, extra = apply_sampling_options(script, training,
-                                                  _trainer_class(run.facts["device"], script.cpu_fast_path))
+                                                  _trainer_class(run, script.cpu_fast_path))
     run.facts["trainer"] = trainer_class.__name__
     trainer = run.build_trainer(lambda: trainer_class(
         model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
@@ -230,16 +230,33 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     return 0
 
 
-def _trainer_class(device: str, cpu_fast_path: bool):
-    """trl's GRPOTrainer, or on CPU its fast-path subclass (same step, less work: tinyr1.cpu.trainer)."""
-    if device == "cpu" and cpu_fast_path:
-        from tinyr1.cpu.trainer import CPUFastGRPOTrainer
-
-        print("trainer: CPU fast path (tinyr1.cpu.trainer; --cpu_fast_path false for trl's own)", flush=True)
-        return CPUFastGRPOTrainer
+def _trainer_class(run: RunDir, cpu_fast_path: bool | None):
+    """trl's GRPOTrainer, or on CPU its fast-path subclass (same step, less work: tinyr1.cpu.trainer) where
+    ``cpu_fast_path`` (None: the version gate of tinyr1.cpu.touchpoints decides; True: forced; False: off) allows it.
+    The decision goes to run.json (``trainer``, ``cpu_fast_path``)."""
     from trl import GRPOTrainer
 
-    return GRPOTrainer
+    setting = {None: "auto", True: "true", False: "false"}[cpu_fast_path]
+    trainer_class, reason = GRPOTrainer, "--cpu_fast_path false"
+    if run.facts["device"] != "cpu":
+        reason = "not on a CPU"
+    elif cpu_fast_path is not False:
+        from tinyr1.cpu import touchpoints
+        from tinyr1.cpu.trainer import CPUFastGRPOTrainer, ForcedCPUFastGRPOTrainer
+
+        check = touchpoints.fast_path_check("training")
+        reason = check.reason
+        if check.allowed:
+            trainer_class = CPUFastGRPOTrainer
+            print("trainer: CPU fast path (tinyr1.cpu.trainer; --cpu_fast_path false for trl's own)", flush=True)
+        elif cpu_fast_path:
+            trainer_class = ForcedCPUFastGRPOTrainer
+            print(touchpoints.forced_line("training"), flush=True)
+        else:
+            touchpoints.announce("training")  # the one line saying why trl's own trainer runs
+    run.facts["trainer"] = trainer_class.__name__
+    run.facts["cpu_fast_path"] = {"setting": setting, "used": trainer_class is not GRPOTrainer, "reason": reason}
+    return trainer_class
 
 
 def _pin_reference_model(model, tokenizer, output_dir: Path) -> None:

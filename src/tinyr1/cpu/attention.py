@@ -1,4 +1,5 @@
-"""Attention for the CPU fast path: what ``CPUFastGRPOTrainer`` (``tinyr1.cpu.trainer``) runs in place of sdpa.
+"""Attention for the CPU fast path, its one owner: what ``CPUFastGRPOTrainer`` (``tinyr1.cpu.trainer``) runs in
+place of sdpa, and the decode loop's attention (``group_decode_attention``, for ``tinyr1.cpu.decode_loop``).
 
 transformers looks an attention function up by ``config._attn_implementation`` at every forward;
 ``cpu_attention(model)`` points a model on sdpa at ``cpu_attention_forward`` for the length of a block (generation,
@@ -6,14 +7,14 @@ the update's log-probs) and restores the name after, so a saved config never nam
 computes sdpa's attention, faster on a CPU in two cases:
 
 - **one-token decode steps with grouped key/value heads**: the query heads that share a key/value head become the
-  rows of one query (``(b, kv, groups, d)``) instead of torch's much slower ``enable_gqa`` path (SmolLM2 has 9
-  query heads over 3 key/value heads);
-- **short multi-token sequences** (the update's 8 x 128 completion tokens over a ~220-token cache, prompt prefills):
-  two batched products with an fp32 softmax between them. torch's flash-attention CPU kernel works in small tiles,
-  slow for these shapes (``benchmarks/fast_path_pieces.py update --profile``; docs/cpu-fast-path.md has the
-  measurements). The score tensor is
-  materialised (and kept for the backward), so above ``BMM_MAX_SCORES`` elements per layer the call goes to sdpa,
-  which keeps O(length).
+  rows of one query (``(b, kv, groups, d)``) instead of torch's slower ``enable_gqa`` path (SmolLM2 has 9 query
+  heads over 3 key/value heads);
+- **short multi-token sequences** (the update's completion tokens over the prompt's cache, prompt prefills):
+  two batched products with an fp32 softmax between them, where torch's flash-attention CPU kernel works in small
+  tiles. The score tensor is materialised (and kept for the backward), so above ``BMM_MAX_SCORES`` elements per
+  layer the call goes to sdpa, which keeps O(length).
+
+docs/cpu-fast-path.md has the measurements (``benchmarks/fast_path_pieces.py update --profile``).
 
 Anything else (dropout while training, soft-capping, sliding windows, attention sinks, non-causal modules) is sdpa's.
 Masked keys get the dtype's lowest value, not -inf, as transformers' eager attention does: a query row with no key to
@@ -86,6 +87,36 @@ def _bmm_attention(query, key, value, attention_mask, scaling: float) -> torch.T
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(dtype).view(rows, groups * length, keys)
     out = torch.bmm(probs, value.to(dtype).reshape(rows, keys, dim))
     return out.view(batch, heads, length, dim).transpose(1, 2).contiguous()
+
+
+def group_decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scaling: float,
+                           shared: tuple | None = None) -> torch.Tensor:
+    """One decode step's attention for ``tinyr1.cpu.decode_loop``, whose ``_GroupCache`` owns the layout: fp32
+    batched products and an fp32 softmax.
+
+    ``query`` is ``(batch, q, d)``: a batch row is one key/value head of one sequence, its ``q`` rows the query
+    heads that share that key/value head. ``keys`` ``(batch, d, own)`` (transposed) and ``values``
+    ``(batch, own, d)`` are each row's own tokens, the step's included. ``shared`` is None or ``(prompt_keys
+    (n, d, prompt), prompt_values (n, prompt, d), bias)``: a prompt cached once for each block of ``batch // n``
+    consecutive rows, attended before the own tokens; ``bias`` is None or ``(groups, 1, prompt)``, 0 where visible
+    and -inf at left padding, one per block of ``batch // groups`` rows. Returns ``(batch, q, d)``.
+    """
+    batch, per_kv, dim = query.shape
+    scores = torch.bmm(query, keys)
+    if shared is not None:
+        prompt_keys, prompt_values, bias = shared
+        prompt = prompt_keys.size(-1)
+        blocks = prompt_keys.size(0)
+        scores = torch.cat([torch.bmm(query.view(blocks, -1, dim), prompt_keys).view(batch, per_kv, -1), scores],
+                           dim=-1)
+    scores.mul_(scaling)
+    if shared is not None and bias is not None:
+        scores.view(bias.size(0), -1, scores.size(-1))[..., :prompt].add_(bias)
+    probs = torch.softmax(scores, dim=-1)
+    if shared is None:
+        return torch.bmm(probs, values)
+    from_prompt = torch.bmm(probs[..., :prompt].view(blocks, -1, prompt), prompt_values)
+    return torch.baddbmm(from_prompt.view(batch, per_kv, dim), probs[..., prompt:], values)
 
 
 @contextmanager

@@ -1,13 +1,13 @@
 """A decode loop for Llama-style models on CPU: ``generate``'s tokens, each decode step in less time.
 
-With a GRPO group's few rows on a CPU, a decode step of ``generate`` spends about as long around the weight reads
-as in them: seven linear calls per layer, sdpa's flash kernel for a one-token query (slow on a CPU for these
-shapes), the cache object's and mask builders' bookkeeping, and the modules' Python. This loop runs the same layer
-math with q/k/v and gate/up weights concatenated (four linear calls per layer), packed by oneDNN once per
-generation (bf16 on CPUs with native bf16, fp32 on x86: ``tinyr1.cpu.packing``), rotary applied to queries and keys
-together, and attention as fp32 batched products on a preallocated cache (``_GroupCache``) that holds a GRPO
-group's shared prompt once. docs/cpu-fast-path.md has the measurements (``benchmarks/fast_path_pieces.py decode``,
-``benchmarks/decode_costs.py attention``).
+With a GRPO group's handful of rows, a decode step of ``generate`` spends about as long around the weight reads as
+in them: seven linear calls per layer, sdpa's flash kernel for a one-token query, the cache object's and mask
+builders' bookkeeping, and the modules' Python. This loop runs the same layer math with q/k/v and gate/up weights
+concatenated (four linear calls per layer), packed by oneDNN once per generation (bf16 on CPUs with native bf16,
+fp32 on x86: ``tinyr1.cpu.packing``), rotary applied to queries and keys together, and attention as fp32 batched
+products (``tinyr1.cpu.attention.group_decode_attention``) on a preallocated cache (``_GroupCache``) that holds a
+GRPO group's shared prompt once. docs/cpu-fast-path.md has the measurements (``benchmarks/fast_path_pieces.py
+decode``, ``benchmarks/decode_costs.py attention``).
 
 It is a ``custom_generate`` for ``model.generate`` (``generate(..., custom_generate=decode_loop)``): ``generate``
 still prepares the logits processors, stopping criteria and special tokens, so every processor and stop rule applies
@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from tinyr1.cpu import packing
+from tinyr1.cpu import packing, touchpoints
+from tinyr1.cpu.attention import group_decode_attention
 
 # (model class, attention class, MLP class, norm class) whose forward this loop reproduces
 _KNOWN = {
@@ -56,8 +57,10 @@ def supports(model) -> bool:
 
 
 def on_cpu(model) -> dict:
-    """``generate`` keyword arguments that decode with this loop where it applies: a supported model on CPU."""
-    if model.device.type == "cpu" and supports(model):
+    """``generate`` keyword arguments that decode with this loop where it applies: a supported model on CPU, with the
+    transformers and torch versions it was verified on (``tinyr1.cpu.touchpoints``; elsewhere one line says why
+    ``generate``'s own loop runs)."""
+    if model.device.type == "cpu" and supports(model) and touchpoints.announce("generation"):
         return {"custom_generate": decode_loop}
     return {}
 
@@ -130,13 +133,13 @@ class _GroupCache:
     """Keys and values for attention over one cached prompt per group of ``g`` rows, and each row's own tokens.
 
     The rows of a GRPO group share their prompt: its keys and values are kept once per group, and the group's
-    queries multiply them in one product (reading a copy of the prompt per row was a sizeable share of a decode
-    step's attention, more with longer prompts: between two visits to a layer, a step streams every weight through
-    the CPU's caches; docs/cpu-fast-path.md has the measurements). Batch order is (group, key/value head,
-    member): a group's queries for one key/value head are then consecutive, and the same query tensor serves both
-    products as a view. Attention runs in fp32 on keys and values rounded to the compute dtype, as sdpa's bf16
-    kernel accumulates (bf16 products would round the scores, and were no faster for these small products); keys
-    are kept transposed, so a prefix of them multiplies without a copy.
+    queries multiply them in one product instead of reading a copy per row (between two visits to a layer, a step
+    streams every weight through the CPU's caches, so the copies are read from memory). Batch order is (group,
+    key/value head, member): a group's queries for one key/value head are then consecutive, and the same query
+    tensor serves both products as a view. Attention runs in fp32 on keys and values rounded to the compute dtype,
+    as sdpa's bf16 kernel accumulates (bf16 products would round the scores, and were no faster for these small
+    products); keys are kept transposed, so a prefix of them multiplies without a copy. This class owns the layout;
+    the attention math is ``tinyr1.cpu.attention.group_decode_attention``'s.
     """
 
     def __init__(self, w: _Weights, groups: int, g: int, prompt_layers, prompt_mask: torch.Tensor, room: int,
@@ -157,7 +160,8 @@ class _GroupCache:
 
     def attend(self, layer: int, qk: torch.Tensor, value: torch.Tensor, own: int, scaling: float) -> torch.Tensor:
         """Store the step's keys (rotated, in ``qk`` after the queries) and ``value`` at own position ``own`` of
-        ``layer``; return the attention output, (rows, heads x head dim) in fp32."""
+        ``layer``; return the attention output (``tinyr1.cpu.attention.group_decode_attention``), (rows, heads x
+        head dim) in fp32."""
         groups, g, kv, dim = self.groups, self.g, self.kv, self.dim
         per_kv = self.heads // kv
         batch = groups * kv * g
@@ -167,20 +171,8 @@ class _GroupCache:
         # the query heads that share a key/value head are rows of one query
         query = qk[:, : self.heads].view(groups, g, kv, per_kv, dim).transpose(1, 2).contiguous()
         query = query.view(batch, per_kv, dim)
-        scores = torch.bmm(query, keys[..., : own + 1])
-        if self.prompt:
-            shared = torch.bmm(query.view(groups * kv, g * per_kv, dim), self.prompt_keys[layer])
-            scores = torch.cat([shared.view(batch, per_kv, -1), scores], dim=-1)
-        scores.mul_(scaling)
-        if self.bias is not None:
-            scores.view(groups, kv * g * per_kv, -1)[..., : self.prompt].add_(self.bias)
-        probs = torch.softmax(scores, dim=-1)
-        own_values = values[:, : own + 1]
-        if self.prompt:
-            shared = torch.bmm(probs[..., : self.prompt].view(groups * kv, g * per_kv, -1), self.prompt_values[layer])
-            out = torch.baddbmm(shared.view(batch, per_kv, dim), probs[..., self.prompt:], own_values)
-        else:
-            out = torch.bmm(probs, own_values)
+        shared = (self.prompt_keys[layer], self.prompt_values[layer], self.bias) if self.prompt else None
+        out = group_decode_attention(query, keys[..., : own + 1], values[:, : own + 1], scaling, shared)
         return out.view(groups, kv, g, per_kv, dim).transpose(1, 2).reshape(groups * g, -1)
 
 

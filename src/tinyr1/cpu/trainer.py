@@ -27,9 +27,11 @@ backward. On a CPU trl spends much of that step on work a GPU hides:
 Everything else — rewards, advantages, the loss, logging, checkpoints — is trl's own code. For one seed the sampled
 completions differ from trl's (other random draws from the same distribution); ``fast_sampling = False`` gives trl's
 draws. The path is taken only where it is known to be equal: on CPU, a text-only model, no activation
-checkpointing, no vLLM; anything else falls back to trl (``uses_fast_path`` says which). ``tinyr1 train`` uses it
-on CPU by default (``--cpu_fast_path false`` turns it off); it is never used on a GPU, where it has not been
-measured.
+checkpointing, no vLLM, and the trl / transformers / torch versions it was verified on (``tinyr1.cpu.touchpoints``,
+which lists every private internal it relies on); anything else is trl's own code, unchanged (``uses_fast_path``
+says which). ``tinyr1 train`` uses it on CPU where that gate allows it (``--cpu_fast_path false`` turns it off,
+``--cpu_fast_path true`` forces it outside the verified versions, with a warning: ``ForcedCPUFastGRPOTrainer``); it
+is never used on a GPU, where it has not been measured.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models.utils import unwrap_model_for_generation
 
+from tinyr1.cpu import touchpoints
 from tinyr1.cpu.attention import cpu_attention
 from tinyr1.cpu.shared_prompts import distinct_rows, generate_shared_prompts
 
@@ -143,16 +146,31 @@ class CPUFastGRPOTrainer(GRPOTrainer):
     # The whole-step equivalence test turns it off to compare sampled completions token for token.
     fast_sampling = True
 
+    # Take the fast path even outside the versions it was verified on (``ForcedCPUFastGRPOTrainer``).
+    forced = False
+
     def uses_fast_path(self) -> bool:
         # Activation checkpointing makes the model drop its key/value cache, which the shared prompt needs.
         checkpointing = getattr(self.args, "activation_checkpointing", False) or self.args.gradient_checkpointing
         return (self.accelerator.device.type == "cpu" and not self.use_vllm and not checkpointing
                 and not getattr(self, "use_transformers_continuous_batching", False)
-                and not getattr(self, "_is_vlm", False))
+                and not getattr(self, "_is_vlm", False) and (self.forced or touchpoints.announce("training")))
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
-                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
-        if compute_aux_loss or any(v is not None for v in multimodal.values()) or not self.uses_fast_path():
+    # Off the fast path both overrides hand trl exactly what trl passed, so a trl whose signatures changed (outside
+    # the gate's versions) still runs its own code.
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        if not self.uses_fast_path():
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        return self._fast_logps_and_entropies(*args, **kwargs)
+
+    def _generate_single_turn(self, *args, **kwargs):
+        if not self.uses_fast_path():
+            return super()._generate_single_turn(*args, **kwargs)
+        return self._fast_single_turn(*args, **kwargs)
+
+    def _fast_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                  compute_entropy=False, compute_aux_loss=False, **multimodal):
+        if compute_aux_loss or any(v is not None for v in multimodal.values()):
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **multimodal)
@@ -167,9 +185,8 @@ class CPUFastGRPOTrainer(GRPOTrainer):
             entropies.append(ent)
         return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
-    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        if images is not None and any(i is not None for i in images) or multimodal_fields or has_tool_images \
-                or not self.uses_fast_path():
+    def _fast_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if images is not None and any(i is not None for i in images) or multimodal_fields or has_tool_images:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images)
         # One autocast around the whole generate: weights are cast to bf16 once, not at every decode step.
@@ -188,3 +205,9 @@ class CPUFastGRPOTrainer(GRPOTrainer):
             end = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
             completions.append(row[:end])
         return completions, None
+
+
+class ForcedCPUFastGRPOTrainer(CPUFastGRPOTrainer):
+    """``CPUFastGRPOTrainer`` outside the versions it was verified on, as ``--cpu_fast_path true`` asks: unverified."""
+
+    forced = True

@@ -45,7 +45,7 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], *, max_new
         {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     from tinyr1.cpu.decode_loop import on_cpu
 
-    loop = on_cpu(model)
+    loop = on_cpu(model)  # tinyr1's decode loop where it applies and its versions were verified, else generate's
     bar = tqdm(total=len(prompts), desc=desc, unit="q", disable=not progress, dynamic_ncols=True)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):

@@ -1,0 +1,204 @@
+"""The CPU fast path's version gate, and the one list of the private internals it relies on.
+
+The fast path (``tinyr1.cpu``) computes trl's GRPO step and ``generate``'s tokens by other means, so it leans on
+internals no release promises to keep: private trl methods it overrides, transformers' cache and module layout,
+torch's oneDNN ops. ``TOUCHPOINTS`` lists each one: what it is, which tinyr1 module uses it, and the version it was
+verified on. The equivalence tests (``tests/cpu/test_trainer.py``, ``tests/cpu/test_decode_loop.py``) passed on
+``VERIFIED`` together; elsewhere nobody has run them, and a changed internal could crash a run or, worse, change
+its step without a word.
+
+The rule, ``fast_path_check(part)``: the fast path is taken only where every package the part relies on has the
+major.minor version it was verified on (trl ``1.16.*``, transformers ``5.23.*``, torch ``2.13.*``) and, for training,
+trl's two overridden methods still take exactly the parameters the override was written for (a renamed or added
+parameter means the override no longer sees what trl passes). Two parts:
+
+- ``"training"`` (``CPUFastGRPOTrainer``): trl, transformers and torch;
+- ``"generation"`` (the decode loop that ``eval``, ``compare`` and the before/after evaluation use): transformers
+  and torch (it uses nothing of trl).
+
+Outside them a run prints one line naming the versions found and the versions verified, and takes the plain path:
+trl's own ``GRPOTrainer``, ``generate``'s own loop. The same step, slower. ``tinyr1 train --cpu_fast_path true``
+forces the training fast path anyway, with a warning; ``--cpu_fast_path false`` turns it off; unset, this gate
+decides. accelerate is not gated: its one touchpoint is read with ``getattr``. ``tinyr1 doctor`` prints the decision.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import re
+from importlib.metadata import PackageNotFoundError, version
+from typing import NamedTuple
+
+# The versions the equivalence tests passed on together (constraints.txt pins the same).
+VERIFIED = {"trl": "1.16.0", "transformers": "5.23.0", "torch": "2.13.0", "accelerate": "1.15.0"}
+PARTS = {"training": ("trl", "transformers", "torch"), "generation": ("transformers", "torch")}
+
+
+class Touchpoint(NamedTuple):
+    package: str
+    what: str
+    used_in: str  # the tinyr1 module(s) that rely on it
+
+    @property
+    def verified(self) -> str:
+        return f"{self.package} {VERIFIED[self.package]}"
+
+
+TOUCHPOINTS = (
+    Touchpoint("trl", "GRPOTrainer._get_per_token_logps_and_entropies (private): overridden with a copy of its "
+               "signature; returns (logps, entropies, aux_loss)", "tinyr1.cpu.trainer"),
+    Touchpoint("trl", "GRPOTrainer._generate_single_turn (private): overridden with a copy of its signature; "
+               "returns (completion ids cut after the first EOS, logprobs or None)", "tinyr1.cpu.trainer"),
+    Touchpoint("trl", "GRPOTrainer._entropy_bonus_enabled (private): whether the entropy needs a gradient",
+               "tinyr1.cpu.trainer"),
+    Touchpoint("trl", "GRPOTrainer._tokenizer (private): the tokenizer, for its pad token", "tinyr1.cpu.trainer"),
+    Touchpoint("trl", "GRPOTrainer._is_vlm (private): a vision-language model takes trl's path",
+               "tinyr1.cpu.trainer"),
+    Touchpoint("trl", "GRPOTrainer attributes use_vllm, use_transformers_continuous_batching, temperature, "
+               "generation_config, generation_kwargs, eos_token_ids, model_wrapped", "tinyr1.cpu.trainer"),
+    Touchpoint("trl", "trl.extras.profiling.profiling_context (internal module)", "tinyr1.cpu.trainer"),
+    Touchpoint("trl", "trl.models.utils.unwrap_model_for_generation (internal module)", "tinyr1.cpu.trainer"),
+    Touchpoint("trl", "the update's batch layout: [left-padded prompt | right-padded completion], positions counted "
+               "from the first column, no position_ids", "tinyr1.cpu.trainer"),
+    Touchpoint("trl", "each prompt repeated in num_generations consecutive rows (RepeatSampler); elsewhere the "
+               "decode loop shares nothing (slower, same tokens)", "tinyr1.cpu.decode_loop"),
+    Touchpoint("transformers", "cache_utils.DynamicLayer subclassed: lazy_initialization, is_initialized, "
+               "get_seq_length, and keys/values replaced by batch_select_indices, crop and reorder_cache",
+               "tinyr1.cpu.shared_prompts"),
+    Touchpoint("transformers", "DynamicCache(config=...).layers replaced; batch_select_indices differentiable",
+               "tinyr1.cpu.shared_prompts, tinyr1.cpu.trainer"),
+    Touchpoint("transformers", "config._attn_implementation (private) written for the length of a block; "
+               "AttentionInterface / AttentionMaskInterface.register, masking_utils.sdpa_mask",
+               "tinyr1.cpu.attention"),
+    Touchpoint("transformers", "integrations.sdpa_attention.sdpa_attention_forward and the attention-function "
+               "contract: kwargs dropout, softcap, sliding_window, s_aux; module.is_causal; a boolean mask or None "
+               "(plain causal); returns ((b, q, heads, d), weights)", "tinyr1.cpu.attention"),
+    Touchpoint("transformers", "generate(custom_generate=callable): the callable's arguments (logits_processor, "
+               "stopping_criteria, generation_config, synced_gpus, streamer, model kwargs)",
+               "tinyr1.cpu.decode_loop, tinyr1.infra.batch_generation"),
+    Touchpoint("transformers", "generation_config._pad_token_tensor (private) and max_length as prepared by "
+               "generate; stopping criteria with an eos_token_id attribute", "tinyr1.cpu.decode_loop"),
+    Touchpoint("transformers", "generate with a prefilled past_key_values runs only the uncached prompt tokens",
+               "tinyr1.cpu.shared_prompts"),
+    Touchpoint("transformers", "Llama/Qwen2 module layout: model.model.layers, self_attn.{q,k,v,o}_proj, "
+               "attn.scaling, mlp.{gate,up,down}_proj, RMSNorm weight and variance_epsilon, model.model.rotary_emb, "
+               "embed_tokens, norm, lm_head; config hidden_act, layer_types, head_dim", "tinyr1.cpu.decode_loop"),
+    Touchpoint("transformers", "the RMSNorm, rotary (rotate_half) and attention math of those modules' forward",
+               "tinyr1.cpu.decode_loop"),
+    Touchpoint("transformers", "the sampling warpers generate applies and their order (temperature, top-k, top-p, "
+               "min-p); GenerationConfig fields of the others (top_h, typical_p, epsilon/eta_cutoff...)",
+               "tinyr1.cpu.shared_prompts"),
+    Touchpoint("torch", "torch.ops.mkldnn._linear_pointwise (private op): x, packed weight, bias, 'none', [], ''",
+               "tinyr1.cpu.packing"),
+    Touchpoint("torch", "torch.ops.mkldnn._reorder_linear_weight (private op): weight, rows", "tinyr1.cpu.packing"),
+    Touchpoint("torch", "torch.ops.mkldnn._is_mkldnn_bf16_supported (private op)",
+               "tinyr1.infra.precision, tinyr1.cpu.packing"),
+    Touchpoint("torch", "nn.Linear.forward replaced on instances for the length of a generation",
+               "tinyr1.cpu.packing"),
+    Touchpoint("accelerate", "model._hf_hook (private): a dispatched model keeps generate's loop (read with getattr; "
+               "not gated)", "tinyr1.cpu.decode_loop"),
+)
+
+# The parameters of trl's methods that CPUFastGRPOTrainer overrides, as trl 1.16.0 declares them.
+OVERRIDDEN = {
+    "_get_per_token_logps_and_entropies": (
+        "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size", "compute_entropy",
+        "compute_aux_loss", "pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
+        "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids"),
+    "_generate_single_turn": ("self", "prompt_ids", "images", "multimodal_fields", "num_generations",
+                              "has_tool_images"),
+}
+
+
+class FastPathCheck(NamedTuple):
+    allowed: bool
+    reason: str  # the versions found against those verified, or the trl signature that changed
+    part: str
+    summary: str  # "on, ..." or "off: <reason>. <what runs instead; how to force>"
+
+    @property
+    def line(self) -> str:
+        """The one printable line: the decision, the versions found and verified, and how to force it."""
+        return f"CPU fast path ({self.part}) {self.summary}"
+
+
+def installed_version(package: str) -> str:
+    """The version of ``package`` this process runs (its ``__version__``, else its installed metadata)."""
+    try:
+        found = getattr(importlib.import_module(package), "__version__", None)
+        return str(found or version(package))
+    except (ImportError, PackageNotFoundError):
+        return "not installed"
+
+
+def verified_pattern(package: str) -> str:
+    """``1.16.*``: the versions of ``package`` the gate accepts (the verified major.minor, any patch or build)."""
+    return ".".join(VERIFIED[package].split(".")[:2]) + ".*"
+
+
+def same_minor(found: str, verified: str) -> bool:
+    """Whether ``found`` has ``verified``'s major.minor.
+
+    >>> same_minor("2.13.0+cpu", "2.13.0"), same_minor("1.16.2", "1.16.0"), same_minor("1.17.0", "1.16.0")
+    (True, True, False)
+    """
+    numbers = [re.match(r"(\d+)\.(\d+)", v) for v in (found, verified)]
+    return all(numbers) and numbers[0].groups() == numbers[1].groups()
+
+
+def changed_signatures() -> list[str]:
+    """The overridden trl methods whose parameters differ from ``OVERRIDDEN``, each as one phrase."""
+    from trl import GRPOTrainer
+
+    changed = []
+    for name, expected in OVERRIDDEN.items():
+        method = getattr(GRPOTrainer, name, None)
+        if method is None:
+            changed.append(f"GRPOTrainer.{name} is gone")
+            continue
+        found = tuple(inspect.signature(method).parameters)
+        if found != expected:
+            lost, new = [p for p in expected if p not in found], [p for p in found if p not in expected]
+            what = ", ".join(filter(None, [lost and f"lost {', '.join(lost)}", new and f"gained {', '.join(new)}"]))
+            changed.append(f"GRPOTrainer.{name}'s parameters changed ({what or 'reordered'})")
+    return changed
+
+
+@functools.cache
+def fast_path_check(part: str = "training") -> FastPathCheck:
+    """Whether the fast path's ``part`` (``"training"`` or ``"generation"``) may run with the installed packages."""
+    packages = PARTS[part]
+    found = {p: installed_version(p) for p in packages}
+    found_text = ", ".join(f"{p} {v}" for p, v in found.items())
+    verified_text = ", ".join(f"{p} {verified_pattern(p)}" for p in packages)
+    outside = [p for p in packages if not same_minor(found[p], VERIFIED[p])]
+    changed = changed_signatures() if part == "training" and not outside else []
+    if not outside and not changed:
+        reason = f"{found_text}, the versions it was verified on"
+        return FastPathCheck(True, reason, part, f"on: {reason}")
+    if outside:
+        reason = f"found {found_text}; verified on {verified_text}"
+    else:
+        reason = f"{found_text}, but trl's {'; '.join(changed)}"
+    if part == "training":
+        instead = "Training uses trl's own GRPOTrainer (slower, the same step); --cpu_fast_path true forces it"
+    else:
+        instead = "Generation uses generate's own loop (slower, the same tokens)"
+    return FastPathCheck(False, reason, part, f"off: {reason}. {instead}")
+
+
+def forced_line(part: str = "training") -> str:
+    """The warning a run prints when ``--cpu_fast_path true`` forces the fast path outside the gate."""
+    return (f"warning: CPU fast path forced by --cpu_fast_path true, unverified here: {fast_path_check(part).reason}; "
+            "its step may differ from trl's (leave cpu_fast_path unset for trl's own trainer)")
+
+
+@functools.cache
+def announce(part: str) -> bool:
+    """``fast_path_check(part).allowed``; where it is False, its line is printed (once per process and part)."""
+    check = fast_path_check(part)
+    if not check.allowed:
+        print(check.line, flush=True)
+    return check.allowed

@@ -1,0 +1,209 @@
+"""The CPU fast path's version gate (tinyr1.cpu.touchpoints): versions faked newer and older take the plain path and
+say why in one line; the verified versions take the fast path; ``--cpu_fast_path true`` forces it with a warning."""
+
+import json
+import sys
+import textwrap
+
+import pytest
+import torch
+from trl import GRPOTrainer
+
+from tinyr1.commands import train
+from tinyr1.cpu import touchpoints
+from tinyr1.cpu.decode_loop import decode_loop, on_cpu
+from tinyr1.cpu.trainer import CPUFastGRPOTrainer, ForcedCPUFastGRPOTrainer
+
+from ..commands.test_train import base_args
+from ..conftest import REPO
+from .test_decode_loop import tiny_qwen2
+from .test_trainer import make_trainer, padded_batch
+
+
+def forget() -> None:
+    for cached in (touchpoints.fast_path_check, touchpoints.announce):
+        cached.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_gate():
+    """Each test decides and announces afresh, and leaves no decision about faked versions behind."""
+    forget()
+    yield
+    forget()
+
+
+def fake(monkeypatch, package: str, found: str) -> None:
+    # sys.modules' entry, not the name imported above: importing trl replaces transformers' lazy module there
+    monkeypatch.setattr(sys.modules[package], "__version__", found)
+
+
+class FakeRun:
+    def __init__(self, device="cpu"):
+        self.facts = {"device": device}
+
+
+def test_the_installed_versions_are_the_verified_ones():
+    # The gate is only as good as this: the environment the equivalence tests run in is the verified one.
+    for package in touchpoints.PARTS["training"]:
+        assert touchpoints.same_minor(touchpoints.installed_version(package), touchpoints.VERIFIED[package])
+    for part in touchpoints.PARTS:
+        check = touchpoints.fast_path_check(part)
+        assert check.allowed and check.line.startswith(f"CPU fast path ({part}) on: "), check.line
+    assert touchpoints.changed_signatures() == []
+
+
+def test_every_touchpoint_names_a_gated_package_or_says_why_not():
+    packages = {t.package for t in touchpoints.TOUCHPOINTS}
+    assert packages == {"trl", "transformers", "torch", "accelerate"}
+    for point in touchpoints.TOUCHPOINTS:
+        assert point.used_in.startswith("tinyr1.") and point.verified == f"{point.package} " \
+            f"{touchpoints.VERIFIED[point.package]}"
+        assert point.package in touchpoints.PARTS["training"] or "not gated" in point.what
+
+
+@pytest.mark.parametrize(("package", "found"), [("trl", "1.17.0"), ("trl", "1.15.2"), ("transformers", "5.24.0"),
+                                                ("transformers", "4.57.1"), ("torch", "2.14.0+cpu"),
+                                                ("torch", "2.12.1")])
+def test_a_newer_or_older_version_takes_the_plain_path_and_says_why(monkeypatch, capsys, package, found):
+    fake(monkeypatch, package, found)
+    check = touchpoints.fast_path_check("training")
+    assert not check.allowed
+    assert check.line.startswith("CPU fast path (training) off: found trl ") and f"{package} {found}" in check.line
+    assert "verified on trl 1.16.*, transformers 5.23.*, torch 2.13.*" in check.line
+    assert "--cpu_fast_path true forces it" in check.line and "\n" not in check.line
+    # the decode loop of eval and compare uses nothing of trl: only transformers and torch gate it
+    assert touchpoints.fast_path_check("generation").allowed == (package == "trl")
+
+    run = FakeRun()
+    assert train._trainer_class(run, None) is GRPOTrainer
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [check.line]
+    assert run.facts["trainer"] == "GRPOTrainer"
+    assert run.facts["cpu_fast_path"] == {"setting": "auto", "used": False, "reason": check.reason}
+
+
+def test_a_patch_release_or_local_build_of_a_verified_minor_passes(monkeypatch):
+    fake(monkeypatch, "trl", "1.16.3")
+    fake(monkeypatch, "torch", "2.13.1+cu128")
+    assert touchpoints.fast_path_check("training").allowed
+
+
+def test_a_renamed_parameter_of_an_overridden_trl_method_takes_the_plain_path(monkeypatch):
+    def renamed(self, prompt_ids, images, multimodal_fields, n_generations, has_tool_images=False):
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_single_turn", renamed)
+    check = touchpoints.fast_path_check("training")
+    assert not check.allowed
+    assert "GRPOTrainer._generate_single_turn's parameters changed (lost num_generations, gained n_generations)" \
+        in check.reason and "trl 1.16.0" in check.reason
+
+
+def test_the_verified_versions_take_the_fast_path_and_false_turns_it_off(capsys):
+    run = FakeRun()
+    assert train._trainer_class(run, None) is CPUFastGRPOTrainer
+    assert capsys.readouterr().out == "trainer: CPU fast path (tinyr1.cpu.trainer; --cpu_fast_path false for trl's " \
+        "own)\n"
+    assert run.facts["cpu_fast_path"]["setting"] == "auto" and run.facts["cpu_fast_path"]["used"]
+    assert train._trainer_class(run, True) is CPUFastGRPOTrainer  # forcing inside the gate changes nothing
+    assert train._trainer_class(run, False) is GRPOTrainer
+    assert run.facts["cpu_fast_path"] == {"setting": "false", "used": False, "reason": "--cpu_fast_path false"}
+    gpu = FakeRun("cuda")
+    assert train._trainer_class(gpu, True) is GRPOTrainer and gpu.facts["cpu_fast_path"]["reason"] == "not on a CPU"
+
+
+def test_forcing_outside_the_gate_takes_the_fast_path_with_a_warning(monkeypatch, capsys):
+    fake(monkeypatch, "trl", "1.17.0")
+    run = FakeRun()
+    assert train._trainer_class(run, True) is ForcedCPUFastGRPOTrainer
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 and printed[0].startswith("warning: CPU fast path forced by --cpu_fast_path true")
+    assert "found trl 1.17.0" in printed[0] and "verified on trl 1.16.*" in printed[0]
+    assert run.facts["trainer"] == "ForcedCPUFastGRPOTrainer" and run.facts["cpu_fast_path"]["used"]
+
+
+def test_the_trainer_outside_the_gate_runs_trls_own_code_unless_forced(monkeypatch, tmp_path, capsys):
+    fake(monkeypatch, "transformers", "5.24.0")
+    fast = make_trainer(CPUFastGRPOTrainer, tmp_path)
+    forced = make_trainer(ForcedCPUFastGRPOTrainer, tmp_path)
+    assert not fast.uses_fast_path() and forced.uses_fast_path()
+    assert capsys.readouterr().out.count("CPU fast path (training) off: found") == 1  # announced once
+    ids, mask = padded_batch(fast.processing_class)
+    calls = []
+    real = GRPOTrainer._get_per_token_logps_and_entropies
+
+    def spy(self, *args, **kwargs):
+        calls.append((args, kwargs))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", spy)
+    with torch.no_grad():
+        fast._get_per_token_logps_and_entropies(fast.model, ids, mask, 8, batch_size=6, compute_entropy=True)
+        assert len(calls) == 1 and calls[0][1] == {"batch_size": 6, "compute_entropy": True}  # passed as trl gave
+        forced._get_per_token_logps_and_entropies(forced.model, ids, mask, 8, batch_size=6, compute_entropy=True)
+    assert len(calls) == 1  # the forced trainer computed it on the fast path
+
+
+def test_the_decode_loop_of_eval_follows_the_gate_and_says_why_once(monkeypatch, capsys):
+    model = tiny_qwen2()
+    fake(monkeypatch, "trl", "1.17.0")  # the decode loop uses nothing of trl
+    assert on_cpu(model) == {"custom_generate": decode_loop} and capsys.readouterr().out == ""
+    forget()
+    fake(monkeypatch, "torch", "2.14.0")
+    assert on_cpu(model) == {} and on_cpu(model) == {}
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["CPU fast path (generation) off: found transformers 5.23.0, torch 2.14.0; verified on "
+                       "transformers 5.23.*, torch 2.13.*. Generation uses generate's own loop (slower, the same "
+                       "tokens)"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [([], None), (["--cpu_fast_path", "true"], True),
+                                                 (["--cpu_fast_path", "false"], False)])
+def test_cpu_fast_path_has_three_states_on_the_command_line(given, expected):
+    assert train.parse_args(given, check_setup=False)[0].cpu_fast_path is expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("cpu_fast_path: true\n", True), ("cpu_fast_path: false\n", False),
+                                                ("cpu_fast_path:\n", None)])
+def test_cpu_fast_path_has_three_states_in_a_recipe(tmp_path, text, expected):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    assert train.parse_args(["--config", str(recipe)], check_setup=False)[0].cpu_fast_path is expected
+
+
+def shim(tmp_path, trl_version: str) -> dict:
+    """Environment for a CLI run that sees ``trl.__version__ == trl_version`` (a sitecustomize set before tinyr1)."""
+    folder = tmp_path / "shim"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(textwrap.dedent(f"""\
+        import trl
+        trl.__version__ = {trl_version!r}
+        """))
+    return {"PYTHONPATH": f"{folder}:{REPO / 'src'}"}
+
+
+@pytest.mark.slow
+def test_train_with_a_newer_trl_completes_on_plain_trl_and_says_why(cli, gsm8k_dir, tmp_path):
+    env = shim(tmp_path, "1.17.0")
+    out = tmp_path / "run"
+    result = cli(*base_args(gsm8k_dir, out, "--max_steps", "1", "--save_strategy", "no"), cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    gate = [line for line in result.stdout.splitlines() if "CPU fast path" in line]
+    assert gate == ["CPU fast path (training) off: found trl 1.17.0, transformers 5.23.0, torch 2.13.0+cpu; "
+                    "verified on trl 1.16.*, transformers 5.23.*, torch 2.13.*. Training uses trl's own GRPOTrainer "
+                    "(slower, the same step); --cpu_fast_path true forces it"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "completed" and run["global_step"] == 1 and run["trainer"] == "GRPOTrainer"
+    assert run["cpu_fast_path"]["setting"] == "auto" and not run["cpu_fast_path"]["used"]
+    assert "trl 1.17.0" in run["cpu_fast_path"]["reason"]
+
+    forced_out = tmp_path / "forced"
+    forced = cli(*base_args(gsm8k_dir, forced_out, "--max_steps", "1", "--save_strategy", "no", "--cpu_fast_path",
+                            "true"), cwd=REPO, env=env)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    gate = [line for line in forced.stdout.splitlines() if "CPU fast path" in line]
+    assert len(gate) == 1 and gate[0].startswith("warning: CPU fast path forced by --cpu_fast_path true, unverified")
+    assert "found trl 1.17.0" in gate[0] and "verified on trl 1.16.*" in gate[0]
+    run = json.loads((forced_out / "run.json").read_text())
+    assert run["trainer"] == "ForcedCPUFastGRPOTrainer" and run["cpu_fast_path"]["setting"] == "true"
