@@ -207,3 +207,23 @@ def test_train_with_a_newer_trl_completes_on_plain_trl_and_says_why(cli, gsm8k_d
     assert "found trl 1.17.0" in gate[0] and "verified on trl 1.16.*" in gate[0]
     run = json.loads((forced_out / "run.json").read_text())
     assert run["trainer"] == "ForcedCPUFastGRPOTrainer" and run["cpu_fast_path"]["setting"] == "true"
+
+
+def test_sampling_options_are_refused_outside_the_verified_trl(monkeypatch):
+    from types import SimpleNamespace
+
+    from tinyr1.infra.errors import TinyR1Error
+    from tinyr1.infra.sampling_options import check_sampling_options
+
+    script = SimpleNamespace(dynamic_sampling=True, curriculum=False)
+    training = SimpleNamespace(world_size=1)
+    assert touchpoints.fast_path_check("sampling").allowed
+    check_sampling_options(script, training, [])  # verified: accepted
+    forget()
+    fake(monkeypatch, "trl", "1.17.0")
+    with pytest.raises(TinyR1Error, match=r"dynamic_sampling/curriculum: found trl 1\.17\.0; verified on trl 1\.16"):
+        check_sampling_options(script, training, [])
+    forget()
+    monkeypatch.setitem(touchpoints.SAMPLING_OVERRIDDEN, "_generate_and_score_completions", ("self", "batch"))
+    fake(monkeypatch, "trl", "1.16.0")
+    assert "parameters changed" in touchpoints.fast_path_check("sampling").reason

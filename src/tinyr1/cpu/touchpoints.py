@@ -14,7 +14,9 @@ parameter means the override no longer sees what trl passes). Two parts:
 
 - ``"training"`` (``CPUFastGRPOTrainer``): trl, transformers and torch;
 - ``"generation"`` (the decode loop that ``eval``, ``compare`` and the before/after evaluation use): transformers
-  and torch (it uses nothing of trl).
+  and torch (it uses nothing of trl);
+- ``"sampling"`` (the opt-in ``dynamic_sampling`` and ``curriculum`` mixins, CPU or GPU): trl and its three methods
+  they call through; outside it those options are refused with one line, not run unverified.
 
 Outside them a run prints one line naming the versions found and the versions verified, and takes the plain path:
 trl's own ``GRPOTrainer``, ``generate``'s own loop. The same step, slower. ``tinyr1 train --cpu_fast_path true``
@@ -33,7 +35,8 @@ from typing import NamedTuple
 
 # The versions the equivalence tests passed on together (constraints.txt pins the same).
 VERIFIED = {"trl": "1.16.0", "transformers": "5.23.0", "torch": "2.13.0", "accelerate": "1.15.0"}
-PARTS = {"training": ("trl", "transformers", "torch"), "generation": ("transformers", "torch")}
+PARTS = {"training": ("trl", "transformers", "torch"), "generation": ("transformers", "torch"),
+         "sampling": ("trl",)}
 
 
 class Touchpoint(NamedTuple):
@@ -97,11 +100,23 @@ TOUCHPOINTS = (
                "tinyr1.infra.precision, tinyr1.cpu.packing"),
     Touchpoint("torch", "nn.Linear.forward replaced on instances for the length of a generation",
                "tinyr1.cpu.packing"),
+    Touchpoint("trl", "GRPOTrainer._calculate_rewards (private): called through; returns the rewards of every "
+               "process's rows (rows x reward functions, NaN for None)", "tinyr1.infra.dynamic_sampling, curriculum"),
+    Touchpoint("trl", "GRPOTrainer._generate_and_score_completions (private): called through, its batch filtered "
+               "and refilled (keys prompt_ids, prompt_mask, completion_ids, completion_mask, advantages, "
+               "num_items_in_batch, per-token log-probs)", "tinyr1.infra.dynamic_sampling"),
+    Touchpoint("trl", "GRPOTrainer._get_train_sampler (Trainer's hook) and RepeatSampler's layout; "
+               "self._metrics['train'] lists averaged at logging", "tinyr1.infra.curriculum, dynamic_sampling"),
     Touchpoint("accelerate", "model._hf_hook (private): a dispatched model keeps generate's loop (read with getattr; "
                "not gated)", "tinyr1.cpu.decode_loop"),
 )
 
-# The parameters of trl's methods that CPUFastGRPOTrainer overrides, as trl 1.16.0 declares them.
+# The parameters of trl's methods that a part overrides, as trl 1.16.0 declares them.
+SAMPLING_OVERRIDDEN = {
+    "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
+    "_generate_and_score_completions": ("self", "inputs"),
+    "_get_train_sampler": ("self", "dataset"),
+}
 OVERRIDDEN = {
     "_get_per_token_logps_and_entropies": (
         "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size", "compute_entropy",
@@ -148,12 +163,13 @@ def same_minor(found: str, verified: str) -> bool:
     return all(numbers) and numbers[0].groups() == numbers[1].groups()
 
 
-def changed_signatures() -> list[str]:
-    """The overridden trl methods whose parameters differ from ``OVERRIDDEN``, each as one phrase."""
+def changed_signatures(overridden: dict | None = None) -> list[str]:
+    """The overridden trl methods whose parameters differ from ``overridden`` (default ``OVERRIDDEN``), each as one
+    phrase."""
     from trl import GRPOTrainer
 
     changed = []
-    for name, expected in OVERRIDDEN.items():
+    for name, expected in (OVERRIDDEN if overridden is None else overridden).items():
         method = getattr(GRPOTrainer, name, None)
         if method is None:
             changed.append(f"GRPOTrainer.{name} is gone")
@@ -174,7 +190,8 @@ def fast_path_check(part: str = "training") -> FastPathCheck:
     found_text = ", ".join(f"{p} {v}" for p, v in found.items())
     verified_text = ", ".join(f"{p} {verified_pattern(p)}" for p in packages)
     outside = [p for p in packages if not same_minor(found[p], VERIFIED[p])]
-    changed = changed_signatures() if part == "training" and not outside else []
+    overridden = {"training": OVERRIDDEN, "sampling": SAMPLING_OVERRIDDEN}.get(part)
+    changed = changed_signatures(overridden) if overridden and not outside else []
     if not outside and not changed:
         reason = f"{found_text}, the versions it was verified on"
         return FastPathCheck(True, reason, part, f"on: {reason}")
@@ -184,6 +201,8 @@ def fast_path_check(part: str = "training") -> FastPathCheck:
         reason = f"{found_text}, but trl's {'; '.join(changed)}"
     if part == "training":
         instead = "Training uses trl's own GRPOTrainer (slower, the same step); --cpu_fast_path true forces it"
+    elif part == "sampling":
+        instead = "dynamic_sampling and curriculum override these trl internals and are refused here"
     else:
         instead = "Generation uses generate's own loop (slower, the same tokens)"
     return FastPathCheck(False, reason, part, f"off: {reason}. {instead}")

@@ -14,9 +14,17 @@ from transformers import TrainerCallback
 
 from tinyr1.infra.curriculum import INDEX, PassRates, check_curriculum, load_curriculum, with_curriculum
 from tinyr1.infra.dynamic_sampling import check_dynamic_sampling, with_dynamic_sampling
+from tinyr1.infra.errors import TinyR1Error
 
 
 def check_sampling_options(script, training, reward_funcs) -> None:
+    if script.dynamic_sampling or script.curriculum:
+        from tinyr1.cpu.touchpoints import fast_path_check
+
+        check = fast_path_check("sampling")
+        if not check.allowed:
+            raise TinyR1Error(f"dynamic_sampling/curriculum: {check.reason}; these options override trl internals "
+                              "verified only there (tinyr1.cpu.touchpoints): drop them or install that trl")
     if script.dynamic_sampling:
         check_dynamic_sampling(training.world_size)
     if script.curriculum:
