@@ -6,7 +6,7 @@ import pytest
 
 from tinyr1.tasks.sft_rows import load_sft_rows
 
-from ..conftest import ASSETS
+from ..conftest import ASSETS, read_jsonl
 
 TINY = str(ASSETS / "tiny-qwen2")
 ALPACA = str(ASSETS / "alpaca_tiny.json")
@@ -18,8 +18,7 @@ def sft(cli, out, *extra):
 
 
 def losses(out):
-    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
-            if "loss" in json.loads(line)]
+    return [row["loss"] for row in read_jsonl(out / "metrics.jsonl") if "loss" in row]
 
 
 def test_alpaca_lora_saves_adapter_merges_and_loss_falls(cli, tmp_path):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from tinyr1.commands import train
 from tinyr1.infra.errors import CollapseError
 
-from ..conftest import ASSETS, REPO
+from ..conftest import ASSETS, REPO, read_jsonl
 
 TINY = ASSETS / "tiny-qwen2"
 
@@ -20,10 +20,6 @@ def base_args(gsm8k_dir, out, *extra):
             "--num_generations", "4", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
             "--max_completion_length", "16", "--output_dir", str(out), "--sample_every", "1",
             "--reward_funcs", "tests.train_helpers:length_reward", "correctness", "--learning_rate", "1e-2", *extra]
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
 def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):

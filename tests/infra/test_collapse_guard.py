@@ -12,11 +12,7 @@ from tinyr1.infra.collapse_guard import DegenerateGuard, is_degenerate
 from tinyr1.infra.run_callbacks import SampleRecorder
 from tinyr1.tasks.rewards import get_reward_funcs
 
-from ..conftest import ASSETS, REPO
-
-
-def chat(text):
-    return [{"role": "assistant", "content": text}]
+from ..conftest import ASSETS, REPO, chat, read_jsonl
 
 
 def test_is_degenerate_on_text_and_tokens():
@@ -41,7 +37,7 @@ def test_degenerate_steps_warn_then_stop(tmp_path, capsys):
         assert control.should_training_stop == (step == 5)  # three degenerate steps in a row, the healthy one resets
     assert "100% of completions are degenerate, e.g. '!!!!" in capsys.readouterr().out
     assert "3 consecutive steps" in guard.collapsed
-    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    samples = read_jsonl(tmp_path / "samples.jsonl")
     assert samples[1]["rewards"] == {"xmlcount_reward_func": 0.5, "correctness_reward_func": 2.0}
 
 

@@ -1,6 +1,5 @@
 """The data loader and ``tinyr1 prepare`` on real GSM8K, reasoning-gym and bad input."""
 
-import json
 
 import pytest
 
@@ -8,10 +7,7 @@ from tinyr1.infra.errors import TinyR1Error
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import load_examples, load_prompt_rows
 
-
-def read_jsonl(path):
-    # Not splitlines(): GSM8K text holds characters such as U+2028 that it would split on.
-    return [json.loads(line) for line in path.read_text().split("\n") if line]
+from ..conftest import read_jsonl
 
 
 def test_prepare_gsm8k_train_writes_the_recipe_rows(cli, gsm8k_dir, tmp_path):
