@@ -34,3 +34,9 @@ def test_report_plots_a_long_run_and_handles_nan(tmp_path):
 def test_report_on_a_folder_that_is_not_a_run(cli, tmp_path):
     result = cli("report", str(tmp_path))
     assert result.returncode == 2 and "no metrics.jsonl or run.json" in result.stderr
+
+
+def test_a_killed_runs_truncated_metrics_still_get_a_report(tmp_path, capsys):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "lo')
+    assert write_report(tmp_path).is_file()
+    assert "truncated last line skipped" in capsys.readouterr().err
