@@ -55,6 +55,7 @@ def test_an_old_eval_folder_is_scored_again_or_shown_as_unknown(tmp_path):
     (run / "eval" / "after" / "samples.jsonl").write_text("".join(
         json.dumps({"question": "q", "answer": "7", "completion": c}) + "\n" for c in ("7", "<answer>7</answer>")))
     assert "| after GRPO (step 6) | 0.500 | 1.000 |" in "\n".join(learning_lines(run))
+    assert "| base model | 0.500 | 1.000 |" in "\n".join(learning_lines(run, base=run / "eval" / "after"))
     (run / "eval" / "after" / "samples.jsonl").unlink()
     assert "| after GRPO (step 6) | — | 1.000 |" in "\n".join(learning_lines(run))
 

@@ -50,9 +50,8 @@ def learning_lines(run_dir: str | Path, base: str | Path | None = None) -> list[
     """A markdown table: reward at the first and last steps, held-out accuracy and reasoning before and after."""
     run_dir = Path(run_dir)
     ends = reward_ends(_steps(run_dir))
-    stages = []
-    if base is not None and rescored_metrics(base):
-        stages.append(("base model", rescored_metrics(base)))
+    base_metrics = rescored_metrics(base) if base is not None else None
+    stages = [("base model", base_metrics)] if base_metrics else []
     for stage, label in (("before", "before GRPO (step 0)"), ("after", f"after GRPO (step {ends.get('steps', '?')})")):
         metrics = rescored_metrics(run_dir / "eval" / stage)
         if metrics:
