@@ -1,7 +1,9 @@
-"""Shared fixtures. Real GSM8K is read from ``$TINYR1_GSM8K_DIR`` (default ``../shared/data/gsm8k``), never copied."""
+"""Shared fixtures and helpers. Real GSM8K is read from ``$TINYR1_GSM8K_DIR`` (default ``../shared/data/gsm8k``),
+never copied."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +24,17 @@ def gsm8k_dir() -> Path:
         # Fail, not skip: a CI run that silently skipped every data test would prove nothing.
         pytest.fail(f"real GSM8K not found at {path}; set TINYR1_GSM8K_DIR or place ../shared/data/gsm8k")
     return path
+
+
+def chat(text: str) -> list[dict]:
+    """One completion as trl passes a chat completion to a reward function."""
+    return [{"role": "assistant", "content": text}]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every row of a JSON-lines file a test's run wrote; read independently of ``tinyr1.infra.jsonl``, which is
+    under test. Not splitlines(): GSM8K text holds characters such as U+2028 that it would split on."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -330,5 +330,21 @@ def test_the_real_command_line_agrees(world, gsm8k_dir, tmp_path, cli, case):
     assert snapshot(world) == before
 
 
-def test_there_are_many_cases():
-    assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+@pytest.mark.parametrize("argv", [GEN, [*EVAL, "--limit", "1"], CMP], ids=["generate", "eval", "compare"])
+def test_good_input_reaches_the_tripwire(gsm8k_dir, tmp_path, monkeypatch, argv):
+    """The tripwire the cases rely on does catch a model load: the same commands with good input reach it, so a
+    bad-input case whose check went missing fails as 'a model loaded' instead of passing unnoticed."""
+    def tripwire(*args, **kwargs):
+        raise ModelLoaded("loaded")
+
+    monkeypatch.setattr(models, "load_model", tripwire)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoaded):
+        main([a.format(gsm8k=str(gsm8k_dir), out=str(tmp_path / "out")) for a in argv])
+
+
+def test_every_command_has_bad_input_cases():
+    from tinyr1.cli import COMMANDS
+
+    assert len({c[0] for c in CASES}) == len(CASES), "two cases share an id"
+    assert set(COMMANDS) <= {c[1][0] for c in CASES}, "a tinyr1 command has no bad-input case"

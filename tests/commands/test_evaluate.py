@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tinyr1.commands.evaluate import evaluate, summarize
+from tinyr1.commands.evaluate import evaluate, rescored_metrics, score_completion, summarize
 
-from ..conftest import ASSETS
+from ..conftest import ASSETS, read_jsonl
 
 
 def test_predictions_file_gives_exactly_the_expected_metrics(cli, tmp_path):
@@ -17,23 +17,60 @@ def test_predictions_file_gives_exactly_the_expected_metrics(cli, tmp_path):
     assert metrics["n"] == 5
     assert metrics["accuracy_strict"] == pytest.approx(2 / 5)  # tags + right: rows 1 and 4
     assert metrics["accuracy_flexible"] == pytest.approx(3 / 5)  # any last number: rows 1, 2, 4
+    assert metrics["accuracy_recipe_reward"] == pytest.approx(2 / 5)  # row 2's whole text is not a number
     assert metrics["format_strict"] == pytest.approx(3 / 5) and metrics["format_soft"] == pytest.approx(3 / 5)
     assert metrics["worked_step_fraction"] == pytest.approx(5 / 5)  # every row shows an "a op b = c" step
-    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    samples = read_jsonl(tmp_path / "samples.jsonl")
     assert [s["correct_strict"] for s in samples] == [True, False, False, True, False]
     assert [s["correct_flexible"] for s in samples] == [True, True, False, True, False]
     assert samples[3]["answer"] == "1000" and samples[4]["extracted_flexible"] == "84"
     assert "accuracy_flexible" in result.stdout
 
 
+BARE = "7"
+WORKED = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>"
+
+
+def test_a_bare_right_number_is_not_strict_correct_through_the_cli(cli, tmp_path):
+    rows = [{"question": "3 + 4?", "answer": gold, "completion": text}
+            for text, gold in ((BARE, "7"), (WORKED, "7"), (BARE, "#### 7"), (WORKED, "#### 7"))]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = cli("eval", "--predictions", str(tmp_path / "p.jsonl"), "--output_dir", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["accuracy_strict"] == 0.5  # only the tagged answers
+    assert metrics["accuracy_flexible"] == 1.0 and metrics["accuracy_recipe_reward"] == 1.0  # the recipe's rule
+    samples = read_jsonl(tmp_path / "o" / "samples.jsonl")
+    assert [s["correct_strict"] for s in samples] == [False, True, False, True]
+    assert [s["extracted"] for s in samples] == [None, "7", None, "7"]
+    assert "accuracy_recipe_reward" in result.stdout
+
+
+def test_an_eval_folder_scored_under_the_old_rule_is_scored_again(tmp_path):
+    # What eval wrote when accuracy_strict was the recipe reward's rule: the bare 7 counted.
+    samples = [{"question": "q", "answer": "7", "completion": t, "correct_strict": True} for t in (BARE, WORKED)]
+    (tmp_path / "metrics.json").write_text(json.dumps({"n": 2, "accuracy_strict": 1.0, "seconds": 3.0}))
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    metrics = rescored_metrics(tmp_path)
+    assert metrics["accuracy_strict"] == 0.5 and metrics["accuracy_recipe_reward"] == 1.0 and metrics["rescored"]
+    assert metrics["seconds"] == 3.0
+    (tmp_path / "samples.jsonl").unlink()  # nothing to score again: the old number never shows as strict
+    assert rescored_metrics(tmp_path) == {"n": 2, "accuracy_strict": None, "accuracy_recipe_reward": 1.0,
+                                          "seconds": 3.0}
+    new = {**summarize([{**s, **score_completion(s["completion"], "7")} for s in samples]), "seconds": 1.0}
+    (tmp_path / "metrics.json").write_text(json.dumps(new))
+    assert rescored_metrics(tmp_path) == new  # written under the current rule: read as is
+    assert rescored_metrics(tmp_path / "absent") is None
+
+
 def test_tiny_model_eval_writes_consistent_files(gsm8k_dir, tmp_path):
     metrics = evaluate(str(ASSETS / "tiny-qwen2"), dataset_name=str(gsm8k_dir), split="test", limit=6, batch_size=4,
                        max_new_tokens=8, output_dir=tmp_path)
-    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    samples = read_jsonl(tmp_path / "samples.jsonl")
     assert len(samples) == 6 == metrics["n"]
     recomputed = summarize(samples)
-    for key in ("accuracy_strict", "accuracy_flexible", "format_strict", "format_soft", "mean_completion_tokens",
-                "truncated_fraction"):
+    for key in ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward", "format_strict", "format_soft",
+                "mean_completion_tokens", "truncated_fraction"):
         assert recomputed[key] == pytest.approx(metrics[key]), key
     assert json.loads((tmp_path / "metrics.json").read_text())["split"] == "test"
     assert metrics["tokens_per_second"] > 0 and metrics["decoding"]["max_new_tokens"] == 8
@@ -41,7 +78,7 @@ def test_tiny_model_eval_writes_consistent_files(gsm8k_dir, tmp_path):
     # The same questions one at a time give the same greedy answers as batched with left padding.
     single = evaluate(str(ASSETS / "tiny-qwen2"), dataset_name=str(gsm8k_dir), split="test", limit=6, batch_size=1,
                       max_new_tokens=8, output_dir=tmp_path / "single")
-    single_samples = [json.loads(line) for line in (tmp_path / "single" / "samples.jsonl").read_text().splitlines()]
+    single_samples = read_jsonl(tmp_path / "single" / "samples.jsonl")
     assert [s["completion"] for s in single_samples] == [s["completion"] for s in samples]
     assert single["n"] == 6
 

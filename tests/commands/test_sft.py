@@ -6,7 +6,7 @@ import pytest
 
 from tinyr1.tasks.sft_rows import load_sft_rows
 
-from ..conftest import ASSETS
+from ..conftest import ASSETS, read_jsonl
 
 TINY = str(ASSETS / "tiny-qwen2")
 ALPACA = str(ASSETS / "alpaca_tiny.json")
@@ -18,8 +18,7 @@ def sft(cli, out, *extra):
 
 
 def losses(out):
-    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
-            if "loss" in json.loads(line)]
+    return [row["loss"] for row in read_jsonl(out / "metrics.jsonl") if "loss" in row]
 
 
 def test_alpaca_lora_saves_adapter_merges_and_loss_falls(cli, tmp_path):
@@ -33,13 +32,22 @@ def test_alpaca_lora_saves_adapter_merges_and_loss_falls(cli, tmp_path):
     values = losses(out)
     assert len(values) == 25 and all(v is not None for v in values)
     assert values[-1] < 0.75 * values[0], values  # one repeated row: the loss must fall (measured 7.6 -> 4.4)
+    assert "sample from the fine-tuned model" in result.stdout
+    import torch
     from transformers import AutoModelForCausalLM
 
-    assert AutoModelForCausalLM.from_pretrained(out / "merged").num_parameters() > 0
-    assert "sample from the fine-tuned model" in result.stdout
     from tinyr1.infra.models import load_model
 
-    assert hasattr(load_model(str(out)), "peft_config")  # train/eval/generate accept the adapter folder
+    adapted = load_model(str(out))
+    assert hasattr(adapted, "peft_config")  # train/eval/generate accept the adapter folder
+    # The merged model is the base with the adapter folded in: same size, the adapter's outputs, not the base's.
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged", dtype=torch.float32).eval()
+    base = AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32).eval()
+    assert merged.num_parameters() == base.num_parameters()
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        want, got, plain = (m.float().eval()(ids).logits for m in (adapted, merged, base))
+    assert torch.allclose(got, want, atol=1e-4) and not torch.allclose(got, plain, atol=1e-2)
 
 
 def test_reasoning_cold_start_rows_and_two_steps(cli, gsm8k_dir, tmp_path):

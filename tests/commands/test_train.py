@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from tinyr1.commands import train
 from tinyr1.infra.errors import CollapseError
 
-from ..conftest import ASSETS, REPO
+from ..conftest import ASSETS, REPO, read_jsonl
 
 TINY = ASSETS / "tiny-qwen2"
 
@@ -20,10 +20,6 @@ def base_args(gsm8k_dir, out, *extra):
             "--num_generations", "4", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
             "--max_completion_length", "16", "--output_dir", str(out), "--sample_every", "1",
             "--reward_funcs", "tests.train_helpers:length_reward", "correctness", "--learning_rate", "1e-2", *extra]
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
 def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):
@@ -52,7 +48,9 @@ def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):
     assert run["trainer"] == "CPUFastGRPOTrainer" and run["cpu"]["native"] and run["cpu"]["speedup"] > 0
     from transformers import AutoModelForCausalLM
 
-    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
+    # The saved folder loads as a model holding exactly the trained weights (not the base model's).
+    reloaded = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert set(after) <= set(reloaded) and all(torch.equal(reloaded[k].to(after[k].dtype), after[k]) for k in after)
 
     # Resume: the config.yaml the run wrote is a complete recipe; continue from the newest checkpoint.
     shutil.rmtree(out / "checkpoint-2")  # as if the run had stopped after step 1

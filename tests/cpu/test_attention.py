@@ -1,9 +1,8 @@
-"""tinyr1.cpu.attention computes sdpa's attention, and tinyr1.cpu.trainer.token_logps autograd's log-probs, in fp32.
+"""tinyr1.cpu.attention computes sdpa's attention, outputs and gradients, in fp32.
 
 The whole-model comparisons with trl are in test_trainer.py, the decode loop's tokens in test_decode_loop.py;
-these pin the cases a model run may not reach:
-no mask (plain causal) with a cache before the queries, the size cut-over to sdpa, dropout while training, and the
-log-prob function's chunk boundaries and temperature, and the decode loop's attention over a shared prompt.
+these pin the cases a model run may not reach: no mask (plain causal) with a cache before the queries, the size
+cut-over to sdpa, dropout while training, and the decode loop's attention over a shared prompt.
 """
 
 import pytest
@@ -12,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyr1.cpu import attention as cpu_attention
-from tinyr1.cpu.trainer import _TokenLogProbs, token_logps
 
 
 def sdpa(query, key, value, mask):
@@ -64,34 +62,6 @@ def test_large_calls_and_dropout_go_to_sdpa(monkeypatch):
     monkeypatch.setattr(cpu_attention, "BMM_MAX_SCORES", 2 * 6 * 9 * 9 - 1)
     cpu_attention.cpu_attention_forward(attention_module(), query, key, value, None)
     assert [c.get("dropout") for c in calls] == [0.1, None]
-
-
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_token_logps_in_chunks_equal_autograds(monkeypatch, temperature):
-    monkeypatch.setattr(_TokenLogProbs, "CHUNK", 3 * 50)  # chunks of 3 rows of a 50-token vocabulary: 7 = 3+3+1
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(1, 7, 50, generator=generator, requires_grad=True)
-    targets = torch.randint(0, 50, (1, 7), generator=generator)
-    logps, entropy = token_logps(logits, targets, temperature, compute_entropy=True)
-    log_probs = F.log_softmax(logits / temperature, dim=-1)
-    expected = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    torch.testing.assert_close(logps, expected)
-    torch.testing.assert_close(entropy, -(log_probs.exp() * log_probs).sum(-1))
-    assert not entropy.requires_grad
-    weights = torch.randn(1, 7, generator=generator)
-    got, want = (torch.autograd.grad((lp * weights).sum(), logits)[0] for lp in (logps, expected))
-    torch.testing.assert_close(got, want)
-
-
-def test_token_logps_with_an_entropy_gradient_is_plain_autograd():
-    """trl's entropy bonus needs d entropy / d logits: that case takes the whole-tensor autograd path."""
-    logits = torch.randn(2, 3, 11, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    targets = torch.tensor([[1, 2, 3], [4, 5, 6]])
-    logps, entropy = token_logps(logits, targets, 0.7, compute_entropy=True, entropy_grad=True)
-    log_probs = F.log_softmax(logits / 0.7, dim=-1)
-    torch.testing.assert_close(entropy, -(log_probs.exp() * log_probs).sum(-1))
-    torch.testing.assert_close(logps, log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
-    assert entropy.requires_grad and entropy.grad_fn is not None
 
 
 @pytest.mark.parametrize("padded", [False, True])

@@ -2,6 +2,7 @@
 
 Each test runs trl's own ``GRPOTrainer`` beside ``CPUFastGRPOTrainer`` on the tiny model in fp32, so a trl upgrade
 that changes trl's side of the computation makes these fail instead of letting the two silently diverge.
+The generation pieces it uses have their own files (test_shared_prompts.py, test_packing.py, test_decode_loop.py).
 Tolerance: 1e-5 absolute on log-probs and entropies; 1e-5 relative (Frobenius norm) on gradients, since fp32 sums
 run in another order when a group shares one prompt forward and attention is two batched products instead of sdpa's
 kernel (measured: 1e-6 on log-probs, 1.5e-6 on gradients); 5e-5 on weights after two Adam steps (see that test).
@@ -9,21 +10,15 @@ kernel (measured: 1e-6 on log-probs, 1.5e-6 on gradients); 5e-5 on weights after
 
 import pytest
 import torch
+import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
 
-from tinyr1.cpu.attention import cpu_attention
-from tinyr1.cpu.packing import packed_bf16_linears, packs_weights
-from tinyr1.cpu.shared_prompts import generate_shared_prompts, inverse_cdf_sampling, roomy_cache
-from tinyr1.cpu.trainer import CPUFastGRPOTrainer
+from tinyr1.cpu.trainer import CPUFastGRPOTrainer, _TokenLogProbs, token_logps
 from tinyr1.infra.models import ensure_pad_token
 
-from ..conftest import ASSETS
-
-TINY = ASSETS / "tiny-qwen2"
-PROMPTS = ["What is 2 + 3?", "A farmer has 17 sheep and buys 5 more. How many sheep are there now?",
-           "Add 4 and 9.", "Compute 12 - 7, then double it and subtract one."]
+from . import PROMPTS, TINY
 
 
 def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
@@ -93,130 +88,6 @@ def test_logps_entropies_and_gradients_equal_trls(tmp_path, temperature):
         assert relative_error(fast_grads[name], grad) < 1e-5, name
 
 
-def greedy_setup(prompt_a: str, prompt_b: str, repeats: int):
-    """The tiny model, a greedy 10-token config, and ``repeats`` rows of each of two prompts, left-padded."""
-    from transformers import GenerationConfig
-
-    model = AutoModelForCausalLM.from_pretrained(TINY).eval()
-    tokenizer = AutoTokenizer.from_pretrained(TINY)
-    ensure_pad_token(tokenizer, model)
-    config = GenerationConfig(max_new_tokens=10, min_new_tokens=10, do_sample=False,
-                              pad_token_id=tokenizer.pad_token_id)
-    prompts = [tokenizer(p)["input_ids"] for p in (prompt_a, prompt_b)]
-    rows = [prompts[0]] * repeats + [prompts[1]] * repeats
-    width = max(map(len, prompts))
-    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in rows])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows])
-    return model, tokenizer.pad_token_id, config, rows, ids, mask, width
-
-
-@pytest.mark.parametrize("fast_loop", [False, True])
-def test_shared_prompt_generation_gives_generates_tokens(tmp_path, fast_loop):
-    """Greedy, so any difference in the prefilled cache or positions would change the tokens."""
-    model, pad, config, rows, ids, mask, width = greedy_setup(PROMPTS[0], PROMPTS[1], 3)
-    with torch.no_grad():
-        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
-        got = generate_shared_prompts(model, rows, pad, config, fast_loop=fast_loop)
-        assert model.config.num_key_value_heads < model.config.num_attention_heads  # the packed path runs
-        with cpu_attention(model):
-            packed = generate_shared_prompts(model, rows, pad, config, fast_loop=fast_loop)
-            scores = model(input_ids=ids, attention_mask=mask).logits
-    assert model.config._attn_implementation == "sdpa"  # restored: checkpoints never name tinyr1's function
-    assert torch.equal(got, expected) and torch.equal(packed, expected)
-    # Multi-token forwards (the prompts) by cpu_attention's batched products: sdpa's logits wherever a token is.
-    # (Left-padding positions attend to nothing; there sdpa gives zeros, cpu_attention an average: nothing reads them.)
-    real = mask.bool()
-    torch.testing.assert_close(scores[real], model(input_ids=ids, attention_mask=mask).logits[real])
-
-
-def test_inverse_cdf_sampling_draws_from_generates_distribution():
-    """The warped distribution is generate's own (its private processor builder is the reference, so an upgrade that
-    changes it fails here), and 40k draws match it to within 0.01 per token."""
-    from transformers import GenerationConfig
-
-    model = AutoModelForCausalLM.from_pretrained(TINY)
-    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=6, top_p=0.9, min_p=0.01, max_new_tokens=4)
-    greedy, processors = inverse_cdf_sampling(config)
-    assert not greedy.do_sample and greedy.temperature is None
-    scores = torch.randn(1, 50, generator=torch.Generator().manual_seed(0)) * 2
-    expected = torch.softmax(model._get_logits_processor(config, device="cpu")(None, scores.clone()), dim=-1)
-    torch.manual_seed(0)
-    drawn = processors(None, scores.repeat(40000, 1)).argmax(-1)
-    frequencies = torch.bincount(drawn, minlength=50).float() / 40000
-    assert set(drawn.unique().tolist()) <= set(expected[0].nonzero().flatten().tolist())
-    assert (frequencies - expected[0]).abs().max() < 0.01
-    assert inverse_cdf_sampling(GenerationConfig(do_sample=True, typical_p=0.5)) is None  # generate samples it
-    assert inverse_cdf_sampling(GenerationConfig(do_sample=False)) is None
-
-
-@pytest.mark.parametrize("fast_loop", [False, True])
-def test_fast_sampling_with_top_k_1_gives_greedy_tokens(fast_loop):
-    """The plumbing (processor order, min_new_tokens, padding after EOS): top-k 1 leaves one token to draw."""
-    model, pad, config, rows, ids, mask, width = greedy_setup(PROMPTS[0], PROMPTS[2], 2)
-    sampling = config.__class__(**{**config.to_dict(), "do_sample": True, "top_k": 1, "temperature": 0.5})
-    with torch.no_grad():
-        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
-        got = generate_shared_prompts(model, rows, pad, sampling, fast_sampling=True, fast_loop=fast_loop)
-    assert torch.equal(got, expected)
-
-
-def test_roomy_cache_holds_what_concatenation_holds():
-    """Growth past its room, a batch selection and a crop: the cache shows what ``DynamicLayer`` would."""
-    from transformers import DynamicCache
-
-    config = AutoModelForCausalLM.from_pretrained(TINY).config
-    roomy, plain = roomy_cache(config, room=2), DynamicCache(config=config)
-    generator = torch.Generator().manual_seed(0)
-    heads, dim = config.num_key_value_heads, config.hidden_size // config.num_attention_heads
-
-    def step(tokens, batch=3):
-        key, value = (torch.randn(batch, heads, tokens, dim, generator=generator) for _ in range(2))
-        return [cache.update(key, value, 0) for cache in (roomy, plain)]
-
-    for tokens in (5, 1, 1, 4, 1):  # the 4 outgrows the room of 2
-        (k1, v1), (k2, v2) = step(tokens)
-        assert torch.equal(k1, k2) and torch.equal(v1, v2)
-    for cache in (roomy, plain):
-        cache.batch_select_indices(torch.tensor([2, 0]))
-        cache.crop(-2)
-    (k1, v1), (k2, v2) = step(1, batch=2)
-    assert torch.equal(k1, k2) and torch.equal(v1, v2) and roomy.get_seq_length(0) == 11
-
-
-BF16_NATIVE = packs_weights(torch.bfloat16)
-
-
-def test_bf16_generation_with_roomy_cache_and_packed_weights_gives_autocasts_tokens():
-    """Under bf16 autocast: the bf16 cache and (where the CPU has native bf16) the packed linear layers give the
-    tokens of plain ``generate`` with autocast's own casts; greedy, so any difference in a logit's argmax shows."""
-    model, pad, config, rows, ids, mask, width = greedy_setup(PROMPTS[0], PROMPTS[3], 2)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        # generate's own loop, which these pieces serve (the decode loop has its own test file)
-        roomy = generate_shared_prompts(model, rows, pad, config, fast_loop=False)
-        with packed_bf16_linears(model, len(rows)):
-            packed = generate_shared_prompts(model, rows, pad, config, fast_loop=False)
-            packed_logits = model(input_ids=ids, attention_mask=mask).logits
-    assert torch.equal(roomy, expected) and torch.equal(packed, expected)
-    assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward is back
-    if BF16_NATIVE:
-        torch.testing.assert_close(packed_logits, logits, atol=1e-2, rtol=0)
-
-
-@pytest.mark.skipif(not BF16_NATIVE, reason="this CPU has no native bf16 matmul: packing is off")
-def test_packed_linear_multiplies_like_autocasts_bf16_linear():
-    layer = torch.nn.Linear(16, 24)
-    x = torch.randn(5, 16)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        expected = layer(x)
-        with packed_bf16_linears(layer, 5):
-            assert "forward" in vars(layer)
-            got = layer(x)
-    assert got.dtype == expected.dtype == torch.bfloat16
-    torch.testing.assert_close(got.float(), expected.float(), atol=1e-2, rtol=1e-2)
-
-
 def test_two_training_steps_equal_trls(tmp_path):
     """Same seed, same data: the fast trainer samples the same completions and ends at the same weights."""
     seen_trl, seen_fast = [], []
@@ -241,3 +112,33 @@ def test_activation_checkpointing_falls_back_to_trl(tmp_path):
     assert not trainer.uses_fast_path()
     trainer.train()
     assert trainer.state.global_step == 1
+
+
+# token_logps, the chunked log-prob function the fast path's forward uses: the chunk boundaries and temperature
+# a model run may not reach.
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_token_logps_in_chunks_equal_autograds(monkeypatch, temperature):
+    monkeypatch.setattr(_TokenLogProbs, "CHUNK", 3 * 50)  # chunks of 3 rows of a 50-token vocabulary: 7 = 3+3+1
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 7, 50, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 50, (1, 7), generator=generator)
+    logps, entropy = token_logps(logits, targets, temperature, compute_entropy=True)
+    log_probs = F.log_softmax(logits / temperature, dim=-1)
+    expected = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(logps, expected)
+    torch.testing.assert_close(entropy, -(log_probs.exp() * log_probs).sum(-1))
+    assert not entropy.requires_grad
+    weights = torch.randn(1, 7, generator=generator)
+    got, want = (torch.autograd.grad((lp * weights).sum(), logits)[0] for lp in (logps, expected))
+    torch.testing.assert_close(got, want)
+
+
+def test_token_logps_with_an_entropy_gradient_is_plain_autograd():
+    """trl's entropy bonus needs d entropy / d logits: that case takes the whole-tensor autograd path."""
+    logits = torch.randn(2, 3, 11, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    targets = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    logps, entropy = token_logps(logits, targets, 0.7, compute_entropy=True, entropy_grad=True)
+    log_probs = F.log_softmax(logits / 0.7, dim=-1)
+    torch.testing.assert_close(entropy, -(log_probs.exp() * log_probs).sum(-1))
+    torch.testing.assert_close(logps, log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
+    assert entropy.requires_grad and entropy.grad_fn is not None

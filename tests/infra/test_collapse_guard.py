@@ -1,10 +1,6 @@
-"""The collapse guard's parts: degenerate-output detection through the reward wrappers, and a clean stop on SIGTERM."""
+"""The collapse guard's parts: degenerate-output detection, and a stop after degenerate steps through the reward
+wrappers."""
 
-import json
-import signal
-import subprocess
-import sys
-import time
 
 from transformers import TrainerControl, TrainerState
 
@@ -12,11 +8,7 @@ from tinyr1.infra.collapse_guard import DegenerateGuard, is_degenerate
 from tinyr1.infra.run_callbacks import SampleRecorder
 from tinyr1.tasks.rewards import get_reward_funcs
 
-from ..conftest import ASSETS, REPO
-
-
-def chat(text):
-    return [{"role": "assistant", "content": text}]
+from ..conftest import chat, read_jsonl
 
 
 def test_is_degenerate_on_text_and_tokens():
@@ -41,43 +33,7 @@ def test_degenerate_steps_warn_then_stop(tmp_path, capsys):
         assert control.should_training_stop == (step == 5)  # three degenerate steps in a row, the healthy one resets
     assert "100% of completions are degenerate, e.g. '!!!!" in capsys.readouterr().out
     assert "3 consecutive steps" in guard.collapsed
-    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    samples = read_jsonl(tmp_path / "samples.jsonl")
     assert samples[1]["rewards"] == {"xmlcount_reward_func": 0.5, "correctness_reward_func": 2.0}
 
 
-def sigterm_after_first_step(args: list[str], out) -> str:
-    """Run the CLI, send SIGTERM once its first step is logged, expect exit 143; its stdout."""
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
-    deadline = time.time() + 120
-    while not (out / "metrics.jsonl").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-    return stdout
-
-
-def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(gsm8k_dir, tmp_path):
-    out = tmp_path / "run"
-    args = [sys.executable, "-m", "tinyr1", "train", "--model_name_or_path", str(ASSETS / "tiny-qwen2"),
-            "--dataset_name", str(gsm8k_dir), "--dataset_limit", "64", "--num_generations", "4",
-            "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--max_completion_length", "8",
-            "--output_dir", str(out), "--max_steps", "2000", "--save_steps", "100000", "--sample_every", "0"]
-    stdout = sigterm_after_first_step(args, out)
-    assert "resume with: tinyr1 train --config" in stdout and "--resume_from_checkpoint latest" in stdout
-    run = json.loads((out / "run.json").read_text())
-    assert run["status"] == "interrupted" and run["global_step"] < 2000
-    assert (out / f"checkpoint-{run['global_step']}" / "trainer_state.json").is_file()
-
-
-def test_sft_stops_on_sigterm_with_a_checkpoint_like_train(tmp_path):
-    out = tmp_path / "sft"
-    args = [sys.executable, "-m", "tinyr1", "sft", "--model_name_or_path", str(ASSETS / "tiny-qwen2"),
-            "--dataset_name", str(ASSETS / "alpaca_tiny.json"), "--lora_r", "8", "--output_dir", str(out),
-            "--max_steps", "100000", "--save_steps", "100000"]
-    stdout = sigterm_after_first_step(args, out)
-    assert "resume with: tinyr1 sft --config" in stdout
-    run = json.loads((out / "run.json").read_text())
-    assert run["status"] == "interrupted" and 0 < run["global_step"] < 100000
-    assert (out / f"checkpoint-{run['global_step']}" / "trainer_state.json").is_file()

@@ -68,11 +68,19 @@ def test_train_and_sft_defaults_follow_the_cpu(fake_cpu):
     assert training.bf16 is False  # an explicit choice wins
 
 
-def test_environment_override_and_the_real_probe():
+def test_environment_override_and_the_real_probe(monkeypatch):
+    monkeypatch.delenv("TINYR1_CPU_BF16", raising=False)
     precision.cpu_bf16.cache_clear()
-    info = precision.cpu_bf16()  # this machine, whatever it is: a decision and a measured ratio
+    info = precision.cpu_bf16()  # this machine, whatever it is: the rule applied to its own probe and timing
     assert info.speedup > 0 and info.cpu_name and info.capability
-    assert info.native == (info.mkldnn_bf16 and info.speedup >= 1.2) or "TINYR1_CPU_BF16" in info.reason
+    assert info.native == (info.mkldnn_bf16 and info.speedup >= precision._MIN_SPEEDUP)
+    assert f"{info.speedup:.2f}x" in info.reason and "TINYR1_CPU_BF16" not in info.reason
+    for forced, native in (("1", True), ("0", False)):  # the override wins over the probe, either way
+        monkeypatch.setenv("TINYR1_CPU_BF16", forced)
+        precision.cpu_bf16.cache_clear()
+        overridden = precision.cpu_bf16()
+        assert overridden.native is native and overridden.reason == f"TINYR1_CPU_BF16={forced}"
+        assert overridden.mkldnn_bf16 == info.mkldnn_bf16 and overridden.capability == info.capability
     precision.cpu_bf16.cache_clear()
 
 

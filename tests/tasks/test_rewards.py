@@ -6,6 +6,8 @@ from tinyr1.infra.errors import TinyR1Error
 from tinyr1.tasks import rewards
 from tinyr1.tasks.rewards import DEFAULT_REWARDS, REWARD_FUNCS, get_reward_funcs
 
+from ..conftest import chat
+
 SINGLE = "<reasoning>\n4 - 1 - 1 = 2\n</reasoning>\n<answer>\n2\n</answer>"
 MULTI = "<reasoning>\nHe had 4.\nHe ate 1 and gave 1.\n4 - 1 - 1 = 2\n</reasoning>\n<answer>\n2\n</answer>\n"
 NO_TAGS = "The answer is 2."
@@ -13,10 +15,6 @@ TRAILING = SINGLE + "\nHope this helps!"
 DUPLICATE = SINGLE + "\n<answer>\n3\n</answer>"
 DEGENERATE = "!!!!!!!!!!!!!!!!!!!!!!!!!"
 INLINE = "<reasoning>4-1-1=2</reasoning><answer>2</answer>"
-
-
-def chat(text):
-    return [{"role": "assistant", "content": text}]
 
 
 def score(name, texts, answer=None):
@@ -113,10 +111,6 @@ def test_dotted_path_and_unknown_names():
         get_reward_funcs(["no_such_module:f"])
 
 
-def _c(text):
-    return [{"role": "assistant", "content": text}]
-
-
 @pytest.mark.parametrize(
     "text,gold,correct,flexible,reasoned,number,both",
     [
@@ -128,16 +122,16 @@ def _c(text):
     ],
 )
 def test_reasoned_rewards(text, gold, correct, flexible, reasoned, number, both):
-    assert rewards.correctness_reward_func([_c(text)], [gold]) == [correct]
-    assert rewards.correctness_flexible_reward_func([_c(text)], [gold]) == [flexible]
-    assert rewards.reasoned_format_reward_func([_c(text)]) == [reasoned]
-    assert rewards.number_reward_func([_c(text)]) == [number]
-    assert rewards.correct_and_reasoned_reward_func([_c(text)], [gold]) == [both]
-    assert rewards.int_reward_func([_c("<answer>-4</answer>")]) == [0.0]  # the recipe's int reward, unchanged
+    assert rewards.correctness_reward_func([chat(text)], [gold]) == [correct]
+    assert rewards.correctness_flexible_reward_func([chat(text)], [gold]) == [flexible]
+    assert rewards.reasoned_format_reward_func([chat(text)]) == [reasoned]
+    assert rewards.number_reward_func([chat(text)]) == [number]
+    assert rewards.correct_and_reasoned_reward_func([chat(text)], [gold]) == [both]
+    assert rewards.int_reward_func([chat("<answer>-4</answer>")]) == [0.0]  # the recipe's int reward, unchanged
 
 
 def test_the_collapsed_answer_earns_nothing_for_format_in_the_reasoned_set():
     collapsed = "<reasoning>\n1\n</reasoning>\n<answer>\n1\n</answer>"
-    five = sum(f([_c(collapsed)], answer=["7"])[0] for f in get_reward_funcs(DEFAULT_REWARDS))
-    reasoned = sum(f([_c(collapsed)], answer=["7"])[0] for f in get_reward_funcs(rewards.REASONED_REWARDS))
+    five = sum(f([chat(collapsed)], answer=["7"])[0] for f in get_reward_funcs(DEFAULT_REWARDS))
+    reasoned = sum(f([chat(collapsed)], answer=["7"])[0] for f in get_reward_funcs(rewards.REASONED_REWARDS))
     assert five > 1.9 and reasoned == 0.5  # the five pay ~2.0 for a wrong one-number answer; only number pays here

@@ -4,10 +4,19 @@
         --output_dir d
     tinyr1 eval --predictions preds.jsonl --output_dir d     # score completions made elsewhere, no model
 
-Scoring goes through the training rewards (``tinyr1.tasks.rewards``), so an answer counts here exactly when training
-would have rewarded it. ``accuracy_strict`` needs the answer inside ``<answer>`` tags; ``accuracy_flexible`` takes
-the last number anywhere in the completion (lm-evaluation-harness's "flexible-extract"), so a model that answers
-right without the tags still counts there. Writes ``metrics.json`` and ``samples.jsonl`` to ``--output_dir``.
+Right answers are scored by ``tinyr1.tasks.answers.is_correct``, the one definition the probe, the summaries and
+the rewards share:
+
+- ``accuracy_strict``: the text inside the last ``<answer>...</answer>`` equals the gold (numbers as numbers); a
+  completion without a closed answer block never counts, so a bare ``7`` is not strict-correct.
+- ``accuracy_flexible``: the last number anywhere in the completion equals the gold (lm-evaluation-harness's
+  "flexible-extract"), so a model that answers right without the tags still counts there.
+- ``accuracy_recipe_reward``: what the recipe's ``correctness`` reward pays for (without tags the whole text is
+  the answer, so a bare right number counts) — what training rewarded, not a format check.
+
+Format metrics go through the format rewards themselves. Writes ``metrics.json`` and ``samples.jsonl`` to
+``--output_dir``. ``rescored_metrics`` reads an eval folder written before ``accuracy_strict`` needed the tags
+(its metrics have no ``accuracy_recipe_reward``) and scores its samples again under the rule above.
 """
 
 from __future__ import annotations
@@ -26,12 +35,13 @@ from tinyr1.tasks import answers, rewards
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 
 METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
-                "format_strict": "format_strict", "format_soft": "format_soft",
-                "worked_step_fraction": "worked_step"}
+                "accuracy_recipe_reward": "correct_recipe_reward", "format_strict": "format_strict",
+                "format_soft": "format_soft", "worked_step_fraction": "worked_step"}
 
 
 def score_completion(completion: str, gold: str) -> dict:
-    """The per-question record: extracted answers and one boolean per metric.
+    """The per-question record: extracted answers (``extracted`` is None without a closed ``<answer>`` block) and
+    one boolean per metric.
 
     >>> r = score_completion("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>", "2")
     >>> r["correct_strict"], r["correct_flexible"], r["format_strict"], r["format_soft"], r["worked_step"]
@@ -39,14 +49,17 @@ def score_completion(completion: str, gold: str) -> dict:
     >>> r = score_completion("He has 4 - 1 - 1 = 2 apples left.", "2")
     >>> r["correct_strict"], r["correct_flexible"], r["extracted_flexible"]
     (False, True, '2')
+    >>> r = score_completion("7", "7")
+    >>> r["correct_strict"], r["extracted"], r["correct_flexible"], r["correct_recipe_reward"]
+    (False, None, True, True)
     """
     chat = [[{"role": "assistant", "content": completion}]]
-    flexible = answers.extract_last_number(completion)
     return {
-        "extracted": answers.extract_xml_answer(completion),
-        "extracted_flexible": flexible,
-        "correct_strict": rewards.correctness_reward_func(chat, [gold])[0] > 0,
-        "correct_flexible": flexible is not None and answers.answers_match(flexible, gold),
+        "extracted": answers.strict_answer(completion),
+        "extracted_flexible": answers.extract_last_number(completion),
+        "correct_strict": answers.is_correct(completion, gold, scoring="strict"),
+        "correct_flexible": answers.is_correct(completion, gold, scoring="flexible"),
+        "correct_recipe_reward": rewards.correctness_reward_func(chat, [gold])[0] > 0,
         "format_strict": rewards.strict_format_reward_func(chat)[0] > 0,
         "format_soft": rewards.soft_format_reward_func(chat)[0] > 0,
         "worked_step": answers.has_worked_step(completion),
@@ -61,6 +74,27 @@ def summarize(samples: list[dict]) -> dict:
         metrics["mean_completion_tokens"] = sum(s["num_tokens"] for s in samples) / n
         metrics["truncated_fraction"] = sum(s["truncated"] for s in samples) / n
     return metrics
+
+
+def rescored_metrics(eval_dir: str | Path) -> dict | None:
+    """An eval folder's ``metrics.json`` (None when absent), its scores recomputed from ``samples.jsonl`` when it was
+    written before strict accuracy needed the ``<answer>`` block (no ``accuracy_recipe_reward`` in it).
+
+    Without the samples to score again, the old ``accuracy_strict`` (the recipe reward's rule) is moved to
+    ``accuracy_recipe_reward`` and ``accuracy_strict`` becomes None, so a table never shows it under the new name.
+    """
+    from tinyr1.infra.jsonl import read_json, read_jsonl
+
+    folder = Path(eval_dir)
+    metrics = read_json(folder / "metrics.json")
+    if not isinstance(metrics, dict) or "accuracy_recipe_reward" in metrics or "accuracy_strict" not in metrics:
+        return metrics
+    samples = [s for s in read_jsonl(folder / "samples.jsonl", missing_ok=True)
+               if isinstance(s.get("completion"), str) and s.get("answer") is not None]
+    if samples and len(samples) == metrics.get("n"):
+        scored = [{**s, **score_completion(s["completion"], str(s["answer"]))} for s in samples]
+        return {**metrics, **summarize(scored), "rescored": True}
+    return {**metrics, "accuracy_recipe_reward": metrics["accuracy_strict"], "accuracy_strict": None}
 
 
 def read_predictions(path: str) -> list[dict]:

@@ -3,6 +3,10 @@
 Printed at the end of ``make demo`` and written at the top of every run's report (``tinyr1.commands.report``):
 
     python -m tinyr1.commands.learning_summary outputs/demo/grpo [--base outputs/demo/eval-base]
+
+"accuracy (in `<answer>`)" is ``tinyr1 eval``'s ``accuracy_strict`` (``tinyr1.tasks.answers.is_correct``: the last
+``<answer>`` block equals the gold; a bare right number does not count). An eval folder written before that rule
+is scored again from its samples (``evaluate.rescored_metrics``); "—" where it cannot be.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinyr1.infra.jsonl import read_json as _read_json
+from tinyr1.commands.evaluate import rescored_metrics
 from tinyr1.infra.jsonl import read_jsonl
 
 
@@ -46,11 +50,10 @@ def learning_lines(run_dir: str | Path, base: str | Path | None = None) -> list[
     """A markdown table: reward at the first and last steps, held-out accuracy and reasoning before and after."""
     run_dir = Path(run_dir)
     ends = reward_ends(_steps(run_dir))
-    stages = []
-    if base is not None and _read_json(Path(base) / "metrics.json"):
-        stages.append(("base model", _read_json(Path(base) / "metrics.json")))
+    base_metrics = rescored_metrics(base) if base is not None else None
+    stages = [("base model", base_metrics)] if base_metrics else []
     for stage, label in (("before", "before GRPO (step 0)"), ("after", f"after GRPO (step {ends.get('steps', '?')})")):
-        metrics = _read_json(run_dir / "eval" / stage / "metrics.json")
+        metrics = rescored_metrics(run_dir / "eval" / stage)
         if metrics:
             stages.append((label, metrics))
     lines = []

@@ -21,18 +21,6 @@ from tinyr1.tasks import answers
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 
 
-def is_correct(text: str, gold: str, scoring: str) -> bool:
-    """``strict``: the answer inside ``<answer>``; ``flexible``: the last number anywhere in the text.
-
-    >>> is_correct("3 - 7 = -4", "-4", "flexible"), is_correct("3 - 7 = -4", "-4", "strict")
-    (True, False)
-    """
-    if scoring == "strict":
-        return "<answer>" in text and answers.answers_match(answers.extract_xml_answer(text), gold)
-    last = answers.extract_last_number(text)
-    return last is not None and answers.answers_match(last, gold)
-
-
 def group_stats(groups: list[list[dict]]) -> dict:
     """Summary of sampled groups; each sample is ``{"correct", "reward", "num_tokens", "truncated", "worked_step"}``.
 
@@ -70,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max_new_tokens", type=int, default=128)
     p.add_argument("--scoring", choices=["flexible", "strict"], default="flexible",
-                   help="flexible: last number in the text; strict: inside <answer>")
+                   help="flexible: last number in the text; strict: the last <answer> block "
+                   "(tinyr1.tasks.answers.is_correct)")
     p.add_argument("--reward_funcs", default="correctness,reasoned_format,number",
                    help="rewards summed for the reward-variance column (comma-separated registry names)")
     p.add_argument("--reward_weights", type=float, nargs="+", help="weights for --reward_funcs (default 1 each)")
@@ -120,9 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
         outs = generate_batch(model, tokenizer, [build_prompt(e["question"], args.system_prompt) for e in chosen],
                               max_new_tokens=args.max_new_tokens, progress=False)
         result["greedy_questions"] = len(chosen)
-        result["greedy_accuracy"] = sum(is_correct(o.text, e["answer"], args.scoring)
+        result["greedy_accuracy"] = sum(answers.is_correct(o.text, e["answer"], scoring=args.scoring)
                                         for o, e in zip(outs, chosen, strict=True)) / len(chosen)
-        result["greedy_accuracy_strict"] = sum(is_correct(o.text, e["answer"], "strict")
+        result["greedy_accuracy_strict"] = sum(answers.is_correct(o.text, e["answer"], scoring="strict")
                                                for o, e in zip(outs, chosen, strict=True)) / len(chosen)
         result["greedy_mean_tokens"] = sum(o.num_tokens for o in outs) / len(outs)
         result["greedy_worked_step_fraction"] = sum(answers.has_worked_step(o.text) for o in outs) / len(outs)
@@ -136,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         for w, f in zip(weights, funcs, strict=True):
             for i, r in enumerate(f(prompts=conv, completions=chats, answer=[e["answer"]] * len(outs))):
                 totals[i] += w * (r or 0.0)
-        groups.append([{"correct": is_correct(o.text, e["answer"], args.scoring), "reward": t,
+        groups.append([{"correct": answers.is_correct(o.text, e["answer"], scoring=args.scoring), "reward": t,
                         "num_tokens": o.num_tokens, "truncated": o.truncated,
                         "worked_step": answers.has_worked_step(o.text), "text": o.text}
                        for o, t in zip(outs, totals, strict=True)])

@@ -15,11 +15,15 @@ import re
 import sys
 from pathlib import Path
 
+from tinyr1.commands.evaluate import rescored_metrics
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.jsonl import read_json, read_jsonl, read_text
+from tinyr1.tasks import answers
 
-EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "format_strict", "format_soft", "worked_step_fraction",
-                "mean_completion_tokens", "truncated_fraction", "tokens_per_second")
+# accuracy_strict: the last <answer> block is right; accuracy_recipe_reward: what the correctness reward paid for
+# (a bare right number counts). Both as tinyr1.commands.evaluate defines them.
+EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward", "format_strict", "format_soft",
+                "worked_step_fraction", "mean_completion_tokens", "truncated_fraction", "tokens_per_second")
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -120,8 +124,9 @@ def _sample_pairs(run_dir: Path, count: int = 3) -> list[str]:
     for sample in [s for s in after if s.get("question") in before][:count]:
         lines += [f"**Q:** {sample['question']}  ", f"**gold:** {sample.get('answer')}", ""]
         for label, s in (("before", before[sample["question"]]), ("after", sample)):
-            ok = "correct" if s.get("correct_strict") else ("correct (flexible)" if s.get("correct_flexible")
-                                                             else "wrong")
+            text, gold = str(s.get("completion") or ""), str(s.get("answer"))
+            ok = ("correct" if answers.is_correct(text, gold, scoring="strict") else
+                  "correct (flexible)" if answers.is_correct(text, gold, scoring="flexible") else "wrong")
             lines += [f"*{label}* ({ok}, strict format: {'yes' if s.get('format_strict') else 'no'}):", "",
                       "```text", str(s.get("completion") or "").strip()[:1200], "```", ""]
     return lines
@@ -144,7 +149,7 @@ def write_report(run_dir: str | Path) -> Path:
             raise TinyR1Error(f"{run_dir / name}: not a report tinyr1 wrote; move it, tinyr1 will not replace it")
     check_output_dir(run_dir / "plots", "report")
     plots = make_plots(metrics, run_dir / "plots")
-    before, after = (read_json(run_dir / "eval" / s / "metrics.json") for s in ("before", "after"))
+    before, after = (rescored_metrics(run_dir / "eval" / s) for s in ("before", "after"))
     steps = [m for m in metrics if "loss" in m]
     facts = [("model", run.get("model")), ("data", f"{run.get('dataset')} ({run.get('split')})"),
              ("steps", run.get("global_step", steps[-1]["step"] if steps else None)),

@@ -11,7 +11,7 @@ Each piece gives ``generate``'s own tokens (greedy) or its own sampling distribu
   ``torch.multinomial``'s exponential draw over the whole vocabulary;
 - the decode loop itself, for Llama and Qwen2 models: ``tinyr1.cpu.decode_loop`` (the others keep ``generate``'s).
 
-``tests/cpu/test_trainer.py`` checks each against transformers' own.
+``tests/cpu/test_shared_prompts.py`` checks each against transformers' own (the decode loop: ``test_decode_loop.py``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,20 @@ One module so that what training rewards and what evaluation counts can never dr
 the GRPO recipe tinyr1 reproduces, except where the recipe is wrong (see ``STRICT_FORMAT`` below and
 docs/training.md "Rewards").
 
+One definition of a right answer, used by ``tinyr1 eval``, the probe, the learning summary and report tables
+and the ``correctness_flexible`` reward (``is_correct``):
+
+- **strict**: the text inside the last ``<answer>...</answer>`` block equals the gold (numbers compared as
+  numbers, ``answers_match``). A completion without a closed answer block is never strict-correct: a bare ``7``
+  is not, and neither is ``<answer>\n7`` cut off before ``</answer>`` (a truncated number may be a prefix of
+  the one the model meant). Like lm-evaluation-harness's "strict-match", it needs the asked-for format.
+- **flexible**: the last number anywhere in the text equals the gold (lm-evaluation-harness's
+  "flexible-extract"), tags or not.
+
+The recipe's ``correctness`` reward keeps the recipe's own rule (``extract_xml_answer``: without tags the whole
+text is the answer, so a bare right number earns it); ``tinyr1 eval`` reports that rule separately as
+``accuracy_recipe_reward``.
+
     python -m pytest --doctest-modules src/tinyr1/tasks/answers.py
 """
 
@@ -39,7 +53,8 @@ _ANY_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\$?\.\d+")
 def extract_xml_answer(text: str) -> str:
     """The text between the last ``<answer>`` and the following ``</answer>``, stripped (the recipe's rule).
 
-    Without tags the whole text comes back stripped, as in the recipe.
+    Without tags the whole text comes back stripped, as in the recipe, so a bare ``7`` extracts as ``7``: the
+    ``correctness`` reward's rule, not strict scoring's (that is ``strict_answer``).
 
     >>> extract_xml_answer("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>")
     '2'
@@ -47,6 +62,42 @@ def extract_xml_answer(text: str) -> str:
     'no tags at all'
     """
     return text.split("<answer>")[-1].split("</answer>")[0].strip()
+
+
+def strict_answer(text: str) -> str | None:
+    """The stripped text inside the last ``<answer>...</answer>`` block; None when the last ``<answer>`` is not
+    closed or there is none (what strict scoring compares; unlike ``extract_xml_answer``, no tag means no answer).
+
+    >>> strict_answer("<reasoning>\\n3 + 4 = 7\\n</reasoning>\\n<answer>\\n 7 \\n</answer>")
+    '7'
+    >>> strict_answer("<answer>1</answer> on second thought <answer>2</answer>")
+    '2'
+    >>> [strict_answer(t) for t in ["7", "<answer>\\n7", "<answer>1</answer> then <answer>2"]]
+    [None, None, None]
+    """
+    _, tag, tail = text.rpartition("<answer>")
+    if not tag or "</answer>" not in tail:
+        return None
+    return tail.split("</answer>", 1)[0].strip()
+
+
+def is_correct(text: str, gold: str, scoring: str = "strict") -> bool:
+    """Is this completion's answer right? ``strict``: the last ``<answer>`` block equals the gold; ``flexible``:
+    the last number anywhere does. The one definition eval, the probe, the summaries and the rewards share.
+
+    >>> worked = "<reasoning>\\n3 + 4 = 7\\n</reasoning>\\n<answer>\\n7\\n</answer>"
+    >>> is_correct(worked, "7"), is_correct("7", "7"), is_correct("7", "7", scoring="flexible")
+    (True, False, True)
+    >>> is_correct("<answer>7.0</answer>", "7"), is_correct("<answer>8</answer> so 7", "7", scoring="flexible")
+    (True, True)
+    """
+    if scoring == "strict":
+        answer = strict_answer(text)
+    elif scoring == "flexible":
+        answer = extract_last_number(text)
+    else:
+        raise ValueError(f"scoring must be 'strict' or 'flexible', not {scoring!r}")
+    return answer is not None and answers_match(answer, str(gold))
 
 
 def extract_hash_answer(text: str) -> str | None:

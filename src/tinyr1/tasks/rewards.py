@@ -10,6 +10,10 @@ plain strings for text prompts; both are accepted. Parsing lives in ``tinyr1.tas
 The defaults differ from the recipe in two documented ways (the recipe's versions are kept as ``*_seed``):
 format patterns match multi-line reasoning (``re.DOTALL``) and ignore trailing whitespace, and correctness
 compares numbers after normalising (``72.0``, ``$72`` and ``72`` are equal).
+
+``correctness`` keeps the recipe's answer rule (a bare right number without tags earns 2.0, as in the tutorial);
+every other place that asks "is this answer right?" (eval, the probe, the summaries, ``correctness_flexible``)
+uses ``answers.is_correct``, which needs the ``<answer>`` block for strict scoring.
 """
 
 from __future__ import annotations
@@ -45,10 +49,15 @@ def _chat(text: str) -> list[dict]:
 
 
 def correctness_reward_func(completions, answer, **kwargs) -> list[float]:
-    """2.0 when the answer inside ``<answer>`` equals the gold after normalising, else 0.0.
+    """2.0 when the answer (the recipe's ``extract_xml_answer``) equals the gold after normalising, else 0.0.
 
-    >>> correctness_reward_func([_chat("<answer>\\n$72.0\\n</answer>"), _chat("<answer>71</answer>")], ["72", "72"])
-    [2.0, 0.0]
+    The recipe's rule, kept as the tutorial has it: without tags the whole completion is the answer, so a bare
+    right number earns 2.0 too. Strict scoring (``answers.is_correct``, eval's ``accuracy_strict``) needs the
+    ``<answer>`` block; eval reports this rule as ``accuracy_recipe_reward``.
+
+    >>> correctness_reward_func([_chat("<answer>\\n$72.0\\n</answer>"), _chat("<answer>71</answer>"), _chat("72")],
+    ...                         ["72"] * 3)
+    [2.0, 0.0, 2.0]
     """
     return [2.0 if answers.answers_match(answers.extract_xml_answer(t), str(a)) else 0.0
             for t, a in zip(_texts(completions), answer, strict=True)]
@@ -146,22 +155,23 @@ def number_reward_func(completions, **kwargs) -> list[float]:
 
 
 def correctness_flexible_reward_func(completions, answer, **kwargs) -> list[float]:
-    """2.0 when the answer inside ``<answer>`` equals the gold; 1.0 when, without tags, the last number does.
+    """2.0 when strict-correct (``answers.is_correct``: the last ``<answer>`` block equals the gold); 1.0 when there
+    is no closed answer block and the last number is right (flexible-correct); else 0.0.
 
     Negative and decimal answers count (``-4`` equals ``-4.0``). The partial credit gives a model that does not
-    yet write the tags a signal for being right.
+    yet write the tags a signal for being right; a wrong tagged answer earns nothing, whatever numbers follow.
 
     >>> correctness_flexible_reward_func([_chat("<answer>\\n-4\\n</answer>"), _chat("3 - 7 = -4"),
-    ...                                   _chat("<answer>4</answer>"), _chat("no number")], ["-4"] * 4)
-    [2.0, 1.0, 0.0, 0.0]
+    ...                                   _chat("<answer>4</answer>"), _chat("no number"), _chat("<answer>\\n-4")],
+    ...                                  ["-4"] * 5)
+    [2.0, 1.0, 0.0, 0.0, 1.0]
     """
     scores = []
     for text, gold in zip(_texts(completions), answer, strict=True):
-        if "<answer>" in text:
-            scores.append(2.0 if answers.answers_match(answers.extract_xml_answer(text), str(gold)) else 0.0)
+        if answers.strict_answer(text) is not None:
+            scores.append(2.0 if answers.is_correct(text, str(gold), scoring="strict") else 0.0)
         else:
-            last = answers.extract_last_number(text)
-            scores.append(1.0 if last is not None and answers.answers_match(last, str(gold)) else 0.0)
+            scores.append(1.0 if answers.is_correct(text, str(gold), scoring="flexible") else 0.0)
     return scores
 
 

@@ -1,30 +1,10 @@
-"""compare and report on a real tiny training run, and report plots for a long run."""
+"""tinyr1 report on a real tiny training run (train --eval_before_after writes it), a long run and a non-run."""
 
 import json
 import random
 
-import pytest
-
 from tinyr1.commands.compare import DEFAULT_PROMPT
 from tinyr1.commands.report import write_report
-
-from ..conftest import ASSETS, REPO
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, gsm8k_dir):
-    from ..conftest import run_cli
-
-    out = tmp_path_factory.mktemp("run") / "tiny"
-    result = run_cli("train", "--model_name_or_path", str(ASSETS / "tiny-qwen2"), "--dataset_name", str(gsm8k_dir),
-                     "--max_steps", "3", "--num_generations", "4", "--per_device_train_batch_size", "4",
-                     "--gradient_accumulation_steps", "1", "--max_completion_length", "12", "--output_dir", str(out),
-                     "--save_strategy", "no", "--sample_every", "1", "--eval_before_after", "true", "--eval_limit",
-                     "4", "--eval_max_new_tokens", "8", "--reward_funcs", "tests.train_helpers:length_reward",
-                     "correctness", cwd=REPO)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "report:" in result.stdout
-    return out
 
 
 def test_train_with_eval_before_after_tells_the_whole_story(tiny_run):
@@ -36,16 +16,6 @@ def test_train_with_eval_before_after_tells_the_whole_story(tiny_run):
     assert (tiny_run / "plots" / "rewards.png").stat().st_size > 10_000
     html = (tiny_run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "<table>" in html
-
-
-def test_compare_cli_writes_markdown(cli, tiny_run, tmp_path):
-    out = tmp_path / "c.md"
-    result = cli("compare", "--base", str(ASSETS / "tiny-qwen2"), "--trained", str(tiny_run), "--prompt",
-                 "What is 2 + 3?", "--max_new_tokens", "6", "--output", str(out))
-    assert result.returncode == 0, result.stderr[-2000:]
-    text = out.read_text()
-    assert "## What is 2 + 3?" in text and text.count("strict format:") == 2
-    assert "=== What is 2 + 3?" in result.stdout  # plain text when piped
 
 
 def test_report_plots_a_long_run_and_handles_nan(tmp_path):
@@ -64,3 +34,9 @@ def test_report_plots_a_long_run_and_handles_nan(tmp_path):
 def test_report_on_a_folder_that_is_not_a_run(cli, tmp_path):
     result = cli("report", str(tmp_path))
     assert result.returncode == 2 and "no metrics.jsonl or run.json" in result.stderr
+
+
+def test_a_killed_runs_truncated_metrics_still_get_a_report(tmp_path, capsys):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "lo')
+    assert write_report(tmp_path).is_file()
+    assert "truncated last line skipped" in capsys.readouterr().err
