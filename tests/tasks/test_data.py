@@ -65,8 +65,8 @@ def test_prepared_file_round_trips(cli, tmp_path):
     "content,message",
     [
         ('{"question": "q", "answer": "#### 1"}\nnot json\n', "line 2: not valid JSON"),
-        ('{"question": "q"}\n', "row 0: missing field answer"),
-        ('{"question": "q", "answer": "no marker"}\n', "row 0: answer has no '#### <gold>' line"),
+        ('{"question": "q"}\n', "line 1: missing field answer"),
+        ('{"question": "q", "answer": "no marker"}\n', "line 1: answer has no '#### <gold>' line"),
         ("\n", "no usable rows"),
         ("[1, 2]\n", "line 1: expected a JSON object"),
     ],
