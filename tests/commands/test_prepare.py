@@ -69,3 +69,18 @@ def test_a_symlink_output_is_never_replaced(data, tmp_path):
     os.symlink(out, tmp_path / "alias.jsonl")
     with pytest.raises(TinyR1Error, match="alias.jsonl: already exists and is a symlink"):
         prepare.main(["--dataset_name", str(data), "--output", str(tmp_path / "alias.jsonl")])
+
+
+def test_rows_it_cannot_vouch_for_are_removed_not_left_to_block_the_retry(data, tmp_path, monkeypatch):
+    from tinyr1.infra import jsonl
+
+    def full(path, text):  # the disk fills between the rows and their sidecar
+        raise TinyR1Error(f"{path}: disk full")
+
+    monkeypatch.setattr(jsonl, "write_text", full)
+    out = tmp_path / "rows.jsonl"
+    with pytest.raises(TinyR1Error, match="disk full"):
+        prepare.main(["--dataset_name", str(data), "--output", str(out)])
+    assert not out.exists()
+    monkeypatch.undo()
+    assert prepare.main(["--dataset_name", str(data), "--output", str(out)]) == 0 and written_by(out) == "prepare"
