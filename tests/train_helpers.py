@@ -15,3 +15,18 @@ def wrong_signature(text):
 def returns_a_number(completions, **kwargs):
     """A custom reward that returns one number for the batch instead of one per completion."""
     return 1.0
+
+
+def nan_reward(completions, **kwargs) -> list[float]:
+    """A broken reward: NaN for every completion (passes the start-up sample call, which accepts any float)."""
+    return [float("nan")] * len(completions)
+
+
+def none_reward(completions, **kwargs):
+    """None for every completion: to trl, 'not applicable' to all of them, step after step."""
+    return [None] * len(completions)
+
+
+def one_value_reward(completions, **kwargs) -> list[float]:
+    """Right for the one-completion sample call at start-up, wrong at step 1: one value for the whole batch."""
+    return [1.0]

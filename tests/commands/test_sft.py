@@ -78,7 +78,7 @@ def test_alpaca_rows_without_output_are_named(tmp_path):
     bad.write_text('{"instruction": "x"}\n')
     from tinyr1.infra.errors import TinyR1Error
 
-    with pytest.raises(TinyR1Error, match="row 0: missing field output"):
+    with pytest.raises(TinyR1Error, match="line 1: missing field output"):
         load_sft_rows(str(bad), "alpaca")
 
 

@@ -11,11 +11,14 @@ pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU polic
 
 @pytest.fixture
 def fake_cpu(monkeypatch):
-    """Pretend to be a CPU whose oneDNN probe says ``mkldnn`` and whose bf16 matmul runs ``speedup`` x fp32."""
+    """Pretend to be a CPU whose oneDNN probe says ``mkldnn``, whose /proc/cpuinfo lists ``flags`` (default: the
+    bf16 instructions exactly when the probe says yes) and whose bf16 matmul runs ``speedup`` x fp32."""
 
-    def fake(mkldnn: bool, speedup: float):
+    def fake(mkldnn: bool, speedup: float, flags="default"):
+        flags = ({"avx512f", "avx512_bf16"} if mkldnn else {"avx2"}) if flags == "default" else flags
         monkeypatch.delenv("TINYR1_CPU_BF16", raising=False)
         monkeypatch.setattr(precision, "mkldnn_bf16", lambda: mkldnn)
+        monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
         monkeypatch.setattr(precision, "measure_speedup", lambda *a, **k: speedup)
         precision.cpu_bf16.cache_clear()
         return precision.cpu_bf16()
@@ -42,9 +45,47 @@ def test_avx2_cpu_trains_in_fp32(fake_cpu):
     assert (plan.dtype, plan.bf16) == (torch.float32, False) and "fp32" in plan.reason
 
 
-def test_a_probe_that_says_yes_is_confirmed_by_timing(fake_cpu):
-    info = fake_cpu(mkldnn=True, speedup=0.9)  # a VM that reports the flag but runs it slowly
-    assert not info.native and "not faster enough" in info.reason
+def test_the_decision_is_the_cpus_not_the_load(fake_cpu):
+    # Identical commands on one machine, timed idle and under load: the same precision, the timing only recorded.
+    idle, loaded = fake_cpu(mkldnn=True, speedup=6.2), fake_cpu(mkldnn=True, speedup=0.9)
+    assert idle.native and loaded.native and "0.90x" in loaded.reason and "not the decision" in loaded.reason
+    assert fake_cpu(mkldnn=False, speedup=3.0).native is False  # a fast timing never turns bf16 on either
+
+
+def test_a_probe_without_the_instruction_flags_is_fp32(fake_cpu):
+    info = fake_cpu(mkldnn=True, speedup=1.5, flags={"avx512f", "avx2"})  # oneDNN would emulate bf16
+    assert not info.native and info.bf16_flags == [] and "lists no avx512_bf16/amx_bf16 flag" in info.reason
+    assert fake_cpu(mkldnn=True, speedup=1.5, flags={"amx_bf16"}).native
+    unreadable = fake_cpu(mkldnn=True, speedup=1.5, flags=None)  # no /proc/cpuinfo (macOS): the probe decides
+    assert unreadable.native and unreadable.bf16_flags is None
+
+
+def test_cpu_flags_reads_this_machines_cpuinfo():
+    flags = precision.cpu_flags()
+    assert flags is None or (isinstance(flags, set) and flags)
+
+
+def test_fp32_is_never_called_requested_unless_asked(fake_cpu):
+    from types import SimpleNamespace
+
+    from tinyr1.infra.precision import training_request
+
+    fake_cpu(mkldnn=False, speedup=0.2)  # the default on such a CPU is bf16 false: nothing was asked
+    plan = choose_precision(training_request(SimpleNamespace(fp16=False, bf16=False), "auto"))
+    assert plan.bf16 is False and "requested" not in plan.reason and "auto: no native bf16" in plan.reason
+    fake_cpu(mkldnn=True, speedup=3.0)  # here bf16 is the default, so --bf16 false was a request
+    plan = choose_precision(training_request(SimpleNamespace(fp16=False, bf16=False), "auto"))
+    assert plan.bf16 is False and "fp32 on CPU (requested)" in plan.reason
+    assert "requested" not in choose_precision(training_request(SimpleNamespace(fp16=False, bf16=True), None)).reason
+
+
+def test_the_environment_override_keeps_working(fake_cpu, monkeypatch):
+    fake_cpu(mkldnn=False, speedup=0.2)
+    for value, native in (("1", True), ("0", False)):
+        monkeypatch.setenv("TINYR1_CPU_BF16", value)
+        precision.cpu_bf16.cache_clear()
+        info = precision.cpu_bf16()
+        assert info.native is native and info.reason == f"TINYR1_CPU_BF16={value}"
 
 
 def test_explicit_bf16_on_a_slow_cpu_is_honoured_with_a_warning(fake_cpu):
@@ -71,9 +112,9 @@ def test_train_and_sft_defaults_follow_the_cpu(fake_cpu):
 def test_environment_override_and_the_real_probe(monkeypatch):
     monkeypatch.delenv("TINYR1_CPU_BF16", raising=False)
     precision.cpu_bf16.cache_clear()
-    info = precision.cpu_bf16()  # this machine, whatever it is: the rule applied to its own probe and timing
+    info = precision.cpu_bf16()  # this machine, whatever it is: the rule applied to its own probe and flags
     assert info.speedup > 0 and info.cpu_name and info.capability
-    assert info.native == (info.mkldnn_bf16 and info.speedup >= precision._MIN_SPEEDUP)
+    assert info.native == (info.mkldnn_bf16 and info.bf16_flags != [])  # the CPU decides, never the timing
     assert f"{info.speedup:.2f}x" in info.reason and "TINYR1_CPU_BF16" not in info.reason
     for forced, native in (("1", True), ("0", False)):  # the override wins over the probe, either way
         monkeypatch.setenv("TINYR1_CPU_BF16", forced)

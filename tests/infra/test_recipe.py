@@ -79,3 +79,35 @@ def test_a_null_number_in_a_recipe_is_named(tmp_path):
     (tmp_path / "r.yaml").write_text("learning_rate:\n")
     with pytest.raises(TinyR1Error, match=r"r.yaml: learning_rate: empty \(null\)"):
         parse_recipe(TYPES, ["--config", str(tmp_path / "r.yaml")], "t", defaults=CPU)
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("learning_rate: 1.0e-5\nnum_generations: 4\nlearning_rate: 3.0e-6\n")
+    with pytest.raises(TinyR1Error, match=r"dup.yaml line 3: not valid YAML \(duplicate key 'learning_rate' "
+                                          r"\(first on line 1\); keep one\)"):
+        parse_recipe(TYPES, ["--config", str(path)], "t", defaults=CPU)
+    merged = tmp_path / "merge.yaml"  # YAML's own override of merged keys stays allowed
+    merged.write_text("base: &b {a: 1, b: 2}\nother:\n  <<: *b\n  a: 3\n")
+    from tinyr1.infra.recipe import _read_recipe
+
+    assert _read_recipe(str(merged))["other"] == {"a": 3, "b": 2}
+
+
+def test_deep_nesting_is_one_line(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("learning_rate: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(TinyR1Error, match="deep.yaml: nested too deeply to read"):
+        parse_recipe(TYPES, ["--config", str(path)], "t", defaults=CPU)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("max_steps: 1.0e+26\n", "max_steps 100000000000000004764729344: must be at most 1,000,000,000"),
+    ("learning_rate: 1.0e+12\n", "learning_rate 1000000000000.0: must be at most 1,000,000,000"),
+    ("seed: 100000000000000000000000\n", "seed 100000000000000000000000: too large"),
+])
+def test_every_number_is_bounded(tmp_path, text, message):
+    path = tmp_path / "big.yaml"
+    path.write_text(text)
+    with pytest.raises(TinyR1Error, match=message):
+        parse_recipe(TYPES, ["--config", str(path)], "t", defaults=CPU)

@@ -1,5 +1,6 @@
 """The data loader (tinyr1.tasks.data) on real GSM8K, reasoning-gym, dataset options and bad input."""
 
+import json
 
 import pytest
 
@@ -96,3 +97,26 @@ def test_dataset_options_from_a_yaml_mapping_and_flags(tmp_path):
     script, _, _, _ = train.parse_args(["--config", str(recipe), "--dataset_options", "max_digits=1",
                                         "--output_dir", str(tmp_path / "o")])
     assert script.dataset_options == ["max_digits=1"]
+
+
+def test_a_boxed_gold_is_unwrapped_so_a_right_answer_scores(tmp_path):
+    from tinyr1.tasks.rewards import correctness_reward_func
+
+    data = tmp_path / "boxed.jsonl"
+    data.write_text(json.dumps({"question": "6 + 6?", "answer": "6 + 6 = 12\n#### \\boxed{12}"}) + "\n"
+                    + json.dumps({"question": "2 * 800?", "answer": "#### $\\boxed{1,600}$"}) + "\n")
+    rows = load_prompt_rows(str(data))
+    assert [r["answer"] for r in rows] == ["12", "1600"]
+    right = [[{"role": "assistant", "content": "<reasoning>\n6 + 6 = 12\n</reasoning>\n<answer>\n12\n</answer>"}]]
+    assert correctness_reward_func(right, [rows[0]["answer"]])[0] > 0
+
+
+def test_bad_rows_are_named_by_their_line_or_their_row_from_one(tmp_path):
+    lines = tmp_path / "d.jsonl"
+    lines.write_text(json.dumps({"question": "q", "answer": "#### 1"}) + "\n\n" + json.dumps({"question": "q"}) + "\n")
+    with pytest.raises(TinyR1Error, match="d.jsonl line 3: missing field answer"):
+        load_examples(str(lines))
+    array = tmp_path / "train.json"
+    array.write_text(json.dumps([{"question": "q", "answer": "#### 1"}, {"question": "q"}]))
+    with pytest.raises(TinyR1Error, match="train.json row 2: missing field answer"):
+        load_examples(str(tmp_path))  # a folder: the message names the file it read

@@ -5,7 +5,8 @@
 
 The recipe tinyr1 reproduces judged its run by asking one question before and after training; that question is
 the default here. Greedy decoding and the same system prompt for both models; each answer is shown with what
-``tinyr1.tasks.answers`` extracts from it and which format rewards it earns.
+``tinyr1.tasks.answers`` extracts from it and which format rewards it earns. ``--output`` never replaces a file
+tinyr1 did not write (``tinyr1.infra.paths``) and is written atomically.
 """
 
 from __future__ import annotations
@@ -84,8 +85,11 @@ def compare(base: str, trained: str, prompts: list[str] | None = None, *, output
     if display:
         show(base, trained, prompts, base_answers, trained_answers)
     if output is not None:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(markdown, encoding="utf-8")
+        from tinyr1.infra.jsonl import write_text
+        from tinyr1.infra.paths import make_dirs
+
+        make_dirs(Path(output).parent, "--output")
+        write_text(output, markdown)  # atomically: a full disk leaves the old file or none, never half of one
     return markdown
 
 
@@ -100,19 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
     p.add_argument("--output", help="also write the comparison as Markdown to this file")
     from tinyr1.infra.errors import one_line_errors
-    from tinyr1.infra.paths import check_output_file
+    from tinyr1.infra.paths import check_output_file, mark_written
     from tinyr1.infra.validate import check, flag_source
 
     args = one_line_errors(p, "tinyr1 compare").parse_args(argv)
     check(vars(args), flag_source)
-    if args.output is not None:  # checked before two models generate, not after
-        check_output_file(args.output, "--output")
+    if args.output is not None:  # checked before two models generate, not after; never a file of the user's
+        check_output_file(args.output, "--output", owner="compare")
     from tinyr1.cpu.runtime import configure_cpu
 
     configure_cpu()
     compare(args.base, args.trained, args.prompt, output=args.output, max_new_tokens=args.max_new_tokens,
             system_prompt=args.system_prompt, display=True)
     if args.output:
+        mark_written(Path(args.output).expanduser(), "compare")
         print(f"wrote {args.output}")
     return 0
 

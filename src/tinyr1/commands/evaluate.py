@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.infra.jsonl import write_jsonl
 from tinyr1.infra.paths import check_output_dir, make_dirs
 from tinyr1.tasks import answers, rewards
 from tinyr1.tasks.answers import SYSTEM_PROMPT
@@ -201,11 +200,19 @@ def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=Non
                                                             else "transformers", "system_prompt": system_prompt})
     metrics.update(facts, versions=_versions())
     if output_dir is not None:
-        out = Path(output_dir)
-        make_dirs(out, "--output_dir")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        write_jsonl(out / "samples.jsonl", samples)
+        _write_pair(Path(output_dir), metrics, samples)
     return metrics
+
+
+def _write_pair(out: Path, metrics: dict, samples: list[dict]) -> None:
+    """``samples.jsonl`` and ``metrics.json`` as a pair: both written in full to hidden temporary files first, then
+    renamed into place, metrics last. A failure while writing (a full disk: one line naming the path and the bytes
+    needed) removes both temporary files and leaves the previous pair, or none, so the retry works."""
+    from tinyr1.infra.jsonl import jsonl_bytes, write_together
+
+    make_dirs(out, "--output_dir")
+    write_together([(out / "samples.jsonl", jsonl_bytes(samples)),
+                    (out / "metrics.json", json.dumps(metrics, indent=2).encode("utf-8"))])
 
 
 def _versions() -> dict:

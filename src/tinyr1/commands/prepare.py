@@ -4,6 +4,11 @@
     tinyr1 prepare --dataset_name reasoning-gym:gsm_symbolic --limit 100 --seed 1 --output sym.jsonl
 
 The sources and the row rules are ``tinyr1.tasks.data``'s, shared with ``train``, ``eval`` and ``sft``.
+
+``--output`` never replaces a file of yours: an existing file is replaced only if an earlier ``tinyr1 prepare``
+wrote it and it is unchanged since (the hidden sidecar ``.<name>.tinyr1`` beside it records that; see
+``tinyr1.infra.paths``), and never when it is the input, however the input was named (the file, its folder, a
+symlink). The rows are written atomically: a full disk leaves the old file or none, and no temporary file.
 """
 
 from __future__ import annotations
@@ -11,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.jsonl import write_jsonl
-from tinyr1.infra.paths import check_output_file
+from tinyr1.infra.paths import check_output_file, mark_written, written_by
 from tinyr1.tasks.answers import SYSTEM_PROMPT
-from tinyr1.tasks.data import DEFAULT_DATASET, load_examples, to_prompt_rows
+from tinyr1.tasks.data import DEFAULT_DATASET, load_examples, local_source_files, to_prompt_rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,15 +52,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     check(vars(args), flag_source)
-    output = check_output_file(args.output, "--output")  # before the data is read or generated
-    if output.exists() and output.resolve() == Path(args.dataset_name).expanduser().resolve():
-        raise TinyR1Error(f"--output {args.output}: is the input file; write the prepared rows elsewhere")
+    # Before the data is read or generated: the output is neither one of the input's files nor a file of yours.
+    output = check_output_file(args.output, "--output", owner="prepare",
+                               inputs=local_source_files(args.dataset_name, args.split))
+    replacing = written_by(output) is not None
     examples, skipped = load_examples(args.dataset_name, args.split, args.limit, args.seed, args.skip_bad_rows,
                                       args.dataset_options)
     rows = to_prompt_rows(examples, args.system_prompt)
     make_dirs(output.parent, "--output")
     write_jsonl(output, rows)
+    mark_written(output, "prepare")
     print(f"wrote {len(rows)} rows from {args.dataset_name} ({args.split}) to {output}"
+          + (" (replacing the rows an earlier tinyr1 prepare wrote there)" if replacing else "")
           + (f"; skipped {skipped} rows without '####'" if skipped else ""))
     print("example row:")
     print(json.dumps(rows[0], indent=2, ensure_ascii=False))

@@ -77,8 +77,11 @@ def check_args(args) -> None:
     check(vars(args), flag_source, {**GRPO_RULES, "k": at_least(2), "prompts": at_least(1),
                                     "greedy_questions": non_negative()})
     check_dataset_options(args.dataset_name, args.dataset_options)
-    if args.output:
-        check_output_file(args.output, "--output")
+    if args.output:  # never a file of the user's, nor the data it reads (tinyr1.infra.paths)
+        from tinyr1.tasks.data import local_source_files
+
+        check_output_file(args.output, "--output", owner="probe",
+                          inputs=local_source_files(args.dataset_name, args.split))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -136,6 +139,13 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(result, indent=2)
     print(text)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        from pathlib import Path
+
+        from tinyr1.infra.jsonl import write_text
+        from tinyr1.infra.paths import make_dirs, mark_written
+
+        output = Path(args.output).expanduser()
+        make_dirs(output.parent, "--output")
+        write_text(output, text + "\n")
+        mark_written(output, "probe")
     return result

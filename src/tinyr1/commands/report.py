@@ -5,21 +5,27 @@
 Reads what ``tinyr1 train`` leaves behind (metrics.jsonl, samples.jsonl, run.json, eval/before and eval/after,
 compare.md) and works with whatever is there. Plots stay readable from 5 steps (markers) to 5000 (a thin raw line
 under a rolling mean).
+
+Every file is written atomically (a full disk is one line naming the path and leaves the old file or none), and
+only over files a tinyr1 report wrote: report.md/html by their title, plots by the mark in their PNG header.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import re
 import sys
 from pathlib import Path
 
 from tinyr1.commands.evaluate import rescored_metrics
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.infra.jsonl import read_json, read_jsonl, read_text
+from tinyr1.infra.jsonl import atomic_file, read_json, read_jsonl, read_text, write_together
 from tinyr1.tasks import answers
 
+# Written into each plot's PNG header (the Software field), so a later report knows the plot is its own to replace.
+PLOT_MARK = "tinyr1 report"
 # accuracy_strict: the last <answer> block is right; accuracy_recipe_reward: what the correctness reward paid for
 # (a bare right number counts). Both as tinyr1.commands.evaluate defines them.
 EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward", "format_strict", "format_soft",
@@ -96,8 +102,11 @@ def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
         for ax in list(axes.flat)[len(group):]:
             ax.set_visible(False)
         fig.tight_layout()
-        fig.savefig(plot_dir / name, dpi=110)
-        plt.close(fig)
+        try:
+            with atomic_file(plot_dir / name) as tmp:  # a full disk: one line, the old plot kept, no temporary
+                fig.savefig(tmp, format="png", dpi=110, metadata={"Software": PLOT_MARK})
+        finally:
+            plt.close(fig)
         written.append(plot_dir / name)
     return written
 
@@ -148,6 +157,10 @@ def write_report(run_dir: str | Path) -> Path:
         if (run_dir / name).is_file() and "tinyr1 run report" not in read_text(run_dir / name)[:300]:
             raise TinyR1Error(f"{run_dir / name}: not a report tinyr1 wrote; move it, tinyr1 will not replace it")
     check_output_dir(run_dir / "plots", "report")
+    for name in ("rewards.png", "training.png"):
+        if not _own_plot(run_dir, name):
+            raise TinyR1Error(f"{run_dir / 'plots' / name}: not a plot tinyr1 wrote; move it, tinyr1 will not "
+                              "replace it")
     plots = make_plots(metrics, run_dir / "plots")
     before, after = (rescored_metrics(run_dir / "eval" / s) for s in ("before", "after"))
     steps = [m for m in metrics if "loss" in m]
@@ -178,9 +191,29 @@ def write_report(run_dir: str | Path) -> Path:
     if compare_md.is_file():
         lines += ["## The recipe's question", "", read_text(compare_md).split("\n", 1)[-1], ""]
     report = run_dir / "report.md"
-    report.write_text("\n".join(lines), encoding="utf-8")
-    (run_dir / "report.html").write_text(to_html("\n".join(lines), run_dir), encoding="utf-8")
+    markdown = "\n".join(lines)
+    write_together([(report, markdown.encode("utf-8")),
+                    (run_dir / "report.html", to_html(markdown, run_dir).encode("utf-8"))])
     return report
+
+
+def _own_plot(run_dir: Path, name: str) -> bool:
+    """Whether plots/``name`` is absent or tinyr1's: its PNG header carries PLOT_MARK, or (a report from before the
+    mark) the run's marker lists plots/ as the run's own."""
+    plot = run_dir / "plots" / name
+    if not plot.exists() and not plot.is_symlink():
+        return True
+    if plot.is_symlink() or not plot.is_file():
+        return False
+    try:
+        with plot.open("rb") as f:
+            if PLOT_MARK.encode() in f.read(4096):
+                return True
+        from tinyr1.infra.run_folder import MARKER
+
+        return "plots" in json.loads((run_dir / MARKER).read_text(encoding="utf-8")).get("paths", [])
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def to_html(markdown: str, base: Path) -> str:

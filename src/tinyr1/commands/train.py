@@ -213,7 +213,7 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
         run.facts["time_budget_reached_at_step"] = budget.reached_at
         if run.main:
             print(f"max_train_minutes={script.max_train_minutes} reached at step {budget.reached_at}", flush=True)
-    collapse = nan_guard.collapsed or degenerate.collapsed
+    collapse = nan_guard.collapsed or degenerate.collapsed or recorder.reward_guard.collapsed
     if collapse:
         run.write_run_json("collapsed")
         raise CollapseError(f"training collapsed: {collapse}")

@@ -9,6 +9,11 @@ Three checks, each ending the run with ``CollapseError`` (exit code 3) and a dia
    consecutive skips stop the run. Checkpoints on disk stay as they were.
 3. ``DegenerateGuard``: when most of a step's completions are one repeated character or token (``!!!!``), warn;
    when that persists for ``patience`` steps, stop.
+4. ``RewardGuard``, fed through the reward wrappers of ``run_callbacks.SampleRecorder``: a reward function that
+   returns no finite value for any completion (all None, NaN or inf) warns; ``patience`` such steps in a row stop
+   the run, naming the reward and its values. trl reads None as "not applicable to this completion" (multi-task
+   rewards), so a reward that is None for *some* completions is fine; only all of them, step after step, is
+   broken. A return of the wrong length or type is one line naming the reward at once (exit 2).
 
 Once logits are NaN, sampling returns token id 0 forever; in Qwen's vocabulary that is ``!``. The Trainer's
 ``logging_nan_inf_filter`` then hides the NaN loss as 0.0 — tinyr1 turns that filter off.
@@ -17,12 +22,14 @@ Once logits are NaN, sampling returns token id 0 forever; in Qwen's vocabulary t
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections import Counter
 
 import torch
 from transformers import TrainerCallback
 
-from tinyr1.infra.errors import CollapseError
+from tinyr1.infra.errors import CollapseError, TinyR1Error
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 
 REMEDIES = (
@@ -164,3 +171,64 @@ class DegenerateGuard:
         return self.streak.bad(step, f"{fraction:.0%} of completions are degenerate, e.g. {example!r}",
                                f"steps where {fraction:.0%} of completions were one repeated character or token "
                                f"(e.g. {example!r})")
+
+
+def _reward_value(value):
+    """A reward as a float (None kept), or raise TypeError for what trl could not turn into one."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(type(value).__name__)
+    return float(value)
+
+
+def _kind(value: float | None) -> str:
+    return "None" if value is None else ("nan" if math.isnan(value) else str(value))
+
+
+class RewardGuard:
+    """Checks every reward function's return; stops the run when one gives no finite reward ``patience`` steps in a
+    row (``collapsed`` holds why). Fed by ``run_callbacks.SampleRecorder``: ``check`` per call, ``end_step`` per
+    optimizer step."""
+
+    def __init__(self, patience: int = 3):
+        self.patience = patience
+        self.collapsed: str | None = None
+        self._streaks: dict[str, int] = {}
+        self._seen: dict[str, list] = {}
+
+    def check(self, name: str, rewards, expected: int) -> list:
+        """The rewards as a list of floats or None; a wrong type or length is one line naming the reward."""
+        what = f"reward {name}"
+        if isinstance(rewards, (str, bytes, dict)) or not hasattr(rewards, "__len__"):
+            raise TinyR1Error(f"{what} returned {type(rewards).__name__} {repr(rewards)[:40]}; it must return a list "
+                              f"with one float (or None) per completion ({expected} here)")
+        if len(rewards) != expected:
+            raise TinyR1Error(f"{what} returned {len(rewards)} values for {expected} completions; it must return one "
+                              "float (or None) per completion")
+        try:
+            values = [_reward_value(v) for v in rewards]
+        except TypeError as err:
+            raise TinyR1Error(f"{what} returned a {err} among its values; each must be a number or None") from None
+        self._seen.setdefault(name, []).extend(values)
+        return values
+
+    def end_step(self, step: int) -> bool:
+        """Count this step's rewards (if any were computed); True when the run should stop."""
+        seen, self._seen = self._seen, {}
+        for name, values in seen.items():
+            if any(v is not None and math.isfinite(v) for v in values):
+                self._streaks[name] = 0
+                continue
+            count = self._streaks[name] = self._streaks.get(name, 0) + 1
+            kinds = ", ".join(f"{n} x {k}" for k, n in Counter(map(_kind, values)).most_common())
+            print(f"[tinyr1 guard] step {step}: reward {name} returned no finite value ({kinds}) ({count}/"
+                  f"{self.patience} in a row)", flush=True)
+            if count >= self.patience and self.collapsed is None:
+                self.collapsed = (f"reward {name} returned no finite value for any completion at {count} consecutive "
+                                  f"steps (last step: {kinds}), so it taught nothing; fix the function or drop it "
+                                  "from --reward_funcs (None may mark completions a reward does not apply to, not "
+                                  "every completion step after step)")
+        return self.collapsed is not None

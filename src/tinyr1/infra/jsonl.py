@@ -1,20 +1,36 @@
-"""One JSON-lines reader and writer for every file tinyr1 reads or writes.
+"""One JSON-lines reader and writer for every file tinyr1 reads or writes, and the one atomic way it writes files.
 
 A run killed mid-write (SIGKILL, a full disk, a lost machine) leaves its last line half written, so the reader
 skips a truncated *last* line with a warning instead of failing; a bad line anywhere else is real corruption and
 stays an error naming the file and line. Non-UTF-8 input is one line naming the file, never a traceback.
 
+Row numbers in messages count from 1: a JSON-lines file's row is named by its line in the file (``FILE line 3``,
+what an editor shows, blank lines included); rows of a JSON list, a parquet file or a hub dataset by their
+position (``SOURCE row 3``).
+
+Whole files (prepared rows, eval's pair, reports, plots) are written through ``atomic_file``: a hidden temporary
+file beside the target, flushed to disk, then renamed over it, so a reader sees the old file or the new one,
+never half of one. On any failure the temporary file is removed; a full disk (``ENOSPC``, or ``EDQUOT`` over
+quota) is one line, exit code 2, naming the path, the bytes it needed and the bytes free.
+
     rows = read_jsonl(path)                 # list of dicts
     append_jsonl(path, {"step": 1})         # one line, appended
+    write_jsonl(path, rows)                 # the whole file, atomically
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def read_text(path: str | Path) -> str:
@@ -31,14 +47,14 @@ def read_text(path: str | Path) -> str:
         raise TinyR1Error(f"{path}: cannot read ({err.strerror or err})") from None
 
 
-def read_jsonl(path: str | Path, missing_ok: bool = False) -> list[dict]:
-    """Every object in a JSON-lines file, skipping blank lines and a truncated last line (with a warning).
+def read_jsonl_numbered(path: str | Path, missing_ok: bool = False) -> list[tuple[int, dict]]:
+    """``(line number, object)`` for every object in a JSON-lines file, line numbers counted from 1.
 
     >>> import tempfile, os
     >>> f = os.path.join(tempfile.mkdtemp(), "m.jsonl")
-    >>> _ = open(f, "w").write('{"step": 1}\\n{"step": 2}\\n{"st')
-    >>> read_jsonl(f)
-    [{'step': 1}, {'step': 2}]
+    >>> _ = open(f, "w").write('{"step": 1}\\n\\n{"step": 2}\\n')
+    >>> read_jsonl_numbered(f)
+    [(1, {'step': 1}), (3, {'step': 2})]
     """
     path = Path(path)
     if missing_ok and not path.is_file():
@@ -60,10 +76,24 @@ def read_jsonl(path: str | Path, missing_ok: bool = False) -> list[dict]:
                 break
             raise TinyR1Error(f"{path} line {index + 1}: not valid JSON ({err.msg}); expect one object per "
                               "line") from None
+        except RecursionError:
+            raise TinyR1Error(f"{path} line {index + 1}: nested too deeply to read") from None
         if not isinstance(row, dict):
             raise TinyR1Error(f"{path} line {index + 1}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
+        rows.append((index + 1, row))
     return rows
+
+
+def read_jsonl(path: str | Path, missing_ok: bool = False) -> list[dict]:
+    """Every object in a JSON-lines file, skipping blank lines and a truncated last line (with a warning).
+
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "m.jsonl")
+    >>> _ = open(f, "w").write('{"step": 1}\\n{"step": 2}\\n{"st')
+    >>> read_jsonl(f)
+    [{'step': 1}, {'step': 2}]
+    """
+    return [row for _, row in read_jsonl_numbered(path, missing_ok)]
 
 
 def read_json(path: str | Path) -> dict | None:
@@ -75,6 +105,8 @@ def read_json(path: str | Path) -> dict | None:
         data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise TinyR1Error(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise TinyR1Error(f"{path}: nested too deeply to read") from None
     if not isinstance(data, dict):
         raise TinyR1Error(f"{path}: expected a JSON object")
     return data
@@ -86,11 +118,103 @@ def append_jsonl(path: str | Path, record: dict) -> None:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
-    """Write rows through a temporary file renamed into place, so a reader never sees half a file."""
+def is_disk_full(err: BaseException) -> bool:
+    """Whether an error is a full disk or an exhausted quota."""
+    return isinstance(err, OSError) and err.errno in _DISK_FULL
+
+
+def write_error(path: str | Path, err: OSError, needed: int | None = None) -> TinyR1Error:
+    """The one line for a write that failed: a full disk names the bytes needed and free, anything else its cause."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    if not is_disk_full(err):
+        return TinyR1Error(f"{path}: cannot write ({err.strerror or err})")
+    try:
+        free = f"{shutil.disk_usage(path.parent if path.parent.exists() else Path('.')).free:,} bytes free"
+    except OSError:
+        free = "free space unknown"
+    need = f"needs {needed:,} bytes, " if needed is not None else ""
+    return TinyR1Error(f"{path}: disk full ({need}{free} there); nothing was left half-written: free some space "
+                       "or write elsewhere, then run the command again")
+
+
+def temporary_name(path: Path) -> Path:
+    """The hidden temporary file a write of ``path`` goes through, unique to this process."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, needed: int | None = None):
+    """Yield a temporary path to write; on success it is flushed and renamed over ``path``, on any failure removed
+    (a full disk becomes ``write_error``'s one line). ``needed``: the bytes to be written, for that message."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError):
+            raise write_error(path, err, needed) from None
+        raise
+    with contextlib.suppress(OSError):  # the rename itself reaches the disk with its folder's entry
+        _fsync(path.parent)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a whole file atomically (``atomic_file``)."""
+    with atomic_file(path, len(data)) as tmp:
+        with tmp.open("wb") as f:
+            f.write(data)
+
+
+def write_together(parts: list[tuple[str | Path, bytes]]) -> None:
+    """Replace several files as a set: every one written in full and flushed to a temporary file first, then all
+    renamed into place in the order given (put the file that vouches for the others last). A failure before the
+    renames removes every temporary file and leaves all the old files as they were."""
+    parts = [(Path(path), data) for path, data in parts]
+    done: list[Path] = []
+    current = parts[0][0]
+    try:
+        for current, data in parts:
+            tmp = temporary_name(current)
+            done.append(tmp)
+            with tmp.open("wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+    except BaseException as err:
+        for tmp in done:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if isinstance(err, OSError):
+            raise write_error(current, err, sum(len(d) for _, d in parts)) from None
+        raise
+    for (path, _), tmp in zip(parts, done, strict=True):
+        os.replace(tmp, path)
+    with contextlib.suppress(OSError):
+        _fsync(parts[-1][0].parent)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a whole UTF-8 text file atomically (``atomic_file``)."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def jsonl_bytes(rows: list[dict]) -> bytes:
+    """Rows as JSON lines, one object a line, each ending in a newline."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Write rows as a JSON-lines file atomically (``atomic_file``), so a reader never sees half a file."""
+    write_bytes(path, jsonl_bytes(rows))

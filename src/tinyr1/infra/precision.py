@@ -1,15 +1,22 @@
 """Precision chosen by the hardware: bf16 on a CPU only where it has native bf16 matrix multiplies.
 
-On an AVX-512-BF16 CPU (e.g. AMD Zen4/5, Intel Sapphire Rapids) a bf16 matmul runs several times faster than fp32;
-on an AVX2-only CPU (Zen3, most laptops and VMs before 2023) torch falls back to a scalar bf16 kernel that runs many
-times *slower* than fp32 (docs/cpu-fast-path.md has the measurements). So the choice is made per machine:
+On an AVX-512-BF16 CPU (e.g. AMD Zen4/5, Intel Sapphire Rapids) bf16 matmuls run several times faster than fp32;
+on an AVX2-only CPU (Zen3, most laptops and VMs before 2023) torch falls back to a scalar bf16 kernel that is
+several times *slower* (docs/cpu-fast-path.md has the measurements). So the choice is made per machine, from what
+the CPU is, never from how busy it is:
 
-1. the probe: torch's capability string and oneDNN's ``_is_mkldnn_bf16_supported()``;
-2. a sub-second timing of fp32 vs bf16 matmuls at a small model's shapes, which confirms the probe (a VM can
-   hide a flag) and gives the measured ratio that every command prints.
+1. oneDNN's own probe, ``_is_mkldnn_bf16_supported()``, must say yes, and
+2. the CPU must list a native bf16 instruction among its flags in ``/proc/cpuinfo``: ``avx512_bf16`` or
+   ``amx_bf16`` on x86, ``bf16`` in an Arm CPU's features. (Where ``/proc/cpuinfo`` cannot be read, e.g. macOS,
+   the probe decides alone.)
+
+A sub-second timing of fp32 vs bf16 matmuls is still made and printed, as a recorded fact (``speedup``): under
+load it moves by several times, so it decides nothing. ``TINYR1_CPU_BF16=1`` (bf16) or ``0`` (fp32) overrides the
+decision for one command.
 
 ``train``, ``sft``, ``eval``, ``generate``, ``compare`` and ``doctor`` all ask ``cpu_bf16()``; a GPU's own
-``torch.cuda.is_bf16_supported()`` decides there (``choose_precision``).
+``torch.cuda.is_bf16_supported()`` decides there (``choose_precision``). A run's precision line says
+"requested" only for a dtype or ``--bf16`` the user gave that differs from this automatic choice.
 
     python -m tinyr1.infra.precision        # prints this CPU's decision
 """
@@ -29,8 +36,8 @@ from tinyr1.infra.errors import TinyR1Error
 # Shapes of a 135M-0.5B model's update: (tokens x hidden) @ (hidden x mlp). Small enough to time in well under a
 # second even on the slow path, large enough that a kernel's real throughput shows.
 _TIMING_SHAPE = (256, 576, 1536)
-# bf16 must beat fp32 by this much to be chosen: the rest of a step (softmax, optimizer) stays fp32 either way.
-_MIN_SPEEDUP = 1.2
+# Instruction flags that mean native bf16 matmuls: x86 AVX-512 BF16 and AMX, Arm's BF16 extension.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,8 @@ class CpuBf16:
     native: bool  # bf16 is used by default on this CPU
     capability: str  # torch.backends.cpu.get_cpu_capability(): DEFAULT, AVX2, AVX512, ...
     mkldnn_bf16: bool  # oneDNN's own probe for native bf16 instructions
-    speedup: float  # measured fp32 time / bf16 time at _TIMING_SHAPE on the threads in use (>1: bf16 faster)
+    bf16_flags: list | None  # the BF16_FLAGS this CPU lists (None: /proc/cpuinfo unreadable)
+    speedup: float  # measured fp32 time / bf16 time at _TIMING_SHAPE on the threads in use (a fact, not a decision)
     cpu_name: str
     reason: str  # one printable line
 
@@ -56,6 +64,18 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's instruction flags (x86 ``flags``, Arm ``Features`` in ``/proc/cpuinfo``), None where unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
 
 
 def mkldnn_bf16() -> bool:
@@ -93,23 +113,30 @@ def measure_speedup(shape: tuple[int, int, int] = _TIMING_SHAPE, budget_s: float
 
 @functools.lru_cache(maxsize=1)
 def cpu_bf16() -> CpuBf16:
-    """Whether bf16 pays on this CPU, decided once per process. ``TINYR1_CPU_BF16=0|1`` overrides (tests, users)."""
+    """Whether this CPU multiplies bf16 natively, decided once per process from its probe and flags (module
+    docstring). ``TINYR1_CPU_BF16=0|1`` overrides (tests, users)."""
     forced = os.environ.get("TINYR1_CPU_BF16")
     if forced not in (None, "", "0", "1"):
         raise TinyR1Error(f"TINYR1_CPU_BF16={forced!r}: use 1 (bf16 on this CPU), 0 (fp32) or leave it unset")
-    capability, mkldnn = _capability(), mkldnn_bf16()
+    capability, mkldnn, flags = _capability(), mkldnn_bf16(), cpu_flags()
+    found = None if flags is None else [f for f in BF16_FLAGS if f in flags]
     speedup = round(measure_speedup(), 2)
+    timing = f"bf16 matmul measured {speedup:.2f}x fp32's speed here (a timing, not the decision)"
     if forced in ("0", "1"):
         native = forced == "1"
         why = f"TINYR1_CPU_BF16={forced}"
     elif not mkldnn:
         native = False
-        why = f"no native bf16 matmul on this CPU ({capability}); bf16 measured {speedup:.2f}x fp32's speed"
+        why = f"no native bf16 matmul on this CPU (oneDNN's probe says no; {capability}); {timing}"
+    elif found == []:
+        native = False
+        why = (f"oneDNN's probe says bf16 but the CPU lists no {'/'.join(BF16_FLAGS[:2])} flag ({capability}); "
+               f"{timing}")
     else:
-        native = speedup >= _MIN_SPEEDUP
-        verdict = "faster" if native else "not faster enough"
-        why = f"native bf16 ({capability}); bf16 matmul measured {speedup:.2f}x fp32's speed, {verdict}"
-    return CpuBf16(native, capability, mkldnn, speedup, cpu_name(), why)
+        native = True
+        shown = ", ".join(found) if found else "oneDNN's probe"
+        why = f"native bf16 ({shown}; {capability}); {timing}"
+    return CpuBf16(native, capability, mkldnn, found, speedup, cpu_name(), why)
 
 
 def explicit_bf16_warning(info: CpuBf16) -> str | None:
@@ -153,14 +180,15 @@ def _parse_dtype(requested: str | torch.dtype | None) -> str:
 
 
 def training_request(training_args, dtype: str | None) -> str:
-    """What the Trainer's flags ask ``choose_precision`` for. On CPU, bf16 that equals the automatic choice is
-    reported as the automatic choice (not "requested"), and ``--bf16 false`` means fp32, not auto."""
+    """What the Trainer's flags ask ``choose_precision`` for. On CPU, ``--bf16`` equal to the automatic choice (the
+    default the Trainer flags got from ``trainer_device_defaults``) is the automatic choice, never "requested"; one
+    that differs is a request: ``--bf16 false`` on a native-bf16 CPU means fp32, ``--bf16 true`` elsewhere bf16."""
     if training_args.fp16:
         return "fp16"
     if default_device() == "cpu" and dtype in (None, "auto"):
-        if training_args.bf16:
-            return "auto" if cpu_bf16().native else "bf16"
-        return "fp32"
+        if bool(training_args.bf16) == cpu_bf16().native:  # what the automatic choice is anyway: no request
+            return "auto"
+        return "bf16" if training_args.bf16 else "fp32"
     return "bf16" if training_args.bf16 else dtype
 
 

@@ -37,16 +37,40 @@ def _unknown(key: str, valid: list[str], where: str) -> TinyR1Error:
     return TinyR1Error(f"{where}: unknown key {key!r}{hint}")
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently, so a
+    recipe's second ``learning_rate:`` would quietly win). Keys merged in with ``<<:`` may be overridden, as YAML
+    intends."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first}); keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
 def _read_recipe(path: str) -> dict:
     file = Path(path)
     if not file.is_file():
         raise TinyR1Error(f"--config {path}: no such file")
     try:
-        data = yaml.safe_load(read_text(file))
+        data = yaml.load(read_text(file), Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise TinyR1Error(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    except RecursionError:
+        raise TinyR1Error(f"{path}: nested too deeply to read; a recipe is a flat mapping of field: value") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

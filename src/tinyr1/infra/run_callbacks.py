@@ -4,7 +4,9 @@
   hidden, unlike the Trainer's ``logging_nan_inf_filter``).
 - ``SampleRecorder``: wraps the reward functions (``functools.wraps`` keeps their names, so trl still logs
   ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
-  ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard.
+  ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard and the
+  broken-reward guard (``collapse_guard.RewardGuard``: a wrong return is one line at once, a reward with no finite
+  value ``patience`` steps in a row stops the run).
 - ``GracefulStop``: Ctrl-C or SIGTERM asks the Trainer to save a checkpoint at the end of the current step and stop;
   a second one stops the process at once, even in the middle of a long generation, saying what was lost.
 - ``TimeBudget``: ``max_train_minutes`` of training wall time, then the same clean stop and the normal finish.
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from tinyr1.infra.collapse_guard import DegenerateGuard
+from tinyr1.infra.collapse_guard import DegenerateGuard, RewardGuard
 from tinyr1.infra.jsonl import append_jsonl
 from tinyr1.tasks.answers import extract_xml_answer
 from tinyr1.tasks.rewards import completion_text
@@ -49,10 +51,12 @@ class SampleRecorder(TrainerCallback):
     """Sees every generation batch through the reward functions; prints and stores samples; watches for ``!!!!``."""
 
     def __init__(self, reward_funcs: list, output_dir: str | Path, sample_every: int = 5,
-                 degenerate_guard: DegenerateGuard | None = None):
+                 degenerate_guard: DegenerateGuard | None = None, reward_guard: RewardGuard | None = None):
         self.path = Path(output_dir) / "samples.jsonl"
         self.sample_every = sample_every
         self.guard = degenerate_guard
+        # The broken-reward guard stops after as many steps as the degenerate guard (the run's collapse_patience).
+        self.reward_guard = reward_guard or RewardGuard(degenerate_guard.streak.patience if degenerate_guard else 3)
         self._batch: dict | None = None
         self.reward_funcs = [self._wrap(f) if callable(f) and not hasattr(f, "forward") else f for f in reward_funcs]
 
@@ -60,6 +64,7 @@ class SampleRecorder(TrainerCallback):
         @functools.wraps(func)
         def observed(prompts=None, completions=None, **kwargs):
             rewards = func(prompts=prompts, completions=completions, **kwargs)
+            self.reward_guard.check(func.__name__, rewards, len(completions))
             if self._batch is None or self._batch["completions"] is not completions:
                 self._batch = {"prompts": prompts, "completions": completions, "answer": kwargs.get("answer"),
                                "completion_ids": kwargs.get("completion_ids"), "rewards": {}}
@@ -73,7 +78,10 @@ class SampleRecorder(TrainerCallback):
         if batch is None:  # this optimizer step reused an earlier generation batch
             return control
         texts = [completion_text(c) for c in batch["completions"]]
+        stop = self.reward_guard.end_step(state.global_step)
         if self.guard is not None and self.guard.observe(state.global_step, texts, batch["completion_ids"]):
+            stop = True
+        if stop:
             control.should_training_stop = True
             control.should_save = False
         due = self.sample_every > 0 and (state.global_step % self.sample_every == 0 or state.global_step == 1)

@@ -92,21 +92,38 @@ GRPO_RULES: dict[str, Rule] = {"temperature": positive(), "dynamic_sampling_max_
                                "curriculum_revisit": fraction()}
 
 
+# Every number in RULES is also at most this: above any real step count, batch, length, rate or time budget, and
+# below what the Trainer's arithmetic survives (``max_steps: 1e26`` passed the lower bound alone).
+MAX_VALUE = 10**9
+# Every other number (a seed, a trl option without a rule) must be finite and fit a signed 64-bit integer, which is
+# what torch and the Trainer store it in.
+MAX_ANY = 2**63 - 1
+
+
 def check(values: dict, source: Callable[[str], str], overrides: dict[str, Rule] | None = None) -> None:
-    """Raise one line for the first value outside its range; ``source(field)`` says where it came from."""
+    """Raise one line for the first value outside its range; ``source(field)`` says where it came from.
+
+    >>> check({"max_steps": 1e26}, flag_source)
+    Traceback (most recent call last):
+    tinyr1.infra.errors.TinyR1Error: --max_steps 1e+26: must be at most 1,000,000,000
+    """
     rules = {**RULES, **(overrides or {})}
     for field, value in values.items():
         rule = rules.get(field)
-        if rule is None:
-            continue
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
-            ok, reason = rule
             if isinstance(item, float) and not math.isfinite(item):
                 raise TinyR1Error(f"{source(field)} {item!r}: must be a finite number")
+            if rule is None:
+                if abs(item) > MAX_ANY:
+                    raise TinyR1Error(f"{source(field)} {item!r}: too large; must be at most {MAX_ANY:,} in size")
+                continue
+            ok, reason = rule
             if not ok(item):
                 raise TinyR1Error(f"{source(field)} {item!r}: {reason}")
+            if item > MAX_VALUE:
+                raise TinyR1Error(f"{source(field)} {item!r}: must be at most {MAX_VALUE:,}")
 
 
 def flag_source(field: str) -> str:

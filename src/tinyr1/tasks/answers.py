@@ -100,17 +100,30 @@ def is_correct(text: str, gold: str, scoring: str = "strict") -> bool:
     return answer is not None and answers_match(answer, str(gold))
 
 
+_BOXED = re.compile(r"^\\(?:boxed|fbox)\{(.*)\}$", re.DOTALL)
+
+
 def extract_hash_answer(text: str) -> str | None:
     """GSM8K's gold answer: the text after ``####``, stripped, thousands separators removed; None without ``####``.
 
+    A gold written as LaTeX ``\\boxed{12}`` (or ``$\\boxed{12}$``) is unwrapped to ``12``: kept verbatim, no
+    completion could ever match it and a right answer would score 0 everywhere.
+
     >>> extract_hash_answer("48/2 = <<48/2=24>>24 clips.\\n#### 1,600")
     '1600'
+    >>> extract_hash_answer("#### \\\\boxed{12}"), extract_hash_answer("#### $\\\\boxed{ 1,600 }$")
+    ('12', '1600')
     >>> extract_hash_answer("no marker") is None
     True
     """
     if "####" not in text:
         return None
-    return text.split("####")[-1].strip().replace(",", "")
+    gold = text.split("####")[-1].strip()
+    inner = gold[1:-1].strip() if len(gold) > 1 and gold[0] == gold[-1] == "$" else gold
+    boxed = _BOXED.match(inner)
+    if boxed:
+        gold = boxed.group(1).strip()
+    return gold.replace(",", "")
 
 
 def normalize_answer(text: str) -> str:

@@ -16,7 +16,8 @@ Sources (``--dataset_name``):
     tinyr1 prepare --dataset_name reasoning-gym:chain_sum --dataset_options min_terms=3 max_terms=3 max_digits=2 \
         --limit 500 --output x.jsonl
 Rows need ``question`` and ``answer`` (GSM8K's worked answer ending in ``#### <gold>``); rows that already have a
-``prompt`` (a file written by ``prepare``) are taken as they are.
+``prompt`` (a file written by ``prepare``) are taken as they are. A bad row is named the one way
+``tinyr1.infra.jsonl`` describes: ``FILE line N`` in a JSON-lines file, ``SOURCE row N`` otherwise, from 1.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import re
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error, first_line
-from tinyr1.infra.jsonl import read_jsonl, read_text
+from tinyr1.infra.jsonl import read_jsonl_numbered, read_text
 from tinyr1.infra.paths import looks_local
 from tinyr1.tasks.answers import SYSTEM_PROMPT, extract_hash_answer
 from tinyr1.tasks.reasoning_gym import REASONING_GYM_PREFIX, check_dataset_options, reasoning_gym_rows
@@ -62,13 +63,30 @@ def build_prompt(question: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict
 # ---------------------------------------------------------------- raw rows from each kind of source
 
 
-def read_rows_file(path: Path) -> list[dict]:
+class SourceRows(list):
+    """Rows, and where each came from: ``where(i)`` names row ``i`` (from 0) the one way messages do.
+
+    >>> SourceRows([{}, {}], "d.json").where(1), SourceRows([{}], "d.jsonl", lines=[3]).where(0)
+    ('d.json row 2', 'd.jsonl line 3')
+    """
+
+    def __init__(self, rows, source, lines: list[int] | None = None):
+        super().__init__(rows)
+        self.source, self.lines = str(source), lines
+
+    def where(self, index: int) -> str:
+        if self.lines is not None and index < len(self.lines):
+            return f"{self.source} line {self.lines[index]}"
+        return f"{self.source} row {index + 1}"
+
+
+def read_rows_file(path: Path) -> SourceRows:
     """Rows of one local ``.jsonl``, ``.json`` (a list of objects, or JSON lines) or ``.parquet`` file."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()
+            return SourceRows(pq.read_table(path).to_pylist(), path)
         except Exception as err:  # pyarrow raises several types for a bad file
             raise TinyR1Error(f"{path}: not a readable parquet file ({err})") from None
     if path.suffix == ".json":
@@ -78,10 +96,13 @@ def read_rows_file(path: Path) -> list[dict]:
                 rows = json.loads(text)
             except json.JSONDecodeError as err:
                 raise TinyR1Error(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+            except RecursionError:
+                raise TinyR1Error(f"{path}: nested too deeply to read") from None
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise TinyR1Error(f"{path}: expected a list of JSON objects")
-            return rows
-    return read_jsonl(path)
+            return SourceRows(rows, path)
+    numbered = read_jsonl_numbered(path)
+    return SourceRows([row for _, row in numbered], path, [line for line, _ in numbered])
 
 
 def _local_file(path: Path, split: str) -> Path:
@@ -92,6 +113,19 @@ def _local_file(path: Path, split: str) -> Path:
         if candidate.is_file():
             return candidate
     raise TinyR1Error(f"{path}: no {split}.jsonl, {split}.json or {split}.parquet in this folder")
+
+
+def local_source_files(source: str, split: str) -> list[Path]:
+    """The local files ``load_raw_rows`` reads for ``source`` and ``split`` — and, for a folder, every name it would
+    look for (writing one of those would change what the folder holds); empty for a hub or generated source."""
+    if source.startswith(REASONING_GYM_PREFIX):
+        return []
+    path = Path(source).expanduser()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    return [folder / f"{split}{s}" for folder in (path, path / "main") for s in DATA_SUFFIXES]
 
 
 def _hub_rows(source: str, split: str) -> list[dict]:
@@ -119,19 +153,20 @@ def _hub_rows(source: str, split: str) -> list[dict]:
 
 
 def load_raw_rows(source: str, split: str = "train", limit: int | None = None, seed: int = 0,
-                  options=None) -> list[dict]:
+                  options=None) -> SourceRows:
     """Rows as the source has them (GSM8K: ``question`` and ``answer``), from any source form above."""
     if not source.strip():
         raise TinyR1Error("dataset_name is empty; give a hub id, a local file or folder, or reasoning-gym:<name>")
     if source.startswith(REASONING_GYM_PREFIX):
-        return reasoning_gym_rows(source[len(REASONING_GYM_PREFIX):], split, limit, seed, options)
+        return SourceRows(reasoning_gym_rows(source[len(REASONING_GYM_PREFIX):], split, limit, seed, options),
+                          source)
     check_dataset_options(source, options)
     path = Path(source).expanduser()
     if path.exists():
         return read_rows_file(_local_file(path, split))
     if looks_local(source) or "/" not in source:  # a hub dataset id is always owner/name
         raise TinyR1Error(f"{source}: no such file or folder (and not a hub id of the form owner/name)")
-    return _hub_rows(source, split)
+    return SourceRows(_hub_rows(source, split), f"{source} ({split})")
 
 
 # ---------------------------------------------------------------- normalised examples
@@ -149,7 +184,7 @@ def load_examples(source: str = DEFAULT_DATASET, split: str = "train", limit: in
     for index, row in enumerate(raw):
         if limit is not None and len(examples) >= limit:
             break
-        examples_row = _normalise_row(row, source, index, skip_bad_rows)
+        examples_row = _normalise_row(row, raw.where(index), skip_bad_rows)
         if examples_row is None:
             skipped += 1
         else:
@@ -170,19 +205,19 @@ def check_messages(messages, where: str, field: str) -> None:
                           f'[{{"role": "user", "content": "..."}}], got {got}')
 
 
-def _normalise_row(row: dict, source: str, index: int, skip_bad_rows: bool) -> dict | None:
+def _normalise_row(row: dict, where: str, skip_bad_rows: bool) -> dict | None:
     if "prompt" in row and "answer" in row:  # already prepared
-        check_messages(row["prompt"], f"{source} row {index}", "prompt")
+        check_messages(row["prompt"], where, "prompt")
         if row["answer"] is None:
-            raise TinyR1Error(f"{source} row {index}: answer is null")
+            raise TinyR1Error(f"{where}: answer is null")
         user = [m["content"] for m in row["prompt"] if m["role"] == "user"]
         return {"question": user[-1] if user else "", "answer": str(row["answer"]), "solution": row.get("solution"),
                 "prompt": row["prompt"]}
     missing = [k for k in ("question", "answer") if k not in row]
     if missing:
-        raise TinyR1Error(f"{source} row {index}: missing field {' and '.join(missing)}; rows need question, answer")
+        raise TinyR1Error(f"{where}: missing field {' and '.join(missing)}; rows need question, answer")
     if not isinstance(row["question"], str) or row["answer"] is None:
-        raise TinyR1Error(f"{source} row {index}: question must be text and answer must not be null")
+        raise TinyR1Error(f"{where}: question must be text and answer must not be null")
     if row.get("_gold"):
         return {"question": row["question"], "answer": row["answer"], "solution": row.get("solution")}
     gold = extract_hash_answer(str(row["answer"]))
@@ -190,7 +225,7 @@ def _normalise_row(row: dict, source: str, index: int, skip_bad_rows: bool) -> d
         if skip_bad_rows:
             return None
         raise TinyR1Error(
-            f"{source} row {index}: answer has no '#### <gold>' line; fix the row or pass --skip_bad_rows"
+            f"{where}: answer has no '#### <gold>' line; fix the row or pass --skip_bad_rows"
         )
     solution = strip_calculator_annotations(str(row["answer"]).split("####")[0]).strip()
     return {"question": row["question"], "answer": gold, "solution": solution}

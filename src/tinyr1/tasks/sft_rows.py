@@ -33,21 +33,21 @@ def reasoning_completion(solution: str, gold: str) -> str:
     return f"<reasoning>\n{solution.strip()}\n</reasoning>\n<answer>\n{gold}\n</answer>"
 
 
-def _raw_rows(source: str, split: str) -> list[dict]:
+def _raw_rows(source: str, split: str):
     from tinyr1.tasks.data import load_raw_rows
 
     return load_raw_rows(source, split)
 
 
 def alpaca_rows(source: str, split: str, limit: int | None, as_chat: bool, eos_token: str) -> list[dict]:
-    rows = []
-    for index, row in enumerate(_raw_rows(source, split)[:limit]):
+    rows, raw = [], _raw_rows(source, split)
+    for index, row in enumerate(raw[:limit]):
         missing = [k for k in ("instruction", "output") if k not in row]
         if missing:
-            raise TinyR1Error(f"{source} row {index}: missing field {' and '.join(missing)}; alpaca rows need "
+            raise TinyR1Error(f"{raw.where(index)}: missing field {' and '.join(missing)}; alpaca rows need "
                               "instruction, input (may be empty) and output — or pick another --dataset_format")
         if not all(isinstance(row.get(k), str) for k in ("instruction", "output")):
-            raise TinyR1Error(f"{source} row {index}: instruction and output must be text")
+            raise TinyR1Error(f"{raw.where(index)}: instruction and output must be text")
         instruction, extra, output = row["instruction"], str(row.get("input") or ""), row["output"]
         if as_chat:
             user = instruction + (f"\n\n{extra}" if extra else "")
@@ -76,15 +76,15 @@ def reasoning_rows(source: str, split: str, limit: int | None, seed: int, system
 def messages_rows(source: str, split: str, limit: int | None) -> list[dict]:
     from tinyr1.tasks.data import check_messages
 
-    rows = []
-    for index, row in enumerate(_raw_rows(source, split)[:limit]):
+    rows, raw = [], _raw_rows(source, split)
+    for index, row in enumerate(raw[:limit]):
         messages = row.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise TinyR1Error(f"{source} row {index}: needs a 'messages' list of chat turns ending with the "
+            raise TinyR1Error(f"{raw.where(index)}: needs a 'messages' list of chat turns ending with the "
                               "assistant's; or pick another --dataset_format")
-        check_messages(messages, f"{source} row {index}", "messages")
+        check_messages(messages, raw.where(index), "messages")
         if messages[-1]["role"] != "assistant":
-            raise TinyR1Error(f"{source} row {index}: needs a 'messages' list of chat turns ending with the "
+            raise TinyR1Error(f"{raw.where(index)}: needs a 'messages' list of chat turns ending with the "
                               "assistant's; or pick another --dataset_format")
         rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
     return rows
