@@ -89,7 +89,7 @@ def compare(base: str, trained: str, prompts: list[str] | None = None, *, output
     return markdown
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinyr1 compare", description="Ask the same questions of two models "
                                 "(greedy, same system prompt) and show the answers side by side.")
     p.add_argument("--base", required=True, help="the model before training (any form train accepts)")
@@ -100,13 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
     p.add_argument("--output", help="also write the comparison as Markdown to this file")
     from tinyr1.infra.errors import one_line_errors
+
+    return one_line_errors(p, "tinyr1 compare")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from tinyr1.infra.paths import check_output_file
     from tinyr1.infra.validate import check, flag_source
 
-    args = one_line_errors(p, "tinyr1 compare").parse_args(argv)
+    args = build_parser().parse_args(argv)
     check(vars(args), flag_source)
     if args.output is not None:  # checked before two models generate, not after
         check_output_file(args.output, "--output")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     from tinyr1.cpu.runtime import configure_cpu
 
     configure_cpu()

@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     return one_line_errors(parser, "tinyr1 prepare")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tinyr1.infra.paths import make_dirs
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, range-checked, and the output file checked before the data is read or generated."""
     from tinyr1.infra.validate import check, flag_source
 
     args = build_parser().parse_args(argv)
@@ -52,9 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     output = check_output_file(args.output, "--output")  # before the data is read or generated
     if output.exists() and output.resolve() == Path(args.dataset_name).expanduser().resolve():
         raise TinyR1Error(f"--output {args.output}: is the input file; write the prepared rows elsewhere")
+    return args
+
+
+def load_rows(args: argparse.Namespace) -> tuple[list[dict], int]:
+    """The prompt rows, and how many source rows were skipped (``--skip_bad_rows``)."""
     examples, skipped = load_examples(args.dataset_name, args.split, args.limit, args.seed, args.skip_bad_rows,
                                       args.dataset_options)
-    rows = to_prompt_rows(examples, args.system_prompt)
+    return to_prompt_rows(examples, args.system_prompt), skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinyr1.infra.paths import make_dirs
+
+    args = parse_args(argv)
+    output = Path(args.output).expanduser()
+    rows, skipped = load_rows(args)
     make_dirs(output.parent, "--output")
     write_jsonl(output, rows)
     print(f"wrote {len(rows)} rows from {args.dataset_name} ({args.split}) to {output}"

@@ -59,10 +59,9 @@ def _plot(ax, steps, values, label, color):
 
 
 def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot: no GUI backend is needed, and the process's pyplot backend (a notebook's
+    # inline one) and open figures are left as they are.
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +78,8 @@ def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
             continue
         cols = min(3, len(group))
         rows = -(-len(group) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+        fig = Figure(figsize=(5 * cols, 3.4 * rows))
+        axes = fig.subplots(rows, cols, squeeze=False)
         for ax, (key, title) in zip(axes.flat, group, strict=False):
             steps, values = series(train_logs, key)
             _plot(ax, steps, values, title, "tab:blue" if key == "reward" else "tab:green")
@@ -93,7 +93,6 @@ def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
             ax.set_visible(False)
         fig.tight_layout()
         fig.savefig(plot_dir / name, dpi=110)
-        plt.close(fig)
         written.append(plot_dir / name)
     return written
 
