@@ -57,7 +57,7 @@ def test_the_documented_example_runs_twice_and_leaves_the_process_as_it_was(guar
         assert [row["step"] for row in run.metrics if "loss" in row] == [1]
         assert "rewards/length_reward/mean" in run.metrics[0] and run.series("reward")[0] == [1]
         assert run.facts["num_threads"] == (2, 1)[attempt]  # torch's setting as found, then the recipe's
-        assert "train completed: 1 steps" in repr(run)
+        assert "train completed: 1 step in " in repr(run)
         base = tinyr1.evaluate(TINY, **TASK, limit=4, max_new_tokens=8)
         after = tinyr1.evaluate(run.model_path, **TASK, limit=4, max_new_tokens=8)
         for result in (base, after):

@@ -162,9 +162,9 @@ _API_HELP = {"num_threads": "torch's CPU threads for this call (unset: torch's s
 
 
 def _document() -> None:
-    from tinyr1.commands.recipe_fields import SFTScriptArguments, TrainScriptArguments
-
     import textwrap
+
+    from tinyr1.commands.recipe_fields import SFTScriptArguments, TrainScriptArguments
 
     def trl_docs(config: str, command: str, examples: str) -> str:
         text = (f"Every other field is trl's {config} or ModelConfig (https://huggingface.co/docs/trl), e.g. "

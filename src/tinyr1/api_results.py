@@ -76,7 +76,8 @@ class Run:
 
     def summary_lines(self) -> list[str]:
         wall = self.facts.get("wall_seconds")
-        lines = [f"{self.command or 'run'} {self.status}: {self.steps if self.steps is not None else '?'} steps"
+        steps = "? steps" if self.steps is None else f"{self.steps} step{'' if self.steps == 1 else 's'}"
+        lines = [f"{self.command or 'run'} {self.status}: {steps}"
                  + (f" in {wall:.0f} s" if isinstance(wall, (int, float)) else "") + f", {self.output_dir}"]
         for key in ("reward", "loss"):
             _, values = self.series(key)
