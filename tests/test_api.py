@@ -157,3 +157,15 @@ def test_import_is_cheap_and_changes_nothing():
             "TinyR1Error", "CollapseError", "OutOfMemoryError"} <= set(found["names"])
     with pytest.raises(AttributeError, match="no attribute 'trian'"):
         tinyr1.trian  # noqa: B018
+
+
+def test_help_documents_tinyr1s_fields_and_points_to_trls():
+    import pydoc
+
+    text = pydoc.render_doc(tinyr1.train, renderer=pydoc.plaintext)
+    assert "train(config=None, /, **fields)" in text.replace("config: 'str | Path | None' = None", "config=None")
+    assert "max_prompt_tokens (default 256): drop prompts longer than this many tokens" in text
+    assert "trl's GRPOConfig or ModelConfig (https://huggingface.co/docs/trl)" in text
+    assert "num_threads (default None): torch's CPU threads for this call" in text  # the API's meaning, not the CLI's
+    assert "dataset_format (default 'alpaca'): alpaca | reasoning | messages" in tinyr1.sft.__doc__
+    assert "SFTConfig" in tinyr1.sft.__doc__ and "split (default test)" in tinyr1.evaluate.__doc__

@@ -116,7 +116,11 @@ def command_argv(parser: argparse.ArgumentParser, fields: dict, caller: str) -> 
 
 def train(config: str | Path | None = None, /, **fields) -> Run:
     """GRPO training (``tinyr1 train``): the recipe ``config`` (a YAML file; None: the built-in defaults), with
-    ``fields`` overriding it; returns the ``Run`` (status completed or interrupted). Fields (besides trl's):
+    ``fields`` overriding it; returns the ``Run`` (status ``completed``, or ``interrupted`` after a first Ctrl-C).
+
+    Raises TinyR1Error for a bad recipe or field (before anything loads), CollapseError when the collapse guard
+    stops the run, OutOfMemoryError with remedies sized to the settings; ``tinyr1.Run.load(output_dir)`` then
+    reads what the run left. Fields (besides trl's):
     """
     from tinyr1.commands import train as command
 
