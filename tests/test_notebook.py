@@ -65,6 +65,8 @@ def test_the_notebook_runs_on_the_tiny_model_in_a_jupyter_kernel(tmp_path):
     widgets = [out["data"]["text/plain"] for c in nb.cells for out in c.get("outputs", [])
                if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
     assert any(text.startswith("eval:") for text in widgets), "the evaluation's tqdm bar is not a notebook widget"
+    # The plot comes after tinyr1.report, which must leave the kernel's inline backend alone (pyplot switched to
+    # Agg shows nothing).
     plot = next(c for first, c in cells.items() if first.startswith("import matplotlib"))
     assert any("image/png" in out.get("data", {}) for out in plot.outputs), "no inline plot"
     assert "Report(" in shown and (tmp_path / "nb" / "grpo" / "report.md").is_file()
