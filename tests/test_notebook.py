@@ -5,7 +5,6 @@ import json
 
 import nbclient  # the dev extras; a missing one fails here rather than skipping the notebook silently
 import nbformat
-import pytest
 
 from .conftest import ASSETS, REPO
 
@@ -46,7 +45,6 @@ def test_the_committed_notebook_has_no_outputs_and_a_parameters_cell():
         assert api in calls
 
 
-@pytest.mark.slow  # a kernel, torch and trl imported, five model loads: well over half a minute
 def test_the_notebook_runs_on_the_tiny_model_in_a_jupyter_kernel(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     parameters = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
