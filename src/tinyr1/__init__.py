@@ -1,8 +1,43 @@
-"""tinyr1: DeepSeek-R1-style GRPO reasoning training on small instruct models.
+"""tinyr1: DeepSeek-R1-style GRPO reasoning training on small instruct models, on a CPU or GPUs.
 
-The package is laid out as the pipeline it runs: ``data`` (load and prepare) -> ``rewards`` (score) ->
-``models`` (load and place) -> ``train`` (GRPO) -> ``evaluate`` / ``compare`` / ``report`` (measure),
-with ``sft``, ``generate`` and ``doctor`` beside it. ``cli`` dispatches ``tinyr1 <command>`` to them.
+As a library (``tinyr1.api``; the notebook examples/quickstart.ipynb walks through it):
+
+    import tinyr1
+    run = tinyr1.train("recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml", max_steps=20, output_dir="runs/a")
+    after = tinyr1.evaluate(run.model_path, dataset_name="reasoning-gym:chain_sum", limit=32)
+
+``train``, ``sft``, ``evaluate``, ``compare``, ``report``, ``generate``, ``prepare`` and ``configure_cpu`` are
+loaded on first use, so ``import tinyr1`` stays cheap (no torch) and changes nothing in the process.
+
+The package is laid out as the pipeline: ``commands/`` (one module per ``tinyr1 <command>``, dispatched by
+``cli``), ``tasks/`` (data, answers, rewards), ``infra/`` (run folders, recipes, checks) and ``cpu/`` (the CPU
+fast path).
 """
 
+from tinyr1.infra.errors import CollapseError, OutOfMemoryError, TinyR1Error
+
 __version__ = "0.1.0"
+
+# name -> the module that defines it, imported on first access (PEP 562).
+_LAZY = {
+    **dict.fromkeys(("train", "sft", "evaluate", "compare", "report", "generate", "prepare", "configure_cpu"),
+                    "tinyr1.api"),
+    **dict.fromkeys(("Run", "Evaluation", "Comparison", "Report", "PromptRows"), "tinyr1.api_results"),
+}
+
+__all__ = ["__version__", "TinyR1Error", "CollapseError", "OutOfMemoryError", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tinyr1' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -86,14 +86,15 @@ def compare(base: str, trained: str, prompts: list[str] | None = None, *, output
         show(base, trained, prompts, base_answers, trained_answers)
     if output is not None:
         from tinyr1.infra.jsonl import write_text
-        from tinyr1.infra.paths import make_dirs
+        from tinyr1.infra.paths import make_dirs, mark_written
 
         make_dirs(Path(output).parent, "--output")
         write_text(output, markdown)  # atomically: a full disk leaves the old file or none, never half of one
+        mark_written(Path(output).expanduser(), "compare")  # so a later compare may replace it, and nothing else
     return markdown
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinyr1 compare", description="Ask the same questions of two models "
                                 "(greedy, same system prompt) and show the answers side by side.")
     p.add_argument("--base", required=True, help="the model before training (any form train accepts)")
@@ -104,20 +105,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's)")
     p.add_argument("--output", help="also write the comparison as Markdown to this file")
     from tinyr1.infra.errors import one_line_errors
-    from tinyr1.infra.paths import check_output_file, mark_written
+
+    return one_line_errors(p, "tinyr1 compare")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from tinyr1.infra.paths import check_output_file
     from tinyr1.infra.validate import check, flag_source
 
-    args = one_line_errors(p, "tinyr1 compare").parse_args(argv)
+    args = build_parser().parse_args(argv)
     check(vars(args), flag_source)
     if args.output is not None:  # checked before two models generate, not after; never a file of the user's
         check_output_file(args.output, "--output", owner="compare")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     from tinyr1.cpu.runtime import configure_cpu
 
     configure_cpu()
     compare(args.base, args.trained, args.prompt, output=args.output, max_new_tokens=args.max_new_tokens,
             system_prompt=args.system_prompt, display=True)
     if args.output:
-        mark_written(Path(args.output).expanduser(), "compare")
         print(f"wrote {args.output}")
     return 0
 

@@ -279,7 +279,8 @@ def _check_not_foreign(out: Path) -> None:
                               "folder (tinyr1 never replaces a file of yours)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, range-checked, and the output folder checked, before any model loads or generates."""
     from tinyr1.infra.validate import check, flag_source
 
     args = build_parser().parse_args(argv)
@@ -288,17 +289,29 @@ def main(argv: list[str] | None = None) -> int:
     _check_not_foreign(Path(args.output_dir))
     if not args.predictions and not args.model_name_or_path:
         raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict:
+    """``evaluate`` with the parsed options (a missing model or adapter fails before the data loads)."""
     if args.model_name_or_path:
-        from tinyr1.cpu.runtime import configure_cpu
         from tinyr1.infra.models import resolve_model
 
+        resolve_model(args.model_name_or_path, args.adapter)
+    return evaluate(args.model_name_or_path, adapter=args.adapter, dataset_name=args.dataset_name,
+                    split=args.split, limit=args.limit, batch_size=args.batch_size,
+                    max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt,
+                    output_dir=args.output_dir, predictions=args.predictions, use_vllm=args.use_vllm,
+                    dtype=args.dtype, dataset_options=args.dataset_options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.model_name_or_path:
+        from tinyr1.cpu.runtime import configure_cpu
+
         configure_cpu()
-        resolve_model(args.model_name_or_path, args.adapter)  # a missing model or adapter, before the data loads
-    metrics = evaluate(args.model_name_or_path, adapter=args.adapter, dataset_name=args.dataset_name,
-                       split=args.split, limit=args.limit, batch_size=args.batch_size,
-                       max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt,
-                       output_dir=args.output_dir, predictions=args.predictions, use_vllm=args.use_vllm,
-                       dtype=args.dtype, dataset_options=args.dataset_options)
+    metrics = run(args)
     print_table(metrics, args.model_name_or_path or args.predictions)
     print(f"wrote {Path(args.output_dir) / 'metrics.json'} and samples.jsonl")
     return 0

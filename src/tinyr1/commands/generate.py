@@ -18,7 +18,9 @@ from tinyr1.infra.errors import TinyR1Error
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 
 
-def reply(model, tokenizer, messages: list[dict], max_new_tokens: int, temperature: float, stream: bool) -> str:
+def reply(model, tokenizer, messages: list[dict], max_new_tokens: int, temperature: float, stream: bool,
+          echo: bool = True) -> str:
+    """The model's next turn; streamed to stdout as it comes (``stream``), else printed whole (``echo``)."""
     from transformers import TextStreamer
 
     from tinyr1.infra.batch_generation import stop_token_ids
@@ -32,12 +34,12 @@ def reply(model, tokenizer, messages: list[dict], max_new_tokens: int, temperatu
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=stop_token_ids(model, tokenizer), streamer=streamer, **sampling)
     text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    if not stream:
+    if not stream and echo:
         print(text, flush=True)
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinyr1 generate", description="Chat with a model using its chat template.")
     p.add_argument("--model_name_or_path", required=True, help="any model form train and eval accept")
     p.add_argument("--adapter", help="a LoRA adapter folder to apply on top")
@@ -48,23 +50,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's; '' for none)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling")
     from tinyr1.infra.errors import one_line_errors
+
+    return one_line_errors(p, "tinyr1 generate")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from tinyr1.infra.validate import check, flag_source
 
-    args = one_line_errors(p, "tinyr1 generate").parse_args(argv)
+    args = build_parser().parse_args(argv)
     check(vars(args), flag_source)
     if not args.prompt and not args.interactive:
         raise TinyR1Error("give --prompt TEXT or --interactive")
-    from tinyr1.cpu.runtime import configure_cpu
+    return args
+
+
+def load_chat_model(args: argparse.Namespace):
+    """The model (on the default device, in eval mode) and its tokenizer, which must have a chat template."""
     from tinyr1.infra.models import load_model_and_tokenizer
     from tinyr1.infra.precision import default_device
 
-    configure_cpu()
-    torch.manual_seed(args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, adapter=args.adapter,
                                                 device=default_device())
     model.eval()
     if not tokenizer.chat_template:
         raise TinyR1Error(f"{args.model_name_or_path}: the tokenizer has no chat template; use an instruct model")
+    return model, tokenizer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from tinyr1.cpu.runtime import configure_cpu
+
+    configure_cpu()
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_chat_model(args)
     stream = sys.stdout.isatty()
     messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
     if args.prompt:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from tinyr1.infra.jsonl import write_jsonl
 from tinyr1.infra.paths import check_output_file, mark_written, written_by
@@ -46,22 +47,41 @@ def build_parser() -> argparse.ArgumentParser:
     return one_line_errors(parser, "tinyr1 prepare")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tinyr1.infra.paths import make_dirs
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, range-checked, and the output file checked before the data is read or generated."""
     from tinyr1.infra.validate import check, flag_source
 
     args = build_parser().parse_args(argv)
     check(vars(args), flag_source)
     # Before the data is read or generated: the output is neither one of the input's files nor a file of yours.
-    output = check_output_file(args.output, "--output", owner="prepare",
-                               inputs=local_source_files(args.dataset_name, args.split))
-    replacing = written_by(output) is not None
+    check_output_file(args.output, "--output", owner="prepare",
+                      inputs=local_source_files(args.dataset_name, args.split))
+    return args
+
+
+def load_rows(args: argparse.Namespace) -> tuple[list[dict], int]:
+    """The prompt rows, and how many source rows were skipped (``--skip_bad_rows``)."""
     examples, skipped = load_examples(args.dataset_name, args.split, args.limit, args.seed, args.skip_bad_rows,
                                       args.dataset_options)
-    rows = to_prompt_rows(examples, args.system_prompt)
+    return to_prompt_rows(examples, args.system_prompt), skipped
+
+
+def write_rows(output: str | Path, rows: list[dict]) -> Path:
+    """Write the rows as JSON lines, atomically, and mark the file as prepare's (so only prepare may replace it)."""
+    from tinyr1.infra.paths import make_dirs
+
+    output = Path(output).expanduser()
     make_dirs(output.parent, "--output")
     write_jsonl(output, rows)
     mark_written(output, "prepare")
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    replacing = written_by(Path(args.output).expanduser()) is not None
+    rows, skipped = load_rows(args)
+    output = write_rows(args.output, rows)
     print(f"wrote {len(rows)} rows from {args.dataset_name} ({args.split}) to {output}"
           + (" (replacing the rows an earlier tinyr1 prepare wrote there)" if replacing else "")
           + (f"; skipped {skipped} rows without '####'" if skipped else ""))

@@ -69,10 +69,9 @@ def _plot(ax, steps, values, label, color):
 
 
 def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot: no GUI backend is needed, and the process's pyplot backend (a notebook's
+    # inline one) and open figures are left as they are.
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +88,8 @@ def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
             continue
         cols = min(3, len(group))
         rows = -(-len(group) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+        fig = Figure(figsize=(5 * cols, 3.4 * rows))
+        axes = fig.subplots(rows, cols, squeeze=False)
         for ax, (key, title) in zip(axes.flat, group, strict=False):
             steps, values = series(train_logs, key)
             _plot(ax, steps, values, title, "tab:blue" if key == "reward" else "tab:green")
@@ -102,11 +102,8 @@ def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
         for ax in list(axes.flat)[len(group):]:
             ax.set_visible(False)
         fig.tight_layout()
-        try:
-            with atomic_file(plot_dir / name) as tmp:  # a full disk: one line, the old plot kept, no temporary
-                fig.savefig(tmp, format="png", dpi=110, metadata={"Software": PLOT_MARK})
-        finally:
-            plt.close(fig)
+        with atomic_file(plot_dir / name) as tmp:  # a full disk: one line, the old plot kept, no temporary
+            fig.savefig(tmp, format="png", dpi=110, metadata={"Software": PLOT_MARK})
         written.append(plot_dir / name)
     return written
 

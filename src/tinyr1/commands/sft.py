@@ -50,7 +50,7 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _check_backend(script, model_args) -> None:
+def check_backend(script, model_args) -> None:
     if script.backend not in ("transformers", "unsloth"):
         raise TinyR1Error(f"--backend {script.backend!r}: use transformers or unsloth")
     if script.backend == "unsloth" and not (_has("unsloth") and torch.cuda.is_available()):
@@ -107,18 +107,26 @@ def parse_args(argv: list[str] | None, check_setup: bool = True):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """parse -> check backend -> claim the folder -> model -> data -> train -> save -> a sample answer."""
+    """parse -> check backend -> the CLI's CPU tuning -> ``execute``. The Python API (``tinyr1.sft``) takes the same
+    steps but the tuning, which it applies only when asked."""
+    from tinyr1.cpu.runtime import configure_cpu
+
+    script, training, model_args, values = parse_args(argv)
+    check_backend(script, model_args)
+    configure_cpu(script.num_threads)
+    return execute(script, training, model_args, values)
+
+
+def execute(script, training, model_args, values: dict) -> int:
+    """claim the folder -> model -> data -> train -> save -> a sample answer: 0, or 130/143 after a signal's clean
+    stop (``RunDir.interrupted``); raises TinyR1Error subclasses."""
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from tinyr1.cpu.runtime import configure_cpu
     from tinyr1.infra import models
     from tinyr1.infra.run_callbacks import GracefulStop, MetricsLogger
     from tinyr1.tasks.sft_rows import load_sft_rows
 
-    script, training, model_args, values = parse_args(argv)
-    _check_backend(script, model_args)
-    configure_cpu(script.num_threads)
     run, resume = claim_run_folder(training, "sft", overwrite=script.overwrite_output_dir)
     resolved = models.resolve_model(model_args.model_name_or_path)
     tokenizer = models.load_tokenizer(resolved)  # cheap: the data is rendered and checked before the model loads

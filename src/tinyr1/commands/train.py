@@ -150,13 +150,22 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """parse -> rewards -> model path -> claim the folder -> tokenizer and data -> model -> train -> finish."""
+    """parse -> rewards -> the CLI's CPU tuning -> ``execute``. The Python API (``tinyr1.train``) takes the same
+    steps but the tuning, which it applies only when asked."""
     from tinyr1.cpu.runtime import configure_cpu
-    from tinyr1.infra import models
 
     script, training, model_args, values = parse_args(argv)
     reward_funcs = load_rewards(script, training)
     threads = configure_cpu(script.num_threads)
+    return execute(script, training, model_args, values, reward_funcs, threads)
+
+
+def execute(script, training, model_args, values: dict, reward_funcs: list, threads: int | None) -> int:
+    """model path -> claim the folder -> tokenizer and data -> model -> train -> finish: 0, or 130/143 after a
+    signal's clean stop (``RunDir.interrupted``); raises TinyR1Error subclasses. ``threads``: the CPU threads in
+    use, for run.json (None on a GPU)."""
+    from tinyr1.infra import models
+
     resolved = models.resolve_model(model_args.model_name_or_path)
     run = claim_run(script, training)
     tokenizer = models.load_tokenizer(resolved)

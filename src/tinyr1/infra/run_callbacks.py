@@ -110,7 +110,13 @@ class GracefulStop(TrainerCallback):
     signal to a wakeup socket; a small thread reading it sees the second signal at once, says what is lost, and
     ends the process with the shell's code (130 for SIGINT, 143 for SIGTERM). ``on_abort`` (e.g. noting
     ``aborted`` in run.json) runs first.
+
+    The handlers, the wakeup fd and the thread are put back as they were at the end of training; after a run that
+    raised (the Trainer then skips ``on_train_end``), ``GracefulStop.restore_all()`` does it, so a process that
+    trains several times (the Python API, a notebook) keeps its own handlers.
     """
+
+    _installed: list[GracefulStop] = []  # instances whose handlers are in place, oldest first
 
     def __init__(self, on_abort=None):
         self.received: int | None = None
@@ -164,6 +170,8 @@ class GracefulStop(TrainerCallback):
                 self._previous[sig] = signal.signal(sig, self._noop if self._arm_wakeup() else self._handle)
         except ValueError:  # not the main thread (e.g. a notebook worker): leave signals alone
             self._previous.clear()
+        if self not in GracefulStop._installed:
+            GracefulStop._installed.append(self)
 
     def _noop(self, signum, frame):
         # With the wakeup socket armed, the watcher thread counts signals; the Python handler must exist (so
@@ -196,14 +204,27 @@ class GracefulStop(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        self.restore()
+
+    def restore(self) -> None:
+        """Put back the handlers and wakeup fd found at the start of training, and end the watcher thread."""
+        if self in GracefulStop._installed:
+            GracefulStop._installed.remove(self)
+        for sig, handler in reversed(list(self._previous.items())):
+            if handler is not None:  # None: a handler installed outside Python, which cannot be put back
+                signal.signal(sig, handler)
         self._previous.clear()
         if self._sockets is not None:
             signal.set_wakeup_fd(self._previous_fd)
-            for sock in self._sockets:
+            for sock in self._sockets:  # the watcher's recv fails and its thread returns
                 sock.close()
             self._sockets = None
+
+    @classmethod
+    def restore_all(cls) -> None:
+        """``restore`` every instance still installed, newest first (a run that raised skips on_train_end)."""
+        for stop in reversed(list(cls._installed)):
+            stop.restore()
 
 
 class TimeBudget(TrainerCallback):

@@ -1,0 +1,102 @@
+"""What a Python API call may change in the process, put back when it returns or raises.
+
+A command run from the CLI owns its process; one called from Python (``tinyr1.api``) is a guest in the user's.
+``call_scope`` notes, before the call, and restores, after it:
+
+- ``os.environ``: a recipe's ``env:`` block (``tinyr1.infra.recipe``) and what transformers and accelerate write
+  there while a trainer is set up apply for the call only;
+- torch's CPU thread count (a recipe's ``num_threads``, the API's ``num_threads=``);
+- the SIGINT/SIGTERM handlers and the signal wakeup fd that a run's ``GracefulStop`` installs, also after a run
+  that raised (the Trainer then never calls ``on_train_end``).
+
+glibc's allocator settings (``tinyr1.cpu.runtime.keep_freed_memory``) cannot be undone, so no API call makes them;
+``tinyr1.configure_cpu()`` applies the CLI's whole CPU tuning to the process, once, when the user asks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _signal_state() -> tuple[dict, int] | None:
+    """The Python-level handlers and the wakeup fd; None off the main thread (neither can be changed there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    fd = signal.set_wakeup_fd(-1)  # the only way to read it; put back at once
+    if fd != -1:
+        signal.set_wakeup_fd(fd)
+    return {sig: signal.getsignal(sig) for sig in _SIGNALS}, fd
+
+
+def _restore_signals(state: tuple[dict, int] | None) -> None:
+    callbacks = sys.modules.get("tinyr1.infra.run_callbacks")
+    if callbacks is not None:
+        callbacks.GracefulStop.restore_all()
+    if state is None:
+        return
+    handlers, fd = state
+    for sig, handler in handlers.items():
+        if handler is not None and signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)
+    current = signal.set_wakeup_fd(-1)
+    try:
+        signal.set_wakeup_fd(fd)
+    except (ValueError, OSError):  # the fd was closed meanwhile (its event loop ended): keep what was there
+        signal.set_wakeup_fd(current)
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    for key in [k for k in os.environ if k not in saved]:
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
+@contextlib.contextmanager
+def call_scope(num_threads: int | None = None, uses_torch: bool = True):
+    """Run one API call: ``num_threads`` (if given) for torch during it; afterwards the environment, torch's
+    thread count and the signal handlers are as they were before it."""
+    environ = dict(os.environ)
+    signals = _signal_state()
+    threads = None
+    if uses_torch:
+        import torch
+
+        threads = torch.get_num_threads()
+        if num_threads is not None:
+            from tinyr1.infra.errors import TinyR1Error
+            from tinyr1.infra.validate import check, flag_source
+
+            if isinstance(num_threads, bool) or not isinstance(num_threads, int):
+                raise TinyR1Error(f"num_threads={num_threads!r}: expected a whole number of CPU threads")
+            check({"num_threads": num_threads}, flag_source)
+            torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        _restore_signals(signals)
+        _restore_environ(environ)
+        if threads is not None:
+            import torch
+
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+
+def run_threads(num_threads: int | None) -> int | None:
+    """Inside ``call_scope``: a recipe's ``num_threads`` for the run; the CPU threads in use (None with a GPU,
+    where the CLI's tuning does nothing either)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    return torch.get_num_threads()
