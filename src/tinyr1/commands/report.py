@@ -24,6 +24,11 @@ from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.jsonl import atomic_file, read_json, read_jsonl, read_text, write_together
 from tinyr1.tasks import answers
 
+# Opt-in sampling options' per-step counts (tinyr1.infra.dynamic_sampling, tinyr1.infra.curriculum), plotted if logged.
+SAMPLING_PANELS = (("dynamic_sampling/dropped_all_right", "groups dropped: all right"),
+                   ("dynamic_sampling/dropped_all_wrong", "groups dropped: all wrong"),
+                   ("dynamic_sampling/rounds", "refill rounds"), ("curriculum/solved", "prompts solved (retired)"),
+                   ("curriculum/failed", "prompts failed"))
 # Written into each plot's PNG header (the Software field), so a later report knows the plot is its own to replace.
 PLOT_MARK = "tinyr1 report"
 # accuracy_strict: the last <answer> block is right; accuracy_recipe_reward: what the correctness reward paid for
@@ -80,7 +85,7 @@ def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
     panels = [("reward", "total reward")] + [(k, k.split("/")[1].replace("_reward_func", "")) for k in reward_keys]
     extra = [(k, t) for k, t in (("completions/mean_length", "completion length (tokens)"),
                                  ("grad_norm", "grad norm"), ("learning_rate", "learning rate"), ("kl", "kl"),
-                                 ("loss", "loss")) if series(train_logs, k)[0]]
+                                 ("loss", "loss"), *SAMPLING_PANELS) if series(train_logs, k)[0]]
     written = []
     for name, group in (("rewards.png", panels), ("training.png", extra)):
         group = [(k, t) for k, t in group if series(train_logs, k)[0]]
