@@ -10,9 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from tinyr1.infra.checkpoints import stamp
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.jsonl import read_jsonl
 from tinyr1.infra.run_folder import MARKER, RunDir
+from tinyr1.infra.run_lock import LOCK
 
 from ..conftest import ASSETS, REPO
 
@@ -20,7 +22,7 @@ from ..conftest import ASSETS, REPO
 def fake_run(folder):
     """What a finished run leaves, written through RunDir exactly as train/sft do."""
     run = RunDir.claim(folder, "train", resume=False, overwrite=False)
-    (folder / "checkpoint-1").mkdir()
+    stamp(folder / "checkpoint-1", run.run_id)  # what the run's callback does before the Trainer saves
     (folder / "checkpoint-1" / "trainer_state.json").write_text('{"global_step": 1}')
     (folder / "metrics.jsonl").write_text('{"step": 1}\n')
     (folder / "README.md").write_text("model card written by the Trainer\n")
@@ -39,14 +41,14 @@ def test_overwrite_removes_only_what_tinyr1_wrote(tmp_path):
     with pytest.raises(TinyR1Error, match="already holds a tinyr1 train run"):
         RunDir.claim(folder, "train", resume=False, overwrite=False)
     RunDir.claim(folder, "train", resume=False, overwrite=True)
-    assert sorted(p.name for p in folder.iterdir()) == [MARKER, "my-data", "my-notes.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == [LOCK, MARKER, "my-data", "my-notes.txt"]
     assert (folder / "my-notes.txt").read_text() == "the user's own file, added later\n"
     # The fresh run's files are recorded, the user's never are: a second overwrite still spares them.
     again = RunDir.claim(folder, "train", resume=False, overwrite=True)
     (folder / "run.json").write_text("{}")
     again.record()
     RunDir.claim(folder, "train", resume=False, overwrite=True)
-    assert sorted(p.name for p in folder.iterdir()) == [MARKER, "my-data", "my-notes.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == [LOCK, MARKER, "my-data", "my-notes.txt"]
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
@@ -175,7 +177,7 @@ def test_a_run_from_before_the_marker_is_adopted_only_if_it_holds_nothing_else(t
     with pytest.raises(TinyR1Error, match="already holds a tinyr1 train run"):
         RunDir.claim(old, "train", resume=False, overwrite=False)
     RunDir.claim(old, "train", resume=False, overwrite=True)  # e.g. make demo into last month's outputs/demo
-    assert [p.name for p in old.iterdir()] == [MARKER]
+    assert sorted(p.name for p in old.iterdir()) == [LOCK, MARKER]
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     for name in ("run.json", "metrics.jsonl", "thesis.tex"):

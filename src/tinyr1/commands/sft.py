@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     script, training, model_args, values = parse_args(argv)
     _check_backend(script, model_args)
     configure_cpu(script.num_threads)
-    run, resume = claim_run_folder(training, "sft", overwrite=script.overwrite_output_dir)
+    run, resume = claim_run_folder(training, "sft", overwrite=script.overwrite_output_dir, values=values,
+                                   accept_changes=script.resume_changed_settings)
+    if run is None:  # a finished run named for resuming: said so, nothing to train
+        return 0
     resolved = models.resolve_model(model_args.model_name_or_path)
     tokenizer = models.load_tokenizer(resolved)  # cheap: the data is rendered and checked before the model loads
     rows = load_sft_rows(script.dataset_name, script.dataset_format, script.dataset_split, script.dataset_limit,
