@@ -64,7 +64,10 @@ def claim_run_folder(training, command: str, *, overwrite: bool, values: dict | 
     run = RunDir.claim(training.output_dir, command, resume=wants_resume(training.resume_from_checkpoint),
                        overwrite=overwrite, main=training.process_index == 0)
     try:
-        return run, run.resolve_resume(training.resume_from_checkpoint, values, accept_changes)
+        resume = run.resolve_resume(training.resume_from_checkpoint, values, accept_changes)
+        if values is not None:  # one resume's consent, not the run's: config.yaml keeps it off for the next
+            values["resume_changed_settings"] = False
+        return run, resume
     except FinishedRun as done:
         if run.main:
             print(done, flush=True)
