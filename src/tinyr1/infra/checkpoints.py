@@ -21,11 +21,17 @@ STAMP = ".tinyr1-run-id"
 
 
 def stamp(folder: Path, run_id: str) -> None:
-    """Mark ``folder`` (a checkpoint about to be saved) as the run's."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{STAMP}.tmp"
-    tmp.write_text(run_id, encoding="utf-8")
-    tmp.replace(folder / STAMP)
+    """Mark ``folder`` (a checkpoint about to be saved) as the run's. A new folder is made stamped under a
+    temporary name and renamed into place, so no instant exists at which it is there and not yet stamped."""
+    if folder.is_dir():
+        tmp = folder / f"{STAMP}.tmp"
+        tmp.write_text(run_id, encoding="utf-8")
+        tmp.replace(folder / STAMP)
+        return
+    staging = folder.with_name(f".tinyr1-tmp-{folder.name}")
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / STAMP).write_text(run_id, encoding="utf-8")
+    staging.rename(folder)
 
 
 def stamped_by(folder: Path, run_id: str | None) -> bool:

@@ -34,7 +34,7 @@ ARTEFACTS = re.compile(r"(run\.json(\.tmp)?|metrics\.jsonl|samples\.jsonl|config
                        r"chat_template\.jinja|vocab\.json|merges\.txt|added_tokens\.json|"
                        r"model(-\d+-of-\d+)?\.safetensors(\.index\.json)?|pytorch_model(-\d+-of-\d+)?\.bin|"
                        r"adapter_(config\.json|model\.safetensors)|training_args\.bin|README\.md|report\.(md|html)|"
-                       r"compare\.md|checkpoint-\d+|eval|plots|merged|reference-model|runs|metrics\.json)")
+                       r"compare\.md|checkpoint-\d+|eval|plots|merged|reference-model|runs|metrics\.json|\.tinyr1-tmp-.+)")
 CHECKPOINT = re.compile(r"checkpoint-\d+")
 
 
