@@ -103,3 +103,12 @@ def test_another_runs_checkpoint_is_never_resumed_nor_deleted(cli, run, gsm8k_di
     again = cli(*resume_args(run, "--max_steps", "2"), cwd=REPO)
     assert again.returncode == 0, again.stderr[-2000:]
     assert steps(run) == [1, 2] and [r["step"] for r in read_jsonl(run / "samples.jsonl")] == [1, 2]
+
+
+def test_eval_of_a_run_killed_during_its_final_save_warns(cli, run, gsm8k_dir, tmp_path):
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))  # what a kill in save_final leaves
+    result = cli("eval", "--model_name_or_path", str(run), "--dataset_name", str(gsm8k_dir), "--limit", "1",
+                 "--max_new_tokens", "4", "--output_dir", str(tmp_path / "eval"), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "its run was killed before it finished" in result.stderr and status(run) == "killed"

@@ -184,3 +184,93 @@ def test_a_run_from_before_the_marker_is_adopted_only_if_it_holds_nothing_else(t
         (mixed / name).write_text("{}")
     with pytest.raises(TinyR1Error, match="not empty and not a tinyr1 run"):
         RunDir.claim(mixed, "train", resume=False, overwrite=True)
+
+
+HOLD_SCRIPT = """
+import sys, time
+from tinyr1.infra.run_lock import RunLock
+RunLock.acquire(sys.argv[1], "train", "--output_dir")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_lock_refuses_a_second_process_naming_its_pid_and_dies_with_it(tmp_path):
+    from tinyr1.infra.run_lock import holder
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, str(folder)], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert holder(folder) == proc.pid
+        with pytest.raises(TinyR1Error, match=f"in use by tinyr1 train \\(PID {proc.pid}\\).*pick another"):
+            RunDir.claim(folder, "train", resume=True, overwrite=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert holder(folder) is None  # kill -9 leaves no stale lock
+    RunDir.claim(folder, "train", resume=False, overwrite=False)
+
+
+def test_a_running_run_json_whose_process_died_is_marked_killed(tmp_path):
+    from tinyr1.infra.run_folder import mark_if_killed
+
+    run = fake_run(tmp_path / "run")
+    run.write_run_json("running")
+    assert mark_if_killed(run.path)["status"] == "killed"  # this process holds the lock: the writer is gone
+    assert json.loads((run.path / "run.json").read_text())["status"] == "killed"
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "run.json").write_text('{"status": "running"}')  # not tinyr1's: never touched
+    assert mark_if_killed(tmp_path / "user")["status"] == "running"
+    assert (tmp_path / "user" / "run.json").read_text() == '{"status": "running"}'
+
+
+def test_a_failed_run_json_write_keeps_the_previous_one_and_no_tmp(tmp_path, monkeypatch):
+    import errno
+
+    run = fake_run(tmp_path / "run")
+    real_open = type(run.path).open
+
+    def full(self, mode="r", *args, **kwargs):
+        if self.name == "run.json.tmp":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(type(run.path), "open", full)
+    with pytest.raises(TinyR1Error, match="the disk is full"):
+        run.write_run_json("running")
+    monkeypatch.undo()
+    assert not (run.path / "run.json.tmp").exists()
+    assert json.loads((run.path / "run.json").read_text())["status"] == "running"  # rewritten in place
+
+
+def test_a_torn_last_line_is_cut_and_an_intact_file_left_alone(tmp_path):
+    from tinyr1.infra.run_callbacks import drop_torn_last_line
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"st')
+    assert drop_torn_last_line(path) == 4 and path.read_text() == '{"step": 1}\n{"step": 2}\n'
+    assert drop_torn_last_line(path) == 0 and path.read_text() == '{"step": 1}\n{"step": 2}\n'
+    path.write_text('{"st')
+    assert drop_torn_last_line(path) == 4 and path.read_text() == ""
+
+
+def test_one_ownership_rule_for_runs_evals_and_reports(tmp_path):
+    from tinyr1.infra import ownership
+
+    run = fake_run(tmp_path / "run")
+    (run.path / "eval" / "after").mkdir(parents=True)
+    (run.path / "eval" / "after" / "metrics.json").write_text("{}")
+    (run.path / "report.md").write_text("anything")  # written after the claim, under a name tinyr1 writes
+    (run.path / "notes.md").write_text("mine")
+    assert ownership.is_ours(run.path / "eval" / "after" / "metrics.json")
+    assert ownership.is_ours(run.path / "report.md")
+    assert not ownership.is_ours(run.path / "notes.md")
+    old = tmp_path / "old-eval"  # from before the marker: the file's own signature
+    old.mkdir()
+    (old / "metrics.json").write_text('{"versions": {"tinyr1": "0.1.0"}}')
+    (old / "samples.jsonl").write_text("")
+    (tmp_path / "theirs.md").write_text("# my report\n")
+    assert ownership.is_ours(old / "samples.jsonl") and not ownership.is_ours(tmp_path / "theirs.md")

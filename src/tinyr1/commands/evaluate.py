@@ -224,15 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_not_foreign(out: Path) -> None:
     """eval replaces metrics.json and samples.jsonl in its folder: only ever ones tinyr1 wrote (the one rule,
-    ``tinyr1.infra.ownership``). Only one process writes the folder (its lock, held until eval ends), and the
-    marker names both files before they are written."""
+    ``tinyr1.infra.ownership``). Only one process writes the folder (its lock, held until eval ends,
+    ``_claim_output_dir``), and the marker names both files before they are written."""
     from tinyr1.infra import ownership
-    from tinyr1.infra.run_lock import RunLock
 
-    for name in ("metrics.json", "samples.jsonl"):  # a user's file: refused before a lock file is made beside it
+    for name in ("metrics.json", "samples.jsonl"):
         if (out / name).exists() and not ownership.is_ours(out / name):
             raise TinyR1Error(f"--output_dir {out}: holds a {name} that tinyr1 eval did not write; pick another "
                               "folder (tinyr1 never replaces a file of yours)")
+
+
+def _claim_output_dir(out: Path) -> None:
+    """The folder, locked for this process and its marker naming both files, before a model loads."""
+    from tinyr1.infra import ownership
+    from tinyr1.infra.run_lock import RunLock
+
     make_dirs(out, "--output_dir")
     RunLock.acquire(out, "eval", "--output_dir")
     ownership.claim_outputs(out, "eval", ["metrics.json", "samples.jsonl"])
@@ -284,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_cpu()
         _warn_if_unfinished(args.model_name_or_path)
         resolve_model(args.model_name_or_path, args.adapter)  # a missing model or adapter, before the data loads
+    _claim_output_dir(Path(args.output_dir))
     metrics = evaluate(args.model_name_or_path, adapter=args.adapter, dataset_name=args.dataset_name,
                        split=args.split, limit=args.limit, batch_size=args.batch_size,
                        max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt,
