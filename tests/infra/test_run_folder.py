@@ -215,7 +215,7 @@ def test_the_lock_refuses_a_second_process_naming_its_pid_and_dies_with_it(tmp_p
 
 
 def test_a_running_run_json_whose_process_died_is_marked_killed(tmp_path):
-    from tinyr1.infra.run_folder import mark_if_killed
+    from tinyr1.infra.run_json import mark_if_killed
 
     run = fake_run(tmp_path / "run")
     run.write_run_json("running")

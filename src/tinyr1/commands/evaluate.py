@@ -246,7 +246,7 @@ def _claim_output_dir(out: Path) -> None:
 
 def _warn_if_unfinished(model: str | None) -> None:
     """A run folder whose run.json says running: still training, or killed while saving (marked ``killed``)."""
-    from tinyr1.infra.run_folder import mark_if_killed
+    from tinyr1.infra.run_json import mark_if_killed
     from tinyr1.infra.run_lock import holder
 
     folder = Path(model or "").expanduser()

@@ -133,7 +133,7 @@ def write_report(run_dir: str | Path) -> Path:
     if not run_dir.is_dir():
         raise TinyR1Error(f"{run_dir}: no such run folder")
     from tinyr1.infra import ownership
-    from tinyr1.infra.run_folder import mark_if_killed
+    from tinyr1.infra.run_json import mark_if_killed
 
     metrics = _read_jsonl(run_dir / "metrics.jsonl")
     mark_if_killed(run_dir)  # a run.json left "running" by a dead process says "killed" from now on

@@ -23,7 +23,6 @@ line (``tinyr1.infra.disk_full``), run.json then says ``failed``, and no tempora
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import time
@@ -35,7 +34,8 @@ from tinyr1.infra.disk_full import disk_full_error, is_disk_full
 from tinyr1.infra.errors import OutOfMemoryError, TinyR1Error, first_line
 from tinyr1.infra.out_of_memory import is_out_of_memory
 from tinyr1.infra.paths import check_output_dir, make_dirs
-from tinyr1.infra.run_lock import RunLock, holder
+from tinyr1.infra.run_json import mark_if_killed, status_in_place, write_json
+from tinyr1.infra.run_lock import RunLock
 
 MARKER = ownership.MARKER
 
@@ -182,7 +182,7 @@ class RunDir:
         if values is not None:
             resume_checks.check_not_finished(self.path, values)
         if value in ("latest", "true", "True"):
-            found = latest_checkpoint(self.path, self.owned() if self.main else None)
+            found = latest_checkpoint(self.path, self.owned())  # every process picks the same one
             if found is None:
                 others = sorted(p.name for p in self.path.glob("checkpoint-*") if p.name in self._foreign
                                 or p.name not in self.owned())
@@ -223,7 +223,7 @@ class RunDir:
         except OSError as err:
             if not is_disk_full(err):
                 raise TinyR1Error(f"{self.path / 'run.json'}: cannot write ({err.strerror or err})") from None
-            _status_in_place(self.path / "run.json", status, self.facts.get("global_step"))
+            status_in_place(self.path / "run.json", status, self.facts.get("global_step"))
             raise disk_full_error(self.path, "run.json") from None
 
     def _note(self, status: str, **facts) -> None:
@@ -286,65 +286,6 @@ class RunDir:
                 raise
             self._note("failed", error="disk full while saving the final model")
             raise disk_full_error(self.path, "the final model") from None
-
-
-def write_json(path: Path, data: dict) -> None:
-    """A JSON file through a temporary file renamed into place: a reader sees the old file or the new one, and a
-    failed write (a full disk) leaves no temporary file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2))
-        tmp.replace(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _status_in_place(path: Path, status: str, step) -> None:
-    """On a full disk a new file cannot be made, but run.json's own bytes can be rewritten: its status, padded
-    with spaces to its old size, so it needs no new block (not on copy-on-write filesystems: then it stays)."""
-    try:
-        old = path.read_bytes()
-        info = json.loads(old)
-        info.update(status=status, error="disk full", **({"global_step": step} if step is not None else {}))
-        for text in (json.dumps(info, indent=2), json.dumps(info, separators=(",", ":"))):
-            data = text.encode()
-            if len(data) <= len(old):
-                with path.open("r+b") as f:
-                    f.write(data + b" " * (len(old) - len(data)))
-                return
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-def mark_if_killed(folder: Path) -> dict | None:
-    """run.json, first marked ``killed`` when it says ``running`` but no process holds the folder's lock (its
-    process died without a word: kill -9, a lost machine). None when there is no readable run.json."""
-    from tinyr1.infra.jsonl import read_json
-
-    try:
-        info = read_json(Path(folder) / "run.json")
-    except TinyR1Error:
-        return None
-    if info is None or info.get("status") != "running" or not ownership.is_ours(Path(folder) / "run.json"):
-        return info
-    pid = holder(folder)
-    if pid is not None and pid != os.getpid():
-        return info  # its process is still running
-    try:  # held while marking, so a run starting now cannot have its own run.json overwritten
-        lock = None if pid == os.getpid() else RunLock.acquire(folder, "check", "--output_dir")
-    except TinyR1Error:
-        return info
-    try:
-        info.update(status="killed", killed_noticed=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        write_json(Path(folder) / "run.json", info)
-    except OSError:
-        pass
-    finally:
-        if lock is not None:
-            lock.release()
-    return info
 
 
 def _legacy_run(folder: Path, entries: set[str]) -> bool:
