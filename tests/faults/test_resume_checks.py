@@ -89,6 +89,7 @@ def test_a_torn_metrics_line_is_dropped_before_the_resume_appends(cli, run):
     assert report.returncode == 0 and "truncated" not in report.stderr, report.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_another_runs_checkpoint_is_never_resumed_nor_deleted(cli, run, gsm8k_dir):
     planted = run / "checkpoint-27"
     shutil.copytree(run / "checkpoint-3", planted)  # e.g. copied in from another run of the same model
