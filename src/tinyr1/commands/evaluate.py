@@ -264,19 +264,56 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_not_foreign(out: Path) -> None:
-    """eval replaces metrics.json and samples.jsonl in its folder: only ever ones an earlier tinyr1 eval wrote."""
-    from tinyr1.infra.jsonl import read_json
+    """eval replaces metrics.json and samples.jsonl in its folder: only ever ones tinyr1 wrote (the one rule,
+    ``tinyr1.infra.ownership``). Only one process writes the folder (its lock, held until eval ends,
+    ``_claim_output_dir``), and the marker names both files before they are written."""
+    from tinyr1.infra import ownership
 
-    mine = False
-    if (out / "metrics.json").is_file():
-        try:
-            mine = "tinyr1" in (read_json(out / "metrics.json") or {}).get("versions", {})
-        except (TinyR1Error, AttributeError, TypeError):
-            mine = False
     for name in ("metrics.json", "samples.jsonl"):
-        if (out / name).exists() and not mine:
+        if (out / name).exists() and not ownership.is_ours(out / name):
             raise TinyR1Error(f"--output_dir {out}: holds a {name} that tinyr1 eval did not write; pick another "
                               "folder (tinyr1 never replaces a file of yours)")
+
+
+def _claim_output_dir(out: Path):
+    """The folder, locked for this process and its marker naming both files, before a model loads; the lock."""
+    from tinyr1.infra import ownership
+    from tinyr1.infra.run_lock import RunLock
+
+    make_dirs(out, "--output_dir")
+    lock = RunLock.acquire(out, "eval", "--output_dir")
+    ownership.claim_outputs(out, "eval", ["metrics.json", "samples.jsonl"])
+    return lock
+
+
+def _warn_if_unfinished(model: str | None) -> None:
+    """A run folder whose run.json says running: still training, or killed while saving (marked ``killed``)."""
+    from tinyr1.infra.run_json import mark_if_killed
+    from tinyr1.infra.run_lock import holder
+
+    folder = Path(model or "").expanduser()
+    if not model or not (folder / "run.json").is_file():
+        return
+    before = _status(folder)
+    info = mark_if_killed(folder) or {}
+    if before != "running":
+        return
+    if info.get("status") == "killed":
+        print(f"warning: {folder}: its run was killed before it finished (run.json said running; now killed): "
+              "the model there may be incomplete; evaluate one of its checkpoint-N folders instead",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"warning: {folder}: its run is still training (PID {holder(folder)}): the model there is not the "
+              "final one yet", file=sys.stderr, flush=True)
+
+
+def _status(folder: Path):
+    from tinyr1.infra.jsonl import read_json
+
+    try:
+        return (read_json(folder / "run.json") or {}).get("status")
+    except TinyR1Error:
+        return None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -293,11 +330,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """``evaluate`` with the parsed options (a missing model or adapter fails before the data loads)."""
+    """``evaluate`` with the parsed options: a missing model or adapter fails before the data loads, and the output
+    folder is locked for the evaluation (released after it, for a caller that goes on, such as the Python API)."""
     if args.model_name_or_path:
         from tinyr1.infra.models import resolve_model
 
+        _warn_if_unfinished(args.model_name_or_path)
         resolve_model(args.model_name_or_path, args.adapter)
+    lock = _claim_output_dir(Path(args.output_dir))
+    try:
+        return _evaluate_parsed(args)
+    finally:
+        lock.release()
+
+
+def _evaluate_parsed(args: argparse.Namespace) -> dict:
     return evaluate(args.model_name_or_path, adapter=args.adapter, dataset_name=args.dataset_name,
                     split=args.split, limit=args.limit, batch_size=args.batch_size,
                     max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt,

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.rewards import DEFAULT_REWARDS
 
+RESUME_CHANGED_SETTINGS_HELP = ("resume even if the settings differ from the run's config.yaml or the checkpoint "
+                                "has no optimizer state (the differences are printed; the first config.yaml is "
+                                "kept as config.original.yaml)")
+
 
 @dataclass
 class TrainScriptArguments:
@@ -46,6 +50,7 @@ class TrainScriptArguments:
     force_fp16: bool = field(default=False, metadata={"help": "allow fp16 with Qwen2-family models (it overflows)"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
                                        "already holds a tinyr1 run (only the files that run wrote are deleted)"})
+    resume_changed_settings: bool = field(default=False, metadata={"help": RESUME_CHANGED_SETTINGS_HELP})
     merge_lora: bool = field(default=False, metadata={"help": "with --use_peft, also save a merged model in "
                              "output_dir/merged"})
     max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many "
@@ -88,6 +93,7 @@ class SFTScriptArguments:
     merge_lora: bool = field(default=False, metadata={"help": "also save a merged full model in output_dir/merged"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
                                        "already holds a tinyr1 sft run (only the files that run wrote are deleted)"})
+    resume_changed_settings: bool = field(default=False, metadata={"help": RESUME_CHANGED_SETTINGS_HELP})
     num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
     sample_prompt: str = field(default="Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. How many apples "
                                "were left?", metadata={"help": "asked of the fine-tuned model at the end"})

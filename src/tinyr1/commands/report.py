@@ -148,7 +148,11 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TinyR1Error(f"{run_dir}: no such run folder")
+    from tinyr1.infra import ownership
+    from tinyr1.infra.run_json import mark_if_killed
+
     metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    mark_if_killed(run_dir)  # a run.json left "running" by a dead process says "killed" from now on
     run = read_json(run_dir / "run.json") or {}
     if not metrics and not run:
         raise TinyR1Error(f"{run_dir}: no metrics.jsonl or run.json; is this a tinyr1 train output_dir?")
@@ -156,7 +160,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     for name in ("report.md", "report.html"):  # checked before plotting, not after
         check_output_file(run_dir / name, "report")
-        if (run_dir / name).is_file() and "tinyr1 run report" not in read_text(run_dir / name)[:300]:
+        if (run_dir / name).is_file() and not ownership.is_ours(run_dir / name):
             raise TinyR1Error(f"{run_dir / name}: not a report tinyr1 wrote; move it, tinyr1 will not replace it")
     check_output_dir(run_dir / "plots", "report")
     for name in ("rewards.png", "training.png"):

@@ -127,7 +127,10 @@ def execute(script, training, model_args, values: dict) -> int:
     from tinyr1.infra.run_callbacks import GracefulStop, MetricsLogger
     from tinyr1.tasks.sft_rows import load_sft_rows
 
-    run, resume = claim_run_folder(training, "sft", overwrite=script.overwrite_output_dir)
+    run, resume = claim_run_folder(training, "sft", overwrite=script.overwrite_output_dir, values=values,
+                                   accept_changes=script.resume_changed_settings)
+    if run is None:  # a finished run named for resuming: said so, nothing to train
+        return 0
     resolved = models.resolve_model(model_args.model_name_or_path)
     tokenizer = models.load_tokenizer(resolved)  # cheap: the data is rendered and checked before the model loads
     rows = load_sft_rows(script.dataset_name, script.dataset_format, script.dataset_split, script.dataset_limit,

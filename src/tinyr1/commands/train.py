@@ -98,10 +98,13 @@ def load_rewards(script: TrainScriptArguments, training) -> list:
     return reward_funcs
 
 
-def claim_run(script: TrainScriptArguments, training) -> RunDir:
-    """The output folder (refused if it is a user's), and the checkpoint to resume from, if any."""
-    run, training.resume_from_checkpoint = claim_run_folder(training, "train", overwrite=script.overwrite_output_dir)
-    if script.eval_before_after:  # the evaluation's data is checked now, not after hours of training
+def claim_run(script: TrainScriptArguments, training, values: dict | None = None) -> RunDir | None:
+    """The output folder (refused if it is a user's or in use), and the checkpoint to resume from, if any,
+    checked against the run's ``values``; None when the run to resume has finished."""
+    run, training.resume_from_checkpoint = claim_run_folder(training, "train", overwrite=script.overwrite_output_dir,
+                                                            values=values,
+                                                            accept_changes=script.resume_changed_settings)
+    if run is not None and script.eval_before_after:  # the evaluation's data is checked now, not after hours
         from tinyr1.tasks.data import load_examples
 
         load_examples(script.dataset_name, script.eval_split, script.eval_limit, script.dataset_seed,
@@ -167,7 +170,9 @@ def execute(script, training, model_args, values: dict, reward_funcs: list, thre
     from tinyr1.infra import models
 
     resolved = models.resolve_model(model_args.model_name_or_path)
-    run = claim_run(script, training)
+    run = claim_run(script, training, values)
+    if run is None:  # a finished run named for resuming: said so, nothing to train
+        return 0
     tokenizer = models.load_tokenizer(resolved)
     dataset = build_dataset(script, tokenizer)
     model = load_policy(script, training, model_args, resolved, tokenizer, run, threads)

@@ -1,7 +1,8 @@
 """Trainer callbacks that leave a run's evidence on disk: metrics.jsonl, samples, and a clean stop on a signal.
 
 - ``MetricsLogger``: every log trl makes, one JSON object per line in ``metrics.jsonl``, NaN/inf as null (never
-  hidden, unlike the Trainer's ``logging_nan_inf_filter``).
+  hidden, unlike the Trainer's ``logging_nan_inf_filter``). A resume first drops the half-written last line a
+  killed run leaves (``drop_torn_last_line``), so new lines never join onto it.
 - ``SampleRecorder``: wraps the reward functions (``functools.wraps`` keeps their names, so trl still logs
   ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
   ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard and the
@@ -36,6 +37,35 @@ def _number(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
     return value if math.isfinite(value) else None
+
+
+def drop_torn_last_line(path: Path) -> int:
+    """Cut a JSON-lines file after its last newline: every line tinyr1 appends ends with one, so bytes after it are
+    a line a killed process was writing. Returns the bytes dropped (0 for an intact or absent file)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return 0
+    if size == 0:
+        return 0
+    with path.open("rb+") as f:
+        f.seek(max(0, size - 1))
+        if f.read(1) == b"\n":
+            return 0
+        keep, chunk = 0, 1 << 16  # find the last newline, reading backwards from the end
+        position = size
+        while position > 0:
+            start = max(0, position - chunk)
+            f.seek(start)
+            found = f.read(position - start).rfind(b"\n")
+            if found >= 0:
+                keep = start + found + 1
+                break
+            position = start
+        f.truncate(keep)
+    print(f"{path}: dropped a half-written last line ({size - keep} bytes) left by a run that was stopped while "
+          "writing it", flush=True)
+    return size - keep
 
 
 class MetricsLogger(TrainerCallback):

@@ -1,50 +1,55 @@
-"""One owner of a run's folder, for ``tinyr1 train`` and ``tinyr1 sft`` alike: claim, resume, run.json, finish.
+"""One owner of a run's folder, for ``tinyr1 train`` and ``tinyr1 sft`` alike: claim, lock, resume, run.json, finish.
 
 A user's folder is never written into or emptied by accident. ``RunDir.claim`` accepts a folder that does not
-exist yet, an empty one, or one holding a tinyr1 run — recognised by the marker file ``.tinyr1-run`` that tinyr1
-writes there, listing every top-level file and folder the run created. Anything else is refused with one line,
-with or without ``--overwrite_output_dir``. Overwriting removes only what the marker lists, so a user's own files
-beside a run (notes, a README of theirs) survive it. The marker is brought up to date at every state change of
-``run.json`` and at every checkpoint, so even a killed run's checkpoints are known to be tinyr1's.
+exist yet, an empty one, or one holding a tinyr1 run — recognised by the marker ``.tinyr1-run`` that tinyr1 writes
+there before anything else (``tinyr1.infra.ownership``: the one rule for what is tinyr1's). Anything else is
+refused with one line, with or without ``--overwrite_output_dir``. Overwriting removes only what is the run's, so a
+user's own files beside a run (notes, a README of theirs) survive it.
+
+One process writes a run folder at a time: the claim takes the folder's lock (``tinyr1.infra.run_lock``) and holds
+it until the process ends; a second train, sft, resume or overwrite is refused naming the holder's PID. What a run
+records survives a kill at any instant: a run.json left ``running`` by a dead process is marked ``killed`` by the
+next command that looks (claim, eval, report); checkpoints are stamped as the run's before they are written
+(``tinyr1.infra.checkpoints``); a resume drops the half-written last line of metrics.jsonl and samples.jsonl
+before anything is appended, and checks what it resumes (``tinyr1.infra.resume_checks``). A full disk is one
+line (``tinyr1.infra.disk_full``), run.json then says ``failed``, and no temporary file is left.
 
     run = RunDir.claim(training.output_dir, "train", resume=False, overwrite=False)
     run.write_run_json("running", model=...)        # once per state change: running, completed, failed...
-    run.train(trainer, resume_from_checkpoint=run.resolve_resume(value), remedies=...)   # OOM -> exit 4
+    run.train(trainer, resume_from_checkpoint=run.resolve_resume(value, values), remedies=...)  # OOM -> exit 4
     run.save_final(trainer, tokenizer)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import re
 import shutil
 import time
 from pathlib import Path
 
-from tinyr1.infra.checkpoints import check_checkpoint, latest_checkpoint
+from tinyr1.infra import ownership
+from tinyr1.infra.checkpoints import check_checkpoint, latest_checkpoint, stamp
+from tinyr1.infra.disk_full import disk_full_error, is_disk_full
 from tinyr1.infra.errors import OutOfMemoryError, TinyR1Error, first_line
 from tinyr1.infra.out_of_memory import is_out_of_memory
 from tinyr1.infra.paths import check_output_dir, make_dirs
+from tinyr1.infra.run_json import mark_if_killed, status_in_place, write_json
+from tinyr1.infra.run_lock import RunLock
 
-MARKER = ".tinyr1-run"
-# What a run made before the marker existed leaves: such a folder, holding nothing else, is adopted as a run.
-_LEGACY = re.compile(r"(run\.json|metrics\.jsonl|samples\.jsonl|config\.yaml|config\.json|generation_config\.json|"
-                     r"tokenizer(_config)?\.json|special_tokens_map\.json|chat_template\.jinja|vocab\.json|"
-                     r"merges\.txt|added_tokens\.json|model(-\d+-of-\d+)?\.safetensors(\.index\.json)?|"
-                     r"adapter_(config\.json|model\.safetensors)|training_args\.bin|README\.md|report\.(md|html)|"
-                     r"compare\.md|checkpoint-\d+|eval|plots|merged|reference-model|runs)")
+MARKER = ownership.MARKER
 
 
 class RunDir:
-    """A claimed run folder. Only the main process (``main``) writes the marker and run.json."""
+    """A claimed run folder. Only the main process (``main``) locks it and writes the marker and run.json."""
 
     def __init__(self, path: Path, command: str, main: bool = True):
         self.path, self.command, self.main = Path(path), command, main
         self.started = time.time()
         self.facts: dict = {}
-        self._written: set[str] = set()  # top-level names tinyr1 created here
+        self.run_id: str | None = None
+        self.lock: RunLock | None = None
+        self._written: set[str] = set()  # top-level names that are the run's
         self._foreign: set[str] = set()  # names that were here and are not tinyr1's
 
     # ------------------------------------------------------------ claiming
@@ -56,48 +61,65 @@ class RunDir:
             raise TinyR1Error("--output_dir: empty; give a folder path")
         folder = Path(path).expanduser()
         run = cls(folder, command, main)
-        if not main:  # the main process claims (and may clear); the others only write inside the folder
+        if not main:  # the main process locks, claims (and may clear); the others only write inside the folder
             return run
         if folder.exists() and not folder.is_dir():
             raise TinyR1Error(f"--output_dir {folder}: is a file, not a folder")
-        entries = set(os.listdir(folder)) if folder.is_dir() else set()
-        marker = run._read_marker()
-        if entries and marker is None and _legacy_run(folder, entries):
-            marker = {"command": command, "paths": sorted(entries)}  # a run from before the marker existed
-        if entries and marker is None:
-            raise TinyR1Error(f"--output_dir {folder}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never "
-                              "writes into or deletes a folder it did not create: pick a new or empty folder")
-        if marker is not None and marker["paths"] and marker.get("command") != command:
-            raise TinyR1Error(f"--output_dir {folder}: holds a tinyr1 {marker.get('command')} run, not a "
-                              f"{command} run; pick another folder")
-        if marker is not None and not resume and marker["paths"]:  # a claim that wrote nothing yet is no run
-            if not overwrite:
-                raise TinyR1Error(f"--output_dir {folder}: already holds a tinyr1 {command} run; continue it with "
-                                  "--resume_from_checkpoint latest, pick another --output_dir, or start afresh with "
-                                  "--overwrite_output_dir true (removes only the files that run wrote)")
-            check_output_dir(folder, "--output_dir")
-            run._clear(marker["paths"])
-            marker = None
-        run._written = set(marker["paths"]) if marker else set()
+        run._marker_or_refuse(ownership.entries(folder))  # a user's folder gets not even a lock file
         check_output_dir(folder, "--output_dir")  # probed only once the folder is known to be ours to use
         make_dirs(folder, "--output_dir")
-        run._foreign = set(os.listdir(folder)) - run._written - {MARKER}
-        run._save_marker()
+        run.lock = RunLock.acquire(folder, command, "--output_dir")
+        mark_if_killed(folder)
+        names = ownership.entries(folder)
+        marker = run._marker_or_refuse(names)  # again: only now can no other process change the folder
+        owned = ownership.owned_names(folder, marker, names)
+        if marker is not None and owned and marker.get("command") != command:
+            raise TinyR1Error(f"--output_dir {folder}: holds a tinyr1 {marker.get('command')} run, not a "
+                              f"{command} run; pick another folder")
+        if owned and not resume:  # a claim that wrote nothing yet is no run
+            if not overwrite:
+                raise TinyR1Error(run._already_a_run(marker, owned))
+            run._clear(owned)
+            owned, names = set(), ownership.entries(folder)
+        keep_id = resume and owned and marker is not None
+        run._written = owned
+        run._foreign = set((marker or {}).get("foreign") or []) | (names - owned)
+        run.run_id = ownership.write_marker(folder, command, owned, run._foreign,
+                                            marker.get("run_id") if keep_id else None)
+        if resume:
+            from tinyr1.infra.run_callbacks import drop_torn_last_line
+
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                drop_torn_last_line(folder / name)
         return run
 
-    def _read_marker(self) -> dict | None:
-        file = self.path / MARKER
-        if not file.is_file():
-            return None
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-            paths = [p for p in data["paths"] if isinstance(p, str)]
-        except (ValueError, KeyError, TypeError):
-            raise TinyR1Error(f"{file}: damaged tinyr1 run marker; remove it only if this folder is a tinyr1 "
-                              "run, or pick another --output_dir") from None
-        return {**data, "paths": paths}
+    def _marker_or_refuse(self, names: set[str]) -> dict | None:
+        """The folder's marker (or a run's from before markers, adopted); a folder holding anything else is
+        refused."""
+        marker = ownership.read_marker(self.path) if self.path.is_dir() else None
+        if names and marker is None and _legacy_run(self.path, names):
+            marker = {"command": self.command, "paths": sorted(names), "foreign": None}
+        if names and marker is None:
+            raise TinyR1Error(f"--output_dir {self.path}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never "
+                              "writes into or deletes a folder it did not create: pick a new or empty folder")
+        return marker
 
-    def _clear(self, names: list[str]) -> None:
+    def _already_a_run(self, marker: dict, owned: set[str]) -> str:
+        """The refusal of a fresh run into a run's folder; every way out it names works now (the lock is ours)."""
+        from tinyr1.infra.jsonl import read_json
+
+        try:
+            status = (read_json(self.path / "run.json") or {}).get("status")
+        except TinyR1Error:
+            status = None
+        resumable = latest_checkpoint(self.path, owned) is not None and status != "completed"
+        said = f" ({status})" if status else ""
+        return (f"--output_dir {self.path}: already holds a tinyr1 {self.command} run{said}; "
+                + ("continue it with --resume_from_checkpoint latest, " if resumable else "")
+                + "pick another --output_dir, or start afresh with --overwrite_output_dir true (removes only the "
+                "files that run wrote)")
+
+    def _clear(self, names) -> None:
         for name in names:
             if not name or "/" in name or name in (".", ".."):  # a hand-edited marker must not reach outside
                 continue
@@ -106,32 +128,39 @@ class RunDir:
                 shutil.rmtree(target)
             elif target.exists() or target.is_symlink():
                 target.unlink()
-        (self.path / MARKER).unlink(missing_ok=True)
 
-    def _save_marker(self) -> None:
-        from tinyr1 import __version__
-
-        data = {"tinyr1": __version__, "command": self.command, "paths": sorted(self._written)}
-        tmp = self.path / f"{MARKER}.tmp"
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        tmp.replace(self.path / MARKER)
+    def owned(self) -> set[str]:
+        """The top-level names here that are the run's, now."""
+        return ownership.owned_names(self.path, ownership.read_marker(self.path))
 
     def record(self) -> None:
-        """Note every new top-level entry as tinyr1's (called at each state change and checkpoint)."""
+        """Note every new top-level entry tinyr1 writes as the run's (at each state change and checkpoint)."""
         if not self.main or not self.path.is_dir():
             return
-        new = set(os.listdir(self.path)) - self._foreign - self._written - {MARKER, f"{MARKER}.tmp"}
+        new = {n for n in ownership.entries(self.path) - self._foreign - self._written
+               if ownership.ARTEFACTS.fullmatch(n) and (not ownership.CHECKPOINT.fullmatch(n) or n in self.owned())}
         if new:
             self._written |= new
-            self._save_marker()
+            ownership.write_marker(self.path, self.command, self._written, self._foreign, self.run_id)
 
     def callback(self):
-        """A TrainerCallback that records checkpoints and logs as they appear."""
+        """A TrainerCallback that stamps each checkpoint as the run's before the Trainer writes it, and records
+        checkpoints and logs as they appear."""
         from transformers import TrainerCallback
 
         run = self
 
         class _Record(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                self._stamp(state, control)
+
+            def on_epoch_end(self, args, state, control, **kwargs):
+                self._stamp(state, control)
+
+            def _stamp(self, state, control):
+                if control.should_save and run.main and run.run_id:
+                    stamp(run.path / f"checkpoint-{state.global_step}", run.run_id)
+
             def on_save(self, args, state, control, **kwargs):
                 run.record()
 
@@ -142,22 +171,37 @@ class RunDir:
 
     # ------------------------------------------------------------ resuming
 
-    def resolve_resume(self, value: str | None) -> str | None:
-        """None, or the checkpoint folder to resume from: ``latest`` (or true) is the newest complete one here."""
+    def resolve_resume(self, value: str | None, values: dict | None = None, accept_changes: bool = False):
+        """None, or the checkpoint folder to resume from: ``latest`` (or true) is the run's newest complete one.
+        With the run's settings (``values``), also what ``tinyr1.infra.resume_checks`` checks; a finished run
+        raises ``FinishedRun``."""
+        from tinyr1.infra import resume_checks
+
         if value in (None, "", "false", "False"):
             return None
+        if values is not None:
+            resume_checks.check_not_finished(self.path, values)
         if value in ("latest", "true", "True"):
-            found = latest_checkpoint(self.path)
+            found = latest_checkpoint(self.path, self.owned())  # every process picks the same one
             if found is None:
-                raise TinyR1Error(f"--resume_from_checkpoint latest: no complete checkpoint-N in {self.path}")
+                others = sorted(p.name for p in self.path.glob("checkpoint-*") if p.name in self._foreign
+                                or p.name not in self.owned())
+                extra = f" ({', '.join(others)}: not this run's, never resumed)" if others else ""
+                raise TinyR1Error(f"--resume_from_checkpoint latest: no complete checkpoint-N of this run in "
+                                  f"{self.path}{extra}")
             value = str(found)
         check_checkpoint(Path(value))
+        if values is not None:
+            resume_checks.check_fits(Path(value), values)
+            if self.main:
+                resume_checks.check_changes(self.path, Path(value), values, accept_changes)
         return value
 
     # ------------------------------------------------------------ run.json and the end of a run
 
     def write_run_json(self, status: str, **facts) -> None:
-        """Write run.json once per state change: status, timing, versions and every fact given so far."""
+        """Write run.json once per state change: status, timing, versions and every fact given so far. A failed
+        write (a full disk) leaves the previous run.json and no temporary file, and is one line."""
         self.facts.update(facts)
         if not self.main:
             return
@@ -173,10 +217,21 @@ class RunDir:
                 "versions": {"tinyr1": __version__, "torch": torch.__version__, "trl": trl.__version__,
                              "transformers": transformers.__version__, "python": platform.python_version()},
                 **self.facts}
-        tmp = self.path / "run.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
-        tmp.replace(self.path / "run.json")
-        self.record()
+        try:
+            write_json(self.path / "run.json", info)
+            self.record()
+        except OSError as err:
+            if not is_disk_full(err):
+                raise TinyR1Error(f"{self.path / 'run.json'}: cannot write ({err.strerror or err})") from None
+            status_in_place(self.path / "run.json", status, self.facts.get("global_step"))
+            raise disk_full_error(self.path, "run.json") from None
+
+    def _note(self, status: str, **facts) -> None:
+        """run.json's new status when a run fails; a failure to write it must not hide the first error."""
+        try:
+            self.write_run_json(status, **facts)
+        except (TinyR1Error, OSError):
+            pass
 
     def build_trainer(self, factory):
         """``factory()``, the trainer; trl, transformers and peft reject some settings only here (LoRA target
@@ -189,14 +244,18 @@ class RunDir:
             raise TinyR1Error(f"cannot set up training: {first_line(err)}") from None
 
     def train(self, trainer, resume_from_checkpoint: str | None, remedies) -> None:
-        """``trainer.train``; out of memory becomes exit 4 with ``remedies()``; any failure is noted in run.json."""
+        """``trainer.train``; out of memory becomes exit 4 with ``remedies()``, a full disk one line; any failure
+        is noted in run.json."""
         try:
             trainer.train(resume_from_checkpoint=resume_from_checkpoint)
         except BaseException as err:
-            oom = is_out_of_memory(err)
-            self.write_run_json("out of memory" if oom else "failed", global_step=trainer.state.global_step)
+            oom, full = is_out_of_memory(err), is_disk_full(err)
+            self._note("out of memory" if oom else "failed", global_step=trainer.state.global_step,
+                       **({"error": "disk full"} if full else {}))
             if oom:
                 raise OutOfMemoryError(remedies()) from None
+            if full:
+                raise disk_full_error(self.path) from None
             if isinstance(err, ImportError):  # a package a setting needs (an optimizer's, a logger's) is missing
                 raise TinyR1Error(f"cannot train: {first_line(err)}") from None
             raise
@@ -213,20 +272,26 @@ class RunDir:
 
     def save_final(self, trainer, tokenizer, merge_lora: bool = False) -> None:
         """The final model (or LoRA adapter) and tokenizer; with ``merge_lora`` also a merged model in merged/."""
-        trainer.save_model(str(self.path))  # every process: DeepSpeed/FSDP gather the weights collectively
-        if not self.main:
-            return
-        tokenizer.save_pretrained(self.path)
-        if merge_lora and hasattr(trainer.model, "merge_and_unload"):
-            trainer.model.merge_and_unload().save_pretrained(self.path / "merged")
-            tokenizer.save_pretrained(self.path / "merged")
-        self.record()
+        try:
+            trainer.save_model(str(self.path))  # every process: DeepSpeed/FSDP gather the weights collectively
+            if not self.main:
+                return
+            tokenizer.save_pretrained(self.path)
+            if merge_lora and hasattr(trainer.model, "merge_and_unload"):
+                trainer.model.merge_and_unload().save_pretrained(self.path / "merged")
+                tokenizer.save_pretrained(self.path / "merged")
+            self.record()
+        except Exception as err:
+            if not is_disk_full(err):
+                raise
+            self._note("failed", error="disk full while saving the final model")
+            raise disk_full_error(self.path, "the final model") from None
 
 
 def _legacy_run(folder: Path, entries: set[str]) -> bool:
     """A run folder from before the marker: only known artefacts, and a run.json that tinyr1 train wrote (or, from
     sft, which wrote none, its config.yaml, metrics.jsonl and saved model)."""
-    if not all(_LEGACY.fullmatch(e) for e in entries):
+    if not all(ownership.ARTEFACTS.fullmatch(e) for e in entries):
         return False
     if "run.json" in entries:
         try:

@@ -3,7 +3,9 @@ the device defaults, what a resume value means, and the claim of the run folder.
 
     script, training, model_args, values = parse_training_recipe([ScriptArgs, GRPOConfig, ModelConfig], argv,
                                                                  "tinyr1 train", "grpo", doc, defaults, rules)
-    run, resume = claim_run_folder(training, "train", overwrite=script.overwrite_output_dir)
+    run, resume = claim_run_folder(training, "train", overwrite=script.overwrite_output_dir, values=values,
+                                   accept_changes=script.resume_changed_settings)
+    # run is None: the run named for resuming already finished (said so); the command exits 0
 """
 
 from __future__ import annotations
@@ -52,8 +54,21 @@ def parse_training_recipe(types: list[type], argv: list[str] | None, prog: str, 
     return script, training, model_args, values
 
 
-def claim_run_folder(training, command: str, *, overwrite: bool) -> tuple[RunDir, str | None]:
-    """The run folder (refused if it is a user's) and the checkpoint to resume from, or None."""
+def claim_run_folder(training, command: str, *, overwrite: bool, values: dict | None = None,
+                     accept_changes: bool = False) -> tuple[RunDir | None, str | None]:
+    """The run folder (locked for this process; refused if it is a user's or another process's) and the checkpoint
+    to resume from, or None; with the run's ``values``, the resume is checked against what it resumes
+    (``tinyr1.infra.resume_checks``). (None, None) when the run to resume has finished: nothing to train."""
+    from tinyr1.infra.resume_checks import FinishedRun
+
     run = RunDir.claim(training.output_dir, command, resume=wants_resume(training.resume_from_checkpoint),
                        overwrite=overwrite, main=training.process_index == 0)
-    return run, run.resolve_resume(training.resume_from_checkpoint)
+    try:
+        resume = run.resolve_resume(training.resume_from_checkpoint, values, accept_changes)
+        if values is not None:  # one resume's consent, not the run's: config.yaml keeps it off for the next
+            values["resume_changed_settings"] = False
+        return run, resume
+    except FinishedRun as done:
+        if run.main:
+            print(done, flush=True)
+        return None, None

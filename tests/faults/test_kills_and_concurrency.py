@@ -1,0 +1,107 @@
+"""One writer per run folder, and what a kill -9 leaves, through the real CLI on the tiny model: a second run,
+resume, overwrite or eval into a folder in use is refused naming the holder's PID; a run killed at any moment
+(in the middle of a checkpoint included) resumes from its newest complete checkpoint, never another run's."""
+
+import json
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tinyr1.infra.checkpoints import latest_checkpoint
+from tinyr1.infra.ownership import owned_names, read_marker
+
+from ..conftest import REPO
+from .helpers import lock_pid, one_line, resume_args, start, status, steps, train_args, wait_for
+
+
+def _checkpoints(out):
+    return {p.name for p in out.glob("checkpoint-*")}
+
+
+def _kill(proc):
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+
+
+@pytest.mark.slow
+def test_a_second_process_is_refused_naming_the_pid_while_the_first_runs(cli, gsm8k_dir, tmp_path):
+    out = tmp_path / "run"
+    first = start(*train_args(gsm8k_dir, out, "--max_steps", "500", "--sample_every", "0",
+                              "--max_completion_length", "64"))
+    try:
+        wait_for(lambda: lock_pid(out) == first.pid and (out / "checkpoint-1").is_dir(), proc=first)
+        attempts = {"a second run": train_args(gsm8k_dir, out, "--max_steps", "2", "--learning_rate", "0.5"),
+                    "a resume": resume_args(out),
+                    "an overwrite": train_args(gsm8k_dir, out, "--max_steps", "1", "--overwrite_output_dir", "true"),
+                    "an eval": ["eval", "--predictions", str(REPO / "tests/assets/predictions.jsonl"),
+                                "--output_dir", str(out)]}
+        tries = {what: start(*args) for what, args in attempts.items()}  # all at once, as from four terminals
+        for what, proc in tries.items():
+            stderr = proc.communicate(timeout=600)[1]
+            result = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+            assert result.returncode == 2, f"{what}: {result.stderr[-2000:]}"
+            line = one_line(result)
+            assert f"in use by tinyr1 train (PID {first.pid})" in line, what
+            assert "pick another --output_dir, or wait until" in line  # advice that works while it runs
+        assert first.poll() is None and not (out / "metrics.json").exists()
+        logged = steps(out)
+        assert logged == list(range(1, len(logged) + 1))  # one run's rows only, in order
+    finally:
+        _kill(first)
+    # Killed: the lock died with it. The next command that looks says so; the resume then goes on.
+    assert status(out) == "running"
+    report = cli("report", str(out), cwd=REPO)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert status(out) == "killed"
+    newest = int(latest_checkpoint(out).name.split("-")[1])
+    resumed = cli(*resume_args(out, "--max_steps", str(newest + 1)), cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert status(out) == "completed" and json.loads((out / "run.json").read_text())["global_step"] == newest + 1
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_latest_resumes_the_newest_complete_checkpoint(cli, gsm8k_dir, tmp_path):
+    out = tmp_path / "run"
+    rng = random.Random()
+    seed = rng.randrange(10**6)
+    rng.seed(seed)
+    command = train_args(gsm8k_dir, out, "--max_steps", "500", "--sample_every", "0")
+    starts = []  # (complete lines of metrics.jsonl before a resume, the step it resumes from)
+    for attempt in range(3):
+        proc = start(*command)
+        seen = _checkpoints(out)
+        # The first kill lands just as the second checkpoint folder appears (in the middle of its save); the others
+        # at a random moment after the resumed run's first checkpoint.
+        wait_for(lambda: len(_checkpoints(out) - seen) >= (2 if attempt == 0 else 1), proc=proc)  # noqa: B023
+        time.sleep(0 if attempt == 0 else rng.uniform(0, 0.8))
+        _kill(proc)
+        marker = read_marker(out)
+        made = _checkpoints(out) - {"checkpoint-400"}
+        assert made <= owned_names(out, marker), f"seed {seed}: a checkpoint the run made is not its own"
+        newest = latest_checkpoint(out, owned_names(out, marker))
+        assert newest is not None, f"seed {seed}"
+        if attempt == 0:  # someone else's checkpoint, newer than any of the run's: never resumed
+            planted = out / "checkpoint-400"
+            planted.mkdir()
+            for f in newest.iterdir():
+                (planted / f.name).write_bytes(f.read_bytes())
+            (planted / ".tinyr1-run-id").write_text("another-run")
+            state = json.loads((planted / "trainer_state.json").read_text())
+            (planted / "trainer_state.json").write_text(json.dumps({**state, "global_step": 400}))
+        starts.append((len((out / "metrics.jsonl").read_text().split("\n")) - 1 if (out / "metrics.jsonl").exists()
+                       else 0, int(newest.name.split("-")[1])))
+        command = resume_args(out, "--max_steps", "500")
+    last = starts[-1][1]
+    done = cli(*resume_args(out, "--max_steps", str(last + 2)), cwd=REPO)
+    assert done.returncode == 0, f"seed {seed}: {done.stderr[-2000:]}"
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]  # none torn
+    for begin, step in starts:
+        logged = [row["step"] for row in lines[begin:] if "loss" in row]
+        if logged:
+            assert logged[0] == step + 1, f"seed {seed}: resumed at {logged[0] - 1}, newest complete was {step}"
+    assert json.loads((out / "run.json").read_text())["global_step"] == last + 2, f"seed {seed}"
+    assert (out / "checkpoint-400" / ".tinyr1-run-id").read_text() == "another-run"  # and never deleted
