@@ -27,11 +27,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 lint: install
 	$(VENV)/bin/ruff check $(wildcard src tests benchmarks)
 
+# Two pytest workers (pytest-xdist), one torch thread each: most of the suite's time is CLI processes starting and
+# loading a model on one core, so two workers halve it on a 2-core machine.
+PYTEST_WORKERS ?= 2
 test: install lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow"
 
 # The main job, offline on this CPU, in under five minutes: SmolLM2-135M-Instruct learns sums of 2-3 terms. An 8-step
 # LoRA cold start on generated sums with worked steps shows it the tags; then GRPO (4 prompts x 4 completions a step,

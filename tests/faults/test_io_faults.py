@@ -21,8 +21,12 @@ def one_line_error(result, code: int = 2) -> str:
     return errors[0]
 
 
+BOOKKEEPING = {".tinyr1-lock", ".tinyr1-run"}  # the folder's lock and ownership marker (tinyr1.infra.ownership)
+
+
 def files(folder) -> list[str]:
-    return sorted(os.listdir(folder))
+    """What a command left in ``folder`` besides its own bookkeeping."""
+    return sorted(set(os.listdir(folder)) - BOOKKEEPING)
 
 
 # ---------------------------------------------------------------- nothing of the user's is overwritten

@@ -29,7 +29,7 @@ def test_local_hub_and_missing_paths(tmp_path):
 def test_run_folder_resolves_to_newest_complete_checkpoint(tmp_path):
     for step in (2, 10):
         shutil.copytree(TINY, tmp_path / f"checkpoint-{step}")
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
     shutil.copytree(TINY, tmp_path / "checkpoint-12")  # half-written: no trainer_state.json yet
     assert resolve_model(str(tmp_path)).path == str(tmp_path / "checkpoint-10")
 
