@@ -1,13 +1,17 @@
-"""What the fault tests share: a tiny run's arguments, a CLI started in the background, and reading its folder."""
+"""What the fault tests share: a tiny run's arguments, a CLI started in the background, reading its folder, and a
+small disk that fills up."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from ..conftest import ASSETS, REPO
 
@@ -66,3 +70,20 @@ def one_line(result: subprocess.CompletedProcess) -> str:
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1, result.stderr[-2000:]
     return errors[0]
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str):
+    """A tmpfs of ``size`` mounted at ``folder`` for the block: a real full disk. Mounting needs root and a kernel
+    that allows it (not a container without CAP_SYS_ADMIN); the test is skipped, saying so, where it cannot."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs a small tmpfs, and mounting one needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or mounted.returncode})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -5,31 +5,20 @@ The disk is a small tmpfs mounted for the test; where mounting is not allowed (n
 CAP_SYS_ADMIN) the test is skipped, saying so."""
 
 import json
-import os
 import subprocess
 import uuid
 
 import pytest
 
 from ..conftest import REPO
-from .helpers import one_line, resume_args, status, train_args
+from .helpers import one_line, resume_args, small_tmpfs, status, train_args
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     """A 600 KB tmpfs: room for the run's first checkpoint of the tiny model, not its second."""
-    mount = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root; a full disk cannot be made here")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.strip()}); a full disk cannot be made")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_tmpfs(tmp_path / f"disk-{uuid.uuid4().hex[:6]}", "600k") as disk:
+        yield disk
 
 
 def test_a_full_disk_is_one_line_and_the_retry_after_freeing_space_resumes(cli, gsm8k_dir, small_disk):

@@ -4,11 +4,11 @@ over its own input, a full disk under prepare, eval and report (a small tmpfs), 
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
 from ..conftest import ASSETS, REPO
+from .helpers import small_tmpfs
 
 TINY = ASSETS / "tiny-qwen2"
 
@@ -69,19 +69,9 @@ def test_compare_output_over_a_users_file_is_refused_before_any_model_loads(cli,
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 256 KiB tmpfs: a real full disk. Mounting needs root and a kernel that allows it; skipped otherwise."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("a real full disk needs a small tmpfs, and mounting one needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
+    """A 256 KiB tmpfs: a real full disk (skipped where one cannot be mounted)."""
+    with small_tmpfs(tmp_path / "disk", "256k") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def fill(disk, leave: int):

@@ -75,6 +75,7 @@ class TrainScriptArguments:
     curriculum_revisit: float = field(default=0.25, metadata={"help": "with curriculum: the weight of a failed "
                                       "prompt against 1 for the others"})
 
+
 @dataclass
 class SFTScriptArguments:
     dataset_name: str = field(default="yahma/alpaca-cleaned", metadata={"help": "hub id, local json/jsonl/parquet "
