@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from tinyr1.commands.evaluate import evaluate, rescored_metrics, score_completion, summarize
+from tinyr1.commands.evaluate import evaluate
+from tinyr1.tasks.scoring import rescored_metrics, score_completion, summarize
 
 from ..conftest import ASSETS, read_jsonl
 

@@ -14,9 +14,8 @@ the rewards share:
 - ``accuracy_recipe_reward``: what the recipe's ``correctness`` reward pays for (without tags the whole text is
   the answer, so a bare right number counts) — what training rewarded, not a format check.
 
-Format metrics go through the format rewards themselves. Writes ``metrics.json`` and ``samples.jsonl`` to
-``--output_dir``. ``rescored_metrics`` reads an eval folder written before ``accuracy_strict`` needed the tags
-(its metrics have no ``accuracy_recipe_reward``) and scores its samples again under the rule above.
+Format metrics go through the format rewards themselves; the per-question record and the metrics over them are
+``tinyr1.tasks.scoring``'s. Writes ``metrics.json`` and ``samples.jsonl`` to ``--output_dir``.
 """
 
 from __future__ import annotations
@@ -30,70 +29,9 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.paths import check_output_dir, make_dirs
-from tinyr1.tasks import answers, rewards
+from tinyr1.tasks import answers
 from tinyr1.tasks.answers import SYSTEM_PROMPT
-
-METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
-                "accuracy_recipe_reward": "correct_recipe_reward", "format_strict": "format_strict",
-                "format_soft": "format_soft", "worked_step_fraction": "worked_step"}
-
-
-def score_completion(completion: str, gold: str) -> dict:
-    """The per-question record: extracted answers (``extracted`` is None without a closed ``<answer>`` block) and
-    one boolean per metric.
-
-    >>> r = score_completion("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>", "2")
-    >>> r["correct_strict"], r["correct_flexible"], r["format_strict"], r["format_soft"], r["worked_step"]
-    (True, True, True, True, True)
-    >>> r = score_completion("He has 4 - 1 - 1 = 2 apples left.", "2")
-    >>> r["correct_strict"], r["correct_flexible"], r["extracted_flexible"]
-    (False, True, '2')
-    >>> r = score_completion("7", "7")
-    >>> r["correct_strict"], r["extracted"], r["correct_flexible"], r["correct_recipe_reward"]
-    (False, None, True, True)
-    """
-    chat = [[{"role": "assistant", "content": completion}]]
-    return {
-        "extracted": answers.strict_answer(completion),
-        "extracted_flexible": answers.extract_last_number(completion),
-        "correct_strict": answers.is_correct(completion, gold, scoring="strict"),
-        "correct_flexible": answers.is_correct(completion, gold, scoring="flexible"),
-        "correct_recipe_reward": rewards.correctness_reward_func(chat, [gold])[0] > 0,
-        "format_strict": rewards.strict_format_reward_func(chat)[0] > 0,
-        "format_soft": rewards.soft_format_reward_func(chat)[0] > 0,
-        "worked_step": answers.has_worked_step(completion),
-    }
-
-
-def summarize(samples: list[dict]) -> dict:
-    """Fractions over the per-question records (what ``metrics.json`` holds besides the run facts)."""
-    n = len(samples)
-    metrics = {"n": n, **{name: sum(s.get(flag, False) for s in samples) / n for name, flag in METRIC_FLAGS.items()}}
-    if samples and "num_tokens" in samples[0]:
-        metrics["mean_completion_tokens"] = sum(s["num_tokens"] for s in samples) / n
-        metrics["truncated_fraction"] = sum(s["truncated"] for s in samples) / n
-    return metrics
-
-
-def rescored_metrics(eval_dir: str | Path) -> dict | None:
-    """An eval folder's ``metrics.json`` (None when absent), its scores recomputed from ``samples.jsonl`` when it was
-    written before strict accuracy needed the ``<answer>`` block (no ``accuracy_recipe_reward`` in it).
-
-    Without the samples to score again, the old ``accuracy_strict`` (the recipe reward's rule) is moved to
-    ``accuracy_recipe_reward`` and ``accuracy_strict`` becomes None, so a table never shows it under the new name.
-    """
-    from tinyr1.infra.jsonl import read_json, read_jsonl
-
-    folder = Path(eval_dir)
-    metrics = read_json(folder / "metrics.json")
-    if not isinstance(metrics, dict) or "accuracy_recipe_reward" in metrics or "accuracy_strict" not in metrics:
-        return metrics
-    samples = [s for s in read_jsonl(folder / "samples.jsonl", missing_ok=True)
-               if isinstance(s.get("completion"), str) and s.get("answer") is not None]
-    if samples and len(samples) == metrics.get("n"):
-        scored = [{**s, **score_completion(s["completion"], str(s["answer"]))} for s in samples]
-        return {**metrics, **summarize(scored), "rescored": True}
-    return {**metrics, "accuracy_recipe_reward": metrics["accuracy_strict"], "accuracy_strict": None}
+from tinyr1.tasks.scoring import METRIC_FLAGS, score_completion, summarize
 
 
 def read_predictions(path: str) -> list[dict]:
@@ -286,36 +224,6 @@ def _claim_output_dir(out: Path):
     return lock
 
 
-def _warn_if_unfinished(model: str | None) -> None:
-    """A run folder whose run.json says running: still training, or killed while saving (marked ``killed``)."""
-    from tinyr1.infra.run_json import mark_if_killed
-    from tinyr1.infra.run_lock import holder
-
-    folder = Path(model or "").expanduser()
-    if not model or not (folder / "run.json").is_file():
-        return
-    before = _status(folder)
-    info = mark_if_killed(folder) or {}
-    if before != "running":
-        return
-    if info.get("status") == "killed":
-        print(f"warning: {folder}: its run was killed before it finished (run.json said running; now killed): "
-              "the model there may be incomplete; evaluate one of its checkpoint-N folders instead",
-              file=sys.stderr, flush=True)
-    else:
-        print(f"warning: {folder}: its run is still training (PID {holder(folder)}): the model there is not the "
-              "final one yet", file=sys.stderr, flush=True)
-
-
-def _status(folder: Path):
-    from tinyr1.infra.jsonl import read_json
-
-    try:
-        return (read_json(folder / "run.json") or {}).get("status")
-    except TinyR1Error:
-        return None
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The options, range-checked, and the output folder checked, before any model loads or generates."""
     from tinyr1.infra.validate import check, flag_source
@@ -334,8 +242,9 @@ def run(args: argparse.Namespace) -> dict:
     folder is locked for the evaluation (released after it, for a caller that goes on, such as the Python API)."""
     if args.model_name_or_path:
         from tinyr1.infra.models import resolve_model
+        from tinyr1.infra.run_json import warn_if_unfinished
 
-        _warn_if_unfinished(args.model_name_or_path)
+        warn_if_unfinished(args.model_name_or_path)
         resolve_model(args.model_name_or_path, args.adapter)
     lock = _claim_output_dir(Path(args.output_dir))
     try:

@@ -6,7 +6,7 @@ Printed at the end of ``make demo`` and written at the top of every run's report
 
 "accuracy (in `<answer>`)" is ``tinyr1 eval``'s ``accuracy_strict`` (``tinyr1.tasks.answers.is_correct``: the last
 ``<answer>`` block equals the gold; a bare right number does not count). An eval folder written before that rule
-is scored again from its samples (``evaluate.rescored_metrics``); "—" where it cannot be.
+is scored again from its samples (``tinyr1.tasks.scoring.rescored_metrics``); "—" where it cannot be.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinyr1.commands.evaluate import rescored_metrics
 from tinyr1.infra.jsonl import read_jsonl
+from tinyr1.tasks.scoring import rescored_metrics
 
 
 def _steps(run_dir: Path) -> list[dict]:

@@ -19,10 +19,10 @@ import re
 import sys
 from pathlib import Path
 
-from tinyr1.commands.evaluate import rescored_metrics
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.jsonl import atomic_file, read_json, read_jsonl, read_text, write_together
 from tinyr1.tasks import answers
+from tinyr1.tasks.scoring import rescored_metrics
 
 # Opt-in sampling options' per-step counts (tinyr1.infra.dynamic_sampling, tinyr1.infra.curriculum), plotted if logged.
 SAMPLING_PANELS = (("dynamic_sampling/dropped_all_right", "groups dropped: all right"),

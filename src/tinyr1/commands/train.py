@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from tinyr1.commands import train_before_after as before_after
 from tinyr1.commands.recipe_fields import TrainScriptArguments
 from tinyr1.infra.errors import CollapseError, TinyR1Error
 from tinyr1.infra.recipe import dump_recipe
@@ -181,7 +182,7 @@ def execute(script, training, model_args, values: dict, reward_funcs: list, thre
     run.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
                        split=script.dataset_split, world_size=training.world_size)
     if script.eval_before_after:
-        _evaluate_stage(script, run, model, tokenizer, "before")
+        before_after.evaluate_stage(script, run, model, tokenizer, "before")
     try:
         return train_and_finish(script, training, model_args, run, model, tokenizer, dataset, reward_funcs)
     finally:
@@ -235,10 +236,10 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
         return run.interrupted(trainer, stopper.received)
     run.save_final(trainer, tokenizer, script.merge_lora)
     if script.eval_before_after:
-        _evaluate_stage(script, run, trainer.model, tokenizer, "after")
+        before_after.evaluate_stage(script, run, trainer.model, tokenizer, "after")
     run.write_run_json("completed")
     if script.eval_before_after and run.main:
-        _finish_story(script, model_args, run)
+        before_after.finish_story(script, model_args, run)
     if run.main:
         print(f"done: {trainer.state.global_step} steps in {time.time() - run.started:.0f}s; outputs in {run.path}")
     return 0
@@ -286,34 +287,6 @@ def _pin_reference_model(model, tokenizer, output_dir: Path) -> None:
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
     model.config._name_or_path = str(folder)
-
-
-def _evaluate_stage(script, run: RunDir, model, tokenizer, stage: str) -> None:
-    if not run.main:
-        return
-    from tinyr1.commands.evaluate import evaluate
-
-    was_training = model.training
-    model.eval()
-    evaluate(model=model, tokenizer=tokenizer, dataset_name=script.dataset_name, split=script.eval_split,
-             limit=script.eval_limit, max_new_tokens=script.eval_max_new_tokens,
-             system_prompt=script.system_prompt, output_dir=run.path / "eval" / stage,
-             dataset_options=script.dataset_options)
-    model.train(was_training)
-    run.record()
-
-
-def _finish_story(script, model_args, run: RunDir) -> None:
-    from tinyr1.commands.compare import compare
-    from tinyr1.commands.report import eval_table, write_report
-    from tinyr1.infra.jsonl import read_json
-
-    compare(model_args.model_name_or_path, str(run.path), output=run.path / "compare.md",
-            system_prompt=script.system_prompt)
-    report = write_report(run.path)
-    run.record()
-    print("\n".join(eval_table(*(read_json(run.path / "eval" / s / "metrics.json") for s in ("before", "after")))))
-    print(f"report: {report}")
 
 
 if __name__ == "__main__":

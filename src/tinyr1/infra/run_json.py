@@ -77,3 +77,35 @@ def mark_if_killed(folder: Path) -> dict | None:
         if lock is not None:
             lock.release()
     return info
+
+
+def warn_if_unfinished(model: str | None) -> None:
+    """For a command about to read a model from a run folder whose run.json says running: a warning that it is still
+    training, or that it was killed while saving (it is then marked ``killed``)."""
+    import sys
+
+    from tinyr1.infra.run_lock import holder
+
+    folder = Path(model or "").expanduser()
+    if not model or not (folder / "run.json").is_file():
+        return
+    before = _status(folder)
+    info = mark_if_killed(folder) or {}
+    if before != "running":
+        return
+    if info.get("status") == "killed":
+        print(f"warning: {folder}: its run was killed before it finished (run.json said running; now killed): "
+              "the model there may be incomplete; evaluate one of its checkpoint-N folders instead",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"warning: {folder}: its run is still training (PID {holder(folder)}): the model there is not the "
+              "final one yet", file=sys.stderr, flush=True)
+
+
+def _status(folder: Path):
+    from tinyr1.infra.jsonl import read_json
+
+    try:
+        return (read_json(folder / "run.json") or {}).get("status")
+    except TinyR1Error:
+        return None

@@ -1,0 +1,75 @@
+"""What ``tinyr1 eval`` counts: the per-question record of a completion, the metrics over many, and the re-scoring
+of an eval folder written under the previous strict rule.
+
+Right answers are ``tinyr1.tasks.answers.is_correct``'s (strict: the last closed ``<answer>`` block; flexible: the
+last number); ``accuracy_recipe_reward`` is what the recipe's ``correctness`` reward pays for (a bare right number
+counts); format metrics are the format rewards' own verdicts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinyr1.tasks import answers, rewards
+
+METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
+                "accuracy_recipe_reward": "correct_recipe_reward", "format_strict": "format_strict",
+                "format_soft": "format_soft", "worked_step_fraction": "worked_step"}
+
+
+def score_completion(completion: str, gold: str) -> dict:
+    """The per-question record: extracted answers (``extracted`` is None without a closed ``<answer>`` block) and
+    one boolean per metric.
+
+    >>> r = score_completion("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>", "2")
+    >>> r["correct_strict"], r["correct_flexible"], r["format_strict"], r["format_soft"], r["worked_step"]
+    (True, True, True, True, True)
+    >>> r = score_completion("He has 4 - 1 - 1 = 2 apples left.", "2")
+    >>> r["correct_strict"], r["correct_flexible"], r["extracted_flexible"]
+    (False, True, '2')
+    >>> r = score_completion("7", "7")
+    >>> r["correct_strict"], r["extracted"], r["correct_flexible"], r["correct_recipe_reward"]
+    (False, None, True, True)
+    """
+    chat = [[{"role": "assistant", "content": completion}]]
+    return {
+        "extracted": answers.strict_answer(completion),
+        "extracted_flexible": answers.extract_last_number(completion),
+        "correct_strict": answers.is_correct(completion, gold, scoring="strict"),
+        "correct_flexible": answers.is_correct(completion, gold, scoring="flexible"),
+        "correct_recipe_reward": rewards.correctness_reward_func(chat, [gold])[0] > 0,
+        "format_strict": rewards.strict_format_reward_func(chat)[0] > 0,
+        "format_soft": rewards.soft_format_reward_func(chat)[0] > 0,
+        "worked_step": answers.has_worked_step(completion),
+    }
+
+
+def summarize(samples: list[dict]) -> dict:
+    """Fractions over the per-question records (what ``metrics.json`` holds besides the run facts)."""
+    n = len(samples)
+    metrics = {"n": n, **{name: sum(s.get(flag, False) for s in samples) / n for name, flag in METRIC_FLAGS.items()}}
+    if samples and "num_tokens" in samples[0]:
+        metrics["mean_completion_tokens"] = sum(s["num_tokens"] for s in samples) / n
+        metrics["truncated_fraction"] = sum(s["truncated"] for s in samples) / n
+    return metrics
+
+
+def rescored_metrics(eval_dir: str | Path) -> dict | None:
+    """An eval folder's ``metrics.json`` (None when absent), its scores recomputed from ``samples.jsonl`` when it was
+    written before strict accuracy needed the ``<answer>`` block (no ``accuracy_recipe_reward`` in it).
+
+    Without the samples to score again, the old ``accuracy_strict`` (the recipe reward's rule) is moved to
+    ``accuracy_recipe_reward`` and ``accuracy_strict`` becomes None, so a table never shows it under the new name.
+    """
+    from tinyr1.infra.jsonl import read_json, read_jsonl
+
+    folder = Path(eval_dir)
+    metrics = read_json(folder / "metrics.json")
+    if not isinstance(metrics, dict) or "accuracy_recipe_reward" in metrics or "accuracy_strict" not in metrics:
+        return metrics
+    samples = [s for s in read_jsonl(folder / "samples.jsonl", missing_ok=True)
+               if isinstance(s.get("completion"), str) and s.get("answer") is not None]
+    if samples and len(samples) == metrics.get("n"):
+        scored = [{**s, **score_completion(s["completion"], str(s["answer"]))} for s in samples]
+        return {**metrics, **summarize(scored), "rescored": True}
+    return {**metrics, "accuracy_recipe_reward": metrics["accuracy_strict"], "accuracy_strict": None}
