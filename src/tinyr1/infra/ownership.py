@@ -148,3 +148,13 @@ def claim_outputs(folder: Path, command: str, names: list[str]) -> None:
     foreign = (set(marker["foreign"] or []) if marker else set()) | (present - paths)
     write_marker(folder, marker.get("command", command) if marker else command, paths, foreign,
                  marker.get("run_id") if marker else None)
+
+
+def legacy_run(folder: Path, entries: set[str]) -> bool:
+    """A run folder from before the marker: only known artefacts, and a run.json that tinyr1 train signed (or, from
+    sft, which wrote none, its config.yaml, metrics.jsonl and saved model)."""
+    if not all(ARTEFACTS.fullmatch(e) for e in entries):
+        return False
+    if "run.json" in entries:
+        return _signed(folder / "run.json")
+    return {"config.yaml", "metrics.jsonl"} <= entries and bool({"adapter_config.json", "config.json"} & entries)

@@ -22,7 +22,6 @@ line (``tinyr1.infra.disk_full``), run.json then says ``failed``, and no tempora
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import time
@@ -97,7 +96,7 @@ class RunDir:
         """The folder's marker (or a run's from before markers, adopted); a folder holding anything else is
         refused."""
         marker = ownership.read_marker(self.path) if self.path.is_dir() else None
-        if names and marker is None and _legacy_run(self.path, names):
+        if names and marker is None and ownership.legacy_run(self.path, names):
             marker = {"command": self.command, "paths": sorted(names), "foreign": None}
         if names and marker is None:
             raise TinyR1Error(f"--output_dir {self.path}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never "
@@ -286,16 +285,3 @@ class RunDir:
                 raise
             self._note("failed", error="disk full while saving the final model")
             raise disk_full_error(self.path, "the final model") from None
-
-
-def _legacy_run(folder: Path, entries: set[str]) -> bool:
-    """A run folder from before the marker: only known artefacts, and a run.json that tinyr1 train wrote (or, from
-    sft, which wrote none, its config.yaml, metrics.jsonl and saved model)."""
-    if not all(ownership.ARTEFACTS.fullmatch(e) for e in entries):
-        return False
-    if "run.json" in entries:
-        try:
-            return "tinyr1" in json.loads((folder / "run.json").read_text(encoding="utf-8"))["versions"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-    return {"config.yaml", "metrics.jsonl"} <= entries and bool({"adapter_config.json", "config.json"} & entries)
