@@ -106,7 +106,9 @@ TOUCHPOINTS = (
                "and refilled (keys prompt_ids, prompt_mask, completion_ids, completion_mask, advantages, "
                "num_items_in_batch, per-token log-probs)", "tinyr1.infra.dynamic_sampling"),
     Touchpoint("trl", "GRPOTrainer._get_train_sampler (Trainer's hook) and RepeatSampler's layout; "
-               "self._metrics['train'] lists averaged at logging", "tinyr1.infra.curriculum, dynamic_sampling"),
+               "self._metrics['train'] lists averaged at logging; attributes reward_weights (a tensor), "
+               "reward_func_names, num_generations, num_iterations, train_dataset",
+               "tinyr1.infra.curriculum, dynamic_sampling"),
     Touchpoint("accelerate", "model._hf_hook (private): a dispatched model keeps generate's loop (read with getattr; "
                "not gated)", "tinyr1.cpu.decode_loop"),
 )

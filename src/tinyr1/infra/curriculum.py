@@ -114,6 +114,7 @@ class CurriculumMixin:
     """Put in front of a ``GRPOTrainer`` class (``with_curriculum``); needs the dataset column ``INDEX``."""
 
     curriculum_rates: PassRates
+    curriculum_generator_state: list | None = None  # the sampler's random state from a checkpoint, on resume
 
     def _get_train_sampler(self, dataset=None):
         dataset = self.train_dataset if dataset is None else dataset
@@ -121,6 +122,8 @@ class CurriculumMixin:
             len(dataset), self.curriculum_rates, self.num_generations,
             self.args.generation_batch_size // self.num_generations,
             self.num_iterations * self.args.steps_per_generation, self.args.seed)
+        if self.curriculum_generator_state is not None:
+            self._tinyr1_sampler.generator.set_state(torch.tensor(self.curriculum_generator_state, dtype=torch.uint8))
         return self._tinyr1_sampler
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -165,16 +168,7 @@ def check_curriculum(reward_names: list[str], num_processes: int) -> None:
 
 
 def with_curriculum(trainer_class: type, rates: PassRates, generator_state: list | None = None) -> type:
-    """``trainer_class`` with the curriculum in front of it, sharing ``rates``."""
-    mixin_attrs = {"curriculum_rates": rates}
-    cls = type(f"Curriculum{trainer_class.__name__}", (CurriculumMixin, trainer_class), mixin_attrs)
-    if generator_state is not None:
-        original = cls._get_train_sampler
-
-        def restored(self, dataset=None):
-            sampler = original(self, dataset)
-            sampler.generator.set_state(torch.tensor(generator_state, dtype=torch.uint8))
-            return sampler
-
-        cls._get_train_sampler = restored
-    return cls
+    """``trainer_class`` with the curriculum in front of it, sharing ``rates`` (and resuming the sampler's random
+    state where a checkpoint saved one)."""
+    return type(f"Curriculum{trainer_class.__name__}", (CurriculumMixin, trainer_class),
+                {"curriculum_rates": rates, "curriculum_generator_state": generator_state})

@@ -160,6 +160,8 @@ class DynamicSamplingMixin:
         self._tinyr1_log(generated, counts, rounds, trained)
         if trained == 0:
             return batches[0]  # no group with variance: the first generation as plain trl trains on it
+        if len(batches) == 1 and trained * size == len(inputs):
+            return batches[0]  # every group of the first generation kept: nothing to drop or re-pad
         result = concat_batches(batches, chosen, self.processing_class.pad_token_id)
         if trained < kept:
             result = {k: v if k == "num_items_in_batch" else v[: trained * size] for k, v in result.items()}
