@@ -3,8 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # On CPU a GPU-less torch wheel is what `pip install torch==2.13.0` gives here. GPU users: see docs/gpu.md.
 TORCH_SPEC ?= torch==2.13.0
-# 1 thread: with another job on a 2-core VM, two threads wait on each other (docs/cpu-fast-path.md#threads).
-export OMP_NUM_THREADS ?= 1
+# Tests: one torch thread per pytest worker (two workers on two cores). The demo and every tinyr1 command pick
+# their own threads from the cores this process may use (docs/cpu-fast-path.md#threads).
+TEST_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TINYR1_GSM8K_DIR ?= $(abspath ../shared/data/gsm8k)
@@ -31,10 +32,10 @@ lint: install
 # loading a model on one core, so two workers halve it on a 2-core machine.
 PYTEST_WORKERS ?= 2
 test: install lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -n $(PYTEST_WORKERS)
 
 test-fast: install
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow"
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow"
 
 # The main job, offline on this CPU, in under five minutes: SmolLM2-135M-Instruct learns sums of 2-3 terms. An 8-step
 # LoRA cold start on generated sums with worked steps shows it the tags; then GRPO (4 prompts x 4 completions a step,
@@ -49,11 +50,11 @@ demo: install
 	@mkdir -p $(DEMO_DIR)
 	@date +%s > $(DEMO_DIR)/.started
 	@# The base model's evaluation runs on the second core while the cold start trains (one thread each); its
-	@# output goes to eval-base.log, and a failure still fails the demo.
-	$(TINYR1) eval --model_name_or_path smollm2-135m-instruct $(DEMO_TASK) --split test --limit 32 \
+	@# output goes to eval-base.log, and a failure still fails the demo. GRPO then uses the cores it finds.
+	OMP_NUM_THREADS=1 $(TINYR1) eval --model_name_or_path smollm2-135m-instruct $(DEMO_TASK) --split test --limit 32 \
 	  --max_new_tokens 48 --output_dir $(DEMO_DIR)/eval-base > $(DEMO_DIR)/eval-base.log 2>&1 & base=$$!; \
-	$(TINYR1) sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml --max_steps 8 --learning_rate 5e-4 \
-	  --output_dir $(DEMO_DIR)/coldstart --overwrite_output_dir true || { kill $$base; exit 1; }; \
+	OMP_NUM_THREADS=1 $(TINYR1) sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml --max_steps 8 \
+	  --learning_rate 5e-4 --output_dir $(DEMO_DIR)/coldstart --overwrite_output_dir true || { kill $$base; exit 1; }; \
 	wait $$base || { tail -5 $(DEMO_DIR)/eval-base.log; exit 1; }
 	$(TINYR1) train --config recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml --model_name_or_path $(DEMO_DIR)/coldstart \
 	  --reward_funcs correctness reasoned_format number strict_format --reward_weights 1 1 1 1 \

@@ -20,9 +20,9 @@ during training saves a checkpoint at the end of the step and returns the run wi
 one stops the process at once (in Jupyter: the kernel), as in the CLI.
 
 A call leaves the process as it found it (``tinyr1.api_process``): environment, torch's thread count, signal
-handlers. It does not apply the CLI's CPU tuning (one thread unless ``$OMP_NUM_THREADS`` says otherwise; glibc
-keeping freed memory): pass ``num_threads=`` for a call, or call ``tinyr1.configure_cpu()`` once for the whole
-process. Progress bars use ``tqdm.auto`` and the Trainer's notebook callback, so they render in Jupyter.
+handlers. It does not apply the CLI's CPU tuning (threads from ``$OMP_NUM_THREADS`` or the cores the process may
+use; glibc keeping freed memory): pass ``num_threads=`` for a call, or call ``tinyr1.configure_cpu()`` once for
+the whole process. Progress bars use ``tqdm.auto`` and the Trainer's notebook callback, so they render in Jupyter.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from tinyr1.infra.errors import TinyR1Error
 
 def configure_cpu(num_threads: int | None = None) -> int | None:
     """Apply the CLI's CPU tuning to this whole process, for the rest of its life: torch threads (``num_threads``,
-    else ``$OMP_NUM_THREADS``, else 1) and glibc keeping freed memory for reuse (``tinyr1.cpu.runtime``). Returns
-    the thread count, or None (nothing set) where a CUDA GPU runs the model. API calls restore the thread count
-    they found, so call this before them, not inside a recipe."""
+    else ``$OMP_NUM_THREADS``, else the cores this process may use) and glibc keeping freed memory for reuse
+    (``tinyr1.cpu.runtime``). Returns the thread count, or None (nothing set) where a CUDA GPU runs the model. API
+    calls restore the thread count they found, so call this before them, not inside a recipe."""
     from tinyr1.cpu.runtime import configure_cpu as tune
 
     return tune(num_threads)
@@ -162,7 +162,7 @@ def _fields_help(dataclass_type) -> str:
 
 # Fields whose meaning differs in the API from the CLI's --help.
 _API_HELP = {"num_threads": "torch's CPU threads for this call (unset: torch's setting as it is; the CLI uses "
-                            "$OMP_NUM_THREADS or 1, see tinyr1.configure_cpu)"}
+                            "$OMP_NUM_THREADS or the usable cores, see tinyr1.configure_cpu)"}
 
 
 def _document() -> None:

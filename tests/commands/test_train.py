@@ -31,6 +31,7 @@ def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "precision: bf16 autocast over fp32 weights on CPU" in result.stdout and "Question:" in result.stdout
     assert "trainer: CPU fast path" in result.stdout
+    assert "1 CPU thread(s) ($OMP_NUM_THREADS)" in result.stdout  # the header says how many threads and why
     before, after = load_file(TINY / "model.safetensors"), load_file(out / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before), "training did not change the weights"
     metrics = read_jsonl(out / "metrics.jsonl")

@@ -52,3 +52,16 @@ def test_keep_freed_memory_refuses_other_values(monkeypatch):
     monkeypatch.setenv("TINYR1_KEEP_FREED_MEMORY", "yes")
     with pytest.raises(TinyR1Error, match="TINYR1_KEEP_FREED_MEMORY='yes': use 1"):
         keep_freed_memory()
+
+
+def test_with_no_setting_a_command_uses_the_cores_it_may_run_on():
+    import os
+
+    from tinyr1.cpu.threads import usable_cores
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    code = ("import torch; from tinyr1.cpu.runtime import configure_cpu; t = configure_cpu(); "
+            "print(int(t), torch.get_num_threads(), t.why, sep='|')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    count, torch_threads, why = out.stdout.strip().split("|")
+    assert int(count) == int(torch_threads) == usable_cores() and why == usable_cores().why

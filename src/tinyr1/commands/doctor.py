@@ -61,10 +61,12 @@ def check_hardware(checks: Checklist) -> dict:
         checks.add(OK, "GPU", f"{torch.cuda.device_count()} x {props.name}, {props.total_memory / GiB:.0f} GiB each, "
                    f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no (fp32; fp16 overflows Qwen2.5)'}")
         return {"device": "cuda", "memory": props.total_memory, "total": memory}
-    threads = os.environ.get("OMP_NUM_THREADS")
+    from tinyr1.cpu.threads import choose_threads
+
+    threads = choose_threads()
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    checks.add(WARN if threads is None else OK, "CPU", f"{os.cpu_count()} cores, {ram / GiB:.0f} GiB RAM, "
-               f"OMP_NUM_THREADS={threads or 'unset (tinyr1 uses 1; measured fastest on 2-core VMs)'}; no GPU")
+    checks.add(OK, "CPU", f"{os.cpu_count()} CPUs, {ram / GiB:.0f} GiB RAM, no GPU; tinyr1 uses {threads} "
+               f"thread(s): {threads.why} (--num_threads or OMP_NUM_THREADS to change)")
     from tinyr1.infra.precision import cpu_bf16
 
     cpu = cpu_bf16()

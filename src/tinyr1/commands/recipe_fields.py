@@ -56,7 +56,8 @@ class TrainScriptArguments:
     max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many "
                                             "minutes (checkpoint saved), then finish normally: final model, "
                                             "after-evaluation, report"})
-    num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
+    num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS, "
+                                                                   "else the cores this process may use)"})
     cpu_fast_path: bool | None = field(default=None, metadata={"help": "on CPU, train with tinyr1.cpu.trainer (the "
                                        "same step as trl's, computed faster). Unset: where trl, transformers and "
                                        "torch are the versions it was verified on (tinyr1 doctor says); true: "
@@ -95,6 +96,7 @@ class SFTScriptArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
                                        "already holds a tinyr1 sft run (only the files that run wrote are deleted)"})
     resume_changed_settings: bool = field(default=False, metadata={"help": RESUME_CHANGED_SETTINGS_HELP})
-    num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS or 1)"})
+    num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS, "
+                                                                   "else the cores this process may use)"})
     sample_prompt: str = field(default="Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. How many apples "
                                "were left?", metadata={"help": "asked of the fine-tuned model at the end"})

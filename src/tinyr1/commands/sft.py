@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
     script, training, model_args, values = parse_args(argv)
     check_backend(script, model_args)
-    configure_cpu(script.num_threads)
+    threads = configure_cpu(script.num_threads)
+    if threads:
+        print(f"cpu: {threads} thread(s) ({threads.why})")
     return execute(script, training, model_args, values)
 
 

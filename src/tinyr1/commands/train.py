@@ -140,12 +140,13 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir, 
         run.record()
     if run.main:
         print(f"model: {model_args.model_name_or_path} ({model.num_parameters() / 1e6:.0f}M parameters) on {device}"
-              + (f", {threads} CPU thread(s)" if threads else ""))
+              + (f", {threads} CPU thread(s) ({getattr(threads, 'why', 'set by the caller')})" if threads else ""))
         print(plan.reason + (f"; {pad_message}" if pad_message else ""))
     if script.preflight:
         guard.preflight_check(model.to("cuda") if device == "cuda" else model, tokenizer, bf16=training.bf16)
     run.facts.update(device=device, dtype=str(plan.dtype).replace("torch.", ""), bf16=training.bf16,
-                     precision_reason=plan.reason, num_threads=threads, num_gpus=torch.cuda.device_count())
+                     precision_reason=plan.reason, num_threads=None if threads is None else int(threads),
+                     threads_reason=getattr(threads, "why", None), num_gpus=torch.cuda.device_count())
     if device == "cpu":
         from tinyr1.infra.precision import cpu_bf16
 

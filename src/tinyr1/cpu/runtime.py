@@ -4,8 +4,8 @@
 probe), before anything heavy loads; it does nothing where a CUDA GPU runs the model. Two settings, each measured
 on the project's 2-core VMs (docs/cpu-fast-path.md has the measurements):
 
-- **Threads**: 1 unless ``--num_threads`` or ``$OMP_NUM_THREADS`` says otherwise. torch's default (every core) was
-  erratically many times slower whenever anything else ran on the second core; two threads pay on an idle machine.
+- **Threads**: ``--num_threads``, else ``$OMP_NUM_THREADS``, else the cores this process may run on (affinity,
+  physical cores, cgroup quota: ``tinyr1.cpu.threads``), with the reason for the run header.
 - **Freed memory kept** (Linux with glibc): glibc hands every allocation above a threshold (at most 32 MB) to its
   own ``mmap`` and returns it on ``free``, so each large tensor of a training step — the logits, the LM head's bf16
   weight and its gradient — costs fresh page faults every step (``benchmarks/fast_path_pieces.py allocator``).
@@ -23,19 +23,19 @@ import sys
 
 import torch
 
+from tinyr1.cpu.threads import Threads, choose_threads
 from tinyr1.infra.errors import TinyR1Error
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
 KEEP_AT_MOST = 1 << 30  # freed memory above this at the heap's top goes back to the system
 
 
-def cpu_threads(num_threads: int | None = None) -> int:
-    """Use ``num_threads``, else ``$OMP_NUM_THREADS``, else 1 thread; returns the count."""
-    if num_threads is None:
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        num_threads = int(env) if env.isdigit() and int(env) > 0 else 1
-    torch.set_num_threads(num_threads)
-    return num_threads
+def cpu_threads(num_threads: int | None = None) -> Threads:
+    """Use ``num_threads``, else ``$OMP_NUM_THREADS``, else the cores this process may use
+    (``tinyr1.cpu.threads.choose_threads``); returns the count with its reason (``.why``)."""
+    threads = choose_threads(num_threads)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def keep_freed_memory() -> bool:
@@ -56,7 +56,7 @@ def keep_freed_memory() -> bool:
     return libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, KEEP_AT_MOST) == 1
 
 
-def configure_cpu(num_threads: int | None = None) -> int | None:
+def configure_cpu(num_threads: int | None = None) -> Threads | None:
     """Threads (``cpu_threads``) and allocator (``keep_freed_memory``) for a tinyr1 command that runs on the CPU;
     returns the thread count, or None (nothing set) where a CUDA GPU runs the model."""
     if torch.cuda.is_available():

@@ -1,0 +1,119 @@
+"""How many CPU threads a tinyr1 command uses when nobody says, and why.
+
+The default is the cores this process may actually run on: the CPUs in its affinity mask (``taskset``, a batch
+scheduler's binding), counted as physical cores (two hyper-threads of one core share its matrix units, and a second
+thread there only contends), and capped by a cgroup CPU quota (a container's ``--cpus``, a Kubernetes limit),
+rounded down: a thread the quota cannot run is throttled, and every parallel region then waits for it.
+
+``--num_threads`` and ``$OMP_NUM_THREADS`` still win. ``choose_threads`` returns the count with a reason, which the
+run header prints. Every path it reads is under ``root`` so that tests can fake a machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+
+class Threads(int):
+    """A thread count that says why it was chosen (``.why``), e.g. ``Threads(2, "all 2 physical cores")``."""
+
+    def __new__(cls, count: int, why: str):
+        value = super().__new__(cls, count)
+        value.why = why
+        return value
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def physical_cores(cpus: list[int], root: Path = Path("/")) -> int:
+    """The distinct cores among ``cpus`` (hyper-thread siblings count once); ``len(cpus)`` where sysfs says nothing."""
+    cores = set()
+    for cpu in cpus:
+        topology = root / f"sys/devices/system/cpu/cpu{cpu}/topology"
+        siblings = _read(topology / "core_cpus_list") or _read(topology / "thread_siblings_list")
+        if siblings is None:
+            return len(cpus)
+        cores.add(siblings)
+    return len(cores)
+
+
+def _cgroup_v2_quota(line_path: str, root: Path) -> float | None:
+    base = root / "sys/fs/cgroup"
+    folder, quotas = base / line_path.lstrip("/"), []
+    while True:
+        parts = (_read(folder / "cpu.max") or "").split()
+        if len(parts) == 2 and parts[0] != "max":
+            try:
+                quotas.append(int(parts[0]) / int(parts[1]))
+            except (ValueError, ZeroDivisionError):
+                pass
+        if folder == base or base not in folder.parents:
+            break
+        folder = folder.parent
+    return min(quotas) if quotas else None
+
+
+def _cgroup_v1_quota(line_path: str, root: Path) -> float | None:
+    for mount in ("sys/fs/cgroup/cpu,cpuacct", "sys/fs/cgroup/cpu"):
+        for folder in (root / mount / line_path.lstrip("/"), root / mount):
+            quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
+            try:
+                if quota is not None and period is not None and int(quota) > 0:
+                    return int(quota) / int(period)
+            except (ValueError, ZeroDivisionError):
+                continue
+    return None
+
+
+def cgroup_cpu_quota(root: Path = Path("/")) -> float | None:
+    """The CPUs this process's cgroup may use per period (cgroup v2 ``cpu.max`` or v1 ``cfs_quota_us``), or None."""
+    for line in (_read(root / "proc/self/cgroup") or "").splitlines():
+        number, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if number == "0" and controllers == "":
+            quota = _cgroup_v2_quota(path, root)
+        elif "cpu" in controllers.split(","):
+            quota = _cgroup_v1_quota(path, root)
+        else:
+            continue
+        if quota is not None:
+            return quota
+    return None
+
+
+def usable_cores(root: Path = Path("/"), affinity: set[int] | None = None) -> Threads:
+    """The cores this process may run on: affinity, physical cores, the cgroup quota; with the reason."""
+    if affinity is None:
+        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cpus = sorted(affinity)
+    cores = max(1, physical_cores(cpus, root))
+    total = os.cpu_count() if root == Path("/") else None
+    plural = "s" if cores != 1 else ""
+    if total and len(cpus) < total:
+        where = f"the {cores} core{plural} of this process's CPU affinity ({total} CPUs in the machine)"
+    else:
+        where = f"all {cores} physical core{plural}"
+    if cores < len(cpus):
+        where += f" ({len(cpus)} logical CPUs: one thread a core)"
+    quota = cgroup_cpu_quota(root)
+    if quota is not None and math.floor(quota) < cores:
+        return Threads(max(1, math.floor(quota)), f"the cgroup CPU quota of {quota:g} CPUs ({cores} cores otherwise)")
+    return Threads(cores, where)
+
+
+def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
+                   affinity: set[int] | None = None) -> Threads:
+    """``num_threads`` (``--num_threads``), else ``$OMP_NUM_THREADS``, else ``usable_cores``."""
+    if num_threads is not None:
+        return Threads(num_threads, "--num_threads")
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return Threads(int(env), "$OMP_NUM_THREADS")
+    return usable_cores(root, affinity)

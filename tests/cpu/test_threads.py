@@ -1,0 +1,92 @@
+"""tinyr1.cpu.threads: the default thread count from a faked machine (sysfs topology, cgroup files, affinity)."""
+
+from pathlib import Path
+
+import pytest
+
+from tinyr1.cpu.threads import cgroup_cpu_quota, choose_threads, physical_cores, usable_cores
+
+
+def fake_machine(root: Path, cores: int, threads_per_core: int = 1, cgroup: str | None = None,
+                 files: dict | None = None) -> set[int]:
+    """CPUs 0..cores*threads_per_core-1, siblings numbered as Linux does (cpu i and i+cores share a core)."""
+    cpus = cores * threads_per_core
+    for cpu in range(cpus):
+        topology = root / f"sys/devices/system/cpu/cpu{cpu}/topology"
+        topology.mkdir(parents=True)
+        siblings = ",".join(str(cpu % cores + k * cores) for k in range(threads_per_core))
+        topology.joinpath("core_cpus_list").write_text(siblings)
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(cgroup or "0::/\n")
+    for name, text in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return set(range(cpus))
+
+
+def test_hyper_threads_count_once(tmp_path):
+    cpus = fake_machine(tmp_path, cores=4, threads_per_core=2)
+    assert physical_cores(sorted(cpus), tmp_path) == 4
+    threads = usable_cores(tmp_path, cpus)
+    assert threads == 4 and "8 logical CPUs" in threads.why
+
+
+def test_affinity_limits_the_cores(tmp_path):
+    fake_machine(tmp_path, cores=8, threads_per_core=2)
+    assert usable_cores(tmp_path, {0, 1, 8, 9}) == 2  # two cores, both hyper-threads of each
+    assert usable_cores(tmp_path, {3}) == 1
+
+
+def test_a_cgroup_v2_quota_caps_the_count_rounded_down(tmp_path):
+    cpus = fake_machine(tmp_path, cores=16, cgroup="0::/job/step\n",
+                        files={"sys/fs/cgroup/job/step/cpu.max": "max 100000\n",
+                               "sys/fs/cgroup/job/cpu.max": "250000 100000\n"})
+    assert cgroup_cpu_quota(tmp_path) == 2.5
+    threads = usable_cores(tmp_path, cpus)
+    assert threads == 2 and "quota of 2.5 CPUs" in threads.why
+
+
+def test_a_quota_under_one_cpu_still_gets_one_thread(tmp_path):
+    cpus = fake_machine(tmp_path, cores=4, files={"sys/fs/cgroup/cpu.max": "50000 100000\n"})
+    assert usable_cores(tmp_path, cpus) == 1
+
+
+def test_cgroup_v1_quota(tmp_path):
+    cpus = fake_machine(tmp_path, cores=8, cgroup="4:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n",
+                        files={"sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "300000\n",
+                               "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"})
+    assert usable_cores(tmp_path, cpus) == 3
+
+
+def test_no_quota_uses_every_core(tmp_path):
+    cpus = fake_machine(tmp_path, cores=6, files={"sys/fs/cgroup/cpu.max": "max 100000\n"})
+    assert cgroup_cpu_quota(tmp_path) is None
+    threads = usable_cores(tmp_path, cpus)
+    assert threads == 6 and threads.why == "all 6 physical cores"
+
+
+def test_unreadable_topology_counts_the_cpus(tmp_path):
+    (tmp_path / "proc/self").mkdir(parents=True)
+    assert usable_cores(tmp_path, {0, 1, 2}) == 3
+
+
+@pytest.mark.parametrize("env, flag, expected, why", [
+    ("3", None, 3, "$OMP_NUM_THREADS"),
+    ("3", 5, 5, "--num_threads"),
+    ("", None, 4, "all 4 physical cores"),
+    ("zero", None, 4, "all 4 physical cores"),
+])
+def test_the_flag_and_omp_num_threads_win(tmp_path, monkeypatch, env, flag, expected, why):
+    cpus = fake_machine(tmp_path, cores=4)
+    monkeypatch.setenv("OMP_NUM_THREADS", env)
+    threads = choose_threads(flag, tmp_path, cpus)
+    assert threads == expected and threads.why == why
+
+
+def test_this_machine(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    import os
+
+    threads = choose_threads()
+    assert 1 <= threads <= len(os.sched_getaffinity(0)) and threads.why
