@@ -21,7 +21,11 @@ Variants:
 the update 6 x params per token with the prompt once and the 8 completions — divided by this CPU's matmul
 throughput in tinyr1's dtype, measured here on the same threads. ``decode_floor_s``: what the FLOP floor leaves out —
 each of the 128 decode steps reads every weight once, so generation alone needs 128 x weight bytes / this
-machine's measured read bandwidth, however few FLOPs it does.
+machine's measured read bandwidth, however few FLOPs it does. ``roofline_s``: the two together, decode weight reads
+at the measured bandwidth plus the FLOPs at the measured matmul rate, the floor the step is held against.
+
+``--threads`` takes counts and ``default``: the variant runs with no thread setting at all (no
+``OMP_NUM_THREADS``), as a user's first run does; tinyr1 then picks its threads itself (``tinyr1.cpu.threads``).
 """
 
 from __future__ import annotations
@@ -141,22 +145,26 @@ def run_variant(name: str, steps: int, rows) -> dict:
             "params": model.num_parameters(), "prompt_tokens": round(prompt_tokens, 1)}
 
 
-def run_in_own_process(name: str, steps: int, threads: int, trl_keep_freed_memory: bool) -> dict:
-    """Each variant in a fresh process, so peak RSS and allocator state belong to that variant alone."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+def run_in_own_process(name: str, steps: int, threads: str, trl_keep_freed_memory: bool) -> dict:
+    """Each variant in a fresh process, so peak RSS and allocator state belong to that variant alone; ``threads``
+    a count, or ``default`` for no setting at all."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if threads != "default":
+        env["OMP_NUM_THREADS"] = threads
     extra = ["--trl-keep-freed-memory"] if trl_keep_freed_memory else []
     out = subprocess.run([sys.executable, __file__, "--variants", name, "--steps", str(steps), "--one", *extra],
                          capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"variant {name} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "threads_setting": threads}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--variants", nargs="+", default=["trl-defaults", "trl-best", "tinyr1"], choices=CHOICES)
     p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to try (best one counts)")
+    p.add_argument("--threads", nargs="+", default=["1", "2"],
+                   help="thread counts to try (best one counts), or default: no setting, tinyr1 picks")
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--trl-keep-freed-memory", action="store_true",
                    help="give trl's variants tinyr1's allocator setting too (tinyr1.cpu.runtime.keep_freed_memory)")
@@ -164,6 +172,8 @@ def main() -> None:
     args = p.parse_args()
     if args.steps < 2:
         p.error("--steps must be at least 2: the first step is warm-up")
+    if any(t != "default" and not (t.isdigit() and int(t) > 0) for t in args.threads):
+        p.error("--threads takes positive counts or default")
     from tinyr1.cpu.runtime import cpu_threads, keep_freed_memory
     from tinyr1.infra.precision import cpu_bf16
     from tinyr1.tasks.data import default_gsm8k_dir, load_prompt_rows
@@ -182,18 +192,18 @@ def main() -> None:
     for name in dict.fromkeys(wanted):
         for threads in args.threads:
             result = run_in_own_process(name, args.steps, threads, args.trl_keep_freed_memory)
-            print(f"{name} ({threads} thread(s)): {result['median_s_per_step']} s/step "
+            print(f"{name} ({threads}: {result['threads']} thread(s)): {result['median_s_per_step']} s/step "
                   f"(generation {result['generation_s']} s)", file=sys.stderr, flush=True)
             runs.setdefault(name, []).append(result)
     variants = {name: min(results, key=lambda r: r["median_s_per_step"]) for name, results in runs.items()}
     for name, result in variants.items():
-        result["all_threads"] = {r["threads"]: r["median_s_per_step"] for r in runs[name]}
+        result["all_threads"] = {r["threads_setting"]: r["median_s_per_step"] for r in runs[name]}
     if "trl-best" in args.variants:
         best = min(("trl-fp32", "trl-bf16"), key=lambda n: variants[n]["median_s_per_step"])
         variants["trl-best"] = {**variants[best], "chosen": best}
     cpu = cpu_bf16()
     reference = variants.get("tinyr1") or next(iter(variants.values()))
-    cpu_threads(reference["threads"])
+    cpu_threads(int(reference["threads"]))
     dtype = torch.bfloat16 if cpu.native else torch.float32
     throughput = matmul_gflops(dtype)
     floor = floor_flops(reference["params"], reference["prompt_tokens"]) / throughput / 1e9
@@ -203,7 +213,8 @@ def main() -> None:
               "matmul_gflops": {"dtype": str(dtype).replace("torch.", ""), "threads": reference["threads"],
                                 "value": round(throughput, 1)},
               "floor_s": round(floor, 2), "read_bandwidth_gbs": round(bandwidth, 1),
-              "decode_floor_s": round(decode_floor, 2), "variants": variants}
+              "decode_floor_s": round(decode_floor, 2), "roofline_s": round(floor + decode_floor, 2),
+              "variants": variants}
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
@@ -214,7 +225,14 @@ def main() -> None:
         for other in ("trl-defaults", "trl-best"):
             if other in variants:
                 print(f"{other} / tinyr1: {variants[other]['median_s_per_step'] / fast:.2f}x", file=sys.stderr)
-        print(f"tinyr1 / floor: {fast / floor:.2f}x", file=sys.stderr)
+        print(f"tinyr1 / FLOP floor: {fast / floor:.2f}x, / roofline: {fast / (floor + decode_floor):.2f}x",
+              file=sys.stderr)
+        chosen = variants["tinyr1"]["all_threads"]
+        if "default" in chosen:
+            fixed = [v for k, v in chosen.items() if k != "default"]
+            if fixed:
+                print(f"tinyr1, default threads / best fixed count: {chosen['default'] / min(fixed):.2f}x",
+                      file=sys.stderr)
 
 
 if __name__ == "__main__":
