@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Side by side: plain GRPO against dynamic sampling, the pass-rate curriculum and both, from make demo's 8-step
+# cold start, same budget, same CPU, the same 200 held-out sums (docs/results.md, "Keeping GRPO learning"):
+#   ARMS="control both" bash benchmarks/learning_sampling.sh [OUT_DIR]    # two arms at once, one thread each
+#   ARMS="dynamic curriculum" bash benchmarks/learning_sampling.sh [OUT_DIR]
+# Each arm trains for MINUTES of GRPO (default 45), saves a checkpoint every SAVE_STEPS (default 60) and then
+# evaluates every checkpoint and the final model on 200 held-out sums (greedy, 128 new tokens). COLDSTART is the
+# starting adapter (default outputs/demo/coldstart, what make demo writes; made here if missing). The arms of one
+# call run at the same time, one thread each, so they share the machine equally. A benchmark, not a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-outputs/learning-sampling}
+ARMS=${ARMS:-control both}
+MINUTES=${MINUTES:-45}
+SAVE_STEPS=${SAVE_STEPS:-60}
+COLDSTART=${COLDSTART:-outputs/demo/coldstart}
+export OMP_NUM_THREADS=1
+if [ -z "${TINYR1:-}" ]; then make install; TINYR1=.venv/bin/tinyr1; fi
+TASK=(--dataset_name reasoning-gym:chain_sum --dataset_options min_terms=2 max_terms=3 min_digits=1 max_digits=2)
+HELD_OUT=("${TASK[@]}" --split test --limit 200 --max_new_tokens 128)
+mkdir -p "$OUT"
+if [ ! -f "$COLDSTART/adapter_config.json" ]; then
+  $TINYR1 sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml --max_steps 8 \
+    --learning_rate 5e-4 --output_dir "$COLDSTART"
+fi
+# The demo's GRPO settings (4 prompts x 4 completions, 64 new tokens, lr 2e-5) on a pool of 300 train sums, small
+# enough that a prompt comes round again within the budget, which the curriculum needs to know its pass rate.
+GRPO=(--config recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml --model_name_or_path "$COLDSTART"
+  --reward_funcs correctness reasoned_format number strict_format --reward_weights 1 1 1 1
+  --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 2e-5
+  --dataset_limit 300 --max_steps 2000 --max_train_minutes "$MINUTES" --warmup_steps 0 --save_steps "$SAVE_STEPS"
+  --sample_every 0 --eval_before_after false)
+arm_flags() {
+  case $1 in
+    control) ;;
+    dynamic) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 ;;
+    curriculum) echo --curriculum true ;;
+    both) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --curriculum true ;;
+    *) echo "unknown arm $1 (control, dynamic, curriculum, both)" >&2; exit 2 ;;
+  esac
+}
+held_out() {  # held_out MODEL NAME: one held-out evaluation, skipped when done
+  [ -f "$OUT/eval-$2/metrics.json" ] || $TINYR1 eval --model_name_or_path "$1" "${HELD_OUT[@]}" \
+    --output_dir "$OUT/eval-$2" > "$OUT/eval-$2.log" 2>&1
+}
+run_arm() {
+  local arm=$1 flags
+  flags=$(arm_flags "$arm")
+  # shellcheck disable=SC2086
+  [ -f "$OUT/$arm/run.json" ] && grep -q '"status": "completed"' "$OUT/$arm/run.json" || \
+    $TINYR1 train "${GRPO[@]}" $flags --output_dir "$OUT/$arm" --overwrite_output_dir true > "$OUT/$arm.log" 2>&1
+  for ckpt in "$OUT/$arm"/checkpoint-*; do
+    [ -d "$ckpt" ] && held_out "$ckpt" "$arm-$(basename "$ckpt")"
+  done
+  held_out "$OUT/$arm" "$arm-final"
+}
+for arm in $ARMS; do arm_flags "$arm" > /dev/null; done
+pids=()
+for arm in $ARMS; do run_arm "$arm" & pids+=($!); done
+for pid in "${pids[@]}"; do wait "$pid"; done
+held_out "$COLDSTART" coldstart
+echo "outputs: $OUT (one folder per arm, eval-<arm>-<checkpoint> per held-out evaluation)"
