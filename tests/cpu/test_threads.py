@@ -90,3 +90,20 @@ def test_this_machine(monkeypatch):
 
     threads = choose_threads()
     assert 1 <= threads <= len(os.sched_getaffinity(0)) and threads.why
+
+
+def test_the_cli_asks_openmp_to_sleep_at_once_unless_the_user_chose():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, os\nfrom tinyr1 import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    cli.main(['prepare', '--help'])\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    for extra, expected in (({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),
+                            ({"GOMP_SPINCOUNT": "10000"}, "None")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**env, **extra})
+        assert out.stdout.strip() == expected, out.stderr

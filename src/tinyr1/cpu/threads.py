@@ -7,6 +7,13 @@ rounded down: a thread the quota cannot run is throttled, and every parallel reg
 
 ``--num_threads`` and ``$OMP_NUM_THREADS`` still win. ``choose_threads`` returns the count with a reason, which the
 run header prints. Every path it reads is under ``root`` so that tests can fake a machine.
+
+Why several threads used to be erratic on a shared machine: torch's OpenMP (libgomp) makes every thread that
+reaches the end of a parallel region spin on its core before it sleeps. When another program (or a second tinyr1
+run) wants that core, the spinning thread takes the time the working threads need, and each of the thousands of
+regions in a step waits for a descheduled thread. ``openmp_defaults`` asks libgomp to sleep at once
+(``OMP_WAIT_POLICY=PASSIVE``); the ``tinyr1`` command sets it before torch loads, unless the user set a wait policy
+or spin count. docs/cpu-fast-path.md#threads has the measurements.
 """
 
 from __future__ import annotations
@@ -108,6 +115,18 @@ def usable_cores(root: Path = Path("/"), affinity: set[int] | None = None) -> Th
     return Threads(cores, where)
 
 
+def openmp_defaults(environ: dict | None = None) -> dict:
+    """The OpenMP settings to add to ``environ`` (``os.environ``): a passive wait policy unless the user chose one.
+
+    >>> openmp_defaults({}), openmp_defaults({"GOMP_SPINCOUNT": "10000"}), openmp_defaults({"OMP_WAIT_POLICY": "x"})
+    ({'OMP_WAIT_POLICY': 'PASSIVE'}, {}, {})
+    """
+    environ = os.environ if environ is None else environ
+    if any(key in environ for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+        return {}
+    return {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
                    affinity: set[int] | None = None) -> Threads:
     """``num_threads`` (``--num_threads``), else ``$OMP_NUM_THREADS``, else ``usable_cores``."""
@@ -116,4 +135,48 @@ def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return Threads(int(env), "$OMP_NUM_THREADS")
-    return usable_cores(root, affinity)
+    threads = usable_cores(root, affinity)
+    busy = busy_cores(affinity, root=root) if threads > 1 else None
+    if busy is not None and busy >= 0.5:  # said, not acted on: the other work may end, and waits are passive
+        return Threads(threads, f"{threads.why}; {busy:.1f} of them busy with other work at the start")
+    return threads
+
+
+def _cpu_times(stat: str) -> dict[int, tuple[int, int]]:
+    """Per CPU of a ``/proc/stat`` text: (all jiffies, idle + iowait jiffies)."""
+    found = {}
+    for line in stat.splitlines():
+        name, *fields = line.split() or [""]
+        if name.startswith("cpu") and name[3:].isdigit() and len(fields) >= 4:
+            values = [int(v) for v in fields[:8]]
+            found[int(name[3:])] = (sum(values), values[3] + (values[4] if len(values) > 4 else 0))
+    return found
+
+
+def busy_between(before: str, after: str, cpus: set[int] | None = None) -> float | None:
+    r"""How many of ``cpus`` (all, if None) were busy between two ``/proc/stat`` readings; None if unreadable.
+
+    >>> before = "cpu0 100 0 0 900 0 0 0 0\ncpu1 0 0 0 1000 0 0 0 0"
+    >>> after = "cpu0 200 0 0 900 0 0 0 0\ncpu1 0 0 0 1100 0 0 0 0"
+    >>> busy_between(before, after), busy_between(before, after, {1})
+    (1.0, 0.0)
+    """
+    first, second = _cpu_times(before), _cpu_times(after)
+    wanted = [c for c in (cpus if cpus is not None else first) if c in first and c in second]
+    if not wanted:
+        return None
+    busy = 0.0
+    for cpu in wanted:
+        total = second[cpu][0] - first[cpu][0]
+        if total > 0:
+            busy += 1.0 - (second[cpu][1] - first[cpu][1]) / total
+    return round(busy, 2)
+
+
+def busy_cores(cpus: set[int] | None = None, seconds: float = 0.2, root: Path = Path("/")) -> float | None:
+    """How many of ``cpus`` other work keeps busy, over ``seconds`` at a command's start (before it works)."""
+    import time
+
+    before = _read(root / "proc/stat") or ""
+    time.sleep(seconds)
+    return busy_between(before, _read(root / "proc/stat") or "", cpus)
