@@ -4,7 +4,7 @@
 #   ARMS="control both" bash benchmarks/learning_sampling.sh [OUT_DIR]    # two arms at once, one thread each
 #   ARMS="dynamic curriculum" bash benchmarks/learning_sampling.sh [OUT_DIR]
 # Each arm trains for MINUTES of GRPO (default 45), saves a checkpoint every SAVE_STEPS (default 60) and then
-# evaluates every checkpoint and the final model on 200 held-out sums (greedy, 128 new tokens). COLDSTART is the
+# evaluates every checkpoint (the last one is the final model) on 200 held-out sums (greedy, 128 new tokens). COLDSTART is the
 # starting adapter (default outputs/demo/coldstart, what make demo writes; made here if missing). The arms of one
 # call run at the same time, one thread each, so they share the machine equally. A benchmark, not a test.
 set -euo pipefail
@@ -49,8 +49,10 @@ run_arm() {
   # shellcheck disable=SC2086
   [ -f "$OUT/$arm/run.json" ] && grep -q '"status": "completed"' "$OUT/$arm/run.json" || \
     $TINYR1 train "${GRPO[@]}" $flags --output_dir "$OUT/$arm" --overwrite_output_dir true > "$OUT/$arm.log" 2>&1
-  for ckpt in "$OUT/$arm"/checkpoint-*; do
-    [ -d "$ckpt" ] && held_out "$ckpt" "$arm-$(basename "$ckpt")"
+  local last
+  last=$(python3 -c "import json; print(json.load(open('$OUT/$arm/run.json'))['global_step'])")
+  for ckpt in "$OUT/$arm"/checkpoint-*; do  # the checkpoint of the last step is the final model, evaluated below
+    [ -d "$ckpt" ] && [ "$(basename "$ckpt")" != "checkpoint-$last" ] && held_out "$ckpt" "$arm-$(basename "$ckpt")"
   done
   held_out "$OUT/$arm" "$arm-final"
 }

@@ -43,13 +43,13 @@ def arm_summary(out: Path, arm: str) -> dict:
     for step in steps:
         minutes += step.get("step_time", 0.0) / 60
         at_minute[step["step"]] = minutes
+    final = held_out(out, f"{arm}-final")
     for ckpt in sorted((out / arm).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
         number = int(ckpt.name.split("-")[1])
-        metrics = held_out(out, f"{arm}-{ckpt.name}")
+        metrics = held_out(out, f"{arm}-{ckpt.name}") if not (final and number == len(steps)) else None
         if metrics:
             curve.append({"step": number, "minutes": round(at_minute.get(number, 0.0), 1),
                           "right": metrics["accuracy_strict"]})
-    final = held_out(out, f"{arm}-final")
     windows = [steps[i:i + WINDOW] for i in range(0, len(steps) - WINDOW + 1, WINDOW)]
     right = [s.get("rewards/correctness_reward_func/mean", 0.0) / 2 for s in steps]
     return {
