@@ -15,7 +15,8 @@ Variants:
   fp32 or bf16 autocast): the best a careful user reaches through ``GRPOConfig`` fields alone.
 - ``tinyr1``: what ``tinyr1 train`` does by default: ``CPUFastGRPOTrainer`` (``tinyr1.cpu.trainer``), precision
   chosen by ``tinyr1.infra.precision``, no activation checkpointing, freed memory kept for reuse
-  (``tinyr1.cpu.runtime.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same).
+  (``tinyr1.cpu.runtime.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same), and the
+  command's OpenMP wait policy (``tinyr1.cpu.threads.openmp_defaults``; trl's variants keep libgomp's default).
 
 ``floor_s``: the step's minimal matrix work — generation 2 x params per token with each prompt prefilled once,
 the update 6 x params per token with the prompt once and the 8 completions — divided by this CPU's matmul
@@ -149,6 +150,10 @@ def run_in_own_process(name: str, steps: int, threads: str, trl_keep_freed_memor
     """Each variant in a fresh process, so peak RSS and allocator state belong to that variant alone; ``threads``
     a count, or ``default`` for no setting at all."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if name == "tinyr1":  # the tinyr1 command's OpenMP wait policy, set before torch loads (tinyr1.cpu.threads)
+        from tinyr1.cpu.threads import openmp_defaults
+
+        env.update(openmp_defaults(env))
     if threads != "default":
         env["OMP_NUM_THREADS"] = threads
     extra = ["--trl-keep-freed-memory"] if trl_keep_freed_memory else []

@@ -95,11 +95,13 @@ def cgroup_cpu_quota(root: Path = Path("/")) -> float | None:
     return None
 
 
+def _affinity() -> set[int]:
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
 def usable_cores(root: Path = Path("/"), affinity: set[int] | None = None) -> Threads:
     """The cores this process may run on: affinity, physical cores, the cgroup quota; with the reason."""
-    if affinity is None:
-        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    cpus = sorted(affinity)
+    cpus = sorted(_affinity() if affinity is None else affinity)
     cores = max(1, physical_cores(cpus, root))
     total = os.cpu_count() if root == Path("/") else None
     plural = "s" if cores != 1 else ""
@@ -135,8 +137,9 @@ def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return Threads(int(env), "$OMP_NUM_THREADS")
+    affinity = _affinity() if affinity is None else affinity
     threads = usable_cores(root, affinity)
-    busy = busy_cores(affinity, root=root) if threads > 1 else None
+    busy = busy_cores(affinity, root=root) if threads > 1 else None  # of the CPUs it may run on, not the machine
     if busy is not None and busy >= 0.5:  # said, not acted on: the other work may end, and waits are passive
         return Threads(threads, f"{threads.why}; {busy:.1f} of them busy with other work at the start")
     return threads
@@ -177,6 +180,8 @@ def busy_cores(cpus: set[int] | None = None, seconds: float = 0.2, root: Path = 
     """How many of ``cpus`` other work keeps busy, over ``seconds`` at a command's start (before it works)."""
     import time
 
-    before = _read(root / "proc/stat") or ""
+    before = _read(root / "proc/stat")
+    if before is None:  # no /proc (not Linux, or a faked machine): nothing to wait for
+        return None
     time.sleep(seconds)
     return busy_between(before, _read(root / "proc/stat") or "", cpus)
