@@ -50,8 +50,8 @@ demo: install
 	@mkdir -p $(DEMO_DIR)
 	@date +%s > $(DEMO_DIR)/.started
 	@# The base model's evaluation runs on the second core while the cold start trains (one thread each); its
-	@# output goes to eval-base.log, and a failure still fails the demo. GRPO keeps one thread too: with two, one
-	@# demo run here had steps 1.5-1.8x slower than one thread's (docs/cpu-fast-path.md#threads).
+	@# output goes to eval-base.log, and a failure still fails the demo. GRPO keeps one thread too: with two, a
+	@# demo run's later steps were slower than one thread's, not yet explained (docs/cpu-fast-path.md#threads).
 	OMP_NUM_THREADS=1 $(TINYR1) eval --model_name_or_path smollm2-135m-instruct $(DEMO_TASK) --split test --limit 32 \
 	  --max_new_tokens 48 --output_dir $(DEMO_DIR)/eval-base > $(DEMO_DIR)/eval-base.log 2>&1 & base=$$!; \
 	OMP_NUM_THREADS=1 $(TINYR1) sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml --max_steps 8 \
