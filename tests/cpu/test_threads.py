@@ -92,7 +92,7 @@ def test_this_machine(monkeypatch):
     assert 1 <= threads <= len(os.sched_getaffinity(0)) and threads.why
 
 
-def test_the_cli_asks_openmp_to_sleep_at_once_unless_the_user_chose():
+def test_the_cli_asks_openmp_for_a_short_spin_unless_the_user_chose():
     import os
     import subprocess
     import sys
@@ -100,10 +100,23 @@ def test_the_cli_asks_openmp_to_sleep_at_once_unless_the_user_chose():
     code = ("import contextlib, io, os\nfrom tinyr1 import cli\n"
             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
             "    cli.main(['prepare', '--help'])\n"
-            "print(os.environ.get('OMP_WAIT_POLICY'))")
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    for extra, expected in (({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),
-                            ({"GOMP_SPINCOUNT": "10000"}, "None")):
+    for extra, expected in (({}, "None 10000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, "PASSIVE None"),
+                            ({"GOMP_SPINCOUNT": "300000"}, "None 300000")):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**env, **extra})
         assert out.stdout.strip() == expected, out.stderr
+
+
+def test_other_work_at_the_start_leaves_its_cores_to_it(tmp_path, monkeypatch):
+    """A core busy with other work at the start is left to it; the governor may take it back later (``most``)."""
+    from tinyr1.cpu import threads as threads_module
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads_module, "busy_cores", lambda cpus, root: 0.9)
+    chosen = choose_threads(None, tmp_path, {0, 1})
+    assert (int(chosen), chosen.most, chosen.fixed) == (1, 2, False)
+    assert chosen.why == "all 2 physical cores, less 1 that other work kept busy at the start (0.9 CPUs)"
+    monkeypatch.setattr(threads_module, "busy_cores", lambda cpus, root: 0.3)
+    assert (int(choose_threads(None, tmp_path, {0, 1})), choose_threads(None, tmp_path, {0, 1}).most) == (2, 2)

@@ -30,12 +30,27 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (ma
 KEEP_AT_MOST = 1 << 30  # freed memory above this at the heap's top goes back to the system
 
 
+_configured: Threads | None = None  # what cpu_threads last set in this process, for the thread governor
+
+
 def cpu_threads(num_threads: int | None = None) -> Threads:
     """Use ``num_threads``, else ``$OMP_NUM_THREADS``, else the cores this process may use
     (``tinyr1.cpu.threads.choose_threads``); returns the count with its reason (``.why``)."""
+    global _configured
     threads = choose_threads(num_threads)
     torch.set_num_threads(threads)
+    _configured = threads
     return threads
+
+
+def thread_governor(world_size: int = 1):
+    """The Trainer callback that fits this process's threads to what the machine leaves free between steps
+    (``tinyr1.cpu.thread_governor``), or None: nothing configured here (a GPU, or an API call that left the CPU
+    alone), a count the user fixed, or several training processes, each of which would count the others as other
+    work."""
+    from tinyr1.cpu.thread_governor import governor_callback
+
+    return governor_callback(_configured) if world_size == 1 else None
 
 
 def keep_freed_memory() -> bool:

@@ -8,12 +8,15 @@ rounded down: a thread the quota cannot run is throttled, and every parallel reg
 ``--num_threads`` and ``$OMP_NUM_THREADS`` still win. ``choose_threads`` returns the count with a reason, which the
 run header prints. Every path it reads is under ``root`` so that tests can fake a machine.
 
-Why several threads used to be erratic on a shared machine: torch's OpenMP (libgomp) makes every thread that
-reaches the end of a parallel region spin on its core before it sleeps. When another program (or a second tinyr1
-run) wants that core, the spinning thread takes the time the working threads need, and each of the thousands of
-regions in a step waits for a descheduled thread. ``openmp_defaults`` asks libgomp to sleep at once
-(``OMP_WAIT_POLICY=PASSIVE``); the ``tinyr1`` command sets it before torch loads, unless the user set a wait policy
-or spin count. docs/cpu-fast-path.md#threads has the measurements.
+Why several threads used to be erratic on a shared machine: torch's OpenMP (libgomp) threads meet at a barrier at
+the end of every parallel region, thousands of times a step. When another program (or a second tinyr1 run) wants
+one of the cores, each region waits for a thread the scheduler has descheduled. Sleeping at once at the barrier
+(``OMP_WAIT_POLICY=PASSIVE``) cures that but, on some VMs, doubles an idle machine's step: waking a thread costs
+more than a small operation takes. So ``openmp_defaults`` asks for a short spin (``GOMP_SPINCOUNT``), fast when the
+machine is idle, and the thread count itself follows the other work: ``choose_threads`` starts on the cores that
+work leaves free, and between training steps ``tinyr1.cpu.thread_governor`` gives threads up and takes them back.
+The ``tinyr1`` command sets the spin before torch loads, unless the user set a wait policy or spin count.
+docs/cpu-fast-path.md#threads has the measurements.
 """
 
 from __future__ import annotations
@@ -26,10 +29,16 @@ from pathlib import Path
 class Threads(int):
     """A thread count that says why it was chosen (``.why``), e.g. ``Threads(2, "all 2 physical cores")``."""
 
-    def __new__(cls, count: int, why: str):
+    def __new__(cls, count: int, why: str, most: int | None = None):
         value = super().__new__(cls, count)
         value.why = why
+        value.most = count if most is None else most  # what the governor may go back up to
         return value
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the user set the count (``--num_threads``, ``$OMP_NUM_THREADS``), which tinyr1 then keeps."""
+        return self.why in ("--num_threads", "$OMP_NUM_THREADS")
 
 
 def _read(path: Path) -> str | None:
@@ -117,16 +126,21 @@ def usable_cores(root: Path = Path("/"), affinity: set[int] | None = None) -> Th
     return Threads(cores, where)
 
 
-def openmp_defaults(environ: dict | None = None) -> dict:
-    """The OpenMP settings to add to ``environ`` (``os.environ``): a passive wait policy unless the user chose one.
+# libgomp's own default spins ~300,000 rounds at a barrier before it sleeps.
+SPIN_COUNT = "10000"
 
-    >>> openmp_defaults({}), openmp_defaults({"GOMP_SPINCOUNT": "10000"}), openmp_defaults({"OMP_WAIT_POLICY": "x"})
-    ({'OMP_WAIT_POLICY': 'PASSIVE'}, {}, {})
+
+def openmp_defaults(environ: dict | None = None) -> dict:
+    """The OpenMP settings to add to ``environ`` (``os.environ``): a short spin at barriers unless the user chose a
+    wait policy or spin count.
+
+    >>> openmp_defaults({}), openmp_defaults({"GOMP_SPINCOUNT": "5"}), openmp_defaults({"OMP_WAIT_POLICY": "x"})
+    ({'GOMP_SPINCOUNT': '10000'}, {}, {})
     """
     environ = os.environ if environ is None else environ
     if any(key in environ for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
         return {}
-    return {"OMP_WAIT_POLICY": "PASSIVE"}
+    return {"GOMP_SPINCOUNT": SPIN_COUNT}
 
 
 def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
@@ -140,9 +154,17 @@ def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
     affinity = _affinity() if affinity is None else affinity
     threads = usable_cores(root, affinity)
     busy = busy_cores(affinity, root=root) if threads > 1 else None  # of the CPUs it may run on, not the machine
-    if busy is not None and busy >= 0.5:  # said, not acted on: the other work may end, and waits are passive
-        return Threads(threads, f"{threads.why}; {busy:.1f} of them busy with other work at the start")
+    if busy is not None and busy >= BUSY:  # start on the cores left free; train and sft take the rest back later
+        start = max(1, threads - math.floor(busy + 1 - BUSY))
+        if start < threads:
+            return Threads(start, f"{threads.why}, less {threads - start} that other work kept busy at the start "
+                           f"({busy:.1f} CPUs)", most=threads)
     return threads
+
+
+# Other work on this many of the process's CPUs or more takes a thread away (at the start, and between training
+# steps in tinyr1.cpu.thread_governor).
+BUSY = 0.5
 
 
 def _cpu_times(stat: str) -> dict[int, tuple[int, int]]:
