@@ -125,6 +125,7 @@ def execute(script, training, model_args, values: dict) -> int:
     from datasets import Dataset
     from trl import SFTTrainer
 
+    from tinyr1.cpu.runtime import thread_governor
     from tinyr1.infra import models
     from tinyr1.infra.run_callbacks import GracefulStop, MetricsLogger
     from tinyr1.tasks.sft_rows import load_sft_rows
@@ -145,9 +146,11 @@ def execute(script, training, model_args, values: dict) -> int:
     run.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
                        split=script.dataset_split, dataset_format=script.dataset_format)
     stopper = GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
+    governor = thread_governor(training.world_size)
     trainer = run.build_trainer(lambda: SFTTrainer(
         model=model, args=training, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[MetricsLogger(run.path), stopper, run.callback()]))
+        peft_config=peft_config, callbacks=[MetricsLogger(run.path), stopper, run.callback(),
+                                            *([governor] if governor else [])]))
     run.train(trainer, resume, remedies=lambda: oom_remedies(training, model_args))
     if stopper.received is not None:  # first Ctrl-C/SIGTERM: a checkpoint was saved at the end of the step
         return run.interrupted(trainer, stopper.received)

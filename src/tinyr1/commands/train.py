@@ -211,20 +211,25 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     recorder = callbacks.SampleRecorder(reward_funcs, run.path, script.sample_every, degenerate)
     stopper = callbacks.GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
     budget = callbacks.TimeBudget(script.max_train_minutes)
+    from tinyr1.cpu.runtime import thread_governor
     from tinyr1.infra.sampling_options import apply_sampling_options
 
     trainer_class, extra = apply_sampling_options(script, training,
                                                   _trainer_class(run, script.cpu_fast_path))
+    governor = thread_governor(training.world_size)
     run.facts["trainer"] = trainer_class.__name__
     trainer = run.build_trainer(lambda: trainer_class(
         model=model, reward_funcs=recorder.reward_funcs, args=training, train_dataset=dataset,
         processing_class=tokenizer, peft_config=get_peft_config(model_args),
-        callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(run.path), run.callback(), *extra]))
+        callbacks=[nan_guard, recorder, stopper, budget, callbacks.MetricsLogger(run.path), run.callback(), *extra,
+                   *([governor] if governor else [])]))
     for callback in extra:
         callback.trainer = trainer
     run.train(trainer, training.resume_from_checkpoint,
               remedies=lambda: oom_remedies(training, model_args, "max_completion_length"))
     run.facts["skipped_steps"] = nan_guard.skipped
+    if governor and governor.governor.changes:
+        run.facts["thread_changes"] = [list(change) for change in governor.governor.changes]
     if budget.reached_at is not None:
         run.facts["time_budget_reached_at_step"] = budget.reached_at
         if run.main:
