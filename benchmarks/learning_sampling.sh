@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Side by side: plain GRPO against dynamic sampling, the pass-rate curriculum and both, from make demo's 8-step
-# cold start, same budget, same CPU, the same 200 held-out sums (docs/results.md, "Keeping GRPO learning"):
+# Side by side: plain GRPO against dynamic sampling, the pass-rate curriculum and both, and trl's own options beside
+# dynamic sampling, from make demo's 8-step cold start, same budget, same CPU, the same 200 held-out sums
+# (docs/results.md, "Keeping GRPO learning"):
 #   ARMS="control both" bash benchmarks/learning_sampling.sh [OUT_DIR]    # two arms at once, one thread each
 #   ARMS="dynamic curriculum" bash benchmarks/learning_sampling.sh [OUT_DIR]
-# Each arm trains for MINUTES of GRPO (default 45), saves a checkpoint every SAVE_STEPS (default 60) and then
+#   ARMS="clip-higher low-lr" bash benchmarks/learning_sampling.sh [OUT_DIR]
+# Each arm trains for MINUTES of GRPO (default 45; the cosine schedule spans 2000 steps whatever the budget, so
+# arms on different CPUs compare at equal steps), saves a checkpoint every SAVE_STEPS (default 60) and then
 # evaluates every checkpoint (the last one is the final model) on 200 held-out sums (greedy, 128 new tokens). COLDSTART is the
 # starting adapter (default outputs/demo/coldstart, what make demo writes; made here if missing). The arms of one
 # call run at the same time, one thread each, so they share the machine equally. A benchmark, not a test.
@@ -36,7 +39,12 @@ arm_flags() {
     dynamic) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 ;;
     curriculum) echo --curriculum true ;;
     both) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --curriculum true ;;
-    *) echo "unknown arm $1 (control, dynamic, curriculum, both)" >&2; exit 2 ;;
+    # trl's own options, each beside dynamic sampling (the recipe's choice): clip-higher (DAPO's epsilon_high), a
+    # halved learning rate, and the loss on the 20% highest-entropy tokens only.
+    clip-higher) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --epsilon_high 0.28 ;;
+    low-lr) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --learning_rate 1e-5 ;;
+    top-entropy) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --top_entropy_quantile 0.2 ;;
+    *) echo "unknown arm $1 (control, dynamic, curriculum, both, clip-higher, low-lr, top-entropy)" >&2; exit 2 ;;
   esac
 }
 held_out() {  # held_out MODEL NAME: one held-out evaluation, skipped when done
