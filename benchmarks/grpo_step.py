@@ -15,8 +15,10 @@ Variants:
   fp32 or bf16 autocast): the best a careful user reaches through ``GRPOConfig`` fields alone.
 - ``tinyr1``: what ``tinyr1 train`` does by default: ``CPUFastGRPOTrainer`` (``tinyr1.cpu.trainer``), precision
   chosen by ``tinyr1.infra.precision``, no activation checkpointing, freed memory kept for reuse
-  (``tinyr1.cpu.runtime.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same), and the
-  command's OpenMP wait policy (``tinyr1.cpu.threads.openmp_defaults``; trl's variants keep libgomp's default).
+  (``tinyr1.cpu.runtime.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same), the
+  command's OpenMP wait policy (``tinyr1.cpu.threads.openmp_defaults``; trl's variants keep libgomp's default) and,
+  with no thread setting, the thread governor (``tinyr1.cpu.thread_governor``; its changes are in
+  ``thread_changes``).
 
 ``floor_s``: the step's minimal matrix work — generation 2 x params per token with each prompt prefilled once,
 the update 6 x params per token with the prompt once and the 8 completions — divided by this CPU's matmul
@@ -111,14 +113,17 @@ def run_variant(name: str, steps: int, rows) -> dict:
         def on_step_end(self, args, state, control, **kwargs):
             step_seconds.append(time.perf_counter() - self.start)
 
-    settings, trainer_class = dict(SETTINGS[name]), GRPOTrainer
+    settings, trainer_class, callbacks = dict(SETTINGS[name]), GRPOTrainer, [StepTimer()]
     if name == "tinyr1":
         from tinyr1.commands.train import recipe_defaults
+        from tinyr1.cpu.runtime import thread_governor
         from tinyr1.cpu.trainer import CPUFastGRPOTrainer
 
         defaults = recipe_defaults()
         settings = {"bf16": defaults["bf16"], "activation_checkpointing": defaults["activation_checkpointing"]}
         trainer_class = CPUFastGRPOTrainer
+        governor = thread_governor()  # as tinyr1 train adds it: only where tinyr1 chose the count
+        callbacks += [governor] if governor else []
     config = GRPOConfig(output_dir=f"/tmp/grpo_step_{name}", use_cpu=True, max_steps=steps,
                         per_device_train_batch_size=COMPLETIONS, num_generations=COMPLETIONS,
                         max_completion_length=NEW_TOKENS, generation_kwargs={"min_new_tokens": NEW_TOKENS},
@@ -130,7 +135,7 @@ def run_variant(name: str, steps: int, rows) -> dict:
     ensure_pad_token(tokenizer, model)
     trainer = trainer_class(model=model, args=config, reward_funcs=get_reward_funcs(DEFAULT_REWARDS),
                             train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                            callbacks=[StepTimer()])
+                            callbacks=callbacks)
     trainer.train()
     profiling.ProfilingContext._log_metrics = original
     median = statistics.median(step_seconds[1:] or step_seconds)
@@ -143,7 +148,8 @@ def run_variant(name: str, steps: int, rows) -> dict:
             "step_seconds": [round(s, 2) for s in step_seconds], "median_s_per_step": round(median, 2),
             "generation_s": round(generation, 2), "update_s": round(median - generation, 2),
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-            "params": model.num_parameters(), "prompt_tokens": round(prompt_tokens, 1)}
+            "params": model.num_parameters(), "prompt_tokens": round(prompt_tokens, 1),
+            "thread_changes": [list(c) for c in governor.governor.changes] if name == "tinyr1" and governor else []}
 
 
 def run_in_own_process(name: str, steps: int, threads: str, trl_keep_freed_memory: bool) -> dict:
