@@ -46,11 +46,13 @@ def cpu_threads(num_threads: int | None = None) -> Threads:
 def thread_governor(world_size: int = 1):
     """The Trainer callback that fits this process's threads to what the machine leaves free between steps
     (``tinyr1.cpu.thread_governor``), or None: nothing configured here (a GPU, or an API call that left the CPU
-    alone), a count the user fixed, or several training processes, each of which would count the others as other
-    work."""
+    alone), a count the user fixed (here or since: ``num_threads=`` of an API call, ``torch.set_num_threads``), or
+    several training processes, each of which would count the others as other work."""
     from tinyr1.cpu.thread_governor import governor_callback
 
-    return governor_callback(_configured) if world_size == 1 else None
+    if world_size != 1 or _configured is None or torch.get_num_threads() != int(_configured):
+        return None
+    return governor_callback(_configured)
 
 
 def keep_freed_memory() -> bool:
