@@ -50,14 +50,13 @@ demo: install
 	@mkdir -p $(DEMO_DIR)
 	@date +%s > $(DEMO_DIR)/.started
 	@# The base model's evaluation runs on the second core while the cold start trains (one thread each); its
-	@# output goes to eval-base.log, and a failure still fails the demo. GRPO keeps one thread too: with two, a
-	@# demo run's later steps were slower than one thread's, not yet explained (docs/cpu-fast-path.md#threads).
+	@# output goes to eval-base.log, and a failure still fails the demo. GRPO then takes every core it may use.
 	OMP_NUM_THREADS=1 $(TINYR1) eval --model_name_or_path smollm2-135m-instruct $(DEMO_TASK) --split test --limit 32 \
 	  --max_new_tokens 48 --output_dir $(DEMO_DIR)/eval-base > $(DEMO_DIR)/eval-base.log 2>&1 & base=$$!; \
 	OMP_NUM_THREADS=1 $(TINYR1) sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml --max_steps 8 \
 	  --learning_rate 5e-4 --output_dir $(DEMO_DIR)/coldstart --overwrite_output_dir true || { kill $$base; exit 1; }; \
 	wait $$base || { tail -5 $(DEMO_DIR)/eval-base.log; exit 1; }
-	OMP_NUM_THREADS=1 $(TINYR1) train --config recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml \
+	$(TINYR1) train --config recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml \
 	  --model_name_or_path $(DEMO_DIR)/coldstart \
 	  --reward_funcs correctness reasoned_format number strict_format --reward_weights 1 1 1 1 \
 	  --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 2e-5 \
