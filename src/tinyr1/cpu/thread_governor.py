@@ -18,14 +18,13 @@ end of each step of a Trainer (``tinyr1 train``, ``tinyr1 sft``).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from tinyr1.cpu.threads import BUSY, _affinity, _cpu_times, _read
+from tinyr1.cpu.threads import _affinity, _cpu_times, _read, threads_left
 
 # A thread comes back once other work is under FREE (cores' worth, of the ones it would run on) for two checks in a
 # row, so one quiet moment does not bring it back.
@@ -101,7 +100,7 @@ class ThreadGovernor:
         others = self.other_work()
         if others is None:
             return None
-        wanted = max(1, min(self.most, math.floor(len(self.cpus) - others + 1 - BUSY)))
+        wanted = threads_left(self.most, len(self.cpus), others)
         if wanted < self.current:
             self._calm = 0
             return self._apply(wanted, others, step)

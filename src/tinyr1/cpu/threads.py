@@ -154,8 +154,8 @@ def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
     affinity = _affinity() if affinity is None else affinity
     threads = usable_cores(root, affinity)
     busy = busy_cores(affinity, root=root) if threads > 1 else None  # of the CPUs it may run on, not the machine
-    if busy is not None and busy >= BUSY:  # start on the cores left free; train and sft take the rest back later
-        start = max(1, threads - math.floor(busy + 1 - BUSY))
+    if busy is not None:  # start on the cores left free; train and sft take the rest back later
+        start = threads_left(threads, len(affinity), busy)
         if start < threads:
             return Threads(start, f"{threads.why}, less {threads - start} that other work kept busy at the start "
                            f"({busy:.1f} CPUs)", most=threads)
@@ -165,6 +165,16 @@ def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
 # Other work on this many of the process's CPUs or more takes a thread away (at the start, and between training
 # steps in tinyr1.cpu.thread_governor).
 BUSY = 0.5
+
+
+def threads_left(most: int, cpus: int, others: float) -> int:
+    """The threads to use when other work keeps ``others`` of the process's ``cpus`` busy, at most ``most`` (the
+    usable cores) and at least 1: a CPU counts as taken from half a CPU's worth of other work.
+
+    >>> threads_left(2, 2, 0.4), threads_left(2, 2, 0.6), threads_left(8, 8, 2.0), threads_left(2, 16, 10.0)
+    (2, 1, 6, 2)
+    """
+    return max(1, min(most, math.floor(cpus - others + 1 - BUSY)))
 
 
 def _cpu_times(stat: str) -> dict[int, tuple[int, int]]:
