@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py sampling   # multinomial vs inverse CDF
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update     # the update's forward + backward
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py update --profile   # ... with torch.profiler
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py compiled-update  # norms + MLPs compiled
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fast_path_pieces.py decode    # generate's loop vs decode_loop
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py fp32-packing  # torch's fp32 linear vs packed
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fast_path_pieces.py allocator     # page faults of a large tensor
@@ -205,12 +206,87 @@ def allocator() -> None:
           f"memory kept ({kept})")
 
 
+def compiled_update() -> None:
+    """The update's forward + backward with its RMS norms and SwiGLU MLPs compiled (torch.compile, inductor,
+    dynamic shapes) against eager, in bf16 autocast and in fp32: compile seconds, median step, and how far the
+    compiled log-probs and one weight's gradient are from eager's at the same precision and from fp32 eager's."""
+    import torch.nn.functional as F
+
+    from tinyr1.cpu.attention import cpu_attention
+    from tinyr1.cpu.trainer import completion_logps
+
+    torch.manual_seed(0)
+    model = _model().train()
+    prompt, completions, rows = 90, 128, 8
+    ids = torch.cat([torch.randint(0, 49152, (1, prompt)).repeat(rows, 1),
+                     torch.randint(0, 49152, (rows, completions))], dim=1)
+    mask, weights = torch.ones_like(ids), torch.randn(rows, completions)
+
+    def mlp(x, gate, up, down):  # LlamaMLP.forward with weights as inputs: one graph for every layer
+        return F.linear(F.silu(F.linear(x, gate)) * F.linear(x, up), down)
+
+    def rms_norm(x, weight, eps: float):  # LlamaRMSNorm.forward
+        h = x.to(torch.float32)
+        return weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+    fast_mlp, fast_norm = torch.compile(mlp, dynamic=True), torch.compile(rms_norm, dynamic=True)
+
+    def compiled_mlp(m):
+        return lambda x: fast_mlp(x, m.gate_proj.weight, m.up_proj.weight, m.down_proj.weight)
+
+    def compiled_norm(n):
+        return lambda x: fast_norm(x, n.weight, n.variance_epsilon)
+
+    def patch(compiled: bool):  # instance attributes over the class's forward, removed again for eager
+        norms = [model.model.norm] + [n for layer in model.model.layers
+                                      for n in (layer.input_layernorm, layer.post_attention_layernorm)]
+        for module, make in [(layer.mlp, compiled_mlp) for layer in model.model.layers] + \
+                [(n, compiled_norm) for n in norms]:
+            if compiled:
+                module.forward = make(module)
+            else:
+                module.__dict__.pop("forward", None)
+
+    def step(bf16: bool):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), cpu_attention(model):
+            logps, _ = completion_logps(model, ids, mask, completions, 1.0, compute_entropy=True)
+        (logps * weights).mean().backward()
+        grad = model.model.layers[3].mlp.gate_proj.weight.grad.clone()
+        model.zero_grad(set_to_none=True)
+        return logps.detach(), grad
+
+    results = {}
+    for bf16 in (True, False):
+        for compiled in (False, True):
+            patch(compiled)
+            start = time.perf_counter()
+            first = step(bf16)
+            first_s = time.perf_counter() - start
+            seconds = []
+            for _ in range(3):
+                start = time.perf_counter()
+                step(bf16)
+                seconds.append(time.perf_counter() - start)
+            results[bf16, compiled] = first
+            print(f"{'bf16' if bf16 else 'fp32'} {'compiled' if compiled else 'eager'}: first step {first_s:.1f} s, "
+                  f"then median {statistics.median(seconds):.2f} s ({', '.join(f'{s:.2f}' for s in seconds)}), "
+                  f"{torch.get_num_threads()} thread(s)")
+    patch(False)
+    for name, key, against in (("bf16 compiled vs bf16 eager", (True, True), (True, False)),
+                               ("fp32 compiled vs fp32 eager", (False, True), (False, False)),
+                               ("bf16 eager vs fp32 eager", (True, False), (False, False))):
+        (lp, grad), (lp0, grad0) = results[key], results[against]
+        print(f"{name}: log-probs differ by at most {(lp - lp0).abs().max():.2e}, the gradient by "
+              f"{((grad - grad0).norm() / grad0.norm()):.2e} (relative)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("piece", choices=["sampling", "update", "decode", "fp32-packing", "allocator"])
+    p.add_argument("piece", choices=["sampling", "update", "compiled-update", "decode", "fp32-packing", "allocator"])
     p.add_argument("--profile", action="store_true", help="update: print a torch.profiler table of one step")
     args = p.parse_args()
-    pieces = {"sampling": sampling, "decode": decode, "fp32-packing": fp32_packing, "allocator": allocator}
+    pieces = {"sampling": sampling, "decode": decode, "fp32-packing": fp32_packing, "allocator": allocator,
+              "compiled-update": compiled_update}
     pieces.get(args.piece, lambda: update(args.profile))()
 
 
