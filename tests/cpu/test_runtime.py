@@ -61,7 +61,9 @@ def test_with_no_setting_a_command_uses_the_cores_it_may_run_on():
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     code = ("import torch; from tinyr1.cpu.runtime import configure_cpu; t = configure_cpu(); "
-            "print(int(t), torch.get_num_threads(), t.why, sep='|')")
+            "print(int(t), torch.get_num_threads(), t.most, t.why, sep='|')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    count, torch_threads, why = out.stdout.strip().split("|")
-    assert int(count) == int(torch_threads) == usable_cores() and why.startswith(usable_cores().why)
+    count, torch_threads, most, why = out.stdout.strip().split("|")
+    assert int(count) == int(torch_threads) and int(most) == usable_cores() and why.startswith(usable_cores().why)
+    # Fewer only where other work (here, perhaps the suite's other worker) kept cores busy at the start, and said.
+    assert int(count) == int(most) or "other work kept busy at the start" in why
