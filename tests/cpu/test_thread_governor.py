@@ -11,7 +11,7 @@ class FakeMachine:
     (this process's user + system) in cores' worth of each second."""
 
     def __init__(self, cpus: int = 2):
-        self.cpus, self.jiffies, self.own = cpus, [[0] * 8 for _ in range(cpus)], 0
+        self.cpus, self.jiffies, self.own, self.now = cpus, [[0] * 8 for _ in range(cpus)], 0, 0.0
 
     def advance(self, others: float = 0.0, own: float = 0.0, steal: float = 0.0, tick: int = 100):
         # Spread the work over the CPUs, one core's worth at a time, as the scheduler would.
@@ -24,6 +24,10 @@ class FakeMachine:
             self.jiffies[cpu][7] += round(stolen * tick)    # steal
             self.jiffies[cpu][3] += round((1.0 - used - stolen) * tick)  # idle
         self.own += round(own * tick)
+        self.now += 1.0
+
+    def clock(self) -> float:
+        return self.now
 
     def stat(self) -> str:
         return "\n".join(f"cpu{c} " + " ".join(map(str, j)) for c, j in enumerate(self.jiffies))
@@ -35,7 +39,7 @@ class FakeMachine:
 def governor(machine: FakeMachine, most: int = 2):
     applied, said = [], []
     gov = ThreadGovernor(most, set(range(machine.cpus)), read_stat=machine.stat, read_self=machine.self_stat,
-                         set_threads=applied.append, say=said.append)
+                         set_threads=applied.append, say=said.append, clock=machine.clock)
     return gov, applied, said
 
 
@@ -137,7 +141,7 @@ def test_a_run_that_started_on_fewer_threads_takes_the_rest_back_once_the_machin
     machine = FakeMachine()
     applied, said = [], []
     gov = ThreadGovernor(2, {0, 1}, start=1, read_stat=machine.stat, read_self=machine.self_stat,
-                         set_threads=applied.append, say=said.append)
+                         set_threads=applied.append, say=said.append, clock=machine.clock)
     for step in (1, 2):
         machine.advance(own=1.0)
         gov.check(step)

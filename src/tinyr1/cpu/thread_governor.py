@@ -19,12 +19,13 @@ end of each step of a Trainer (``tinyr1 train``, ``tinyr1 sft``).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from tinyr1.cpu.threads import _affinity, _cpu_times, _read, threads_left
+from tinyr1.cpu.threads import _affinity, _read, busy_between, threads_left
 
 # A thread comes back once other work is under FREE (cores' worth, of the ones it would run on) for two checks in a
 # row, so one quiet moment does not bring it back.
@@ -46,28 +47,18 @@ def own_cpu_seconds(stat: str | None) -> float | None:
         return None
 
 
-def cpus_seconds(stat: str | None, cpus: set[int]) -> tuple[float, float] | None:
-    """(wall seconds, busy seconds) summed over ``cpus`` of a ``/proc/stat`` text: its jiffies, steal included."""
-    times = _cpu_times(stat or "")
-    if not times or not all(c in times for c in cpus):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    total = sum(times[c][0] for c in cpus)
-    idle = sum(times[c][1] for c in cpus)
-    return total / tick, (total - idle) / tick
-
-
 class ThreadGovernor:
     """Adjusts the thread count between steps: ``check()`` returns the new count when it changed, else None.
 
-    ``read_stat`` and ``read_self`` return the texts of ``/proc/stat`` and ``/proc/self/stat``; ``set_threads``
-    applies a count (``torch.set_num_threads``); ``say`` prints the line. Tests pass fakes for all four.
+    ``read_stat`` and ``read_self`` return the texts of ``/proc/stat`` and ``/proc/self/stat``; ``clock`` the
+    seconds now; ``set_threads`` applies a count (``torch.set_num_threads``); ``say`` prints the line. Tests pass
+    fakes for all five.
     """
 
     def __init__(self, most: int, cpus: set[int] | None = None, *, start: int | None = None,
                  read_stat: Callable[[], str | None] | None = None,
                  read_self: Callable[[], str | None] | None = None, set_threads: Callable[[int], None] | None = None,
-                 say: Callable[[str], None] = print):
+                 say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic):
         import torch
 
         self.most = most
@@ -75,26 +66,24 @@ class ThreadGovernor:
         self.read_stat = read_stat or (lambda: _read(Path("/proc/stat")))
         self.read_self = read_self or (lambda: _read(Path("/proc/self/stat")))
         self.set_threads = set_threads or torch.set_num_threads
-        self.say = say
+        self.say, self.clock = say, clock
         self.current = most if start is None else start
         self.changes: list[tuple[int, int, float]] = []  # (step, threads, other work in cores)
         self._calm = 0
         self._last = self._reading()
 
     def _reading(self):
-        cpus, own = cpus_seconds(self.read_stat(), self.cpus), own_cpu_seconds(self.read_self())
-        return None if cpus is None or own is None else (*cpus, own)
+        return self.clock(), self.read_stat(), own_cpu_seconds(self.read_self())
 
     def other_work(self) -> float | None:
-        """Cores' worth of other work on this process's CPUs since the last call (None if unreadable)."""
-        now, before = self._reading(), self._last
+        """Cores' worth of other work on this process's CPUs since the last call (None if unreadable): their busy
+        CPUs (``tinyr1.cpu.threads.busy_between``, steal included) less this process's own CPU time."""
+        (then, stat_then, own_then), now = self._last, self._reading()
         self._last = now
-        if now is None or before is None:
+        if None in (stat_then, now[1], own_then, now[2]) or now[0] <= then:
             return None
-        wall = (now[0] - before[0]) / max(1, len(self.cpus))
-        if wall <= 0:
-            return None
-        return max(0.0, ((now[1] - before[1]) - (now[2] - before[2])) / wall)
+        busy = busy_between(stat_then, now[1], self.cpus)
+        return None if busy is None else max(0.0, busy - (now[2] - own_then) / (now[0] - then))
 
     def check(self, step: int = 0) -> int | None:
         others = self.other_work()
@@ -144,4 +133,5 @@ def governor_callback(threads) -> ThreadGovernorCallback | None:
     if threads is None or most is None or most < 2 or threads.fixed:
         return None
     governor = ThreadGovernor(most, start=int(threads))
-    return ThreadGovernorCallback(governor) if governor._last is not None else None
+    _, stat, own = governor._last
+    return ThreadGovernorCallback(governor) if stat is not None and own is not None else None
