@@ -157,6 +157,8 @@ CASES = [
     ("train-degenerate-2", [*TRAIN, "--degenerate_threshold", "2"], "--degenerate_threshold 2.0"),
     ("train-bool-maybe", [*TRAIN, "--bf16", "maybe"], "--bf16: Truthy value expected: got maybe"),
     ("train-choice", [*TRAIN, "--lr_scheduler_type", "sideways"], "--lr_scheduler_type: invalid choice"),
+    ("train-generation-weights", [*TRAIN, "--cpu_generation_weights", "int4"],
+     "--cpu_generation_weights: invalid choice"),
     ("train-int-given-float", [*TRAIN, "--num_generations", "2.5"], "--num_generations: invalid int value"),
     ("train-report-to-missing", [*TRAIN, "--report_to", "mlflow"], "--report_to mlflow: the mlflow package is not"),
     ("train-optim-8bit", [*TRAIN, "--optim", "adamw_8bit"], "--optim adamw_8bit: needs bitsandbytes"),

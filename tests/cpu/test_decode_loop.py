@@ -6,8 +6,10 @@ left-padded prompts of different lengths, fp32 and bf16 autocast; models it does
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, LlamaForCausalLM
+from transformers.generation import LogitsProcessor, LogitsProcessorList
 
 from tinyr1.cpu.decode_loop import decode_loop, group_size, on_cpu, supports
+from tinyr1.cpu.packing import fp16_weights_reason
 from tinyr1.cpu.shared_prompts import generate_shared_prompts
 
 from ..conftest import ASSETS
@@ -131,6 +133,65 @@ def test_decode_loop_with_bf16_weights_is_as_greedy_as_generate(make):
                              custom_generate=decode_loop)
         assert torch.equal(got[:, : width + 3], expected[:, : width + 3])
         assert greedy_regret(model, got, mask, width) <= 2 * greedy_regret(model, expected, mask, width) + 0.05
+
+
+def fp16_rounded(model):
+    """A copy of ``model`` whose linear weights are rounded to fp16 (embeddings untouched): what the decode loop
+    multiplies by with ``generation_weights="fp16"``."""
+    import copy
+
+    rounded = copy.deepcopy(model)
+    for module in rounded.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.weight.data = module.weight.data.half().float()
+    return rounded
+
+
+class Scores(LogitsProcessor):
+    """Keeps the scores of every decode step."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, input_ids, scores):
+        self.seen.append(scores.clone())
+        return scores
+
+
+@pytest.mark.skipif(fp16_weights_reason(torch.float32) is not None, reason="this torch build has no fbgemm")
+def test_decode_loop_with_fp16_weights_scores_as_fp16_rounded_weights_do():
+    """The opt-in fp16 weights change the weights and nothing else: generate over a copy whose linear weights are
+    rounded to fp16 gives the same tokens and scores, which differ from the exact weights'. One-token prompts, so
+    every token runs through the loop (a longer prompt's prefill keeps the model's own weights)."""
+    model = tiny_llama()  # untied embeddings: the copy rounds the LM head alone, as the loop does
+    ids, mask, _ = padded([[42]] * 3 + [[300]] * 3)
+    config = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=0)
+
+    def run(m, **loop):
+        scores = Scores()
+        with torch.no_grad():
+            out = m.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                             logits_processor=LogitsProcessorList([scores]), **loop)
+        return out, torch.stack(scores.seen)
+
+    got, got_scores = run(model, custom_generate=decode_loop, generation_weights="fp16")
+    expected, expected_scores = run(fp16_rounded(model))
+    _, exact_scores = run(model, custom_generate=decode_loop)
+    assert torch.equal(got, expected)
+    torch.testing.assert_close(got_scores, expected_scores, atol=1e-4, rtol=1e-5)
+    assert (got_scores - exact_scores).abs().max() > 1e-3  # the rounding is there to see
+
+
+def test_decode_loop_refuses_fp16_weights_it_cannot_use():
+    model = tiny_llama()
+    config = GenerationConfig(max_new_tokens=2, do_sample=False, pad_token_id=0)
+    ids, mask, _ = padded(PROMPTS)
+    with torch.no_grad(), pytest.raises(ValueError, match="not one of"):
+        model.generate(input_ids=ids, attention_mask=mask, generation_config=config, custom_generate=decode_loop,
+                       generation_weights="int4")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(ValueError, match="16 bits"):
+        model.generate(input_ids=ids, attention_mask=mask, generation_config=config, custom_generate=decode_loop,
+                       generation_weights="fp16")
 
 
 def test_models_the_loop_does_not_know_keep_generates_loop():

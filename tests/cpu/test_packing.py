@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from tinyr1.cpu.packing import packed_bf16_linears, packs_weights
+from tinyr1.cpu.packing import fp16_linear, fp16_weights_reason, packed_bf16_linears, packs_weights
 
 BF16_NATIVE = packs_weights(torch.bfloat16)
+FP16_WEIGHTS = fp16_weights_reason(torch.float32) is None
 
 
 @pytest.mark.skipif(not BF16_NATIVE, reason="this CPU has no native bf16 matmul: packing is off")
@@ -19,3 +20,17 @@ def test_packed_linear_multiplies_like_autocasts_bf16_linear():
             got = layer(x)
     assert got.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), expected.float(), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.skipif(not FP16_WEIGHTS, reason="this torch build has no fbgemm")
+def test_fp16_linear_multiplies_fp32_inputs_by_fp16_rounded_weights():
+    torch.manual_seed(0)
+    weight, bias, x = torch.randn(40, 24) * 0.1, torch.randn(40), torch.randn(5, 24)
+    got = fp16_linear(weight, bias)(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, x @ weight.half().float().T + bias, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, x @ weight.T + bias, atol=1e-6, rtol=0)  # the weights were rounded
+
+
+def test_fp16_weights_apply_to_an_fp32_decode_only():
+    assert "already 16 bits" in fp16_weights_reason(torch.bfloat16)

@@ -15,7 +15,8 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
 
-from tinyr1.cpu.trainer import CPUFastGRPOTrainer, _TokenLogProbs, token_logps
+from tinyr1.cpu.packing import fp16_weights_reason
+from tinyr1.cpu.trainer import CPUFastGRPOTrainer, _TokenLogProbs, token_logps, with_generation_weights
 from tinyr1.infra.models import ensure_pad_token
 
 from . import PROMPTS, TINY
@@ -142,3 +143,36 @@ def test_token_logps_with_an_entropy_gradient_is_plain_autograd():
     torch.testing.assert_close(entropy, -(log_probs.exp() * log_probs).sum(-1))
     torch.testing.assert_close(logps, log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
     assert entropy.requires_grad and entropy.grad_fn is not None
+
+
+@pytest.mark.skipif(fp16_weights_reason(torch.float32) is not None, reason="this torch build has no fbgemm")
+def test_fp16_generation_weights_reach_the_decode_steps_of_a_training_step(tmp_path, monkeypatch):
+    """cpu_generation_weights=fp16: the trainer's decode steps multiply by fp16 weights (every fused linear of the
+    loop, once per generation), and the step trains as usual."""
+    from tinyr1.cpu import packing
+
+    model = AutoModelForCausalLM.from_pretrained(TINY)
+    cls, fact = with_generation_weights(CPUFastGRPOTrainer, "fp16", False, model, lora=False)
+    assert (cls.generation_weights, fact) == ("fp16", {"setting": "fp16", "used": "fp16"})
+    assert cls.__name__ == "CPUFastGRPOTrainer" and CPUFastGRPOTrainer.generation_weights == "exact"
+    packed = []
+    real = packing.fp16_linear
+    monkeypatch.setattr(packing, "fp16_linear", lambda w, b: packed.append(w.shape) or real(w, b))
+    trainer = make_trainer(cls, tmp_path, max_steps=1)
+    trainer.train()
+    layers = model.config.num_hidden_layers
+    assert len(packed) == 4 * layers + 1  # q/k/v, o, gate/up, down per layer, and the LM head
+    assert trainer.state.global_step == 1
+
+
+def test_fp16_generation_weights_say_why_they_do_not_apply(capsys):
+    model = AutoModelForCausalLM.from_pretrained(TINY)
+    cases = [(GRPOTrainer, False, False, "needs the CPU fast path"),
+             (CPUFastGRPOTrainer, True, False, "already 16 bits"),
+             (CPUFastGRPOTrainer, False, True, "LoRA")]
+    for trainer_class, bf16, lora, why in cases:
+        cls, fact = with_generation_weights(trainer_class, "fp16", bf16, model, lora)
+        assert cls is trainer_class and fact["used"] == "exact" and why in fact["reason"]
+        assert why in capsys.readouterr().out
+    assert with_generation_weights(CPUFastGRPOTrainer, "exact", False, model, False) == \
+        (CPUFastGRPOTrainer, {"setting": "exact", "used": "exact"})

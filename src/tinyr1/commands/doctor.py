@@ -70,8 +70,12 @@ def check_hardware(checks: Checklist) -> dict:
     from tinyr1.infra.precision import cpu_bf16
 
     cpu = cpu_bf16()
+    from tinyr1.cpu.packing import fp16_weights_reason
+
+    hint = "" if cpu.native or fp16_weights_reason(torch.float32) else \
+        "; opt-in: cpu_generation_weights: fp16 halves the bytes a decode step reads (docs/cpu-fast-path.md)"
     checks.add(OK, "CPU precision", f"{cpu.cpu_name}, {cpu.capability}: training in "
-               f"{'bf16 autocast' if cpu.native else 'fp32'} ({cpu.reason})")
+               f"{'bf16 autocast' if cpu.native else 'fp32'} ({cpu.reason}){hint}")
     return {"device": "cpu", "memory": ram, "total": ram}
 
 

@@ -212,10 +212,13 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     stopper = callbacks.GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
     budget = callbacks.TimeBudget(script.max_train_minutes)
     from tinyr1.cpu.runtime import thread_governor
+    from tinyr1.cpu.trainer import with_generation_weights
     from tinyr1.infra.sampling_options import apply_sampling_options
 
-    trainer_class, extra = apply_sampling_options(script, training,
-                                                  _trainer_class(run, script.cpu_fast_path))
+    trainer_class, run.facts["generation_weights"] = with_generation_weights(
+        _trainer_class(run, script.cpu_fast_path), script.cpu_generation_weights, training.bf16, model,
+        bool(model_args.use_peft))
+    trainer_class, extra = apply_sampling_options(script, training, trainer_class)
     governor = thread_governor(training.world_size)
     run.facts["trainer"] = trainer_class.__name__
     trainer = run.build_trainer(lambda: trainer_class(
@@ -228,8 +231,8 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     run.train(trainer, training.resume_from_checkpoint,
               remedies=lambda: oom_remedies(training, model_args, "max_completion_length"))
     run.facts["skipped_steps"] = nan_guard.skipped
-    if governor and governor.governor.changes:
-        run.facts["thread_changes"] = [list(change) for change in governor.governor.changes]
+    if governor and (changes := governor.governor.changes):
+        run.facts["thread_changes"] = [list(change) for change in changes]
     if budget.reached_at is not None:
         run.facts["time_budget_reached_at_step"] = budget.reached_at
         if run.main:

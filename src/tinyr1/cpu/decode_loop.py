@@ -20,6 +20,8 @@ against ``generate``'s.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
@@ -77,8 +79,9 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache)
 class _Weights:
     """The model's weights, laid out for one generation: fused q/k/v and gate/up, in the compute dtype."""
 
-    def __init__(self, model, dtype: torch.dtype, rows: int):
-        pack = packing.packs_weights(dtype)
+    def __init__(self, model, dtype: torch.dtype, rows: int, fp16: bool = False):
+        pack = packing.packs_weights(dtype) and not fp16
+        linear = partial(packing.fused_linear, dtype=dtype, rows=rows, pack=pack, fp16=fp16)
         config = model.config
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
@@ -88,17 +91,16 @@ class _Weights:
             qkv = (attn.q_proj, attn.k_proj, attn.v_proj)
             self.layers.append((
                 layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
-                packing.fused_linear([m.weight for m in qkv], [m.bias for m in qkv], dtype, rows, pack),
-                packing.fused_linear([attn.o_proj.weight], [attn.o_proj.bias], dtype, rows, pack),
+                linear([m.weight for m in qkv], [m.bias for m in qkv]),
+                linear([attn.o_proj.weight], [attn.o_proj.bias]),
                 layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-                packing.fused_linear([mlp.gate_proj.weight, mlp.up_proj.weight],
-                                     [mlp.gate_proj.bias, mlp.up_proj.bias], dtype, rows, pack),
-                packing.fused_linear([mlp.down_proj.weight], [mlp.down_proj.bias], dtype, rows, pack),
+                linear([mlp.gate_proj.weight, mlp.up_proj.weight], [mlp.gate_proj.bias, mlp.up_proj.bias]),
+                linear([mlp.down_proj.weight], [mlp.down_proj.bias]),
                 attn.scaling,
             ))
         self.embed = model.model.embed_tokens.weight
         self.norm = model.model.norm
-        self.lm_head = packing.fused_linear([model.lm_head.weight], [model.lm_head.bias], dtype, rows, pack)
+        self.lm_head = linear([model.lm_head.weight], [model.lm_head.bias])
         self.rotary = model.model.rotary_emb
 
 
@@ -215,14 +217,22 @@ def draw_inverse_cdf(scores: torch.Tensor) -> torch.Tensor:
 
 
 def decode_loop(model, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
-                streamer=None, fast_sampling=False, **model_kwargs):
+                streamer=None, fast_sampling=False, generation_weights="exact", **model_kwargs):
     """``generate``'s sampling/greedy loop (``GenerationMixin._sample`` without its optional outputs) over
     ``_step``. The cache passed in ``past_key_values`` must hold every prompt token but the last (or be empty);
-    with ``fast_sampling``, tokens are drawn by ``draw_inverse_cdf`` (same distribution, other draws)."""
+    with ``fast_sampling``, tokens are drawn by ``draw_inverse_cdf`` (same distribution, other draws); with
+    ``generation_weights="fp16"``, the decode steps multiply by weights rounded to fp16 (``tinyr1.cpu.packing``;
+    the prompt's prefill keeps the model's own)."""
     if synced_gpus or streamer is not None or generation_config.return_dict_in_generate:
         raise ValueError("decode_loop: synced_gpus, streamers and return_dict_in_generate are generate's own")
     rows, width = input_ids.shape
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else model.lm_head.weight.dtype
+    if generation_weights not in packing.GENERATION_WEIGHTS:
+        raise ValueError(f"decode_loop: generation_weights={generation_weights!r}, not one of "
+                         f"{packing.GENERATION_WEIGHTS}")
+    fp16 = generation_weights == "fp16"
+    if fp16 and (reason := packing.fp16_weights_reason(dtype)):
+        raise ValueError(f"decode_loop: generation_weights='fp16' cannot apply: {reason}")
     attention_mask = model_kwargs.get("attention_mask")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
@@ -239,7 +249,7 @@ def decode_loop(model, input_ids, logits_processor, stopping_criteria, generatio
                          "the last")
     room = generation_config.max_length  # generate's prepared length: the prompt and the new tokens
     with torch.autocast("cpu", enabled=False), torch.no_grad():
-        w = _Weights(model, dtype, rows)
+        w = _Weights(model, dtype, rows, fp16)
         prompt_layers = [layer if layer.keys.size(0) == first.numel() else _Rows(layer, first)
                          for layer in (cache.layers if cached else ())]
         kv = _GroupCache(w, rows // g, g, prompt_layers, attention_mask[first, :cached], room, dtype)

@@ -3,6 +3,11 @@
 A decode step multiplies a handful of rows (a GRPO group) by every weight; unpacked, oneDNN re-lays a bf16 weight at
 every call. Packing once per generation pays where ``packs_weights(dtype)`` says so (docs/cpu-fast-path.md has the
 measurements). Weights change at every optimizer step, so they are packed per generation, never kept.
+
+A decode step reads every weight; in fp32 (where a CPU has no native bf16) that is 4 bytes a weight. The opt-in
+``weights="fp16"`` (``GENERATION_WEIGHTS``) packs them in 16 bits for fbgemm's fp16 product, which widens them to
+fp32 inside the kernel: activations and sums stay fp32, only the weights are rounded to fp16, so the sampling
+policy differs slightly from the trained one (``benchmarks/generation_weights.py`` measures by how much).
 """
 
 from __future__ import annotations
@@ -28,6 +33,30 @@ def packs_weights(dtype: torch.dtype) -> bool:
     return dtype == torch.float32 and platform.machine().lower() in ("x86_64", "amd64")
 
 
+GENERATION_WEIGHTS = ("exact", "fp16")  # exact: the weights as trained; fp16: rounded to fp16 for the decode steps
+
+
+def fp16_weights_reason(dtype: torch.dtype) -> str | None:
+    """Why ``weights="fp16"`` cannot apply to a decode in ``dtype`` here, or None where it can: it needs fbgemm
+    (x86 builds of torch) and an fp32 decode (a bf16 decode already reads 2 bytes a weight)."""
+    if dtype != torch.float32:
+        return f"generation runs in {str(dtype).removeprefix('torch.')}, already 16 bits a weight"
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return "this torch build has no fbgemm (x86 only)"
+    return None
+
+
+def _fp16_linear(packed, x):
+    return torch.ops.quantized.linear_dynamic_fp16(x, packed)
+
+
+def fp16_linear(weight: torch.Tensor, bias: torch.Tensor | None):
+    """``x -> x @ weight.T + bias`` with ``weight`` stored in fp16 and ``x``, the sums and the result in fp32."""
+    packed = torch.ops.quantized.linear_prepack_fp16(weight.detach().float(),
+                                                     None if bias is None else bias.detach().float())
+    return partial(_fp16_linear, packed)
+
+
 def _packed_linear(weight, bias, x):
     return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
 
@@ -41,13 +70,17 @@ def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, rows: int, dt
     return partial(_packed_linear, packed, None if bias is None else bias.detach().to(dtype))
 
 
-def fused_linear(weights: list[torch.Tensor], biases: list, dtype: torch.dtype, rows: int, pack: bool):
-    """One matmul for ``weights`` stacked by output row, in ``dtype``; packed by oneDNN where ``pack``."""
+def fused_linear(weights: list[torch.Tensor], biases: list, dtype: torch.dtype, rows: int, pack: bool,
+                 fp16: bool = False):
+    """One matmul for ``weights`` stacked by output row, in ``dtype``; packed by oneDNN where ``pack``, or in fp16 for
+    fbgemm where ``fp16`` (``fp16_weights_reason(dtype)`` must be None)."""
     weight = torch.cat([w.detach().to(dtype) for w in weights]) if len(weights) > 1 else weights[0].detach().to(dtype)
     bias = None
     if any(b is not None for b in biases):
         bias = torch.cat([b.detach() if b is not None else w.new_zeros(w.size(0))
                           for w, b in zip(weights, biases, strict=True)]).to(dtype)
+    if fp16:
+        return fp16_linear(weight, bias)
     return packed_linear(weight, bias, rows, dtype) if pack else partial(F.linear, weight=weight, bias=bias)
 
 

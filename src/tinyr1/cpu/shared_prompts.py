@@ -92,13 +92,15 @@ def roomy_cache(config, room: int):
 
 
 def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: int, generation_config,
-                            fast_sampling: bool = False, fast_loop: bool = True, pack_bf16: bool = False):
+                            fast_sampling: bool = False, fast_loop: bool = True, pack_bf16: bool = False,
+                            generation_weights: str = "exact"):
     """``model.generate`` over left-padded prompts, each distinct prompt prefilled once and its cache shared;
     with ``fast_sampling``, sampling by ``inverse_cdf_sampling`` where it applies (same distribution, other draws);
     with ``fast_loop``, tokens decoded by ``tinyr1.cpu.decode_loop`` where the model and the config allow it; with
     ``pack_bf16`` (generating under bf16 autocast), ``packed_bf16_linears`` for generate's own loop — the decode
     loop packs its own fused weights, and packing every layer for the prefill alone cost more than autocast's casts
-    (docs/cpu-fast-path.md has the measurements).
+    (docs/cpu-fast-path.md has the measurements); ``generation_weights`` goes to the decode loop, which alone can
+    round the weights (a ValueError where it does not run).
 
     Returns the generated token ids (batch, new tokens), as ``generate(...)[:, prompt_len:]`` would.
     """
@@ -109,6 +111,9 @@ def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: in
     loop = fast_loop and (shared or width == 1) and decode_loop.supports(model) \
         and generation_config.get_generation_mode() in (GenerationMode.SAMPLE, GenerationMode.GREEDY_SEARCH) \
         and not generation_config.return_dict_in_generate
+    if generation_weights != "exact" and not loop:
+        raise ValueError(f"generation_weights={generation_weights!r} needs tinyr1.cpu.decode_loop, which does not "
+                         "run for this model or generation config")
     kwargs = {}
     with packed_bf16_linears(model, len(prompt_ids), enabled=pack_bf16 and not loop):
         if shared:
@@ -118,7 +123,8 @@ def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: in
             cache.batch_select_indices(inverse)
             kwargs["past_key_values"] = cache  # generate runs only the last prompt token, then decodes
         if loop:
-            kwargs.update(custom_generate=decode_loop.decode_loop, fast_sampling=fast_sampling)
+            kwargs.update(custom_generate=decode_loop.decode_loop, fast_sampling=fast_sampling,
+                          generation_weights=generation_weights)
         elif fast_sampling and (sampling := inverse_cdf_sampling(generation_config)) is not None:
             generation_config, kwargs["logits_processor"] = sampling
         out = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config, **kwargs)

@@ -100,6 +100,9 @@ TOUCHPOINTS = (
                "tinyr1.infra.precision, tinyr1.cpu.packing"),
     Touchpoint("torch", "nn.Linear.forward replaced on instances for the length of a generation",
                "tinyr1.cpu.packing"),
+    Touchpoint("torch", "torch.ops.quantized.linear_prepack_fp16 / linear_dynamic_fp16 (fbgemm ops, not public "
+               "API): fp32 weight and bias -> packed fp16; fp32 x -> fp32 result (cpu_generation_weights: fp16)",
+               "tinyr1.cpu.packing"),
     Touchpoint("trl", "GRPOTrainer._calculate_rewards (private): called through; returns the rewards of every "
                "process's rows (rows x reward functions, NaN for None)", "tinyr1.infra.dynamic_sampling, curriculum"),
     Touchpoint("trl", "GRPOTrainer._generate_and_score_completions (private): called through, its batch filtered "

@@ -149,6 +149,10 @@ class CPUFastGRPOTrainer(GRPOTrainer):
     # Take the fast path even outside the versions it was verified on (``ForcedCPUFastGRPOTrainer``).
     forced = False
 
+    # The weights the decode steps multiply by (``tinyr1.cpu.packing.GENERATION_WEIGHTS``): "exact", or the opt-in
+    # "fp16" that ``with_generation_weights`` sets where it applies.
+    generation_weights = "exact"
+
     def uses_fast_path(self) -> bool:
         # Activation checkpointing makes the model drop its key/value cache, which the shared prompt needs.
         checkpointing = getattr(self.args, "activation_checkpointing", False) or self.args.gradient_checkpointing
@@ -197,7 +201,8 @@ class CPUFastGRPOTrainer(GRPOTrainer):
               torch.no_grad(), autocast, cpu_attention(unwrapped)):
             completion_ids = generate_shared_prompts(unwrapped, prompt_ids, self._tokenizer.pad_token_id,
                                                      self.generation_config, fast_sampling=self.fast_sampling,
-                                                     pack_bf16=bool(self.args.bf16))
+                                                     pack_bf16=bool(self.args.bf16),
+                                                     generation_weights=self.generation_weights)
         # trl's rule: a completion ends at its first EOS (kept); what follows is padding.
         eos = set(self.eos_token_ids)
         completions = []
@@ -205,6 +210,32 @@ class CPUFastGRPOTrainer(GRPOTrainer):
             end = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
             completions.append(row[:end])
         return completions, None
+
+
+def with_generation_weights(trainer_class: type, setting: str, bf16: bool, model, lora: bool) -> tuple[type, dict]:
+    """``trainer_class`` decoding with ``setting`` weights (``tinyr1.cpu.packing.GENERATION_WEIGHTS``) where that
+    applies: the CPU fast path, a model ``tinyr1.cpu.decode_loop`` runs, no LoRA, an fp32 decode on an x86 torch.
+    Elsewhere one line says why the exact weights are used. Returns the class and the fact for run.json."""
+    from tinyr1.cpu import decode_loop, packing
+
+    if setting == "exact":
+        return trainer_class, {"setting": setting, "used": "exact"}
+    if not issubclass(trainer_class, CPUFastGRPOTrainer):
+        reason = "it needs the CPU fast path (tinyr1.cpu.trainer), which this run does not take"
+    elif lora:
+        reason = "a LoRA model generates through generate's own loop"
+    elif not decode_loop.supports(model):
+        reason = f"{type(model).__name__} does not decode through tinyr1.cpu.decode_loop"
+    else:
+        reason = packing.fp16_weights_reason(torch.bfloat16 if bf16 else torch.float32)
+    if reason:
+        print(f"cpu_generation_weights={setting} does not apply: {reason}; generating with the exact weights",
+              flush=True)
+        return trainer_class, {"setting": setting, "used": "exact", "reason": reason}
+    print(f"generation: decode steps multiply by weights rounded to {setting} (cpu_generation_weights; the sampler "
+          "differs slightly from the trained policy)", flush=True)
+    return (type(trainer_class.__name__, (trainer_class,), {"generation_weights": setting}),
+            {"setting": setting, "used": setting})
 
 
 class ForcedCPUFastGRPOTrainer(CPUFastGRPOTrainer):
