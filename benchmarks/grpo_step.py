@@ -19,6 +19,8 @@ Variants:
   command's OpenMP wait policy (``tinyr1.cpu.threads.openmp_defaults``; trl's variants keep libgomp's default) and,
   with no thread setting, the thread governor (``tinyr1.cpu.thread_governor``; its changes are in
   ``thread_changes``).
+- ``tinyr1-fp16-weights``: ``tinyr1`` with ``cpu_generation_weights: fp16`` (decode steps on fp16-rounded weights;
+  applies only where generation runs in fp32).
 
 ``floor_s``: the step's minimal matrix work — generation 2 x params per token with each prompt prefilled once,
 the update 6 x params per token with the prompt once and the 8 completions — divided by this CPU's matmul
@@ -50,8 +52,9 @@ SETTINGS = {
     "trl-fp32": {"bf16": False, "activation_checkpointing": False},
     "trl-bf16": {"bf16": True, "activation_checkpointing": False},
     "tinyr1": {},  # filled in by tinyr1's own policy in run_variant
+    "tinyr1-fp16-weights": {},  # the same, with cpu_generation_weights: fp16
 }
-CHOICES = ["trl-defaults", "trl-best", "tinyr1", "trl-fp32", "trl-bf16"]
+CHOICES = ["trl-defaults", "trl-best", "tinyr1", "trl-fp32", "trl-bf16", "tinyr1-fp16-weights"]
 
 
 def matmul_gflops(dtype: torch.dtype, shape=(1024, 576, 1536), seconds: float = 1.0) -> float:
@@ -114,7 +117,8 @@ def run_variant(name: str, steps: int, rows) -> dict:
             step_seconds.append(time.perf_counter() - self.start)
 
     settings, trainer_class, callbacks = dict(SETTINGS[name]), GRPOTrainer, [StepTimer()]
-    if name == "tinyr1":
+    governor = None
+    if name.startswith("tinyr1"):
         from tinyr1.commands.train import recipe_defaults
         from tinyr1.cpu.runtime import thread_governor
         from tinyr1.cpu.trainer import CPUFastGRPOTrainer
@@ -133,6 +137,10 @@ def run_variant(name: str, steps: int, rows) -> dict:
     model = AutoModelForCausalLM.from_pretrained(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     ensure_pad_token(tokenizer, model)
+    if name == "tinyr1-fp16-weights":
+        from tinyr1.cpu.trainer import with_generation_weights
+
+        trainer_class, _ = with_generation_weights(trainer_class, "fp16", settings["bf16"], model, lora=False)
     trainer = trainer_class(model=model, args=config, reward_funcs=get_reward_funcs(DEFAULT_REWARDS),
                             train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                             callbacks=callbacks)
@@ -149,14 +157,15 @@ def run_variant(name: str, steps: int, rows) -> dict:
             "generation_s": round(generation, 2), "update_s": round(median - generation, 2),
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "params": model.num_parameters(), "prompt_tokens": round(prompt_tokens, 1),
-            "thread_changes": [list(c) for c in governor.governor.changes] if name == "tinyr1" and governor else []}
+            "thread_changes": [list(c) for c in governor.governor.changes] if governor else [],
+            "generation_weights": getattr(trainer_class, "generation_weights", "exact")}
 
 
 def run_in_own_process(name: str, steps: int, threads: str, trl_keep_freed_memory: bool) -> dict:
     """Each variant in a fresh process, so peak RSS and allocator state belong to that variant alone; ``threads``
     a count, or ``default`` for no setting at all."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if name == "tinyr1":  # the tinyr1 command's OpenMP wait policy, set before torch loads (tinyr1.cpu.threads)
+    if name.startswith("tinyr1"):  # the command's OpenMP wait policy, set before torch loads (tinyr1.cpu.threads)
         from tinyr1.cpu.threads import openmp_defaults
 
         env.update(openmp_defaults(env))
@@ -193,7 +202,7 @@ def main() -> None:
         name = args.variants[0]
         cpu_threads()
         # tinyr1 train's configure_cpu also keeps freed memory; trl's variants get that only when asked.
-        kept = keep_freed_memory() if name == "tinyr1" or args.trl_keep_freed_memory else False
+        kept = keep_freed_memory() if name.startswith("tinyr1") or args.trl_keep_freed_memory else False
         rows = [{"prompt": r["prompt"], "answer": r["answer"]}
                 for r in load_prompt_rows(str(default_gsm8k_dir()), "train", limit=64)]
         print(json.dumps({**run_variant(name, args.steps, rows), "keep_freed_memory": kept}))
@@ -209,6 +218,7 @@ def main() -> None:
     variants = {name: min(results, key=lambda r: r["median_s_per_step"]) for name, results in runs.items()}
     for name, result in variants.items():
         result["all_threads"] = {r["threads_setting"]: r["median_s_per_step"] for r in runs[name]}
+        result["all_step_seconds"] = {r["threads_setting"]: r["step_seconds"] for r in runs[name]}
     if "trl-best" in args.variants:
         best = min(("trl-fp32", "trl-bf16"), key=lambda n: variants[n]["median_s_per_step"])
         variants["trl-best"] = {**variants[best], "chosen": best}

@@ -5,6 +5,7 @@
 #   ARMS="control both" bash benchmarks/learning_sampling.sh [OUT_DIR]    # two arms at once, one thread each
 #   ARMS="dynamic curriculum" bash benchmarks/learning_sampling.sh [OUT_DIR]
 #   ARMS="clip-higher low-lr" bash benchmarks/learning_sampling.sh [OUT_DIR]
+#   ARMS="dynamic fp16-weights" bash benchmarks/learning_sampling.sh [OUT_DIR]   # exact vs fp16 generation weights
 # Each arm trains for MINUTES of GRPO (default 45; the cosine schedule spans 2000 steps whatever the budget, so
 # arms on different CPUs compare at equal steps), saves a checkpoint every SAVE_STEPS (default 60) and then
 # evaluates every checkpoint (the last one is the final model) on 200 held-out sums (greedy, 128 new tokens). COLDSTART is the
@@ -44,7 +45,10 @@ arm_flags() {
     clip-higher) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --epsilon_high 0.28 ;;
     low-lr) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --learning_rate 1e-5 ;;
     top-entropy) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --top_entropy_quantile 0.2 ;;
-    *) echo "unknown arm $1 (control, dynamic, curriculum, both, clip-higher, low-lr, top-entropy)" >&2; exit 2 ;;
+    # The recipe with its decode steps on fp16-rounded weights (an fp32 decode: CPUs without native bf16).
+    fp16-weights) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --cpu_generation_weights fp16 ;;
+    *) echo "unknown arm $1 (control, dynamic, curriculum, both, clip-higher, low-lr, top-entropy, fp16-weights)" >&2
+       exit 2 ;;
   esac
 }
 held_out() {  # held_out MODEL NAME: one held-out evaluation, skipped when done
