@@ -37,9 +37,10 @@ test: install lint
 test-fast: install
 	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow"
 
-# The main job, offline on this CPU, in under five minutes: SmolLM2-135M-Instruct learns sums of 2-3 terms. An 8-step
-# LoRA cold start on generated sums with worked steps shows it the tags; then GRPO (4 prompts x 4 completions a step,
-# a 2-minute budget) with rewards for a right answer, a worked step, a number and an answer that ends at </answer>.
+# The main job, offline on this CPU, in minutes (docs/results.md#make-demo has the times per CPU):
+# SmolLM2-135M-Instruct learns sums of 2-3 terms. An 8-step LoRA cold start on generated sums with worked steps
+# shows it the tags; then GRPO (4 prompts x 4 completions a step, a 2-minute budget) with rewards for a right
+# answer, a worked step, a number and an answer that ends at </answer>.
 # Held-out accuracy (32 generated test sums, greedy) of the base model, before GRPO and after, and the mean reward of
 # the first and last GRPO steps are printed at the end and in the report (docs/results.md#make-demo has what it
 # printed and on which CPU). The hour-long runs are benchmarks/learning_arith.sh; their numbers are in docs/results.md.
