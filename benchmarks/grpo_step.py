@@ -140,7 +140,7 @@ def run_variant(name: str, steps: int, rows) -> dict:
     if name == "tinyr1-fp16-weights":
         from tinyr1.cpu.trainer import with_generation_weights
 
-        trainer_class, _ = with_generation_weights(trainer_class, "fp16", settings["bf16"], model, lora=False)
+        trainer_class, _ = with_generation_weights(trainer_class, "fp16", config, model, lora=False)
     trainer = trainer_class(model=model, args=config, reward_funcs=get_reward_funcs(DEFAULT_REWARDS),
                             train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                             callbacks=callbacks)

@@ -152,7 +152,8 @@ def test_fp16_generation_weights_reach_the_decode_steps_of_a_training_step(tmp_p
     from tinyr1.cpu import packing
 
     model = AutoModelForCausalLM.from_pretrained(TINY)
-    cls, fact = with_generation_weights(CPUFastGRPOTrainer, "fp16", False, model, lora=False)
+    args = GRPOConfig(output_dir=str(tmp_path / "args"), use_cpu=True, bf16=False, report_to="none")
+    cls, fact = with_generation_weights(CPUFastGRPOTrainer, "fp16", args, model, lora=False)
     assert (cls.generation_weights, fact) == ("fp16", {"setting": "fp16", "used": "fp16"})
     assert cls.__name__ == "CPUFastGRPOTrainer" and CPUFastGRPOTrainer.generation_weights == "exact"
     packed = []
@@ -165,14 +166,21 @@ def test_fp16_generation_weights_reach_the_decode_steps_of_a_training_step(tmp_p
     assert trainer.state.global_step == 1
 
 
-def test_fp16_generation_weights_say_why_they_do_not_apply(capsys):
+def test_fp16_generation_weights_say_why_they_do_not_apply(tmp_path, capsys):
     model = AutoModelForCausalLM.from_pretrained(TINY)
-    cases = [(GRPOTrainer, False, False, "needs the CPU fast path"),
-             (CPUFastGRPOTrainer, True, False, "already 16 bits"),
-             (CPUFastGRPOTrainer, False, True, "LoRA")]
-    for trainer_class, bf16, lora, why in cases:
-        cls, fact = with_generation_weights(trainer_class, "fp16", bf16, model, lora)
+
+    def args(**settings):
+        return GRPOConfig(output_dir=str(tmp_path / "args"), use_cpu=True, report_to="none",
+                          **{"bf16": False, **settings})
+
+    cases = [(GRPOTrainer, args(), False, "needs the CPU fast path"),
+             (CPUFastGRPOTrainer, args(bf16=True), False, "already 16 bits"),
+             (CPUFastGRPOTrainer, args(), True, "LoRA"),
+             (CPUFastGRPOTrainer, args(generation_kwargs={"num_beams": 2}), False, "generation settings"),
+             (CPUFastGRPOTrainer, args(cache_implementation="static"), False, "generation settings")]
+    for trainer_class, settings, lora, why in cases:
+        cls, fact = with_generation_weights(trainer_class, "fp16", settings, model, lora)
         assert cls is trainer_class and fact["used"] == "exact" and why in fact["reason"]
         assert why in capsys.readouterr().out
-    assert with_generation_weights(CPUFastGRPOTrainer, "exact", False, model, False) == \
+    assert with_generation_weights(CPUFastGRPOTrainer, "exact", args(), model, False) == \
         (CPUFastGRPOTrainer, {"setting": "exact", "used": "exact"})

@@ -216,7 +216,7 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     from tinyr1.infra.sampling_options import apply_sampling_options
 
     trainer_class, run.facts["generation_weights"] = with_generation_weights(
-        _trainer_class(run, script.cpu_fast_path), script.cpu_generation_weights, training.bf16, model,
+        _trainer_class(run, script.cpu_fast_path), script.cpu_generation_weights, training, model,
         bool(model_args.use_peft))
     trainer_class, extra = apply_sampling_options(script, training, trainer_class)
     governor = thread_governor(training.world_size)

@@ -91,6 +91,15 @@ def roomy_cache(config, room: int):
     return cache
 
 
+def loop_decodes(generation_config, width: int) -> bool:
+    """Whether ``generation_config`` asks only for what ``tinyr1.cpu.decode_loop`` does for prompts ``width`` tokens
+    wide: sampling or greedy search, plain token ids out, and for prompts of more than one token a cache the prompt
+    can be shared in (``generate_shared_prompts`` checks the model too)."""
+    return generation_config.get_generation_mode() in (GenerationMode.SAMPLE, GenerationMode.GREEDY_SEARCH) \
+        and not generation_config.return_dict_in_generate \
+        and (width == 1 or generation_config.cache_implementation in (None, "dynamic"))
+
+
 def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: int, generation_config,
                             fast_sampling: bool = False, fast_loop: bool = True, pack_bf16: bool = False,
                             generation_weights: str = "exact"):
@@ -108,9 +117,7 @@ def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: in
     ids = torch.tensor([[pad_token_id] * (width - len(p)) + list(p) for p in prompt_ids])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
     shared = width > 1 and generation_config.cache_implementation in (None, "dynamic")
-    loop = fast_loop and (shared or width == 1) and decode_loop.supports(model) \
-        and generation_config.get_generation_mode() in (GenerationMode.SAMPLE, GenerationMode.GREEDY_SEARCH) \
-        and not generation_config.return_dict_in_generate
+    loop = fast_loop and decode_loop.supports(model) and loop_decodes(generation_config, width)
     if generation_weights != "exact" and not loop:
         raise ValueError(f"generation_weights={generation_weights!r} needs tinyr1.cpu.decode_loop, which does not "
                          "run for this model or generation config")

@@ -212,11 +212,16 @@ class CPUFastGRPOTrainer(GRPOTrainer):
         return completions, None
 
 
-def with_generation_weights(trainer_class: type, setting: str, bf16: bool, model, lora: bool) -> tuple[type, dict]:
+def with_generation_weights(trainer_class: type, setting: str, args, model, lora: bool) -> tuple[type, dict]:
     """``trainer_class`` decoding with ``setting`` weights (``tinyr1.cpu.packing.GENERATION_WEIGHTS``) where that
-    applies: the CPU fast path, a model ``tinyr1.cpu.decode_loop`` runs, no LoRA, an fp32 decode on an x86 torch.
-    Elsewhere one line says why the exact weights are used. Returns the class and the fact for run.json."""
+    applies: the CPU fast path, a model and generation settings (``args``, the run's GRPOConfig: ``bf16``,
+    ``cache_implementation``, ``generation_kwargs``) that ``tinyr1.cpu.decode_loop`` runs, no LoRA, an fp32 decode
+    on an x86 torch. Elsewhere one line says why the exact weights are used. Returns the class and the fact for
+    run.json."""
+    from transformers import GenerationConfig
+
     from tinyr1.cpu import decode_loop, packing
+    from tinyr1.cpu.shared_prompts import loop_decodes
 
     if setting == "exact":
         return trainer_class, {"setting": setting, "used": "exact"}
@@ -226,8 +231,11 @@ def with_generation_weights(trainer_class: type, setting: str, bf16: bool, model
         reason = "a LoRA model generates through generate's own loop"
     elif not decode_loop.supports(model):
         reason = f"{type(model).__name__} does not decode through tinyr1.cpu.decode_loop"
+    elif not loop_decodes(GenerationConfig(do_sample=True, cache_implementation=args.cache_implementation,
+                                           **(args.generation_kwargs or {})), width=2):
+        reason = "the run's generation settings (generation_kwargs, cache_implementation) keep generate's own loop"
     else:
-        reason = packing.fp16_weights_reason(torch.bfloat16 if bf16 else torch.float32)
+        reason = packing.fp16_weights_reason(torch.bfloat16 if args.bf16 else torch.float32)
     if reason:
         print(f"cpu_generation_weights={setting} does not apply: {reason}; generating with the exact weights",
               flush=True)
