@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tinyr1.cpu.packing import GENERATION_WEIGHTS
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.rewards import DEFAULT_REWARDS
 
@@ -63,7 +62,9 @@ class TrainScriptArguments:
                                        "same step as trl's, computed faster). Unset: where trl, transformers and "
                                        "torch are the versions it was verified on (tinyr1 doctor says); true: "
                                        "always, with a warning outside them; false: trl's GRPOTrainer as it is"})
-    cpu_generation_weights: str = field(default="exact", metadata={"choices": list(GENERATION_WEIGHTS), "help": (
+    # The choices are tinyr1.cpu.packing.GENERATION_WEIGHTS, written out: importing the packer would load torch with
+    # ``import tinyr1`` (tests/cpu/test_packing.py checks that the two agree).
+    cpu_generation_weights: str = field(default="exact", metadata={"choices": ["exact", "fp16"], "help": (
         "on the CPU fast path with an fp32 decode (CPUs without native bf16): fp16 reads half the bytes per decode "
         "step, weights rounded to fp16 for sampling only (opt-in: the sampler then differs slightly from the trained "
         "policy; docs/cpu-fast-path.md)")})
