@@ -6,11 +6,14 @@
 #   ARMS="dynamic curriculum" bash benchmarks/learning_sampling.sh [OUT_DIR]
 #   ARMS="clip-higher low-lr" bash benchmarks/learning_sampling.sh [OUT_DIR]
 #   ARMS="dynamic fp16-weights" bash benchmarks/learning_sampling.sh [OUT_DIR]   # exact vs fp16 generation weights
+#   COLDSTART_STEPS=40 LR=1e-5 ARMS="control dynamic levels" bash benchmarks/learning_sampling.sh [OUT_DIR]
 # Each arm trains for MINUTES of GRPO (default 45; the cosine schedule spans 2000 steps whatever the budget, so
 # arms on different CPUs compare at equal steps), saves a checkpoint every SAVE_STEPS (default 60) and then
 # evaluates every checkpoint (the last one is the final model) on 200 held-out sums (greedy, 128 new tokens). COLDSTART is the
-# starting adapter (default outputs/demo/coldstart, what make demo writes; made here if missing). The arms of one
-# call run at the same time, one thread each, so they share the machine equally. A benchmark, not a test.
+# starting adapter (default outputs/demo/coldstart, what make demo writes; made here if missing, with COLDSTART_STEPS
+# SFT steps: 8 at lr 5e-4 as the demo, or the SFT recipe's 40 at its lr). LR is GRPO's learning rate (default
+# 2e-5). The arms of one call run at the same time, one thread each, so they share the machine equally. A
+# benchmark, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/learning-sampling}
@@ -18,20 +21,23 @@ ARMS=${ARMS:-control both}
 MINUTES=${MINUTES:-45}
 SAVE_STEPS=${SAVE_STEPS:-60}
 COLDSTART=${COLDSTART:-outputs/demo/coldstart}
+COLDSTART_STEPS=${COLDSTART_STEPS:-8}
+LR=${LR:-2e-5}
 export OMP_NUM_THREADS=1
 if [ -z "${TINYR1:-}" ]; then make install; TINYR1=.venv/bin/tinyr1; fi
 TASK=(--dataset_name reasoning-gym:chain_sum --dataset_options min_terms=2 max_terms=3 min_digits=1 max_digits=2)
 HELD_OUT=("${TASK[@]}" --split test --limit 200 --max_new_tokens 128)
 mkdir -p "$OUT"
 if [ ! -f "$COLDSTART/adapter_config.json" ]; then
-  $TINYR1 sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml --max_steps 8 \
-    --learning_rate 5e-4 --output_dir "$COLDSTART"
+  if [ "$COLDSTART_STEPS" = 8 ]; then SFT_LR=(--learning_rate 5e-4); else SFT_LR=(); fi
+  $TINYR1 sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml --max_steps "$COLDSTART_STEPS" \
+    "${SFT_LR[@]}" --output_dir "$COLDSTART"
 fi
 # The demo's GRPO settings (4 prompts x 4 completions, 64 new tokens, lr 2e-5) on a pool of 300 train sums, small
 # enough that a prompt comes round again within the budget, which the curriculum needs to know its pass rate.
 GRPO=(--config recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml --model_name_or_path "$COLDSTART"
   --reward_funcs correctness reasoned_format number strict_format --reward_weights 1 1 1 1
-  --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 2e-5
+  --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate "$LR"
   --dataset_limit 300 --max_steps 2000 --max_train_minutes "$MINUTES" --warmup_steps 0 --save_steps "$SAVE_STEPS"
   --sample_every 0 --eval_before_after false)
 arm_flags() {
@@ -47,7 +53,12 @@ arm_flags() {
     top-entropy) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --top_entropy_quantile 0.2 ;;
     # The recipe with its decode steps on fp16-rounded weights (an fp32 decode: CPUs without native bf16).
     fp16-weights) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --cpu_generation_weights fp16 ;;
-    *) echo "unknown arm $1 (control, dynamic, curriculum, both, clip-higher, low-lr, top-entropy, fp16-weights)" >&2
+    # Dynamic sampling with the curriculum's difficulty schedule: single-digit pairs, then the held-out task's sums,
+    # then longer ones (each level laid over the task's options; the held-out sums stay the task's).
+    levels) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --curriculum true --curriculum_levels \
+      min_terms=2,max_terms=2,max_digits=1 min_terms=2,max_terms=3 min_terms=3,max_terms=4 ;;
+    *) echo "unknown arm $1 (control, dynamic, curriculum, both, clip-higher, low-lr, top-entropy, fp16-weights," \
+         "levels)" >&2
        exit 2 ;;
   esac
 }

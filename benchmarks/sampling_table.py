@@ -6,7 +6,8 @@ Per arm, from its metrics.jsonl and its held-out evaluations (eval-<arm>-checkpo
 steps, GRPO minutes (the sum of trl's step_time), seconds per step, held-out right-in-<answer> at each checkpoint
 (with its minute), worked step and mean tokens of the final model, last-step entropy, the smallest share of groups
 with reward variance over any 10-step window (of the groups generated, refills included), and the share of sampled
-completions that were right over the first and last 10 steps (the correctness reward pays 2.0 for a right answer).
+completions that were right over the first and last 10 steps (the correctness reward pays 2.0 for a right answer);
+with a difficulty schedule, the step at which each level opened.
 """
 
 from __future__ import annotations
@@ -66,7 +67,18 @@ def arm_summary(out: Path, arm: str) -> dict:
         if steps else None,
         "sampled_right_first": round(sum(right[:WINDOW]) / len(right[:WINDOW]), 3) if steps else None,
         "sampled_right_last": round(sum(right[-WINDOW:]) / len(right[-WINDOW:]), 3) if steps else None,
+        "level_opened_at_step": level_steps(steps),
     }
+
+
+def level_steps(steps: list[dict]) -> dict:
+    """With a difficulty schedule: the first step logged at each level above 0."""
+    opened = {}
+    for step in steps:
+        level = int(step.get("curriculum/level", 0))
+        for k in range(1, level + 1):
+            opened.setdefault(k, step["step"])
+    return opened
 
 
 def main() -> None:
@@ -93,6 +105,10 @@ def main() -> None:
               f"| {final.get('mean_completion_tokens', nan):.1f} | {r['entropy_last']} | "
               f"{r['variance_min_window']} / {r['variance_last_window']} | "
               f"{r['sampled_right_first']} / {r['sampled_right_last']} |")
+    for r in rows:
+        if r["level_opened_at_step"]:
+            print(f"{r['arm']}: level opened at step " + ", ".join(
+                f"{k}: {v}" for k, v in r["level_opened_at_step"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps({"coldstart": start, "arms": rows}, indent=1) + "\n")
 

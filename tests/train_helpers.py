@@ -30,3 +30,8 @@ def none_reward(completions, **kwargs):
 def one_value_reward(completions, **kwargs) -> list[float]:
     """Right for the one-completion sample call at start-up, wrong at step 1: one value for the whole batch."""
     return [1.0]
+
+
+def correct_always(completions, **kwargs) -> list[float]:
+    """Named as a correctness reward (the curriculum judges pass rates by it) and right for every completion."""
+    return [1.0] * len(completions)

@@ -100,7 +100,7 @@ def test_out_of_memory_is_exit_4_with_remedies(tmp_path):
 
 
 def test_max_prompt_tokens_drops_long_prompts(tmp_path, capsys):
-    from tinyr1.commands.train import build_dataset
+    from tinyr1.commands.train_data import build_dataset
     from tinyr1.infra.models import load_tokenizer
 
     data = tmp_path / "rows.jsonl"

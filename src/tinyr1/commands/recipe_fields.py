@@ -81,6 +81,14 @@ class TrainScriptArguments:
                                        "(or all wrong) that make a prompt solved (or failed)"})
     curriculum_revisit: float = field(default=0.25, metadata={"help": "with curriculum: the weight of a failed "
                                       "prompt against 1 for the others"})
+    curriculum_levels: list[str] | None = field(default=None, metadata={"help": "with curriculum and a "
+                                                "reasoning-gym source: a difficulty schedule, one set of generator "
+                                                "options a level (each over dataset_options), e.g. 'max_terms=3' "
+                                                "'min_terms=3 max_terms=4'; dataset_limit prompts a level"})
+    curriculum_level_threshold: float = field(default=0.75, metadata={"help": "with curriculum_levels: the share of "
+                                              "right completions at the newest open level that opens the next"})
+    curriculum_level_window: int = field(default=32, metadata={"help": "with curriculum_levels: the groups at the "
+                                         "newest open level that share is taken over"})
 
 
 @dataclass

@@ -19,6 +19,7 @@ import torch
 
 from tinyr1.commands import train_before_after as before_after
 from tinyr1.commands.recipe_fields import TrainScriptArguments
+from tinyr1.commands.train_data import build_dataset
 from tinyr1.infra.errors import CollapseError, TinyR1Error
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.infra.run_folder import RunDir
@@ -51,35 +52,6 @@ def parse_args(argv: list[str] | None, check_setup: bool = True):
 
     return parse_training_recipe([TrainScriptArguments, GRPOConfig, ModelConfig], argv, "tinyr1 train", "grpo",
                                  __doc__.split("\n")[0], recipe_defaults(), GRPO_RULES, check_setup)
-
-
-def prompt_length(tokenizer, prompt: list[dict]) -> int:
-    """Tokens of a chat prompt as the model will see it. ``apply_chat_template(tokenize=True)`` returns a
-    BatchEncoding under transformers 5, whose ``len()`` is its number of keys (2), not of tokens."""
-    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def build_dataset(script: TrainScriptArguments, tokenizer):
-    """The training prompts, without those longer than ``max_prompt_tokens`` (dropped and counted)."""
-    from datasets import Dataset
-
-    from tinyr1.tasks.data import load_prompt_rows
-
-    rows = load_prompt_rows(script.dataset_name, script.dataset_split, script.dataset_limit, script.dataset_seed,
-                            script.system_prompt, script.skip_bad_rows, script.dataset_options)
-    kept = [{"prompt": r["prompt"], "answer": r["answer"]} for r in rows
-            if prompt_length(tokenizer, r["prompt"]) <= script.max_prompt_tokens]
-    dropped = len(rows) - len(kept)
-    print(f"data: {len(kept)} prompts from {script.dataset_name} ({script.dataset_split})"
-          + (f"; dropped {dropped} longer than max_prompt_tokens={script.max_prompt_tokens}" if dropped else ""))
-    if not kept:
-        raise TinyR1Error(f"max_prompt_tokens={script.max_prompt_tokens}: every prompt is longer; raise it")
-    if script.curriculum:
-        from tinyr1.infra.sampling_options import index_rows
-
-        kept = index_rows(kept)
-    return Dataset.from_list(kept)
 
 
 def load_rewards(script: TrainScriptArguments, training) -> list:

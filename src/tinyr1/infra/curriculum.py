@@ -13,9 +13,16 @@ rewards trl computes (an override of ``_calculate_rewards`` that calls trl's own
 as a moving window of its last groups. The sampler lays prompts out as trl's does (each prompt repeated
 ``num_generations`` times, each batch repeated for ``steps_per_generation`` x ``num_iterations``), so the rest of
 trl's step is unchanged. The draws lag the rates by one batch: accelerate's data loader fetches a batch ahead.
-The table and the sampler's random state are saved in every checkpoint (``curriculum.json``) and restored on
-resume. Metrics per step: ``curriculum/solved``, ``curriculum/failed``, ``curriculum/learning`` (prompts between
-the two) and ``curriculum/seen``.
+Dynamic sampling's refills, where it is on too, are drawn the same way. The table and the sampler's random state
+are saved in every checkpoint (``curriculum.json``) and restored on resume. Metrics per step:
+``curriculum/solved``, ``curriculum/failed``, ``curriculum/learning`` (prompts between the two) and
+``curriculum/seen``.
+
+A difficulty schedule (``LevelSchedule``, optional): the prompts come in levels (for reasoning-gym, one set of
+generator options a level, e.g. more terms and digits); only the levels opened so far are drawn, and the next one
+opens when the share of right completions over the last ``window`` groups at the newest open level reaches
+``threshold``. Earlier levels stay in the draw, weighted by their pass rates like every prompt. Its state goes into
+the same ``curriculum.json``; metric ``curriculum/level``.
 
 One process only, like dynamic sampling: the rates come from each process's own rows.
 """
@@ -32,6 +39,7 @@ from torch.utils.data import Sampler
 from tinyr1.infra.errors import TinyR1Error
 
 INDEX = "_tinyr1_index"  # the dataset column that names each prompt's row
+LEVEL = "_tinyr1_level"  # with a difficulty schedule: the column that gives each prompt's level
 STATE_FILE = "curriculum.json"
 
 
@@ -81,26 +89,75 @@ class PassRates:
         self.history = {int(k): deque(v, maxlen=self.window) for k, v in data.get("history", {}).items()}
 
 
+class LevelSchedule:
+    """Which levels of difficulty are open: level 0 at the start, the next once the newest open level's last
+    ``window`` groups were right in at least ``threshold`` of their completions.
+
+    >>> levels = LevelSchedule(count=3, threshold=0.8, window=2)
+    >>> levels.update([0, 0, 0, 0], [True, True, True, False], group_size=2)   # two groups: 1.0 and 0.5
+    >>> levels.update([0, 0], [True, True], group_size=2)                    # the last two: 0.5 and 1.0
+    >>> levels.level
+    0
+    >>> levels.update([0, 0, 1, 1], [True, True, False, False], group_size=2)  # 1.0 and 1.0: level 1 opens
+    >>> levels.level, levels.opened_at
+    (1, [4])
+    """
+
+    def __init__(self, count: int, threshold: float, window: int = 32):
+        self.count, self.threshold, self.window = count, threshold, window
+        self.level, self.groups, self.opened_at = 0, 0, []
+        self.recent: deque = deque(maxlen=window)
+
+    def update(self, levels: list[int], right: list[bool], group_size: int) -> None:
+        for start in range(0, len(levels), group_size):
+            self.groups += 1
+            if int(levels[start]) != self.level:
+                continue
+            group = right[start:start + group_size]
+            self.recent.append(sum(group) / len(group))
+            if (self.level + 1 < self.count and len(self.recent) == self.window
+                    and sum(self.recent) / self.window >= self.threshold):
+                self.level += 1
+                self.opened_at.append(self.groups)
+                self.recent.clear()
+
+    def to_dict(self) -> dict:
+        return {"level": self.level, "groups": self.groups, "opened_at": self.opened_at, "recent": list(self.recent)}
+
+    def load(self, data: dict) -> None:
+        self.level, self.groups = int(data["level"]), int(data["groups"])
+        self.opened_at, self.recent = list(data["opened_at"]), deque(data["recent"], maxlen=self.window)
+
+
 class CurriculumSampler(Sampler):
     """trl's ``RepeatSampler`` layout, with each batch of distinct prompts drawn by ``PassRates.weight`` when it is
     needed (lazily, so the draws follow the rates as they change)."""
 
     def __init__(self, num_samples: int, rates: PassRates, mini_repeat_count: int, batch_size: int,
-                 repeat_count: int, seed: int):
-        self.num_samples, self.rates = num_samples, rates
+                 repeat_count: int, seed: int, levels: LevelSchedule | None = None,
+                 row_levels: list[int] | None = None):
+        self.num_samples, self.rates, self.levels, self.row_levels = num_samples, rates, levels, row_levels
         self.mini_repeat_count, self.batch_size, self.repeat_count = mini_repeat_count, batch_size, repeat_count
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return (self.num_samples // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
 
-    def draw(self) -> list[int]:
-        """``batch_size`` distinct prompts, by weight; prompts of weight 0 only when too few others remain."""
+    def draw(self, count: int | None = None) -> list[int]:
+        """``count`` (default ``batch_size``) distinct prompts, by weight, from the open levels; prompts of weight 0
+        only when too few others remain, and those of a level not yet open only when the open ones hold too few."""
+        count = min(count or self.batch_size, self.num_samples)
         weights = torch.tensor([self.rates.weight(i) for i in range(self.num_samples)], dtype=torch.float64)
+        allowed = torch.ones(self.num_samples, dtype=torch.bool)
+        if self.levels is not None:
+            allowed = torch.tensor(self.row_levels) <= self.levels.level
+            if int(allowed.sum()) < count:
+                allowed[:] = True
+        weights = weights * allowed
         live = int((weights > 0).sum())
-        if live < self.batch_size:
-            weights = weights + (weights == 0) * 1e-3  # retired prompts fill in rather than an empty batch
-        return torch.multinomial(weights, self.batch_size, replacement=False, generator=self.generator).tolist()
+        if live < count:
+            weights = weights + ((weights == 0) & allowed) * 1e-3  # retired prompts fill in, not an empty batch
+        return torch.multinomial(weights, count, replacement=False, generator=self.generator).tolist()
 
     def __iter__(self):
         for _ in range(self.num_samples // self.batch_size):
@@ -114,6 +171,7 @@ class CurriculumMixin:
     """Put in front of a ``GRPOTrainer`` class (``with_curriculum``); needs the dataset column ``INDEX``."""
 
     curriculum_rates: PassRates
+    curriculum_levels: LevelSchedule | None = None  # with a difficulty schedule; the dataset then has LEVEL
     curriculum_generator_state: list | None = None  # the sampler's random state from a checkpoint, on resume
 
     def _get_train_sampler(self, dataset=None):
@@ -121,7 +179,8 @@ class CurriculumMixin:
         self._tinyr1_sampler = CurriculumSampler(
             len(dataset), self.curriculum_rates, self.num_generations,
             self.args.generation_batch_size // self.num_generations,
-            self.num_iterations * self.args.steps_per_generation, self.args.seed)
+            self.num_iterations * self.args.steps_per_generation, self.args.seed, self.curriculum_levels,
+            list(dataset[LEVEL]) if self.curriculum_levels is not None else None)
         if self.curriculum_generator_state is not None:
             self._tinyr1_sampler.generator.set_state(torch.tensor(self.curriculum_generator_state, dtype=torch.uint8))
         return self._tinyr1_sampler
@@ -133,7 +192,16 @@ class CurriculumMixin:
             self.curriculum_rates.update([row[INDEX] for row in inputs], right.tolist(), self.num_generations)
             for name, count in self.curriculum_rates.counts().items():
                 self._metrics["train"][f"curriculum/{name}"].append(float(count))
+            if self.curriculum_levels is not None:
+                self.curriculum_levels.update([row[LEVEL] for row in inputs], right.tolist(), self.num_generations)
+                self._metrics["train"]["curriculum/level"].append(float(self.curriculum_levels.level))
         return rewards
+
+    def _tinyr1_refill_prompts(self, groups: int, generator) -> list[int]:
+        """Dynamic sampling's refills (``tinyr1.infra.dynamic_sampling``) drawn like every batch: by pass rate, from
+        the open levels (with replacement only where the training set holds fewer prompts than ``groups``)."""
+        picks = self._tinyr1_sampler.draw(groups)
+        return (picks * groups)[:groups]
 
     def _tinyr1_correct_index(self) -> int:
         return next(i for i, name in enumerate(self.reward_func_names) if name.startswith("correct"))
@@ -142,20 +210,49 @@ class CurriculumMixin:
         sampler = getattr(self, "_tinyr1_sampler", None)
         state = {"rates": self.curriculum_rates.to_dict(),
                  "generator": sampler.generator.get_state().tolist() if sampler else None}
+        if self.curriculum_levels is not None:
+            state["levels"] = self.curriculum_levels.to_dict()
         (Path(folder) / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
 
 
-def load_curriculum(rates: PassRates, checkpoint: str | Path | None) -> dict | None:
-    """The state saved in ``checkpoint`` (rates loaded into ``rates``), or None where there is none."""
+def load_curriculum(rates: PassRates, checkpoint: str | Path | None,
+                    levels: LevelSchedule | None = None) -> dict | None:
+    """The state saved in ``checkpoint`` (rates loaded into ``rates``, the schedule into ``levels``), or None where
+    there is none."""
     if not checkpoint or not (Path(checkpoint) / STATE_FILE).is_file():
         return None
     file = Path(checkpoint) / STATE_FILE
     try:
         state = json.loads(file.read_text(encoding="utf-8"))
         rates.load(state["rates"])
+        if levels is not None and "levels" in state:
+            levels.load(state["levels"])
     except (ValueError, KeyError, TypeError):
         raise TinyR1Error(f"{file}: damaged curriculum state; resume from another checkpoint") from None
     return state
+
+
+def check_levels(script) -> list[dict]:
+    """Each level's generator options (``dataset_options`` with the level's on top), checked before anything heavy
+    loads; [] without a schedule."""
+    from tinyr1.tasks.reasoning_gym import REASONING_GYM_PREFIX, check_dataset_options, parse_dataset_options
+
+    if not script.curriculum_levels:
+        return []
+    if not script.curriculum:
+        raise TinyR1Error("curriculum_levels: a difficulty schedule runs inside the curriculum; add --curriculum "
+                          "true, or drop curriculum_levels")
+    if not script.dataset_name.startswith(REASONING_GYM_PREFIX):
+        raise TinyR1Error(f"curriculum_levels: levels are reasoning-gym generator options; dataset_name "
+                          f"{script.dataset_name} is not a reasoning-gym:<name> source")
+    base = parse_dataset_options(script.dataset_options)
+    levels = []
+    for number, level in enumerate(script.curriculum_levels):
+        try:
+            levels.append(check_dataset_options(script.dataset_name, {**base, **parse_dataset_options(level)}))
+        except TinyR1Error as err:
+            raise TinyR1Error(f"curriculum_levels[{number}] ({level}): {err}") from None
+    return levels
 
 
 def check_curriculum(reward_names: list[str], num_processes: int) -> None:
@@ -167,8 +264,10 @@ def check_curriculum(reward_names: list[str], num_processes: int) -> None:
         raise TinyR1Error(f"curriculum: runs on one process (CPU or one GPU); this launch has {num_processes}")
 
 
-def with_curriculum(trainer_class: type, rates: PassRates, generator_state: list | None = None) -> type:
-    """``trainer_class`` with the curriculum in front of it, sharing ``rates`` (and resuming the sampler's random
-    state where a checkpoint saved one)."""
+def with_curriculum(trainer_class: type, rates: PassRates, generator_state: list | None = None,
+                    levels: LevelSchedule | None = None) -> type:
+    """``trainer_class`` with the curriculum in front of it, sharing ``rates`` and ``levels`` (and resuming the
+    sampler's random state where a checkpoint saved one)."""
     return type(f"Curriculum{trainer_class.__name__}", (CurriculumMixin, trainer_class),
-                {"curriculum_rates": rates, "curriculum_generator_state": generator_state})
+                {"curriculum_rates": rates, "curriculum_generator_state": generator_state,
+                 "curriculum_levels": levels})

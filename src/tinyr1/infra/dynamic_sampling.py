@@ -14,7 +14,8 @@ Rules:
   reward at all (every reward None) is dropped too;
 - dropped groups are counted as all right / all wrong (by the first reward whose name starts with ``correct``) or
   other;
-- fresh prompts are drawn at random from the training set, each repeated ``num_generations`` times as trl's sampler
+- fresh prompts are drawn at random from the training set (by pass rate, from the open levels, when the curriculum
+  is on), each repeated ``num_generations`` times as trl's sampler
   lays them out; the batch keeps its size: the first groups with variance, in the order generated;
 - if the bound is reached with too few groups, the step trains on the groups with variance it has, rounded down to
   a size the step can split (``steps_per_generation`` slices of equal size); if none, it trains on the first
@@ -185,11 +186,15 @@ class DynamicSamplingMixin:
         generator = getattr(self, "_tinyr1_generator", None)
         if generator is None:
             generator = self._tinyr1_generator = torch.Generator().manual_seed(self.dynamic_sampling_seed)
-        groups = count // self.num_generations
+        picks = self._tinyr1_refill_prompts(count // self.num_generations, generator)
+        return [self.train_dataset[i] for i in picks for _ in range(self.num_generations)]
+
+    def _tinyr1_refill_prompts(self, groups: int, generator: torch.Generator) -> list[int]:
+        """The rows of the refill's prompts: uniform at random (the curriculum draws them by pass rate instead)."""
         picks = torch.randperm(len(self.train_dataset), generator=generator)[:groups].tolist()
         while len(picks) < groups:  # a training set smaller than one batch of groups
             picks += torch.randint(len(self.train_dataset), (groups - len(picks),), generator=generator).tolist()
-        return [self.train_dataset[i] for i in picks for _ in range(self.num_generations)]
+        return picks
 
     def _tinyr1_log(self, generated: int, counts: dict, rounds: int, trained: int) -> None:
         metrics = self._metrics["train"]

@@ -12,7 +12,16 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from tinyr1.infra.curriculum import INDEX, PassRates, check_curriculum, load_curriculum, with_curriculum
+from tinyr1.infra.curriculum import (
+    INDEX,
+    LEVEL,
+    LevelSchedule,
+    PassRates,
+    check_curriculum,
+    check_levels,
+    load_curriculum,
+    with_curriculum,
+)
 from tinyr1.infra.dynamic_sampling import check_dynamic_sampling, with_dynamic_sampling
 from tinyr1.infra.errors import TinyR1Error
 
@@ -29,11 +38,17 @@ def check_sampling_options(script, training, reward_funcs) -> None:
         check_dynamic_sampling(training.world_size)
     if script.curriculum:
         check_curriculum([f.__name__ for f in reward_funcs], training.world_size)
+    check_levels(script)
 
 
 def index_rows(rows: list[dict]) -> list[dict]:
     """Each row with its position, so the curriculum can keep a pass rate per prompt."""
     return [{**row, INDEX: i} for i, row in enumerate(rows)]
+
+
+def level_rows(script, load) -> list[dict]:
+    """With a difficulty schedule, ``load(options)`` once a level, each row tagged with its level (``LEVEL``)."""
+    return [{**row, LEVEL: number} for number, options in enumerate(check_levels(script)) for row in load(options)]
 
 
 class CurriculumCheckpoint(TrainerCallback):
@@ -55,10 +70,14 @@ def apply_sampling_options(script, training, trainer_class: type) -> tuple[type,
                                               script.dynamic_sampling_tolerance, training.seed)
     if script.curriculum:
         rates = PassRates(min_groups=script.curriculum_min_groups, revisit=script.curriculum_revisit)
-        state = load_curriculum(rates, training.resume_from_checkpoint)
+        levels = None
+        if script.curriculum_levels:
+            levels = LevelSchedule(len(script.curriculum_levels), script.curriculum_level_threshold,
+                                   script.curriculum_level_window)
+        state = load_curriculum(rates, training.resume_from_checkpoint, levels)
         if training.resume_from_checkpoint and state is None:
             print(f"warning: {training.resume_from_checkpoint} holds no curriculum state; pass rates start afresh",
                   flush=True)
-        trainer_class = with_curriculum(trainer_class, rates, state.get("generator") if state else None)
+        trainer_class = with_curriculum(trainer_class, rates, state.get("generator") if state else None, levels)
         callbacks.append(CurriculumCheckpoint())
     return trainer_class, callbacks

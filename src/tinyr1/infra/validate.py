@@ -89,7 +89,8 @@ RULES: dict[str, Rule] = {
 # GRPO samples its completions: temperature 0 would divide the logits by zero.
 GRPO_RULES: dict[str, Rule] = {"temperature": positive(), "dynamic_sampling_max_rounds": non_negative(),
                                "dynamic_sampling_tolerance": non_negative(), "curriculum_min_groups": at_least(1),
-                               "curriculum_revisit": fraction()}
+                               "curriculum_revisit": fraction(), "curriculum_level_threshold": fraction(),
+                               "curriculum_level_window": at_least(1)}
 
 
 # Every number in RULES is also at most this: above any real step count, batch, length, rate or time budget, and
