@@ -6,7 +6,8 @@
 #   ARMS="dynamic curriculum" bash benchmarks/learning_sampling.sh [OUT_DIR]
 #   ARMS="clip-higher low-lr" bash benchmarks/learning_sampling.sh [OUT_DIR]
 #   ARMS="dynamic fp16-weights" bash benchmarks/learning_sampling.sh [OUT_DIR]   # exact vs fp16 generation weights
-#   COLDSTART_STEPS=40 LR=1e-5 ARMS="control dynamic levels" bash benchmarks/learning_sampling.sh [OUT_DIR]
+#   COLDSTART_STEPS=40 LR=1e-5 ARMS="control dynamic levels top-entropy" bash benchmarks/learning_sampling.sh [OUT_DIR]
+#   COLDSTART_STEPS=40 LR=1e-5 ARMS="loss-dapo loss-grpo" bash benchmarks/learning_sampling.sh [OUT_DIR]
 # Each arm trains for MINUTES of GRPO (default 45; the cosine schedule spans 2000 steps whatever the budget, so
 # arms on different CPUs compare at equal steps), saves a checkpoint every SAVE_STEPS (default 60) and then
 # evaluates every checkpoint (the last one is the final model) on 200 held-out sums (greedy, 128 new tokens). COLDSTART is the
@@ -53,12 +54,16 @@ arm_flags() {
     top-entropy) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --top_entropy_quantile 0.2 ;;
     # The recipe with its decode steps on fp16-rounded weights (an fp32 decode: CPUs without native bf16).
     fp16-weights) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --cpu_generation_weights fp16 ;;
+    # trl's default loss (dapo: the sum over the batch's tokens, rewards scaled by the group's std) and GRPO's own
+    # (each completion's mean, std-scaled), each beside dynamic sampling, against the recipe's dr_grpo without scaling.
+    loss-dapo) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --loss_type dapo --scale_rewards group ;;
+    loss-grpo) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --loss_type grpo --scale_rewards group ;;
     # Dynamic sampling with the curriculum's difficulty schedule: single-digit pairs, then the held-out task's sums,
     # then longer ones (each level laid over the task's options; the held-out sums stay the task's).
     levels) echo --dynamic_sampling true --dynamic_sampling_max_rounds 2 --curriculum true --curriculum_levels \
       min_terms=2,max_terms=2,max_digits=1 min_terms=2,max_terms=3 min_terms=3,max_terms=4 ;;
     *) echo "unknown arm $1 (control, dynamic, curriculum, both, clip-higher, low-lr, top-entropy, fp16-weights," \
-         "levels)" >&2
+         "loss-dapo, loss-grpo, levels)" >&2
        exit 2 ;;
   esac
 }
