@@ -215,7 +215,7 @@ def test_sampling_options_are_refused_outside_the_verified_trl(monkeypatch):
     from tinyr1.infra.errors import TinyR1Error
     from tinyr1.infra.sampling_options import check_sampling_options
 
-    script = SimpleNamespace(dynamic_sampling=True, curriculum=False)
+    script = SimpleNamespace(dynamic_sampling=True, curriculum=False, curriculum_levels=None)
     training = SimpleNamespace(world_size=1)
     assert touchpoints.fast_path_check("sampling").allowed
     check_sampling_options(script, training, [])  # verified: accepted

@@ -110,7 +110,7 @@ def test_max_prompt_tokens_drops_long_prompts(tmp_path, capsys):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     script = SimpleNamespace(dataset_name=str(data), dataset_split="train", dataset_limit=None, dataset_seed=0,
                              system_prompt="unused", skip_bad_rows=False, max_prompt_tokens=256,
-                             dataset_options=None, curriculum=False)
+                             dataset_options=None, curriculum=False, curriculum_levels=None)
     dataset = build_dataset(script, load_tokenizer(str(ASSETS / "tiny-qwen2")))
     assert len(dataset) == 1 and dataset[0]["answer"] == "2"
     assert "dropped 1 longer than max_prompt_tokens=256" in capsys.readouterr().out
