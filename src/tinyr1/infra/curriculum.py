@@ -43,6 +43,16 @@ LEVEL = "_tinyr1_level"  # with a difficulty schedule: the column that gives eac
 STATE_FILE = "curriculum.json"
 
 
+def group_outcomes(keys: list, right: list[bool], group_size: int) -> list[tuple[int, float]]:
+    """Each group's key (its first row's) and the fraction of its completions that were right.
+
+    >>> group_outcomes([7, 7, 9, 9], [True, False, True, True], group_size=2)
+    [(7, 0.5), (9, 1.0)]
+    """
+    return [(int(keys[start]), sum(right[start:start + group_size]) / len(right[start:start + group_size]))
+            for start in range(0, len(keys), group_size)]
+
+
 class PassRates:
     """Each prompt's last ``window`` group outcomes (the fraction of its completions that were right).
 
@@ -60,9 +70,8 @@ class PassRates:
         self.history: dict[int, deque] = {}
 
     def update(self, indices: list[int], right: list[bool], group_size: int) -> None:
-        for start in range(0, len(indices), group_size):
-            group = right[start:start + group_size]
-            self.history.setdefault(int(indices[start]), deque(maxlen=self.window)).append(sum(group) / len(group))
+        for index, outcome in group_outcomes(indices, right, group_size):
+            self.history.setdefault(index, deque(maxlen=self.window)).append(outcome)
 
     def state(self, index: int) -> str:
         outcomes = self.history.get(index)
@@ -109,12 +118,11 @@ class LevelSchedule:
         self.recent: deque = deque(maxlen=window)
 
     def update(self, levels: list[int], right: list[bool], group_size: int) -> None:
-        for start in range(0, len(levels), group_size):
+        for level, outcome in group_outcomes(levels, right, group_size):
             self.groups += 1
-            if int(levels[start]) != self.level:
+            if level != self.level:
                 continue
-            group = right[start:start + group_size]
-            self.recent.append(sum(group) / len(group))
+            self.recent.append(outcome)
             if (self.level + 1 < self.count and len(self.recent) == self.window
                     and sum(self.recent) / self.window >= self.threshold):
                 self.level += 1
@@ -136,7 +144,8 @@ class CurriculumSampler(Sampler):
     def __init__(self, num_samples: int, rates: PassRates, mini_repeat_count: int, batch_size: int,
                  repeat_count: int, seed: int, levels: LevelSchedule | None = None,
                  row_levels: list[int] | None = None):
-        self.num_samples, self.rates, self.levels, self.row_levels = num_samples, rates, levels, row_levels
+        self.num_samples, self.rates, self.levels = num_samples, rates, levels
+        self.row_levels = None if row_levels is None else torch.tensor(row_levels)
         self.mini_repeat_count, self.batch_size, self.repeat_count = mini_repeat_count, batch_size, repeat_count
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -150,9 +159,9 @@ class CurriculumSampler(Sampler):
         weights = torch.tensor([self.rates.weight(i) for i in range(self.num_samples)], dtype=torch.float64)
         allowed = torch.ones(self.num_samples, dtype=torch.bool)
         if self.levels is not None:
-            allowed = torch.tensor(self.row_levels) <= self.levels.level
-            if int(allowed.sum()) < count:
-                allowed[:] = True
+            open_rows = self.row_levels <= self.levels.level
+            if int(open_rows.sum()) >= count:  # else every level: too few open prompts to fill the batch
+                allowed = open_rows
         weights = weights * allowed
         live = int((weights > 0).sum())
         if live < count:

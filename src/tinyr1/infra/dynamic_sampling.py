@@ -15,8 +15,8 @@ Rules:
 - dropped groups are counted as all right / all wrong (by the first reward whose name starts with ``correct``) or
   other;
 - fresh prompts are drawn at random from the training set (by pass rate, from the open levels, when the curriculum
-  is on), each repeated ``num_generations`` times as trl's sampler
-  lays them out; the batch keeps its size: the first groups with variance, in the order generated;
+  is on), each repeated ``num_generations`` times as trl's sampler lays them out; the batch keeps its size: the
+  first groups with variance, in the order generated;
 - if the bound is reached with too few groups, the step trains on the groups with variance it has, rounded down to
   a size the step can split (``steps_per_generation`` slices of equal size); if none, it trains on the first
   generation as trl would have (every advantage zero: no update from the policy loss), and says so in its metrics.
