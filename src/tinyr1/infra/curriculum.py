@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import Sampler
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.jsonl import write_text
 
 INDEX = "_tinyr1_index"  # the dataset column that names each prompt's row
 LEVEL = "_tinyr1_level"  # with a difficulty schedule: the column that gives each prompt's level
@@ -221,7 +222,7 @@ class CurriculumMixin:
                  "generator": sampler.generator.get_state().tolist() if sampler else None}
         if self.curriculum_levels is not None:
             state["levels"] = self.curriculum_levels.to_dict()
-        (Path(folder) / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+        write_text(Path(folder) / STATE_FILE, json.dumps(state))  # whole or not at all: a kill mid-write
 
 
 def load_curriculum(rates: PassRates, checkpoint: str | Path | None,
