@@ -17,7 +17,8 @@ generation of 8 rows (bf16 autocast, packed weights, shared prompt) with and wit
 bf16 autocast and in fp32; first counts the torch operations each loop dispatches per decode step and checks that
 greedy decoding gives the same tokens both ways. ``fp32-packing``: each 8-row product of a decode step by torch's
 fp32 linear and by oneDNN's packed weight (``packing.packed_linear``), then a 128-token fp32 generation through
-``decode_loop`` with and without packing (``precision.packs_weights`` patched off), alternated 3 times.
+``decode_loop`` of 8 rows and of one row with and without packing (``packing.packs_weights`` patched off),
+alternated 3 times.
 ``allocator``: allocating and filling a 113 MB tensor (SmolLM2's embedding in fp32) with glibc's defaults, then
 after ``tinyr1.cpu.runtime.keep_freed_memory``.
 """
@@ -177,22 +178,24 @@ def fp32_packing() -> None:
         print(f"{m}x{k}x{n}: F.linear {_ms(lambda: F.linear(x, w), 50):.3f} ms, "  # noqa: B023
               f"packed {_ms(lambda: packed(x), 50):.3f} ms")  # noqa: B023
     model = _model().eval()
-    rows = [list(range(100, 190))] * 4 + [list(range(300, 350))] * 4
-    packs = packing.packs_weights
+    groups = {8: [list(range(100, 190))] * 4 + [list(range(300, 350))] * 4, 1: [list(range(100, 190))]}
+    packs, min_rows = packing.packs_weights, packing.FP32_PACKED_MIN_ROWS
 
-    def run(pack: bool, sample: bool = True):
-        packing.packs_weights = packs if pack else (lambda dtype: False)
+    def run(pack: bool, sample: bool = True, rows: int = 8):
+        packing.packs_weights = packs if pack else (lambda dtype, rows=None: False)
+        packing.FP32_PACKED_MIN_ROWS = 1  # packed at every row count when on
         config = GenerationConfig(max_new_tokens=128, min_new_tokens=128, do_sample=sample, pad_token_id=2,
                                   eos_token_id=[2])
         with torch.no_grad(), cpu_attention(model):
-            return generate_shared_prompts(model, rows, 2, config, fast_sampling=True, fast_loop=True)
+            return generate_shared_prompts(model, groups[rows], 2, config, fast_sampling=True, fast_loop=True)
 
-    same = torch.equal(run(False, False), run(True, False))
-    seconds = _alternate(run, (False, True), 3)
-    packing.packs_weights = packs
-    print(f"fp32 decode_loop, 128-token generation of 8 rows, median of 3: unpacked "
-          f"{statistics.median(seconds[False]):.2f} s, packed {statistics.median(seconds[True]):.2f} s; "
-          f"greedy tokens equal: {same}")
+    for rows in (8, 1):
+        same = torch.equal(run(False, False, rows), run(True, False, rows))
+        seconds = _alternate(lambda pack: run(pack, True, rows), (False, True), 3)  # noqa: B023
+        print(f"fp32 decode_loop, 128-token generation of {rows} row(s), median of 3: unpacked "
+              f"{statistics.median(seconds[False]):.2f} s, packed {statistics.median(seconds[True]):.2f} s; "
+              f"greedy tokens equal: {same}")
+    packing.packs_weights, packing.FP32_PACKED_MIN_ROWS = packs, min_rows
 
 
 def allocator() -> None:

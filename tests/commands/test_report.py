@@ -40,3 +40,16 @@ def test_a_killed_runs_truncated_metrics_still_get_a_report(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "lo')
     assert write_report(tmp_path).is_file()
     assert "truncated last line skipped" in capsys.readouterr().err
+
+
+def test_the_runs_comparison_answers_with_the_evaluations_length(tiny_run):
+    from transformers import AutoTokenizer
+
+    from ..conftest import ASSETS
+
+    tokenizer = AutoTokenizer.from_pretrained(ASSETS / "tiny-qwen2")
+    answers = (tiny_run / "compare.md").read_text().split("```text\n")[1:]
+    assert len(answers) == 2
+    # --eval_max_new_tokens 8; compare's own default (256) would fill the answers of a random tiny model
+    for answer in answers:
+        assert len(tokenizer(answer.split("\n```")[0])["input_ids"]) <= 64, answer  # re-encoding splits some

@@ -44,3 +44,23 @@ def test_the_recipe_field_offers_exactly_the_generation_weights_the_packer_knows
 
     field = next(f for f in fields(TrainScriptArguments) if f.name == "cpu_generation_weights")
     assert tuple(field.metadata["choices"]) == GENERATION_WEIGHTS and field.default == "exact"
+
+
+@pytest.mark.skipif(not packs_weights(torch.float32), reason="fp32 packing is for x86 builds with oneDNN")
+def test_fp32_decodes_of_one_or_two_rows_keep_torchs_own_product(monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from tinyr1.cpu import decode_loop, packing
+
+    from ..conftest import ASSETS
+
+    assert not packs_weights(torch.float32, 1) and not packs_weights(torch.float32, 2)
+    assert packs_weights(torch.float32, 4) and packs_weights(torch.float32, 8)
+    packed = []
+    real = packing.packed_linear
+    monkeypatch.setattr(packing, "packed_linear", lambda *a, **k: packed.append(a) or real(*a, **k))
+    model = AutoModelForCausalLM.from_pretrained(ASSETS / "tiny-qwen2").eval()
+    decode_loop._Weights(model, torch.float32, rows=1)
+    assert packed == []
+    decode_loop._Weights(model, torch.float32, rows=8)
+    assert len(packed) == 4 * model.config.num_hidden_layers + 1  # qkv, o, gate/up, down a layer; the LM head

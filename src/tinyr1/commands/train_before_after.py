@@ -29,8 +29,9 @@ def finish_story(script, model_args, run: RunDir) -> None:
     from tinyr1.commands.report import eval_table, write_report
     from tinyr1.infra.jsonl import read_json
 
+    # as long as the evaluation's answers (eval_max_new_tokens), so a short run ends without a long greedy ramble
     compare(model_args.model_name_or_path, str(run.path), output=run.path / "compare.md",
-            system_prompt=script.system_prompt)
+            max_new_tokens=script.eval_max_new_tokens, system_prompt=script.system_prompt)
     report = write_report(run.path)
     run.record()
     print("\n".join(eval_table(*(read_json(run.path / "eval" / s / "metrics.json") for s in ("before", "after")))))

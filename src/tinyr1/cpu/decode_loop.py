@@ -80,7 +80,8 @@ class _Weights:
     """The model's weights, laid out for one generation: fused q/k/v and gate/up, in the compute dtype."""
 
     def __init__(self, model, dtype: torch.dtype, rows: int, fp16: bool = False):
-        linear = partial(packing.fused_linear, dtype=dtype, rows=rows, pack=packing.packs_weights(dtype), fp16=fp16)
+        linear = partial(packing.fused_linear, dtype=dtype, rows=rows, pack=packing.packs_weights(dtype, rows),
+                         fp16=fp16)
         config = model.config
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads

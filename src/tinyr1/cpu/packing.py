@@ -22,15 +22,22 @@ import torch.nn.functional as F
 from tinyr1.infra.precision import mkldnn_bf16
 
 
-def packs_weights(dtype: torch.dtype) -> bool:
-    """Whether generation multiplies by weights pre-packed by oneDNN (``mkldnn._linear_pointwise``) in ``dtype``:
-    bf16 where oneDNN says the CPU multiplies bf16 natively; fp32 on x86, where oneDNN's packed products of a
-    decode step's rows beat torch's own fp32 linear."""
+# Below this many rows torch's own fp32 product (MKL's matrix-vector kernels) beats oneDNN's packed one.
+FP32_PACKED_MIN_ROWS = 4
+
+
+def packs_weights(dtype: torch.dtype, rows: int | None = None) -> bool:
+    """Whether generation multiplies ``rows``-row inputs (a decode step's batch; None: a GRPO group's several) by
+    weights pre-packed by oneDNN (``mkldnn._linear_pointwise``) in ``dtype``: bf16 where oneDNN says the CPU
+    multiplies bf16 natively; fp32 on x86 for ``FP32_PACKED_MIN_ROWS`` rows or more, where oneDNN's packed
+    products beat torch's own fp32 linear (one or two rows, as ``generate`` and ``compare`` decode, stream the
+    weights faster through torch's)."""
     if not torch.backends.mkldnn.is_available():
         return False
     if dtype == torch.bfloat16:
         return mkldnn_bf16()
-    return dtype == torch.float32 and platform.machine().lower() in ("x86_64", "amd64")
+    return (dtype == torch.float32 and platform.machine().lower() in ("x86_64", "amd64")
+            and (rows is None or rows >= FP32_PACKED_MIN_ROWS))
 
 
 GENERATION_WEIGHTS = ("exact", "fp16")  # exact: the weights as trained; fp16: rounded to fp16 for the decode steps
