@@ -21,7 +21,6 @@ import torch.nn.functional as F
 
 from tinyr1.infra.precision import mkldnn_bf16
 
-
 # Below this many rows torch's own fp32 product (MKL's matrix-vector kernels) beats oneDNN's packed one.
 FP32_PACKED_MIN_ROWS = 4
 
