@@ -26,11 +26,11 @@ FP32_PACKED_MIN_ROWS = 4
 
 
 def packs_weights(dtype: torch.dtype, rows: int | None = None) -> bool:
-    """Whether generation multiplies ``rows``-row inputs (a decode step's batch; None: a GRPO group's several) by
-    weights pre-packed by oneDNN (``mkldnn._linear_pointwise``) in ``dtype``: bf16 where oneDNN says the CPU
-    multiplies bf16 natively; fp32 on x86 for ``FP32_PACKED_MIN_ROWS`` rows or more, where oneDNN's packed
-    products beat torch's own fp32 linear (one or two rows, as ``generate`` and ``compare`` decode, stream the
-    weights faster through torch's)."""
+    """Whether generation multiplies ``rows``-row inputs (a decode step's batch; None: several) by weights
+    pre-packed by oneDNN (``mkldnn._linear_pointwise``) in ``dtype``: bf16 where oneDNN says the CPU multiplies bf16
+    natively; fp32 on x86 for ``FP32_PACKED_MIN_ROWS`` rows or more, where oneDNN's packed products beat torch's own
+    fp32 linear (fewer rows, such as the single row ``compare`` decodes, stream the weights faster through
+    torch's)."""
     if not torch.backends.mkldnn.is_available():
         return False
     if dtype == torch.bfloat16:
