@@ -50,8 +50,11 @@ def group_outcomes(keys: list, right: list[bool], group_size: int) -> list[tuple
     >>> group_outcomes([7, 7, 9, 9], [True, False, True, True], group_size=2)
     [(7, 0.5), (9, 1.0)]
     """
-    return [(int(keys[start]), sum(right[start:start + group_size]) / len(right[start:start + group_size]))
-            for start in range(0, len(keys), group_size)]
+    outcomes = []
+    for start in range(0, len(keys), group_size):
+        group = right[start:start + group_size]
+        outcomes.append((int(keys[start]), sum(group) / len(group)))
+    return outcomes
 
 
 class PassRates:
