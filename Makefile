@@ -63,7 +63,7 @@ demo: install
 	  --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 2e-5 \
 	  --max_steps 10 --max_train_minutes 2 --warmup_steps 0 --save_steps 1000 --sample_every 5 --eval_limit 32 \
 	  --eval_max_new_tokens 48 --output_dir $(DEMO_DIR)/grpo --overwrite_output_dir true
-	@$(PY) -m tinyr1.commands.learning_summary $(DEMO_DIR)/grpo --base $(DEMO_DIR)/eval-base
+	@$(PY) -m tinyr1.evaluation.learning_summary $(DEMO_DIR)/grpo --base $(DEMO_DIR)/eval-base
 	@echo "demo took $$(( $$(date +%s) - $$(cat $(DEMO_DIR)/.started) )) s; outputs: $(DEMO_DIR) (report: $(DEMO_DIR)/grpo/report.md)"
 
 clean:

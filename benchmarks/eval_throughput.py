@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eval_throughput.py [--questions 16] [--max_new_tokens 128]
 
-Both runs use tinyr1.infra.batch_generation.generate_batch (greedy, the recipe's system prompt, the first N GSM8K test
+Both runs use tinyr1.models.generation.generate_batch (greedy, the recipe's system prompt, the first N GSM8K test
 questions); only the batch size differs. Tokens per second count real completion tokens (up to each question's
 end-of-turn token), never padding. Results go in docs/benchmarks.md.
 """
@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from tinyr1.cpu.runtime import configure_cpu
-from tinyr1.infra.batch_generation import generate_batch
-from tinyr1.infra.models import load_model_and_tokenizer
+from tinyr1.infra.device import configure_cpu
+from tinyr1.models.generation import generate_batch
+from tinyr1.models.loading import load_model_and_tokenizer
 from tinyr1.tasks.data import build_prompt, default_gsm8k_dir, load_examples
 
 

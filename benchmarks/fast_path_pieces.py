@@ -20,7 +20,7 @@ fp32 linear and by oneDNN's packed weight (``packing.packed_linear``), then a 12
 ``decode_loop`` of 8 rows and of one row with and without packing (``packing.packs_weights`` patched off),
 alternated 3 times.
 ``allocator``: allocating and filling a 113 MB tensor (SmolLM2's embedding in fp32) with glibc's defaults, then
-after ``tinyr1.cpu.runtime.keep_freed_memory``.
+after ``tinyr1.infra.device.keep_freed_memory``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import torch
 def _model():
     from transformers import AutoModelForCausalLM
 
-    from tinyr1.cpu.runtime import configure_cpu
-    from tinyr1.infra.models import resolve_model
+    from tinyr1.infra.device import configure_cpu
+    from tinyr1.models.loading import resolve_model
 
     configure_cpu()
     return AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m-instruct").path)
@@ -199,7 +199,7 @@ def fp32_packing() -> None:
 
 
 def allocator() -> None:
-    from tinyr1.cpu.runtime import keep_freed_memory
+    from tinyr1.infra.device import keep_freed_memory
 
     # As the first thing in a fresh process, so glibc's defaults are what "fresh" measures.
     fresh = _ms(lambda: torch.empty(49152, 576).fill_(1), 10)

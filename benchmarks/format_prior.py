@@ -17,8 +17,8 @@ import math
 
 import torch
 
-from tinyr1.cpu.runtime import configure_cpu
-from tinyr1.infra.models import load_model_and_tokenizer
+from tinyr1.infra.device import configure_cpu
+from tinyr1.models.loading import load_model_and_tokenizer
 from tinyr1.tasks.data import default_gsm8k_dir, load_prompt_rows
 
 OPENING = "<reasoning>\n"

@@ -14,10 +14,10 @@ Variants:
 - ``trl-best``: the faster, measured in this run, of ``trl-fp32`` and ``trl-bf16`` (activation checkpointing off,
   fp32 or bf16 autocast): the best a careful user reaches through ``GRPOConfig`` fields alone.
 - ``tinyr1``: what ``tinyr1 train`` does by default: ``CPUFastGRPOTrainer`` (``tinyr1.cpu.trainer``), precision
-  chosen by ``tinyr1.infra.precision``, no activation checkpointing, freed memory kept for reuse
-  (``tinyr1.cpu.runtime.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same), the
-  command's OpenMP wait policy (``tinyr1.cpu.threads.openmp_defaults``; trl's variants keep libgomp's default) and,
-  with no thread setting, the thread governor (``tinyr1.cpu.thread_governor``; its changes are in
+  chosen by ``tinyr1.models.precision``, no activation checkpointing, freed memory kept for reuse
+  (``tinyr1.infra.device.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same), the
+  command's OpenMP wait policy (``tinyr1.infra.threads.openmp_defaults``; trl's variants keep libgomp's default) and,
+  with no thread setting, the thread governor (``tinyr1.infra.thread_governor``; its changes are in
   ``thread_changes``).
 - ``tinyr1-fp16-weights``: ``tinyr1`` with ``cpu_generation_weights: fp16`` (decode steps on fp16-rounded weights;
   applies only where generation runs in fp32).
@@ -30,7 +30,7 @@ machine's measured read bandwidth, however few FLOPs it does. ``roofline_s``: th
 at the measured bandwidth plus the FLOPs at the measured matmul rate, the floor the step is held against.
 
 ``--threads`` takes counts and ``default``: the variant runs with no thread setting at all (no
-``OMP_NUM_THREADS``), as a user's first run does; tinyr1 then picks its threads itself (``tinyr1.cpu.threads``).
+``OMP_NUM_THREADS``), as a user's first run does; tinyr1 then picks its threads itself (``tinyr1.infra.threads``).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def run_variant(name: str, steps: int, rows) -> dict:
     from trl import GRPOConfig, GRPOTrainer
     from trl.extras import profiling
 
-    from tinyr1.infra.models import ensure_pad_token, resolve_model
+    from tinyr1.models.loading import ensure_pad_token, resolve_model
     from tinyr1.tasks.rewards import DEFAULT_REWARDS, get_reward_funcs
 
     generate_seconds: list[float] = []
@@ -120,8 +120,8 @@ def run_variant(name: str, steps: int, rows) -> dict:
     governor = None
     if name.startswith("tinyr1"):
         from tinyr1.commands.train import recipe_defaults
-        from tinyr1.cpu.runtime import thread_governor
         from tinyr1.cpu.trainer import CPUFastGRPOTrainer
+        from tinyr1.infra.device import thread_governor
 
         defaults = recipe_defaults()
         settings = {"bf16": defaults["bf16"], "activation_checkpointing": defaults["activation_checkpointing"]}
@@ -165,8 +165,8 @@ def run_in_own_process(name: str, steps: int, threads: str, trl_keep_freed_memor
     """Each variant in a fresh process, so peak RSS and allocator state belong to that variant alone; ``threads``
     a count, or ``default`` for no setting at all."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if name.startswith("tinyr1"):  # the command's OpenMP wait policy, set before torch loads (tinyr1.cpu.threads)
-        from tinyr1.cpu.threads import openmp_defaults
+    if name.startswith("tinyr1"):  # the command's OpenMP wait policy, set before torch loads (tinyr1.infra.threads)
+        from tinyr1.infra.threads import openmp_defaults
 
         env.update(openmp_defaults(env))
     if threads != "default":
@@ -187,15 +187,15 @@ def main() -> None:
                    help="thread counts to try (best one counts), or default: no setting, tinyr1 picks")
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--trl-keep-freed-memory", action="store_true",
-                   help="give trl's variants tinyr1's allocator setting too (tinyr1.cpu.runtime.keep_freed_memory)")
+                   help="give trl's variants tinyr1's allocator setting too (tinyr1.infra.device.keep_freed_memory)")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     args = p.parse_args()
     if args.steps < 2:
         p.error("--steps must be at least 2: the first step is warm-up")
     if any(t != "default" and not (t.isdigit() and int(t) > 0) for t in args.threads):
         p.error("--threads takes positive counts or default")
-    from tinyr1.cpu.runtime import cpu_threads, keep_freed_memory
-    from tinyr1.infra.precision import cpu_bf16
+    from tinyr1.infra.device import cpu_threads, keep_freed_memory
+    from tinyr1.models.precision import cpu_bf16
     from tinyr1.tasks.data import default_gsm8k_dir, load_prompt_rows
 
     if args.one:

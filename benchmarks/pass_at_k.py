@@ -81,9 +81,9 @@ def main() -> None:
 
     import torch
 
-    from tinyr1.cpu.runtime import configure_cpu
-    from tinyr1.infra.batch_generation import generate_batch
-    from tinyr1.infra.models import load_model_and_tokenizer
+    from tinyr1.infra.device import configure_cpu
+    from tinyr1.models.generation import generate_batch
+    from tinyr1.models.loading import load_model_and_tokenizer
     from tinyr1.tasks.answers import SYSTEM_PROMPT
     from tinyr1.tasks.data import build_prompt, load_examples
     from tinyr1.tasks.scoring import score_completion

@@ -11,7 +11,7 @@ docs/results.md.
 import argparse
 import json
 
-from tinyr1.infra.jsonl import read_jsonl
+from tinyr1.infra.files import read_jsonl
 from tinyr1.tasks.rewards import REWARD_FUNCS
 
 PAIRS = [("strict_format", "strict_format_seed"), ("soft_format", "soft_format_seed"),

@@ -31,7 +31,7 @@ import statistics, sys, time, torch
 from transformers import AutoModelForCausalLM
 from tinyr1.cpu.attention import cpu_attention
 from tinyr1.cpu.trainer import completion_logps
-from tinyr1.infra.models import resolve_model
+from tinyr1.models.loading import resolve_model
 
 torch.set_num_threads(int(sys.argv[1]))
 repeats = int(sys.argv[2])
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--json")
     args = parser.parse_args()
-    from tinyr1.infra.precision import cpu_bf16
+    from tinyr1.models.precision import cpu_bf16
 
     rows = []
     for condition in args.conditions:

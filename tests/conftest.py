@@ -32,7 +32,7 @@ def chat(text: str) -> list[dict]:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Every row of a JSON-lines file a test's run wrote; read independently of ``tinyr1.infra.jsonl``, which is
+    """Every row of a JSON-lines file a test's run wrote; read independently of ``tinyr1.infra.files``, which is
     under test. Not splitlines(): GSM8K text holds characters such as U+2028 that it would split on."""
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").split("\n") if line.strip()]
 

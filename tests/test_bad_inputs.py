@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tinyr1.cli import main
-from tinyr1.infra import models
+from tinyr1.models import loading as models
 
 from .conftest import ASSETS, REPO
 
@@ -304,7 +304,7 @@ def test_bad_input_is_one_line_and_exit_2(world, gsm8k_dir, tmp_path, monkeypatc
 
 @pytest.mark.parametrize("argv", [TRAIN, EVAL], ids=["train", "eval"])
 def test_bad_keep_freed_memory_value_is_one_line_and_exit_2(gsm8k_dir, tmp_path, monkeypatch, capsys, argv):
-    """TINYR1_KEEP_FREED_MEMORY (tinyr1.cpu.runtime) is read before the run's folder is made or a model loads."""
+    """TINYR1_KEEP_FREED_MEMORY (tinyr1.infra.device) is read before the run's folder is made or a model loads."""
     monkeypatch.setenv("TINYR1_KEEP_FREED_MEMORY", "yes")
     monkeypatch.chdir(tmp_path)
     code = main([a.format(gsm8k=str(gsm8k_dir), out=str(tmp_path / "out")) for a in argv])

@@ -9,7 +9,7 @@
     tinyr1.compare("smollm2-135m-instruct", run, prompt="What is 12 + 7?"), tinyr1.report(run)
 
 Keyword arguments are the CLI's option names: for ``train`` and ``sft`` the recipe's fields (trl's ``GRPOConfig`` /
-``SFTConfig`` and ``ModelConfig`` plus ``tinyr1.commands.recipe_fields``), which override the recipe file given
+``SFTConfig`` and ``ModelConfig`` plus ``tinyr1.training.config``), which override the recipe file given
 first, exactly as ``--field value`` flags do; they go through the same parser, so a misspelt name, a wrong type or
 a value out of range raises ``TinyR1Error`` with the CLI's message. ``None`` leaves a field as the recipe has it.
 A list is a multi-value field (``reward_funcs=["correctness", "number"]``); ``dataset_options`` takes a dict.
@@ -41,9 +41,9 @@ from tinyr1.infra.errors import TinyR1Error
 def configure_cpu(num_threads: int | None = None) -> int | None:
     """Apply the CLI's CPU tuning to this whole process, for the rest of its life: torch threads (``num_threads``,
     else ``$OMP_NUM_THREADS``, else the cores this process may use) and glibc keeping freed memory for reuse
-    (``tinyr1.cpu.runtime``). Returns the thread count, or None (nothing set) where a CUDA GPU runs the model. API
+    (``tinyr1.infra.device``). Returns the thread count, or None (nothing set) where a CUDA GPU runs the model. API
     calls restore the thread count they found, so call this before them, not inside a recipe."""
-    from tinyr1.cpu.runtime import configure_cpu as tune
+    from tinyr1.infra.device import configure_cpu as tune
 
     return tune(num_threads)
 
@@ -168,7 +168,7 @@ _API_HELP = {"num_threads": "torch's CPU threads for this call (unset: torch's s
 def _document() -> None:
     import textwrap
 
-    from tinyr1.commands.recipe_fields import SFTScriptArguments, TrainScriptArguments
+    from tinyr1.training.config import SFTScriptArguments, TrainScriptArguments
 
     def trl_docs(config: str, command: str, examples: str) -> str:
         text = (f"Every other field is trl's {config} or ModelConfig (https://huggingface.co/docs/trl), e.g. "

@@ -9,7 +9,7 @@ A command run from the CLI owns its process; one called from Python (``tinyr1.ap
 - the SIGINT/SIGTERM handlers and the signal wakeup fd that a run's ``GracefulStop`` installs, also after a run
   that raised (the Trainer then never calls ``on_train_end``).
 
-glibc's allocator settings (``tinyr1.cpu.runtime.keep_freed_memory``) cannot be undone, so no API call makes them;
+glibc's allocator settings (``tinyr1.infra.device.keep_freed_memory``) cannot be undone, so no API call makes them;
 ``tinyr1.configure_cpu()`` applies the CLI's whole CPU tuning to the process, once, when the user asks.
 """
 
@@ -35,7 +35,7 @@ def _signal_state() -> tuple[dict, int] | None:
 
 
 def _restore_signals(state: tuple[dict, int] | None) -> None:
-    callbacks = sys.modules.get("tinyr1.infra.run_callbacks")
+    callbacks = sys.modules.get("tinyr1.training.callbacks")
     if callbacks is not None:
         callbacks.GracefulStop.restore_all()
     if state is None:

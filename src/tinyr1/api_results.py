@@ -15,7 +15,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinyr1.infra.jsonl import read_json, read_jsonl, read_text
+from tinyr1.infra.files import read_json, read_jsonl, read_text
 
 _HEADLINE = ("accuracy_strict", "accuracy_flexible", "format_strict", "mean_completion_tokens")
 

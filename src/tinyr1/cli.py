@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"tinyr1: error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    from tinyr1.cpu.threads import openmp_defaults
+    from tinyr1.infra.threads import openmp_defaults
 
     os.environ.update(openmp_defaults())  # before torch loads libgomp, which reads it once
     module = importlib.import_module(f"tinyr1.commands.{COMMANDS[command][0]}")

@@ -14,7 +14,7 @@ def test_generate_one_prompt_with_and_without_an_adapter(cli, tmp_path):
     assert plain.stdout.strip()
     from peft import LoraConfig, get_peft_model
 
-    from tinyr1.infra.models import load_model_and_tokenizer
+    from tinyr1.models.loading import load_model_and_tokenizer
 
     model, _ = load_model_and_tokenizer(TINY)
     peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))

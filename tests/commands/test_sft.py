@@ -36,7 +36,7 @@ def test_alpaca_lora_saves_adapter_merges_and_loss_falls(cli, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tinyr1.infra.models import load_model
+    from tinyr1.models.loading import load_model
 
     adapted = load_model(str(out))
     assert hasattr(adapted, "peft_config")  # train/eval/generate accept the adapter folder
@@ -85,9 +85,9 @@ def test_alpaca_rows_without_output_are_named(tmp_path):
 def test_every_sft_recipe_parses_and_the_8b_name_is_the_real_one():
     from trl import ModelConfig, SFTConfig
 
-    from tinyr1.commands.recipe_fields import SFTScriptArguments
     from tinyr1.commands.sft import recipe_defaults
     from tinyr1.infra.recipe import parse_recipe
+    from tinyr1.training.config import SFTScriptArguments
 
     from ..conftest import REPO
 

@@ -24,7 +24,7 @@ def base_args(gsm8k_dir, out, *extra):
 
 def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):
     out = tmp_path / "run"
-    # TINYR1_CPU_BF16=1: the bf16 branch on any CPU (tests/infra/test_precision.py fakes both); the fast path is
+    # TINYR1_CPU_BF16=1: the bf16 branch on any CPU (tests/models/test_precision.py fakes both); the fast path is
     # the default.
     result = cli(*base_args(gsm8k_dir, out, "--max_steps", "2", "--save_steps", "1"), cwd=REPO,
                  env={"TINYR1_CPU_BF16": "1"})
@@ -71,7 +71,7 @@ def test_lora_saves_an_adapter_and_a_merged_model(cli, gsm8k_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert (out / "merged" / "model.safetensors").is_file()
-    from tinyr1.infra.models import resolve_model
+    from tinyr1.models.loading import resolve_model
 
     assert resolve_model(str(out)).kind == "adapter"
 
@@ -91,7 +91,7 @@ def test_nan_model_is_stopped_by_the_preflight(cli, gsm8k_dir, tmp_path):
 
 
 def test_non_finite_gradients_are_skipped_then_stop_the_run(gsm8k_dir, tmp_path, monkeypatch):
-    from tinyr1.infra import models
+    from tinyr1.models import loading as models
 
     real_load = models.load_model
     loaded = {}
@@ -202,7 +202,7 @@ def sft_adapter(folder, perturb: bool = False):
     """A LoRA adapter over the tiny model, saved as `tinyr1 sft` saves one; perturbed, it changes the model."""
     from peft import LoraConfig, get_peft_model
 
-    from tinyr1.infra.models import load_model_and_tokenizer
+    from tinyr1.models.loading import load_model_and_tokenizer
 
     model, _ = load_model_and_tokenizer(str(TINY))
     peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj", "o_proj"]))
@@ -268,7 +268,7 @@ def test_a_second_sigterm_stops_a_real_run_at_once_and_says_so(gsm8k_dir, tmp_pa
     assert json.loads((out / "run.json").read_text())["status"] == "aborted"
     # The next command's bookkeeping: the run's marker, or the stamp a checkpoint gets before it is written (a
     # second signal may land between the Trainer writing checkpoint-1 and the marker listing it).
-    from tinyr1.infra import ownership
+    from tinyr1.run_folder import ownership
 
     assert "checkpoint-1" in ownership.owned_names(out, ownership.read_marker(out))
 

@@ -39,8 +39,8 @@ def test_fp16_weights_apply_to_an_fp32_decode_only():
 def test_the_recipe_field_offers_exactly_the_generation_weights_the_packer_knows():
     from dataclasses import fields
 
-    from tinyr1.commands.recipe_fields import TrainScriptArguments
     from tinyr1.cpu.packing import GENERATION_WEIGHTS
+    from tinyr1.training.config import TrainScriptArguments
 
     field = next(f for f in fields(TrainScriptArguments) if f.name == "cpu_generation_weights")
     assert tuple(field.metadata["choices"]) == GENERATION_WEIGHTS and field.default == "exact"

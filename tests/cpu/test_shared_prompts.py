@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tinyr1.cpu.attention import cpu_attention
 from tinyr1.cpu.packing import packed_bf16_linears, packs_weights
 from tinyr1.cpu.shared_prompts import generate_shared_prompts, inverse_cdf_sampling, roomy_cache
-from tinyr1.infra.models import ensure_pad_token
+from tinyr1.models.loading import ensure_pad_token
 
 from . import PROMPTS, TINY
 

@@ -213,7 +213,7 @@ def test_sampling_options_are_refused_outside_the_verified_trl(monkeypatch):
     from types import SimpleNamespace
 
     from tinyr1.infra.errors import TinyR1Error
-    from tinyr1.infra.sampling_options import check_sampling_options
+    from tinyr1.training.sampling import check_sampling_options
 
     script = SimpleNamespace(dynamic_sampling=True, curriculum=False, curriculum_levels=None)
     training = SimpleNamespace(world_size=1)

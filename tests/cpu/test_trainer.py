@@ -17,7 +17,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from tinyr1.cpu.packing import fp16_weights_reason
 from tinyr1.cpu.trainer import CPUFastGRPOTrainer, _TokenLogProbs, token_logps, with_generation_weights
-from tinyr1.infra.models import ensure_pad_token
+from tinyr1.models.loading import ensure_pad_token
 
 from . import PROMPTS, TINY
 

@@ -21,7 +21,7 @@ def one_line_error(result, code: int = 2) -> str:
     return errors[0]
 
 
-BOOKKEEPING = {".tinyr1-lock", ".tinyr1-run"}  # the folder's lock and ownership marker (tinyr1.infra.ownership)
+BOOKKEEPING = {".tinyr1-lock", ".tinyr1-run"}  # the folder's lock and ownership marker (tinyr1.run_folder.ownership)
 
 
 def files(folder) -> list[str]:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tinyr1.infra.checkpoints import latest_checkpoint
-from tinyr1.infra.ownership import owned_names, read_marker
+from tinyr1.run_folder.checkpoints import latest_checkpoint
+from tinyr1.run_folder.ownership import owned_names, read_marker
 
 from ..conftest import REPO
 from .helpers import lock_pid, one_line, resume_args, start, status, steps, train_args, wait_for

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import yaml
 
-from tinyr1.infra.jsonl import read_jsonl
+from tinyr1.infra.files import read_jsonl
 
 from ..conftest import REPO
 from .helpers import one_line, resume_args, status, steps, train_args

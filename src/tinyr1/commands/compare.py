@@ -21,8 +21,8 @@ DEFAULT_PROMPT = "Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. Ho
 
 
 def _answers(model_name, prompts: list[str], system_prompt: str, max_new_tokens: int) -> list[str]:
-    from tinyr1.infra.batch_generation import generate_batch
-    from tinyr1.infra.models import load_model_and_tokenizer
+    from tinyr1.models.generation import generate_batch
+    from tinyr1.models.loading import load_model_and_tokenizer
     from tinyr1.tasks.data import build_prompt
 
     model, tokenizer = load_model_and_tokenizer(model_name)
@@ -75,7 +75,7 @@ def show(base: str, trained: str, prompts: list[str], base_answers: list[str], t
 def compare(base: str, trained: str, prompts: list[str] | None = None, *, output: str | Path | None = None,
             max_new_tokens: int = 256, system_prompt: str = SYSTEM_PROMPT, display: bool = False) -> str:
     """Ask each prompt of both models; return (and optionally write) the Markdown."""
-    from tinyr1.infra.models import resolve_model
+    from tinyr1.models.loading import resolve_model
 
     prompts = prompts or [DEFAULT_PROMPT]
     resolved = [resolve_model(base), resolve_model(trained)]  # a missing model fails before the other one loads
@@ -85,7 +85,7 @@ def compare(base: str, trained: str, prompts: list[str] | None = None, *, output
     if display:
         show(base, trained, prompts, base_answers, trained_answers)
     if output is not None:
-        from tinyr1.infra.jsonl import write_text
+        from tinyr1.infra.files import write_text
         from tinyr1.infra.paths import make_dirs, mark_written
 
         make_dirs(Path(output).parent, "--output")
@@ -122,7 +122,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from tinyr1.cpu.runtime import configure_cpu
+    from tinyr1.infra.device import configure_cpu
 
     configure_cpu()
     compare(args.base, args.trained, args.prompt, output=args.output, max_new_tokens=args.max_new_tokens,

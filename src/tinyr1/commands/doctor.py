@@ -61,13 +61,13 @@ def check_hardware(checks: Checklist) -> dict:
         checks.add(OK, "GPU", f"{torch.cuda.device_count()} x {props.name}, {props.total_memory / GiB:.0f} GiB each, "
                    f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no (fp32; fp16 overflows Qwen2.5)'}")
         return {"device": "cuda", "memory": props.total_memory, "total": memory}
-    from tinyr1.cpu.threads import choose_threads
+    from tinyr1.infra.threads import choose_threads
 
     threads = choose_threads()
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     checks.add(OK, "CPU", f"{os.cpu_count()} CPUs, {ram / GiB:.0f} GiB RAM, no GPU; tinyr1 uses {threads} "
                f"thread(s): {threads.why} (--num_threads or OMP_NUM_THREADS to change)")
-    from tinyr1.infra.precision import cpu_bf16
+    from tinyr1.models.precision import cpu_bf16
 
     cpu = cpu_bf16()
     from tinyr1.cpu.packing import fp16_weights_reason
@@ -93,7 +93,7 @@ def check_fast_path(checks: Checklist, hardware: dict) -> None:
 
 def locate_model(name: str) -> tuple[str, str, str | None]:
     """(status, detail, local config folder or None) for a model string, without touching the network."""
-    from tinyr1.infra.models import resolve_model
+    from tinyr1.models.loading import resolve_model
 
     try:
         resolved = resolve_model(name)
@@ -222,9 +222,9 @@ def check_generation(checks: Checklist, name: str, local: str | None, params: fl
     if params and params * 4 > 0.5 * hardware["memory"]:
         checks.add(WARN, "generation", "skipped: the model is too large to load on this machine for a check")
         return
-    from tinyr1.infra.collapse_guard import preflight_check
     from tinyr1.infra.errors import CollapseError
-    from tinyr1.infra.models import choose_precision, load_model_and_tokenizer
+    from tinyr1.models.loading import choose_precision, load_model_and_tokenizer
+    from tinyr1.training.guards import preflight_check
 
     plan = choose_precision()
     model, tokenizer = load_model_and_tokenizer(name, dtype=plan.dtype, device=hardware["device"])

@@ -66,7 +66,7 @@ def _generate(model, tokenizer, examples, system_prompt, batch_size, max_new_tok
     if use_vllm:
         outputs = _generate_vllm(model_path, conversations, max_new_tokens)
     else:
-        from tinyr1.infra.batch_generation import generate_batch
+        from tinyr1.models.generation import generate_batch
 
         outputs = generate_batch(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
                                  batch_size=batch_size, desc="eval")
@@ -83,7 +83,7 @@ def _generate_vllm(model_path: str, conversations, max_new_tokens: int):
         raise TinyR1Error("--use_vllm: vllm is not installed; pip install vllm (needs a CUDA GPU)") from None
     if not torch.cuda.is_available():
         raise TinyR1Error("--use_vllm needs a CUDA GPU; drop the flag to use transformers")
-    from tinyr1.infra.batch_generation import Generation
+    from tinyr1.models.generation import Generation
 
     params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
     results = LLM(model=model_path).chat(conversations, params, use_tqdm=True)
@@ -114,7 +114,7 @@ def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=Non
         examples, _ = load_examples(dataset_name, split, limit, options=dataset_options)
         model_path = None
         if model is None:
-            from tinyr1.infra.models import load_model_and_tokenizer, resolve_model
+            from tinyr1.models.loading import load_model_and_tokenizer, resolve_model
 
             if not model_name_or_path:
                 raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
@@ -146,7 +146,7 @@ def _write_pair(out: Path, metrics: dict, samples: list[dict]) -> None:
     """``samples.jsonl`` and ``metrics.json`` as a pair: both written in full to hidden temporary files first, then
     renamed into place, metrics last. A failure while writing (a full disk: one line naming the path and the bytes
     needed) removes both temporary files and leaves the previous pair, or none, so the retry works."""
-    from tinyr1.infra.jsonl import jsonl_bytes, write_together
+    from tinyr1.infra.files import jsonl_bytes, write_together
 
     make_dirs(out, "--output_dir")
     write_together([(out / "samples.jsonl", jsonl_bytes(samples)),
@@ -203,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_not_foreign(out: Path) -> None:
     """eval replaces metrics.json and samples.jsonl in its folder: only ever ones tinyr1 wrote (the one rule,
-    ``tinyr1.infra.ownership``). Only one process writes the folder (its lock, held until eval ends,
+    ``tinyr1.run_folder.ownership``). Only one process writes the folder (its lock, held until eval ends,
     ``_claim_output_dir``), and the marker names both files before they are written."""
-    from tinyr1.infra import ownership
+    from tinyr1.run_folder import ownership
 
     for name in ("metrics.json", "samples.jsonl"):
         if (out / name).exists() and not ownership.is_ours(out / name):
@@ -215,8 +215,8 @@ def _check_not_foreign(out: Path) -> None:
 
 def _claim_output_dir(out: Path):
     """The folder, locked for this process and its marker naming both files, before a model loads; the lock."""
-    from tinyr1.infra import ownership
-    from tinyr1.infra.run_lock import RunLock
+    from tinyr1.run_folder import ownership
+    from tinyr1.run_folder.lock import RunLock
 
     make_dirs(out, "--output_dir")
     lock = RunLock.acquire(out, "eval", "--output_dir")
@@ -241,8 +241,8 @@ def run(args: argparse.Namespace) -> dict:
     """``evaluate`` with the parsed options: a missing model or adapter fails before the data loads, and the output
     folder is locked for the evaluation (released after it, for a caller that goes on, such as the Python API)."""
     if args.model_name_or_path:
-        from tinyr1.infra.models import resolve_model
-        from tinyr1.infra.run_json import warn_if_unfinished
+        from tinyr1.models.loading import resolve_model
+        from tinyr1.run_folder.run_json import warn_if_unfinished
 
         warn_if_unfinished(args.model_name_or_path)
         resolve_model(args.model_name_or_path, args.adapter)
@@ -264,7 +264,7 @@ def _evaluate_parsed(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.model_name_or_path:
-        from tinyr1.cpu.runtime import configure_cpu
+        from tinyr1.infra.device import configure_cpu
 
         configure_cpu()
     metrics = run(args)

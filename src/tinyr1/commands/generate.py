@@ -23,7 +23,7 @@ def reply(model, tokenizer, messages: list[dict], max_new_tokens: int, temperatu
     """The model's next turn; streamed to stdout as it comes (``stream``), else printed whole (``echo``)."""
     from transformers import TextStreamer
 
-    from tinyr1.infra.batch_generation import stop_token_ids
+    from tinyr1.models.generation import stop_token_ids
 
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True).to(next(model.parameters()).device)
@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_chat_model(args: argparse.Namespace):
     """The model (on the default device, in eval mode) and its tokenizer, which must have a chat template."""
-    from tinyr1.infra.models import load_model_and_tokenizer
-    from tinyr1.infra.precision import default_device
+    from tinyr1.models.loading import load_model_and_tokenizer
+    from tinyr1.models.precision import default_device
 
     model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, adapter=args.adapter,
                                                 device=default_device())
@@ -79,7 +79,7 @@ def load_chat_model(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from tinyr1.cpu.runtime import configure_cpu
+    from tinyr1.infra.device import configure_cpu
 
     configure_cpu()
     torch.manual_seed(args.seed)

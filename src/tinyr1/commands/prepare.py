@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinyr1.infra.jsonl import write_jsonl
+from tinyr1.infra.files import write_jsonl
 from tinyr1.infra.paths import check_output_file, mark_written, written_by
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import DEFAULT_DATASET, load_examples, local_source_files, to_prompt_rows

@@ -20,11 +20,12 @@ import sys
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.infra.jsonl import atomic_file, read_json, read_jsonl, read_text, write_together
+from tinyr1.infra.files import atomic_file, read_json, read_jsonl, read_text, write_together
 from tinyr1.tasks import answers
 from tinyr1.tasks.scoring import rescored_metrics
 
-# Opt-in sampling options' per-step counts (tinyr1.infra.dynamic_sampling, tinyr1.infra.curriculum), plotted if logged.
+# Opt-in sampling options' per-step counts (tinyr1.training.dynamic_sampling, tinyr1.training.curriculum),
+# plotted if logged.
 SAMPLING_PANELS = (("dynamic_sampling/dropped_all_right", "groups dropped: all right"),
                    ("dynamic_sampling/dropped_all_wrong", "groups dropped: all wrong"),
                    ("dynamic_sampling/rounds", "refill rounds"), ("curriculum/solved", "prompts solved (retired)"),
@@ -148,8 +149,8 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TinyR1Error(f"{run_dir}: no such run folder")
-    from tinyr1.infra import ownership
-    from tinyr1.infra.run_json import mark_if_killed
+    from tinyr1.run_folder import ownership
+    from tinyr1.run_folder.run_json import mark_if_killed
 
     metrics = _read_jsonl(run_dir / "metrics.jsonl")
     mark_if_killed(run_dir)  # a run.json left "running" by a dead process says "killed" from now on
@@ -177,7 +178,7 @@ def write_report(run_dir: str | Path) -> Path:
              ("skipped steps (non-finite)", run.get("skipped_steps"))]
     lines = [f"# tinyr1 run report: `{run_dir.name}`", "", "| fact | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in facts if v not in (None, "None (None)", "None s")]
-    from tinyr1.commands.learning_summary import learning_lines
+    from tinyr1.evaluation.learning_summary import learning_lines
 
     glance = learning_lines(run_dir)
     if glance:
@@ -215,7 +216,7 @@ def _own_plot(run_dir: Path, name: str) -> bool:
         with plot.open("rb") as f:
             if PLOT_MARK.encode() in f.read(4096):
                 return True
-        from tinyr1.infra.run_folder import MARKER
+        from tinyr1.run_folder.folder import MARKER
 
         return "plots" in json.loads((run_dir / MARKER).read_text(encoding="utf-8")).get("paths", [])
     except (OSError, ValueError, AttributeError):

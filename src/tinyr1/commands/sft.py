@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from tinyr1.commands.recipe_fields import SFTScriptArguments
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.out_of_memory import oom_remedies
 from tinyr1.infra.recipe import dump_recipe
-from tinyr1.infra.training_command import AUTO_OUTPUT, claim_run_folder, parse_training_recipe
 from tinyr1.tasks.sft_rows import FORMATS
+from tinyr1.training.config import SFTScriptArguments
+from tinyr1.training.setup import AUTO_OUTPUT, claim_run_folder, parse_training_recipe
 
 
 def recipe_defaults() -> dict:
@@ -39,7 +39,7 @@ def recipe_defaults() -> dict:
         # 8-bit AdamW needs bitsandbytes on a GPU; plain AdamW elsewhere.
         "optim": "adamw_8bit" if gpu and _has("bitsandbytes") else "adamw_torch",
     }
-    from tinyr1.infra.precision import trainer_device_defaults
+    from tinyr1.models.precision import trainer_device_defaults
 
     return {**defaults, **trainer_device_defaults()}
 
@@ -65,7 +65,8 @@ def check_backend(script, model_args) -> None:
 
 def load_for_sft(script, training, model_args, resolved, tokenizer):
     """Model (LoRA wrapping is left to SFTTrainer via peft_config) and tokenizer, per backend."""
-    from tinyr1.infra import models, precision
+    from tinyr1.models import loading as models
+    from tinyr1.models import precision
 
     if script.backend == "unsloth":  # unverified here: follows Unsloth's documented FastLanguageModel API
         from unsloth import FastLanguageModel
@@ -109,7 +110,7 @@ def parse_args(argv: list[str] | None, check_setup: bool = True):
 def main(argv: list[str] | None = None) -> int:
     """parse -> check backend -> the CLI's CPU tuning -> ``execute``. The Python API (``tinyr1.sft``) takes the same
     steps but the tuning, which it applies only when asked."""
-    from tinyr1.cpu.runtime import configure_cpu
+    from tinyr1.infra.device import configure_cpu
 
     script, training, model_args, values = parse_args(argv)
     check_backend(script, model_args)
@@ -125,10 +126,10 @@ def execute(script, training, model_args, values: dict) -> int:
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from tinyr1.cpu.runtime import thread_governor
-    from tinyr1.infra import models
-    from tinyr1.infra.run_callbacks import GracefulStop, MetricsLogger
+    from tinyr1.infra.device import thread_governor
+    from tinyr1.models import loading as models
     from tinyr1.tasks.sft_rows import load_sft_rows
+    from tinyr1.training.callbacks import GracefulStop, MetricsLogger
 
     run, resume = claim_run_folder(training, "sft", overwrite=script.overwrite_output_dir, values=values,
                                    accept_changes=script.resume_changed_settings)
@@ -174,7 +175,7 @@ def _point_adapter_at(output_dir: Path, base: str) -> None:
 
 def _sample(model, tokenizer, script) -> None:
     """The recipe ended with a generation from the fine-tuned model; so does this."""
-    from tinyr1.infra.batch_generation import generate_batch
+    from tinyr1.models.generation import generate_batch
     from tinyr1.tasks.data import build_prompt
 
     model.eval()

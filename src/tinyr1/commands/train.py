@@ -6,7 +6,7 @@
 
 Field names are trl's own (``GRPOConfig``, ``ModelConfig``) plus ``TrainScriptArguments`` below. The run leaves
 ``metrics.jsonl``, ``samples.jsonl``, ``config.yaml``, ``run.json``, checkpoints and the final model in
-``output_dir``; the collapse guard (``tinyr1.infra.collapse_guard``) stops a NaN or ``!!!!`` run with exit code 3.
+``output_dir``; the collapse guard (``tinyr1.training.guards``) stops a NaN or ``!!!!`` run with exit code 3.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from tinyr1.commands import train_before_after as before_after
-from tinyr1.commands.recipe_fields import TrainScriptArguments
-from tinyr1.commands.train_data import build_dataset
 from tinyr1.infra.errors import CollapseError, TinyR1Error
 from tinyr1.infra.recipe import dump_recipe
-from tinyr1.infra.run_folder import RunDir
-from tinyr1.infra.training_command import AUTO_OUTPUT, claim_run_folder, parse_training_recipe
+from tinyr1.run_folder.folder import RunDir
+from tinyr1.training import before_after
+from tinyr1.training.config import TrainScriptArguments
+from tinyr1.training.data import build_dataset
+from tinyr1.training.setup import AUTO_OUTPUT, claim_run_folder, parse_training_recipe
 
 
 def recipe_defaults() -> dict:
@@ -39,7 +39,7 @@ def recipe_defaults() -> dict:
         "logging_nan_inf_filter": False,
     }
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing; the new name wins when set.
-    from tinyr1.infra.precision import trainer_device_defaults
+    from tinyr1.models.precision import trainer_device_defaults
 
     return {**defaults, **trainer_device_defaults()}
 
@@ -62,7 +62,7 @@ def load_rewards(script: TrainScriptArguments, training) -> list:
     from tinyr1.tasks.reasoning_gym import check_dataset_options
 
     check_dataset_options(script.dataset_name, script.dataset_options)
-    from tinyr1.infra.sampling_options import check_sampling_options
+    from tinyr1.training.sampling import check_sampling_options
 
     check_sampling_options(script, training, reward_funcs)
     if training.reward_weights is not None and len(training.reward_weights) != len(reward_funcs):
@@ -96,8 +96,9 @@ def _model_type(resolved) -> str | None:
 def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir, threads: int | None):
     """The model to train, in the precision chosen for this machine, checked for NaN before step 1; ``threads``:
     what ``configure_cpu`` set (None on a GPU)."""
-    from tinyr1.infra import collapse_guard as guard
-    from tinyr1.infra import models, precision
+    from tinyr1.models import loading as models
+    from tinyr1.models import precision
+    from tinyr1.training import guards as guard
 
     device = precision.default_device()
     plan = precision.choose_precision(precision.training_request(training, model_args.dtype),
@@ -120,7 +121,7 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir, 
                      precision_reason=plan.reason, num_threads=None if threads is None else int(threads),
                      threads_reason=getattr(threads, "why", None), num_gpus=torch.cuda.device_count())
     if device == "cpu":
-        from tinyr1.infra.precision import cpu_bf16
+        from tinyr1.models.precision import cpu_bf16
 
         run.facts["cpu"] = cpu_bf16().as_dict()
     return model
@@ -129,7 +130,7 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir, 
 def main(argv: list[str] | None = None) -> int:
     """parse -> rewards -> the CLI's CPU tuning -> ``execute``. The Python API (``tinyr1.train``) takes the same
     steps but the tuning, which it applies only when asked."""
-    from tinyr1.cpu.runtime import configure_cpu
+    from tinyr1.infra.device import configure_cpu
 
     script, training, model_args, values = parse_args(argv)
     reward_funcs = load_rewards(script, training)
@@ -141,7 +142,7 @@ def execute(script, training, model_args, values: dict, reward_funcs: list, thre
     """model path -> claim the folder -> tokenizer and data -> model -> train -> finish: 0, or 130/143 after a
     signal's clean stop (``RunDir.interrupted``); raises TinyR1Error subclasses. ``threads``: the CPU threads in
     use, for run.json (None on a GPU)."""
-    from tinyr1.infra import models
+    from tinyr1.models import loading as models
 
     resolved = models.resolve_model(model_args.model_name_or_path)
     run = claim_run(script, training, values)
@@ -174,18 +175,18 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     """Train under the guards, then stop cleanly (collapse: exit 3; a signal: 130/143) or finish the story."""
     from trl import get_peft_config
 
-    from tinyr1.infra import collapse_guard as guard
-    from tinyr1.infra import run_callbacks as callbacks
     from tinyr1.infra.out_of_memory import oom_remedies
+    from tinyr1.training import callbacks
+    from tinyr1.training import guards as guard
 
     nan_guard = guard.NonFiniteGradGuard(script.collapse_patience)
     degenerate = guard.DegenerateGuard(script.degenerate_threshold, script.collapse_patience)
     recorder = callbacks.SampleRecorder(reward_funcs, run.path, script.sample_every, degenerate)
     stopper = callbacks.GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
     budget = callbacks.TimeBudget(script.max_train_minutes)
-    from tinyr1.cpu.runtime import thread_governor
     from tinyr1.cpu.trainer import with_generation_weights
-    from tinyr1.infra.sampling_options import apply_sampling_options
+    from tinyr1.infra.device import thread_governor
+    from tinyr1.training.sampling import apply_sampling_options
 
     trainer_class, run.facts["generation_weights"] = with_generation_weights(
         _trainer_class(run, script.cpu_fast_path), script.cpu_generation_weights, training, model,

@@ -80,7 +80,7 @@ TOUCHPOINTS = (
                "(plain causal); returns ((b, q, heads, d), weights)", "tinyr1.cpu.attention"),
     Touchpoint("transformers", "generate(custom_generate=callable): the callable's arguments (logits_processor, "
                "stopping_criteria, generation_config, synced_gpus, streamer, model kwargs)",
-               "tinyr1.cpu.decode_loop, tinyr1.infra.batch_generation"),
+               "tinyr1.cpu.decode_loop, tinyr1.models.generation"),
     Touchpoint("transformers", "generation_config._pad_token_tensor (private) and max_length as prepared by "
                "generate; stopping criteria with an eos_token_id attribute", "tinyr1.cpu.decode_loop"),
     Touchpoint("transformers", "generate with a prefilled past_key_values runs only the uncached prompt tokens",
@@ -97,21 +97,22 @@ TOUCHPOINTS = (
                "tinyr1.cpu.packing"),
     Touchpoint("torch", "torch.ops.mkldnn._reorder_linear_weight (private op): weight, rows", "tinyr1.cpu.packing"),
     Touchpoint("torch", "torch.ops.mkldnn._is_mkldnn_bf16_supported (private op)",
-               "tinyr1.infra.precision, tinyr1.cpu.packing"),
+               "tinyr1.models.precision, tinyr1.cpu.packing"),
     Touchpoint("torch", "nn.Linear.forward replaced on instances for the length of a generation",
                "tinyr1.cpu.packing"),
     Touchpoint("torch", "torch.ops.quantized.linear_prepack_fp16 / linear_dynamic_fp16 (fbgemm ops, not public "
                "API): fp32 weight and bias -> packed fp16; fp32 x -> fp32 result (cpu_generation_weights: fp16)",
                "tinyr1.cpu.packing"),
     Touchpoint("trl", "GRPOTrainer._calculate_rewards (private): called through; returns the rewards of every "
-               "process's rows (rows x reward functions, NaN for None)", "tinyr1.infra.dynamic_sampling, curriculum"),
+               "process's rows (rows x reward functions, NaN for None)",
+               "tinyr1.training.dynamic_sampling, curriculum"),
     Touchpoint("trl", "GRPOTrainer._generate_and_score_completions (private): called through, its batch filtered "
                "and refilled (keys prompt_ids, prompt_mask, completion_ids, completion_mask, advantages, "
-               "num_items_in_batch, per-token log-probs)", "tinyr1.infra.dynamic_sampling"),
+               "num_items_in_batch, per-token log-probs)", "tinyr1.training.dynamic_sampling"),
     Touchpoint("trl", "GRPOTrainer._get_train_sampler (Trainer's hook) and RepeatSampler's layout; "
                "self._metrics['train'] lists averaged at logging; attributes reward_weights (a tensor), "
                "reward_func_names, num_generations, num_iterations, train_dataset",
-               "tinyr1.infra.curriculum, dynamic_sampling"),
+               "tinyr1.training.curriculum, dynamic_sampling"),
     Touchpoint("accelerate", "model._hf_hook (private): a dispatched model keeps generate's loop (read with getattr; "
                "not gated)", "tinyr1.cpu.decode_loop"),
 )

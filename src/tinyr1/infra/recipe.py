@@ -24,7 +24,7 @@ import yaml
 
 from tinyr1.infra import validate
 from tinyr1.infra.errors import TinyR1Error, first_line, one_line_errors
-from tinyr1.infra.jsonl import read_text, write_text
+from tinyr1.infra.files import read_text, write_text
 
 
 def _valid_names(parser) -> list[str]:
@@ -234,5 +234,5 @@ def _plain(value):
 
 def dump_recipe(path: str | Path, values: dict) -> None:
     """Write ``load_recipe``'s values as one flat YAML file, usable again as ``--config``: atomically, so a kill or a
-    full disk (one line, ``tinyr1.infra.jsonl``) never leaves half a recipe."""
+    full disk (one line, ``tinyr1.infra.files``) never leaves half a recipe."""
     write_text(path, yaml.safe_dump(values, sort_keys=True))

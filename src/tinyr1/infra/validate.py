@@ -17,7 +17,7 @@ from tinyr1.infra.errors import TinyR1Error
 Rule = tuple[Callable[[float], bool], str]
 
 
-# Rule builders: public, so a command with options of its own (tinyr1.commands.probe) checks them by the same rules.
+# Rule builders: public, so a command with options of its own (tinyr1.evaluation.probe) checks them by the same rules.
 def at_least(n: int) -> Rule:
     return (lambda v: v >= n), f"must be at least {n}"
 

@@ -17,7 +17,7 @@ Sources (``--dataset_name``):
         --limit 500 --output x.jsonl
 Rows need ``question`` and ``answer`` (GSM8K's worked answer ending in ``#### <gold>``); rows that already have a
 ``prompt`` (a file written by ``prepare``) are taken as they are. A bad row is named the one way
-``tinyr1.infra.jsonl`` describes: ``FILE line N`` in a JSON-lines file, ``SOURCE row N`` otherwise, from 1.
+``tinyr1.infra.files`` describes: ``FILE line N`` in a JSON-lines file, ``SOURCE row N`` otherwise, from 1.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error, first_line
-from tinyr1.infra.jsonl import read_jsonl_numbered, read_text
+from tinyr1.infra.files import read_jsonl_numbered, read_text
 from tinyr1.infra.paths import looks_local
 from tinyr1.tasks.answers import SYSTEM_PROMPT, extract_hash_answer
 from tinyr1.tasks.reasoning_gym import REASONING_GYM_PREFIX, check_dataset_options, reasoning_gym_rows

@@ -61,7 +61,7 @@ def rescored_metrics(eval_dir: str | Path) -> dict | None:
     Without the samples to score again, the old ``accuracy_strict`` (the recipe reward's rule) is moved to
     ``accuracy_recipe_reward`` and ``accuracy_strict`` becomes None, so a table never shows it under the new name.
     """
-    from tinyr1.infra.jsonl import read_json, read_jsonl
+    from tinyr1.infra.files import read_json, read_jsonl
 
     folder = Path(eval_dir)
     metrics = read_json(folder / "metrics.json")

@@ -1,0 +1,87 @@
+"""Did the run learn? The mean reward of the first and last steps and held-out accuracy before and after.
+
+Printed at the end of ``make demo`` and written at the top of every run's report (``tinyr1.commands.report``):
+
+    python -m tinyr1.evaluation.learning_summary outputs/demo/grpo [--base outputs/demo/eval-base]
+
+"accuracy (in `<answer>`)" is ``tinyr1 eval``'s ``accuracy_strict`` (``tinyr1.tasks.answers.is_correct``: the last
+``<answer>`` block equals the gold; a bare right number does not count). An eval folder written before that rule
+is scored again from its samples (``tinyr1.tasks.scoring.rescored_metrics``); "—" where it cannot be.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tinyr1.infra.files import read_jsonl
+from tinyr1.tasks.scoring import rescored_metrics
+
+
+def _steps(run_dir: Path) -> list[dict]:
+    # the shared reader: a killed run's truncated last line is skipped with a warning, not a traceback
+    return [r for r in read_jsonl(run_dir / "metrics.jsonl", missing_ok=True) if "reward" in r]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def reward_ends(steps: list[dict], window: int = 3) -> dict:
+    """Mean reward of the first and last step, and of the first and last ``window`` steps (less noisy).
+
+    >>> e = reward_ends([{"step": i, "reward": r} for i, r in enumerate([0.5, 1.0, 1.5, 2.0, 2.5], 1)], window=2)
+    >>> e["first"], e["last"], e["first_window"], e["last_window"], e["steps"]
+    (0.5, 2.5, 0.75, 2.25, 5)
+    """
+    rewards = [s["reward"] for s in steps if s.get("reward") is not None]
+    if not rewards:
+        return {"steps": 0}
+    window = max(1, min(window, len(rewards) // 2 or 1))
+    return {"steps": len(rewards), "first": rewards[0], "last": rewards[-1],
+            "first_window": _mean(rewards[:window]), "last_window": _mean(rewards[-window:]), "window": window}
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def learning_lines(run_dir: str | Path, base: str | Path | None = None) -> list[str]:
+    """A markdown table: reward at the first and last steps, held-out accuracy and reasoning before and after."""
+    run_dir = Path(run_dir)
+    ends = reward_ends(_steps(run_dir))
+    base_metrics = rescored_metrics(base) if base is not None else None
+    stages = [("base model", base_metrics)] if base_metrics else []
+    for stage, label in (("before", "before GRPO (step 0)"), ("after", f"after GRPO (step {ends.get('steps', '?')})")):
+        metrics = rescored_metrics(run_dir / "eval" / stage)
+        if metrics:
+            stages.append((label, metrics))
+    lines = []
+    if ends.get("steps"):
+        w = ends["window"]
+        lines += [f"| mean reward | first step | last step | first {w} steps | last {w} steps |",
+                  "|---|---:|---:|---:|---:|",
+                  f"| | {_fmt(ends['first'])} | {_fmt(ends['last'])} | {_fmt(ends['first_window'])} | "
+                  f"{_fmt(ends['last_window'])} |", ""]
+    if stages:
+        n = stages[-1][1].get("n")
+        lines += [f"| held-out (n={n}, greedy) | accuracy (in `<answer>`) | accuracy (last number) | worked step | "
+                  "mean tokens |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {label} | {_fmt(m.get('accuracy_strict'))} | {_fmt(m.get('accuracy_flexible'))} | "
+                  f"{_fmt(m.get('worked_step_fraction'))} | {_fmt(m.get('mean_completion_tokens'))} |"
+                  for label, m in stages]
+        lines.append("")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", help="a tinyr1 train output_dir")
+    p.add_argument("--base", help="an eval folder (metrics.json) of the model before any training, shown first")
+    args = p.parse_args(argv)
+    print("\n".join(learning_lines(args.run_dir, args.base)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

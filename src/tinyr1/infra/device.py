@@ -1,0 +1,82 @@
+"""How a tinyr1 process uses the CPU: how many threads, and whether freed memory is kept for reuse.
+
+``configure_cpu`` is called once by every command that runs a model (train, sft, eval, compare, generate, the
+probe), before anything heavy loads; it does nothing where a CUDA GPU runs the model. Two settings, each measured
+on the project's 2-core VMs (docs/cpu-fast-path.md has the measurements):
+
+- **Threads**: ``--num_threads``, else ``$OMP_NUM_THREADS``, else the cores this process may run on (affinity,
+  physical cores, cgroup quota: ``tinyr1.infra.threads``), with the reason for the run header.
+- **Freed memory kept** (Linux with glibc): glibc hands every allocation above a threshold (at most 32 MB) to its
+  own ``mmap`` and returns it on ``free``, so each large tensor of a training step — the logits, the LM head's bf16
+  weight and its gradient — costs fresh page faults every step (``benchmarks/fast_path_pieces.py allocator``).
+  ``keep_freed_memory`` tells glibc to serve them from its heap and keep up to 1 GiB of freed memory for reuse; a
+  whole GRPO step gets faster, peak memory unchanged. ``TINYR1_KEEP_FREED_MEMORY=0`` leaves glibc's defaults (``1``
+  or unset: keep).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import sys
+
+import torch
+
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.threads import Threads, choose_threads
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
+KEEP_AT_MOST = 1 << 30  # freed memory above this at the heap's top goes back to the system
+
+
+_configured: Threads | None = None  # what cpu_threads last set in this process, for the thread governor
+
+
+def cpu_threads(num_threads: int | None = None) -> Threads:
+    """Use ``num_threads``, else ``$OMP_NUM_THREADS``, else the cores this process may use
+    (``tinyr1.infra.threads.choose_threads``); returns the count with its reason (``.why``)."""
+    global _configured
+    threads = choose_threads(num_threads)
+    torch.set_num_threads(threads)
+    _configured = threads
+    return threads
+
+
+def thread_governor(world_size: int = 1):
+    """The Trainer callback that fits this process's threads to what the machine leaves free between steps
+    (``tinyr1.infra.thread_governor``), or None: nothing configured here (a GPU, or an API call that left the CPU
+    alone), a count the user fixed (here or since: ``num_threads=`` of an API call, ``torch.set_num_threads``), or
+    several training processes, each of which would count the others as other work."""
+    from tinyr1.infra.thread_governor import governor_callback
+
+    if world_size != 1 or _configured is None or torch.get_num_threads() != int(_configured):
+        return None
+    return governor_callback(_configured)
+
+
+def keep_freed_memory() -> bool:
+    """Serve large allocations from glibc's heap and keep freed memory for reuse; False where it does not apply
+    (not glibc, or ``TINYR1_KEEP_FREED_MEMORY=0``). Process-wide and not undone: call it only in a tinyr1 command."""
+    wanted = os.environ.get("TINYR1_KEEP_FREED_MEMORY", "")
+    if wanted not in ("", "0", "1"):
+        raise TinyR1Error(f"TINYR1_KEEP_FREED_MEMORY={wanted!r}: use 1 (keep freed memory for reuse), 0 (glibc's "
+                          "defaults) or leave it unset")
+    if wanted == "0":
+        return False
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, KEEP_AT_MOST) == 1
+
+
+def configure_cpu(num_threads: int | None = None) -> Threads | None:
+    """Threads (``cpu_threads``) and allocator (``keep_freed_memory``) for a tinyr1 command that runs on the CPU;
+    returns the thread count, or None (nothing set) where a CUDA GPU runs the model."""
+    if torch.cuda.is_available():
+        return None
+    keep_freed_memory()
+    return cpu_threads(num_threads)

@@ -1,0 +1,113 @@
+"""A run's checkpoints: which are the run's own, which one is the newest complete one, and whether a folder is one
+trl can resume from.
+
+Each ``checkpoint-N`` a run saves holds a stamp, ``.tinyr1-run-id``, with the run's id (from the folder's marker,
+``tinyr1.run_folder.ownership``). The stamp is written at the end of the step, *before* the Trainer creates the
+checkpoint's files, so a process killed at any instant of a save leaves either no folder, or a folder already
+stamped as the run's. ``latest`` resumes only a stamped, complete checkpoint: never one copied in from another run,
+nor one from before an ``--overwrite_output_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+from tinyr1.infra.errors import TinyR1Error
+
+STAMP = ".tinyr1-run-id"
+
+
+def stamp(folder: Path, run_id: str) -> None:
+    """Mark ``folder`` (a checkpoint about to be saved) as the run's. A new folder is made stamped under a
+    temporary name and renamed into place, so no instant exists at which it is there and not yet stamped."""
+    if folder.is_dir():
+        tmp = folder / f"{STAMP}.tmp"
+        tmp.write_text(run_id, encoding="utf-8")
+        tmp.replace(folder / STAMP)
+        return
+    staging = folder.with_name(f".tinyr1-tmp-{folder.name}")
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / STAMP).write_text(run_id, encoding="utf-8")
+    staging.rename(folder)
+
+
+def stamped_by(folder: Path, run_id: str | None) -> bool:
+    try:
+        return run_id is not None and (folder / STAMP).read_text(encoding="utf-8").strip() == run_id
+    except OSError:
+        return False
+
+
+def _trainer_state(folder: Path) -> dict | None:
+    try:
+        data = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "global_step" in data else None
+
+
+def latest_checkpoint(run_dir: Path, owned: set[str] | None = None) -> Path | None:
+    """The newest *complete* ``checkpoint-N`` (its trainer_state.json, written last, is readable) among ``owned``
+    (every one when None). A newest one the process died writing is passed over for the one before."""
+    found = []
+    for child in run_dir.glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir() and (owned is None or child.name in owned) and _trainer_state(child):
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def check_checkpoint(folder: Path) -> dict:
+    """A checkpoint trl can resume from, or one line naming the damaged or missing file; returns its
+    trainer_state.json. A missing optimizer.pt is not checked here (``tinyr1.run_folder.resume`` reports it)."""
+    if not folder.is_dir():
+        raise TinyR1Error(f"--resume_from_checkpoint {folder}: no such checkpoint folder")
+    state = _trainer_state(folder)
+    if state is None:
+        raise TinyR1Error(f"--resume_from_checkpoint {folder}: not a complete checkpoint (no readable "
+                          "trainer_state.json)")
+    weights = [f for f in ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
+               if (folder / f).is_file()]
+    if not weights:
+        raise TinyR1Error(f"--resume_from_checkpoint {folder}: no model weights (model.safetensors) in it")
+    if weights[0].endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(folder / weights[0]), framework="pt"):
+                pass
+        except Exception as err:  # safetensors raises its own error types for a damaged header
+            raise TinyR1Error(f"--resume_from_checkpoint {folder}: {weights[0]} is damaged ({err})") from None
+    for file in sorted(folder.glob("*.pt")) + sorted(folder.glob("*.pth")) + sorted(folder.glob("*.bin")):
+        _check_torch_file(file)
+    return state
+
+
+def _check_torch_file(file: Path) -> None:
+    """torch.save writes a zip archive whose directory is at its end: a truncated or empty file has none. Only the
+    directory is read, not the tensors, so this stays cheap for a large optimizer state."""
+    try:
+        with zipfile.ZipFile(file):
+            return
+    except (zipfile.BadZipFile, OSError) as err:
+        problem = "empty" if file.stat().st_size == 0 else f"damaged ({err})"
+    with file.open("rb") as f:
+        if f.read(1) == b"\x80" and file.stat().st_size > 64:  # torch's older pickle format: not checkable here
+            return
+    earlier = _earlier(file.parent)
+    instead = (f"resume from the one before with --resume_from_checkpoint {earlier}" if earlier else
+               "start afresh with --overwrite_output_dir true (removes only what the run wrote)")
+    raise TinyR1Error(f"--resume_from_checkpoint {file.parent}: {file.name} is {problem}; {instead}")
+
+
+def _earlier(folder: Path) -> Path | None:
+    """The newest complete checkpoint before ``folder`` in its run folder."""
+    match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+    if not match:
+        return None
+    older = [c for c in folder.parent.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", c.name)
+             and int(c.name.split("-")[1]) < int(match.group(1)) and _trainer_state(c)]
+    return max(older, key=lambda c: int(c.name.split("-")[1])) if older else None

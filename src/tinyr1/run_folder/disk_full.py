@@ -1,0 +1,56 @@
+"""A full disk during a run, told as one line: which folder, how much is free, about how much a save needs.
+
+torch, safetensors and Python report a full disk in different shapes (``OSError`` ENOSPC or EDQUOT, torch's
+``RuntimeError: ... file write failed``, safetensors' own error), often chained; ``is_disk_full`` looks through the
+chain. The run's exit code is 2, as for any problem the user fixes; the retry after freeing space resumes.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+from tinyr1.infra.errors import TinyR1Error
+
+_CODES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_WORDS = ("no space left on device", "disk quota exceeded", "file too large", "file write failed",
+          "unexpected pos", "errno 28")
+
+
+def is_disk_full(err: BaseException | None) -> bool:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _CODES:
+            return True
+        if any(word in str(err).lower() for word in _WORDS):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def disk_full_error(folder: Path, what: str = "a checkpoint") -> TinyR1Error:
+    """The one line for a full disk under ``folder``: the space free there and what the last save took."""
+    from tinyr1.run_folder.checkpoints import latest_checkpoint
+
+    try:
+        free = _mb(shutil.disk_usage(folder).free)
+    except OSError:
+        free = "unknown"
+    last = latest_checkpoint(folder) if folder.is_dir() else None
+    need = f"; {what} needs about {_mb(_size(last))} ({last.name})" if last is not None else ""
+    then = ("resume with --resume_from_checkpoint latest" if last is not None else
+            "start again with --overwrite_output_dir true (removes only what the run wrote)")
+    return TinyR1Error(f"{folder}: the disk is full ({free} free{need}); free some space (or pick an --output_dir "
+                       f"on another disk), then {then}")

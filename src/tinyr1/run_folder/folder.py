@@ -1,0 +1,287 @@
+"""One owner of a run's folder, for ``tinyr1 train`` and ``tinyr1 sft`` alike: claim, lock, resume, run.json, finish.
+
+A user's folder is never written into or emptied by accident. ``RunDir.claim`` accepts a folder that does not
+exist yet, an empty one, or one holding a tinyr1 run — recognised by the marker ``.tinyr1-run`` that tinyr1 writes
+there before anything else (``tinyr1.run_folder.ownership``: the one rule for what is tinyr1's). Anything else is
+refused with one line, with or without ``--overwrite_output_dir``. Overwriting removes only what is the run's, so a
+user's own files beside a run (notes, a README of theirs) survive it.
+
+One process writes a run folder at a time: the claim takes the folder's lock (``tinyr1.run_folder.lock``) and holds
+it until the process ends; a second train, sft, resume or overwrite is refused naming the holder's PID. What a run
+records survives a kill at any instant: a run.json left ``running`` by a dead process is marked ``killed`` by the
+next command that looks (claim, eval, report); checkpoints are stamped as the run's before they are written
+(``tinyr1.run_folder.checkpoints``); a resume drops the half-written last line of metrics.jsonl and samples.jsonl
+before anything is appended, and checks what it resumes (``tinyr1.run_folder.resume``). A full disk is one
+line (``tinyr1.run_folder.disk_full``), run.json then says ``failed``, and no temporary file is left.
+
+    run = RunDir.claim(training.output_dir, "train", resume=False, overwrite=False)
+    run.write_run_json("running", model=...)        # once per state change: running, completed, failed...
+    run.train(trainer, resume_from_checkpoint=run.resolve_resume(value, values), remedies=...)  # OOM -> exit 4
+    run.save_final(trainer, tokenizer)
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from pathlib import Path
+
+from tinyr1.infra.errors import OutOfMemoryError, TinyR1Error, first_line
+from tinyr1.infra.out_of_memory import is_out_of_memory
+from tinyr1.infra.paths import check_output_dir, make_dirs
+from tinyr1.run_folder import ownership
+from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint, stamp
+from tinyr1.run_folder.disk_full import disk_full_error, is_disk_full
+from tinyr1.run_folder.lock import RunLock
+from tinyr1.run_folder.run_json import mark_if_killed, status_in_place, write_json
+
+MARKER = ownership.MARKER
+
+
+class RunDir:
+    """A claimed run folder. Only the main process (``main``) locks it and writes the marker and run.json."""
+
+    def __init__(self, path: Path, command: str, main: bool = True):
+        self.path, self.command, self.main = Path(path), command, main
+        self.started = time.time()
+        self.facts: dict = {}
+        self.run_id: str | None = None
+        self.lock: RunLock | None = None
+        self._written: set[str] = set()  # top-level names that are the run's
+        self._foreign: set[str] = set()  # names that were here and are not tinyr1's
+
+    # ------------------------------------------------------------ claiming
+
+    @classmethod
+    def claim(cls, path, command: str, *, resume: bool, overwrite: bool, main: bool = True) -> RunDir:
+        """Take ``path`` for a run, or raise one line saying why not (see the module docstring)."""
+        if path is None or not str(path).strip():
+            raise TinyR1Error("--output_dir: empty; give a folder path")
+        folder = Path(path).expanduser()
+        run = cls(folder, command, main)
+        if not main:  # the main process locks, claims (and may clear); the others only write inside the folder
+            return run
+        if folder.exists() and not folder.is_dir():
+            raise TinyR1Error(f"--output_dir {folder}: is a file, not a folder")
+        run._marker_or_refuse(ownership.entries(folder))  # a user's folder gets not even a lock file
+        check_output_dir(folder, "--output_dir")  # probed only once the folder is known to be ours to use
+        make_dirs(folder, "--output_dir")
+        run.lock = RunLock.acquire(folder, command, "--output_dir")
+        mark_if_killed(folder)
+        names = ownership.entries(folder)
+        marker = run._marker_or_refuse(names)  # again: only now can no other process change the folder
+        owned = ownership.owned_names(folder, marker, names)
+        if marker is not None and owned and marker.get("command") != command:
+            raise TinyR1Error(f"--output_dir {folder}: holds a tinyr1 {marker.get('command')} run, not a "
+                              f"{command} run; pick another folder")
+        if owned and not resume:  # a claim that wrote nothing yet is no run
+            if not overwrite:
+                raise TinyR1Error(run._already_a_run(marker, owned))
+            run._clear(owned)
+            owned, names = set(), ownership.entries(folder)
+        keep_id = resume and owned and marker is not None
+        run._written = owned
+        run._foreign = set((marker or {}).get("foreign") or []) | (names - owned)
+        run.run_id = ownership.write_marker(folder, command, owned, run._foreign,
+                                            marker.get("run_id") if keep_id else None)
+        if resume:
+            from tinyr1.training.callbacks import drop_torn_last_line
+
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                drop_torn_last_line(folder / name)
+        return run
+
+    def _marker_or_refuse(self, names: set[str]) -> dict | None:
+        """The folder's marker (or a run's from before markers, adopted); a folder holding anything else is
+        refused."""
+        marker = ownership.read_marker(self.path) if self.path.is_dir() else None
+        if names and marker is None and ownership.legacy_run(self.path, names):
+            marker = {"command": self.command, "paths": sorted(names), "foreign": None}
+        if names and marker is None:
+            raise TinyR1Error(f"--output_dir {self.path}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never "
+                              "writes into or deletes a folder it did not create: pick a new or empty folder")
+        return marker
+
+    def _already_a_run(self, marker: dict, owned: set[str]) -> str:
+        """The refusal of a fresh run into a run's folder; every way out it names works now (the lock is ours)."""
+        from tinyr1.infra.files import read_json
+
+        try:
+            status = (read_json(self.path / "run.json") or {}).get("status")
+        except TinyR1Error:
+            status = None
+        resumable = latest_checkpoint(self.path, owned) is not None and status != "completed"
+        said = f" ({status})" if status else ""
+        return (f"--output_dir {self.path}: already holds a tinyr1 {self.command} run{said}; "
+                + ("continue it with --resume_from_checkpoint latest, " if resumable else "")
+                + "pick another --output_dir, or start afresh with --overwrite_output_dir true (removes only the "
+                "files that run wrote)")
+
+    def _clear(self, names) -> None:
+        for name in names:
+            if not name or "/" in name or name in (".", ".."):  # a hand-edited marker must not reach outside
+                continue
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+
+    def owned(self) -> set[str]:
+        """The top-level names here that are the run's, now."""
+        return ownership.owned_names(self.path, ownership.read_marker(self.path))
+
+    def record(self) -> None:
+        """Note every new top-level entry tinyr1 writes as the run's (at each state change and checkpoint)."""
+        if not self.main or not self.path.is_dir():
+            return
+        new = {n for n in ownership.entries(self.path) - self._foreign - self._written
+               if ownership.ARTEFACTS.fullmatch(n) and (not ownership.CHECKPOINT.fullmatch(n) or n in self.owned())}
+        if new:
+            self._written |= new
+            ownership.write_marker(self.path, self.command, self._written, self._foreign, self.run_id)
+
+    def callback(self):
+        """A TrainerCallback that stamps each checkpoint as the run's before the Trainer writes it, and records
+        checkpoints and logs as they appear."""
+        from transformers import TrainerCallback
+
+        run = self
+
+        class _Record(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                self._stamp(state, control)
+
+            def on_epoch_end(self, args, state, control, **kwargs):
+                self._stamp(state, control)
+
+            def _stamp(self, state, control):
+                if control.should_save and run.main and run.run_id:
+                    stamp(run.path / f"checkpoint-{state.global_step}", run.run_id)
+
+            def on_save(self, args, state, control, **kwargs):
+                run.record()
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                run.record()
+
+        return _Record()
+
+    # ------------------------------------------------------------ resuming
+
+    def resolve_resume(self, value: str | None, values: dict | None = None, accept_changes: bool = False):
+        """None, or the checkpoint folder to resume from: ``latest`` (or true) is the run's newest complete one.
+        With the run's settings (``values``), also what ``tinyr1.run_folder.resume`` checks; a finished run
+        raises ``FinishedRun``."""
+        from tinyr1.run_folder import resume as resume_checks
+
+        if value in (None, "", "false", "False"):
+            return None
+        if values is not None:
+            resume_checks.check_not_finished(self.path, values)
+        if value in ("latest", "true", "True"):
+            found = latest_checkpoint(self.path, self.owned())  # every process picks the same one
+            if found is None:
+                others = sorted(p.name for p in self.path.glob("checkpoint-*") if p.name in self._foreign
+                                or p.name not in self.owned())
+                extra = f" ({', '.join(others)}: not this run's, never resumed)" if others else ""
+                raise TinyR1Error(f"--resume_from_checkpoint latest: no complete checkpoint-N of this run in "
+                                  f"{self.path}{extra}")
+            value = str(found)
+        check_checkpoint(Path(value))
+        if values is not None:
+            resume_checks.check_fits(Path(value), values)
+            if self.main:
+                resume_checks.check_changes(self.path, Path(value), values, accept_changes)
+        return value
+
+    # ------------------------------------------------------------ run.json and the end of a run
+
+    def write_run_json(self, status: str, **facts) -> None:
+        """Write run.json once per state change: status, timing, versions and every fact given so far. A failed
+        write (a full disk) leaves the previous run.json and no temporary file, and is one line."""
+        self.facts.update(facts)
+        if not self.main:
+            return
+        import torch
+        import transformers
+        import trl
+
+        from tinyr1 import __version__
+
+        info = {"command": self.command, **{k: v for k, v in self.facts.items() if k in ("model", "dataset")},
+                "status": status, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
+                "wall_seconds": round(time.time() - self.started, 1),
+                "versions": {"tinyr1": __version__, "torch": torch.__version__, "trl": trl.__version__,
+                             "transformers": transformers.__version__, "python": platform.python_version()},
+                **self.facts}
+        try:
+            write_json(self.path / "run.json", info)
+            self.record()
+        except OSError as err:
+            if not is_disk_full(err):
+                raise TinyR1Error(f"{self.path / 'run.json'}: cannot write ({err.strerror or err})") from None
+            status_in_place(self.path / "run.json", status, self.facts.get("global_step"))
+            raise disk_full_error(self.path, "run.json") from None
+
+    def _note(self, status: str, **facts) -> None:
+        """run.json's new status when a run fails; a failure to write it must not hide the first error."""
+        try:
+            self.write_run_json(status, **facts)
+        except (TinyR1Error, OSError):
+            pass
+
+    def build_trainer(self, factory):
+        """``factory()``, the trainer; trl, transformers and peft reject some settings only here (LoRA target
+        modules the model lacks...): one line, not a traceback."""
+        try:
+            return factory()
+        except (ValueError, ImportError, TypeError, RuntimeError) as err:
+            if is_out_of_memory(err):
+                raise
+            raise TinyR1Error(f"cannot set up training: {first_line(err)}") from None
+
+    def train(self, trainer, resume_from_checkpoint: str | None, remedies) -> None:
+        """``trainer.train``; out of memory becomes exit 4 with ``remedies()``, a full disk one line; any failure
+        is noted in run.json."""
+        try:
+            trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        except BaseException as err:
+            oom, full = is_out_of_memory(err), is_disk_full(err)
+            self._note("out of memory" if oom else "failed", global_step=trainer.state.global_step,
+                       **({"error": "disk full"} if full else {}))
+            if oom:
+                raise OutOfMemoryError(remedies()) from None
+            if full:
+                raise disk_full_error(self.path) from None
+            if isinstance(err, ImportError):  # a package a setting needs (an optimizer's, a logger's) is missing
+                raise TinyR1Error(f"cannot train: {first_line(err)}") from None
+            raise
+        self.facts["global_step"] = trainer.state.global_step
+
+    def interrupted(self, trainer, signum: int) -> int:
+        """After a first Ctrl-C/SIGTERM (a checkpoint of the finished step was saved): run.json ``interrupted``, the
+        resume command, and the shell's exit code for the signal (130 for Ctrl-C, 143 for SIGTERM)."""
+        self.write_run_json("interrupted")
+        resume = f"tinyr1 {self.command} --config {self.path / 'config.yaml'} --resume_from_checkpoint latest"
+        print(f"stopped at step {trainer.state.global_step}; checkpoint saved in {self.path}\nresume with: {resume}",
+              flush=True)
+        return 128 + signum
+
+    def save_final(self, trainer, tokenizer, merge_lora: bool = False) -> None:
+        """The final model (or LoRA adapter) and tokenizer; with ``merge_lora`` also a merged model in merged/."""
+        try:
+            trainer.save_model(str(self.path))  # every process: DeepSpeed/FSDP gather the weights collectively
+            if not self.main:
+                return
+            tokenizer.save_pretrained(self.path)
+            if merge_lora and hasattr(trainer.model, "merge_and_unload"):
+                trainer.model.merge_and_unload().save_pretrained(self.path / "merged")
+                tokenizer.save_pretrained(self.path / "merged")
+            self.record()
+        except Exception as err:
+            if not is_disk_full(err):
+                raise
+            self._note("failed", error="disk full while saving the final model")
+            raise disk_full_error(self.path, "the final model") from None

@@ -1,0 +1,38 @@
+"""``tinyr1 train --eval_before_after true``: the evaluation before and after training, then the story a run ends
+with (the comparison on the tutorial's question and the report)."""
+
+from __future__ import annotations
+
+from tinyr1.run_folder.folder import RunDir
+
+
+def evaluate_stage(script, run: RunDir, model, tokenizer, stage: str) -> None:
+    """The held-out evaluation of the model in memory into ``eval/<stage>`` (main process only)."""
+    if not run.main:
+        return
+    from tinyr1.commands.evaluate import evaluate
+
+    was_training = model.training
+    model.eval()
+    evaluate(model=model, tokenizer=tokenizer, dataset_name=script.dataset_name, split=script.eval_split,
+             limit=script.eval_limit, max_new_tokens=script.eval_max_new_tokens,
+             system_prompt=script.system_prompt, output_dir=run.path / "eval" / stage,
+             dataset_options=script.dataset_options)
+    model.train(was_training)
+    run.record()
+
+
+def finish_story(script, model_args, run: RunDir) -> None:
+    """After the final save: the tutorial's question to both models (compare.md), the report, the before/after
+    table printed."""
+    from tinyr1.commands.compare import compare
+    from tinyr1.commands.report import eval_table, write_report
+    from tinyr1.infra.files import read_json
+
+    # as long as the evaluation's answers (eval_max_new_tokens), so a short run ends without a long greedy ramble
+    compare(model_args.model_name_or_path, str(run.path), output=run.path / "compare.md",
+            max_new_tokens=script.eval_max_new_tokens, system_prompt=script.system_prompt)
+    report = write_report(run.path)
+    run.record()
+    print("\n".join(eval_table(*(read_json(run.path / "eval" / s / "metrics.json") for s in ("before", "after")))))
+    print(f"report: {report}")

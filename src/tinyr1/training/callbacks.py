@@ -1,0 +1,277 @@
+"""Trainer callbacks that leave a run's evidence on disk: metrics.jsonl, samples, and a clean stop on a signal.
+
+- ``MetricsLogger``: every log trl makes, one JSON object per line in ``metrics.jsonl``, NaN/inf as null (never
+  hidden, unlike the Trainer's ``logging_nan_inf_filter``). A resume first drops the half-written last line a
+  killed run leaves (``drop_torn_last_line``), so new lines never join onto it.
+- ``SampleRecorder``: wraps the reward functions (``functools.wraps`` keeps their names, so trl still logs
+  ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
+  ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard and the
+  broken-reward guard (``collapse_guard.RewardGuard``: a wrong return is one line at once, a reward with no finite
+  value ``patience`` steps in a row stops the run).
+- ``GracefulStop``: Ctrl-C or SIGTERM asks the Trainer to save a checkpoint at the end of the current step and stop;
+  a second one stops the process at once, even in the middle of a long generation, saying what was lost.
+- ``TimeBudget``: ``max_train_minutes`` of training wall time, then the same clean stop and the normal finish.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from tinyr1.infra.files import append_jsonl
+from tinyr1.tasks.answers import extract_xml_answer
+from tinyr1.tasks.rewards import completion_text
+from tinyr1.training.guards import DegenerateGuard, RewardGuard
+
+
+def _number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return value if math.isfinite(value) else None
+
+
+def drop_torn_last_line(path: Path) -> int:
+    """Cut a JSON-lines file after its last newline: every line tinyr1 appends ends with one, so bytes after it are
+    a line a killed process was writing. Returns the bytes dropped (0 for an intact or absent file)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return 0
+    if size == 0:
+        return 0
+    with path.open("rb+") as f:
+        f.seek(max(0, size - 1))
+        if f.read(1) == b"\n":
+            return 0
+        keep, chunk = 0, 1 << 16  # find the last newline, reading backwards from the end
+        position = size
+        while position > 0:
+            start = max(0, position - chunk)
+            f.seek(start)
+            found = f.read(position - start).rfind(b"\n")
+            if found >= 0:
+                keep = start + found + 1
+                break
+            position = start
+        f.truncate(keep)
+    print(f"{path}: dropped a half-written last line ({size - keep} bytes) left by a run that was stopped while "
+          "writing it", flush=True)
+    return size - keep
+
+
+class MetricsLogger(TrainerCallback):
+    def __init__(self, output_dir: str | Path):
+        self.path = Path(output_dir) / "metrics.jsonl"
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            append_jsonl(self.path, {"step": state.global_step, **{k: _number(v) for k, v in logs.items()}})
+
+
+class SampleRecorder(TrainerCallback):
+    """Sees every generation batch through the reward functions; prints and stores samples; watches for ``!!!!``."""
+
+    def __init__(self, reward_funcs: list, output_dir: str | Path, sample_every: int = 5,
+                 degenerate_guard: DegenerateGuard | None = None, reward_guard: RewardGuard | None = None):
+        self.path = Path(output_dir) / "samples.jsonl"
+        self.sample_every = sample_every
+        self.guard = degenerate_guard
+        # The broken-reward guard stops after as many steps as the degenerate guard (the run's collapse_patience).
+        self.reward_guard = reward_guard or RewardGuard(degenerate_guard.streak.patience if degenerate_guard else 3)
+        self._batch: dict | None = None
+        self.reward_funcs = [self._wrap(f) if callable(f) and not hasattr(f, "forward") else f for f in reward_funcs]
+
+    def _wrap(self, func):
+        @functools.wraps(func)
+        def observed(prompts=None, completions=None, **kwargs):
+            rewards = func(prompts=prompts, completions=completions, **kwargs)
+            self.reward_guard.check(func.__name__, rewards, len(completions))
+            if self._batch is None or self._batch["completions"] is not completions:
+                self._batch = {"prompts": prompts, "completions": completions, "answer": kwargs.get("answer"),
+                               "completion_ids": kwargs.get("completion_ids"), "rewards": {}}
+            self._batch["rewards"][func.__name__] = list(rewards)
+            return rewards
+
+        return observed
+
+    def on_step_end(self, args, state, control, **kwargs):
+        batch, self._batch = self._batch, None
+        if batch is None:  # this optimizer step reused an earlier generation batch
+            return control
+        texts = [completion_text(c) for c in batch["completions"]]
+        stop = self.reward_guard.end_step(state.global_step)
+        if self.guard is not None and self.guard.observe(state.global_step, texts, batch["completion_ids"]):
+            stop = True
+        if stop:
+            control.should_training_stop = True
+            control.should_save = False
+        due = self.sample_every > 0 and (state.global_step % self.sample_every == 0 or state.global_step == 1)
+        if due and state.is_world_process_zero:
+            self._record(state.global_step, batch, texts)
+        return control
+
+    def _record(self, step: int, batch: dict, texts: list[str]) -> None:
+        prompt = batch["prompts"][0]
+        question = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
+        answer = batch["answer"][0] if batch["answer"] else None
+        record = {"step": step, "question": question, "answer": answer, "completion": texts[0],
+                  "extracted": extract_xml_answer(texts[0]),
+                  "rewards": {name: values[0] for name, values in batch["rewards"].items()}}
+        # The recipe's layout, printed by its correctness reward on every call.
+        print("-" * 20, f"\n[step {step}] Question:\n{question}", f"\nAnswer:\n{answer}",
+              f"\nResponse:\n{texts[0]}", f"\nExtracted:\n{record['extracted']}", flush=True)
+        append_jsonl(self.path, record)
+
+
+class GracefulStop(TrainerCallback):
+    """First Ctrl-C/SIGTERM: checkpoint at the end of this step and stop. A second one: stop now, within a second.
+
+    Python runs a signal handler only between bytecodes of the main thread, so a handler alone cannot interrupt
+    one long native call (a 600 KB prompt's prefill ran for 15 minutes). The C-level handler also writes each
+    signal to a wakeup socket; a small thread reading it sees the second signal at once, says what is lost, and
+    ends the process with the shell's code (130 for SIGINT, 143 for SIGTERM). ``on_abort`` (e.g. noting
+    ``aborted`` in run.json) runs first.
+
+    The handlers, the wakeup fd and the thread are put back as they were at the end of training; after a run that
+    raised (the Trainer then skips ``on_train_end``), ``GracefulStop.restore_all()`` does it, so a process that
+    trains several times (the Python API, a notebook) keeps its own handlers.
+    """
+
+    _installed: list[GracefulStop] = []  # instances whose handlers are in place, oldest first
+
+    def __init__(self, on_abort=None):
+        self.received: int | None = None
+        self.step = 0
+        self.on_abort = on_abort
+        self._count = 0
+        self._lock = threading.Lock()
+        self._previous: dict = {}
+        self._sockets: tuple | None = None
+        self._previous_fd = -1
+
+    def _handle(self, signum, frame):
+        self._seen(signum)
+
+    def _seen(self, signum: int) -> None:
+        with self._lock:
+            self._count += 1
+            first = self._count == 1
+        if first:
+            self.received = signum
+            print(f"\n[tinyr1] {signal.Signals(signum).name}: saving a checkpoint at the end of step {self.step + 1}, "
+                  "then stopping (Ctrl-C or SIGTERM again to stop at once without saving)", flush=True)
+            return
+        self.abort(signum)
+
+    def abort(self, signum: int) -> None:
+        """Stop the process now; the step in progress and anything after the last checkpoint are lost."""
+        try:
+            print(f"\n[tinyr1] second {signal.Signals(signum).name}: stopping now; lost: step {self.step + 1} (in "
+                  f"progress) and everything after the last saved checkpoint", file=sys.stderr, flush=True)
+            if self.on_abort is not None:
+                self.on_abort()
+        finally:
+            os._exit(128 + signum)
+
+    def _watch(self, reader: socket.socket) -> None:
+        while True:
+            try:
+                data = reader.recv(16)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                if signum in (signal.SIGINT, signal.SIGTERM):
+                    self._seen(signum)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._noop if self._arm_wakeup() else self._handle)
+        except ValueError:  # not the main thread (e.g. a notebook worker): leave signals alone
+            self._previous.clear()
+        if self not in GracefulStop._installed:
+            GracefulStop._installed.append(self)
+
+    def _noop(self, signum, frame):
+        # With the wakeup socket armed, the watcher thread counts signals; the Python handler must exist (so
+        # SIGINT raises no KeyboardInterrupt and SIGTERM does not kill) but must not count them twice.
+        pass
+
+    def _arm_wakeup(self) -> bool:
+        if self._sockets is not None:
+            return True
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            self._previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:
+            reader.close()
+            writer.close()
+            return False
+        self._sockets = (reader, writer)
+        threading.Thread(target=self._watch, args=(reader,), daemon=True, name="tinyr1-signals").start()
+        return True
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step = state.global_step
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+
+    def restore(self) -> None:
+        """Put back the handlers and wakeup fd found at the start of training, and end the watcher thread."""
+        if self in GracefulStop._installed:
+            GracefulStop._installed.remove(self)
+        for sig, handler in reversed(list(self._previous.items())):
+            if handler is not None:  # None: a handler installed outside Python, which cannot be put back
+                signal.signal(sig, handler)
+        self._previous.clear()
+        if self._sockets is not None:
+            signal.set_wakeup_fd(self._previous_fd)
+            for sock in self._sockets:  # the watcher's recv fails and its thread returns
+                sock.close()
+            self._sockets = None
+
+    @classmethod
+    def restore_all(cls) -> None:
+        """``restore`` every instance still installed, newest first (a run that raised skips on_train_end)."""
+        for stop in reversed(list(cls._installed)):
+            stop.restore()
+
+
+class TimeBudget(TrainerCallback):
+    """Stop after ``minutes`` of training wall time, at the end of a step, with a checkpoint; the run then finishes
+    normally (final model, after-evaluation, report). Compute-bound users set a budget rather than guess steps."""
+
+    def __init__(self, minutes: float | None):
+        self.seconds = None if not minutes else minutes * 60
+        self.reached_at: int | None = None
+        self._start = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds is not None and time.perf_counter() - self._start >= self.seconds:
+            self.reached_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control

@@ -1,0 +1,286 @@
+"""A curriculum by pass rate: each prompt's running pass rate, taken from its GRPO groups, steers what is drawn next.
+
+GRPO learns only from prompts the model sometimes gets right. ``CurriculumMixin`` goes in front of trl's
+``GRPOTrainer`` (or the CPU fast path's subclass) and replaces trl's prompt sampler with ``CurriculumSampler``,
+which draws each batch of prompts by weight:
+
+- a prompt not yet seen, or one the model gets right sometimes, has weight 1;
+- a solved prompt (right in every completion of its last ``min_groups`` groups) is retired: weight ``retired``;
+- a failed prompt (never right in its last ``min_groups`` groups) is revisited at weight ``revisit``.
+
+"Right" is the first reward whose name starts with ``correct`` paying more than 0. The rates are updated from the
+rewards trl computes (an override of ``_calculate_rewards`` that calls trl's own) and each group's outcome is kept
+as a moving window of its last groups. The sampler lays prompts out as trl's does (each prompt repeated
+``num_generations`` times, each batch repeated for ``steps_per_generation`` x ``num_iterations``), so the rest of
+trl's step is unchanged. The draws lag the rates by one batch: accelerate's data loader fetches a batch ahead.
+Dynamic sampling's refills, where it is on too, are drawn the same way. The table and the sampler's random state
+are saved in every checkpoint (``curriculum.json``) and restored on resume. Metrics per step:
+``curriculum/solved``, ``curriculum/failed``, ``curriculum/learning`` (prompts between the two) and
+``curriculum/seen``.
+
+A difficulty schedule (``LevelSchedule``, optional): the prompts come in levels (for reasoning-gym, one set of
+generator options a level, e.g. more terms and digits); only the levels opened so far are drawn, and the next one
+opens when the share of right completions over the last ``window`` groups at the newest open level reaches
+``threshold``. Earlier levels stay in the draw, weighted by their pass rates like every prompt. Its state goes into
+the same ``curriculum.json``; metric ``curriculum/level``.
+
+One process only, like dynamic sampling: the rates come from each process's own rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+import torch
+from torch.utils.data import Sampler
+
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import write_text
+
+INDEX = "_tinyr1_index"  # the dataset column that names each prompt's row
+LEVEL = "_tinyr1_level"  # with a difficulty schedule: the column that gives each prompt's level
+STATE_FILE = "curriculum.json"
+
+
+def group_outcomes(keys: list, right: list[bool], group_size: int) -> list[tuple[int, float]]:
+    """Each group's key (its first row's) and the fraction of its completions that were right.
+
+    >>> group_outcomes([7, 7, 9, 9], [True, False, True, True], group_size=2)
+    [(7, 0.5), (9, 1.0)]
+    """
+    outcomes = []
+    for start in range(0, len(keys), group_size):
+        group = right[start:start + group_size]
+        outcomes.append((int(keys[start]), sum(group) / len(group)))
+    return outcomes
+
+
+class PassRates:
+    """Each prompt's last ``window`` group outcomes (the fraction of its completions that were right).
+
+    >>> rates = PassRates(window=2, min_groups=2, revisit=0.25, retired=0.0)
+    >>> rates.update([0, 0, 1, 1], [True, True, False, False], group_size=2)
+    >>> rates.update([0, 0, 1, 1], [True, True, False, True], group_size=2)
+    >>> [rates.weight(i) for i in (0, 1, 2)]   # solved, learning, unseen
+    [0.0, 1.0, 1.0]
+    >>> rates.counts()
+    {'seen': 2, 'solved': 1, 'failed': 0, 'learning': 1}
+    """
+
+    def __init__(self, window: int = 4, min_groups: int = 2, revisit: float = 0.25, retired: float = 0.0):
+        self.window, self.min_groups, self.revisit, self.retired = window, min_groups, revisit, retired
+        self.history: dict[int, deque] = {}
+
+    def update(self, indices: list[int], right: list[bool], group_size: int) -> None:
+        for index, outcome in group_outcomes(indices, right, group_size):
+            self.history.setdefault(index, deque(maxlen=self.window)).append(outcome)
+
+    def state(self, index: int) -> str:
+        outcomes = self.history.get(index)
+        if not outcomes or len(outcomes) < self.min_groups:
+            return "unseen" if not outcomes else "learning"
+        recent = list(outcomes)[-self.min_groups:]
+        if all(o == 1.0 for o in recent):
+            return "solved"
+        if all(o == 0.0 for o in recent):
+            return "failed"
+        return "learning"
+
+    def weight(self, index: int) -> float:
+        return {"solved": self.retired, "failed": self.revisit}.get(self.state(index), 1.0)
+
+    def counts(self) -> dict:
+        states = [self.state(i) for i in self.history]
+        return {"seen": len(states), **{s: states.count(s) for s in ("solved", "failed", "learning")}}
+
+    def to_dict(self) -> dict:
+        return {"window": self.window, "history": {str(k): list(v) for k, v in self.history.items()}}
+
+    def load(self, data: dict) -> None:
+        self.history = {int(k): deque(v, maxlen=self.window) for k, v in data.get("history", {}).items()}
+
+
+class LevelSchedule:
+    """Which levels of difficulty are open: level 0 at the start, the next once the newest open level's last
+    ``window`` groups were right in at least ``threshold`` of their completions.
+
+    >>> levels = LevelSchedule(count=3, threshold=0.8, window=2)
+    >>> levels.update([0, 0, 0, 0], [True, True, True, False], group_size=2)   # two groups: 1.0 and 0.5
+    >>> levels.update([0, 0], [True, True], group_size=2)                    # the last two: 0.5 and 1.0
+    >>> levels.level
+    0
+    >>> levels.update([0, 0, 1, 1], [True, True, False, False], group_size=2)  # 1.0 and 1.0: level 1 opens
+    >>> levels.level, levels.opened_at
+    (1, [4])
+    """
+
+    def __init__(self, count: int, threshold: float, window: int = 32):
+        self.count, self.threshold, self.window = count, threshold, window
+        self.level, self.groups, self.opened_at = 0, 0, []
+        self.recent: deque = deque(maxlen=window)
+
+    def update(self, levels: list[int], right: list[bool], group_size: int) -> None:
+        for level, outcome in group_outcomes(levels, right, group_size):
+            self.groups += 1
+            if level != self.level:
+                continue
+            self.recent.append(outcome)
+            if (self.level + 1 < self.count and len(self.recent) == self.window
+                    and sum(self.recent) / self.window >= self.threshold):
+                self.level += 1
+                self.opened_at.append(self.groups)
+                self.recent.clear()
+
+    def to_dict(self) -> dict:
+        return {"level": self.level, "groups": self.groups, "opened_at": self.opened_at, "recent": list(self.recent)}
+
+    def load(self, data: dict) -> None:
+        self.level, self.groups = int(data["level"]), int(data["groups"])
+        self.opened_at, self.recent = list(data["opened_at"]), deque(data["recent"], maxlen=self.window)
+
+
+class CurriculumSampler(Sampler):
+    """trl's ``RepeatSampler`` layout, with each batch of distinct prompts drawn by ``PassRates.weight`` when it is
+    needed (lazily, so the draws follow the rates as they change)."""
+
+    def __init__(self, num_samples: int, rates: PassRates, mini_repeat_count: int, batch_size: int,
+                 repeat_count: int, seed: int, levels: LevelSchedule | None = None,
+                 row_levels: list[int] | None = None):
+        self.num_samples, self.rates, self.levels = num_samples, rates, levels
+        self.row_levels = None if row_levels is None else torch.tensor(row_levels)
+        self.mini_repeat_count, self.batch_size, self.repeat_count = mini_repeat_count, batch_size, repeat_count
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return (self.num_samples // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+    def draw(self, count: int | None = None) -> list[int]:
+        """``count`` (default ``batch_size``) distinct prompts, by weight, from the open levels; prompts of weight 0
+        only when too few others remain, and those of a level not yet open only when the open ones hold too few."""
+        count = min(count or self.batch_size, self.num_samples)
+        weights = torch.tensor([self.rates.weight(i) for i in range(self.num_samples)], dtype=torch.float64)
+        allowed = torch.ones(self.num_samples, dtype=torch.bool)
+        if self.levels is not None:
+            open_rows = self.row_levels <= self.levels.level
+            if int(open_rows.sum()) >= count:  # else every level: too few open prompts to fill the batch
+                allowed = open_rows
+        weights = weights * allowed
+        live = int((weights > 0).sum())
+        if live < count:
+            weights = weights + ((weights == 0) & allowed) * 1e-3  # retired prompts fill in, not an empty batch
+        return torch.multinomial(weights, count, replacement=False, generator=self.generator).tolist()
+
+    def __iter__(self):
+        for _ in range(self.num_samples // self.batch_size):
+            chosen = self.draw()
+            for _ in range(self.repeat_count):
+                for index in chosen:
+                    yield from [index] * self.mini_repeat_count
+
+
+class CurriculumMixin:
+    """Put in front of a ``GRPOTrainer`` class (``with_curriculum``); needs the dataset column ``INDEX``."""
+
+    curriculum_rates: PassRates
+    curriculum_levels: LevelSchedule | None = None  # with a difficulty schedule; the dataset then has LEVEL
+    curriculum_generator_state: list | None = None  # the sampler's random state from a checkpoint, on resume
+
+    def _get_train_sampler(self, dataset=None):
+        dataset = self.train_dataset if dataset is None else dataset
+        self._tinyr1_sampler = CurriculumSampler(
+            len(dataset), self.curriculum_rates, self.num_generations,
+            self.args.generation_batch_size // self.num_generations,
+            self.num_iterations * self.args.steps_per_generation, self.args.seed, self.curriculum_levels,
+            list(dataset[LEVEL]) if self.curriculum_levels is not None else None)
+        if self.curriculum_generator_state is not None:
+            self._tinyr1_sampler.generator.set_state(torch.tensor(self.curriculum_generator_state, dtype=torch.uint8))
+        return self._tinyr1_sampler
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self.model.training and len(rewards) == len(inputs):  # one process: the rows are these inputs
+            right = torch.nan_to_num(rewards[:, self._tinyr1_correct_index()]) > 0
+            self.curriculum_rates.update([row[INDEX] for row in inputs], right.tolist(), self.num_generations)
+            for name, count in self.curriculum_rates.counts().items():
+                self._metrics["train"][f"curriculum/{name}"].append(float(count))
+            if self.curriculum_levels is not None:
+                self.curriculum_levels.update([row[LEVEL] for row in inputs], right.tolist(), self.num_generations)
+                self._metrics["train"]["curriculum/level"].append(float(self.curriculum_levels.level))
+        return rewards
+
+    def _tinyr1_refill_prompts(self, groups: int, generator) -> list[int]:
+        """Dynamic sampling's refills (``tinyr1.training.dynamic_sampling``) drawn like every batch: by pass rate, from
+        the open levels (with replacement only where the training set holds fewer prompts than ``groups``)."""
+        picks = self._tinyr1_sampler.draw(groups)
+        return (picks * groups)[:groups]
+
+    def _tinyr1_correct_index(self) -> int:
+        return next(i for i, name in enumerate(self.reward_func_names) if name.startswith("correct"))
+
+    def save_curriculum(self, folder: Path) -> None:
+        sampler = getattr(self, "_tinyr1_sampler", None)
+        state = {"rates": self.curriculum_rates.to_dict(),
+                 "generator": sampler.generator.get_state().tolist() if sampler else None}
+        if self.curriculum_levels is not None:
+            state["levels"] = self.curriculum_levels.to_dict()
+        write_text(Path(folder) / STATE_FILE, json.dumps(state))  # whole or not at all: a kill mid-write
+
+
+def load_curriculum(rates: PassRates, checkpoint: str | Path | None,
+                    levels: LevelSchedule | None = None) -> dict | None:
+    """The state saved in ``checkpoint`` (rates loaded into ``rates``, the schedule into ``levels``), or None where
+    there is none."""
+    if not checkpoint or not (Path(checkpoint) / STATE_FILE).is_file():
+        return None
+    file = Path(checkpoint) / STATE_FILE
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+        rates.load(state["rates"])
+        if levels is not None and "levels" in state:
+            levels.load(state["levels"])
+    except (ValueError, KeyError, TypeError):
+        raise TinyR1Error(f"{file}: damaged curriculum state; resume from another checkpoint") from None
+    return state
+
+
+def check_levels(script) -> list[dict]:
+    """Each level's generator options (``dataset_options`` with the level's on top), checked before anything heavy
+    loads; [] without a schedule."""
+    from tinyr1.tasks.reasoning_gym import REASONING_GYM_PREFIX, check_dataset_options, parse_dataset_options
+
+    if not script.curriculum_levels:
+        return []
+    if not script.curriculum:
+        raise TinyR1Error("curriculum_levels: a difficulty schedule runs inside the curriculum; add --curriculum "
+                          "true, or drop curriculum_levels")
+    if not script.dataset_name.startswith(REASONING_GYM_PREFIX):
+        raise TinyR1Error(f"curriculum_levels: levels are reasoning-gym generator options; dataset_name "
+                          f"{script.dataset_name} is not a reasoning-gym:<name> source")
+    base = parse_dataset_options(script.dataset_options)
+    levels = []
+    for number, level in enumerate(script.curriculum_levels):
+        try:
+            levels.append(check_dataset_options(script.dataset_name, {**base, **parse_dataset_options(level)}))
+        except TinyR1Error as err:
+            raise TinyR1Error(f"curriculum_levels[{number}] ({level}): {err}") from None
+    return levels
+
+
+def check_curriculum(reward_names: list[str], num_processes: int) -> None:
+    """One line, before anything heavy loads, where the curriculum cannot run as documented."""
+    if not any(name.startswith("correct") for name in reward_names):
+        raise TinyR1Error(f"curriculum: needs a correctness reward to judge pass rates (a reward whose name starts "
+                          f"with 'correct'); reward_funcs are {', '.join(reward_names)}")
+    if num_processes > 1:
+        raise TinyR1Error(f"curriculum: runs on one process (CPU or one GPU); this launch has {num_processes}")
+
+
+def with_curriculum(trainer_class: type, rates: PassRates, generator_state: list | None = None,
+                    levels: LevelSchedule | None = None) -> type:
+    """``trainer_class`` with the curriculum in front of it, sharing ``rates`` and ``levels`` (and resuming the
+    sampler's random state where a checkpoint saved one)."""
+    return type(f"Curriculum{trainer_class.__name__}", (CurriculumMixin, trainer_class),
+                {"curriculum_rates": rates, "curriculum_generator_state": generator_state,
+                 "curriculum_levels": levels})

@@ -1,0 +1,64 @@
+"""The learning summary printed by ``make demo`` and written at the top of each report."""
+
+import json
+
+from tinyr1.commands.report import write_report
+from tinyr1.evaluation.learning_summary import learning_lines, main
+
+
+def _run(tmp_path):
+    run = tmp_path / "run"
+    (run / "eval" / "before").mkdir(parents=True)
+    (run / "eval" / "after").mkdir(parents=True)
+    steps = [{"step": i, "loss": 0.0, "reward": r} for i, r in enumerate([0.5, 0.7, 1.2, 1.6, 2.0, 2.1], 1)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(s) for s in steps) + "\n")
+    for stage, acc in (("before", 0.25), ("after", 0.5)):
+        (run / "eval" / stage / "metrics.json").write_text(json.dumps(
+            {"n": 48, "accuracy_strict": acc, "accuracy_flexible": acc, "accuracy_recipe_reward": acc,
+             "worked_step_fraction": 1.0,
+             "mean_completion_tokens": 30.0, "dataset": "reasoning-gym:chain_sum", "split": "test"}))
+    (run / "run.json").write_text(json.dumps({"model": "m", "global_step": 6}))
+    return run
+
+
+def test_first_and_last_reward_and_accuracy(tmp_path, capsys):
+    run = _run(tmp_path)
+    text = "\n".join(learning_lines(run))
+    assert "| | 0.500 | 2.100 | 0.800 | 1.900 |" in text  # first/last step, first/last 3 steps
+    assert "| before GRPO (step 0) | 0.250 |" in text and "| after GRPO (step 6) | 0.500 |" in text
+    main([str(run)])
+    assert "mean reward" in capsys.readouterr().out
+    assert "## Did it learn?" in write_report(run).read_text()
+
+
+def test_the_demo_summary_counts_only_tagged_answers_as_in_answer(cli, tmp_path):
+    # The after-GRPO eval written by tinyr1 eval itself: gold 7, a bare "7" and a tagged, worked "7".
+    run = _run(tmp_path)
+    worked = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>"
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"question": "3 + 4?", "answer": "7", "completion": c})
+                                              + "\n" for c in ("7", worked)))
+    for name in ("metrics.json", "samples.jsonl"):
+        (run / "eval" / "after" / name).unlink(missing_ok=True)
+    result = cli("eval", "--predictions", str(tmp_path / "p.jsonl"), "--output_dir", str(run / "eval" / "after"))
+    assert result.returncode == 0, result.stderr
+    lines = learning_lines(run)
+    assert "accuracy (in `<answer>`) | accuracy (last number)" in lines[4]
+    assert "| after GRPO (step 6) | 0.500 | 1.000 |" in "\n".join(lines)
+    report = write_report(run).read_text()
+    assert "| accuracy_strict | 0.250 | 0.500 |" in report and "| accuracy_recipe_reward | 0.250 | 1.000 |" in report
+
+
+def test_an_old_eval_folder_is_scored_again_or_shown_as_unknown(tmp_path):
+    run = _run(tmp_path)
+    old = {"n": 2, "accuracy_strict": 1.0, "accuracy_flexible": 1.0}  # the bare 7 counted under the old rule
+    (run / "eval" / "after" / "metrics.json").write_text(json.dumps(old))
+    (run / "eval" / "after" / "samples.jsonl").write_text("".join(
+        json.dumps({"question": "q", "answer": "7", "completion": c}) + "\n" for c in ("7", "<answer>7</answer>")))
+    assert "| after GRPO (step 6) | 0.500 | 1.000 |" in "\n".join(learning_lines(run))
+    assert "| base model | 0.500 | 1.000 |" in "\n".join(learning_lines(run, base=run / "eval" / "after"))
+    (run / "eval" / "after" / "samples.jsonl").unlink()
+    assert "| after GRPO (step 6) | — | 1.000 |" in "\n".join(learning_lines(run))
+
+
+def test_an_empty_folder_gives_no_lines(tmp_path):
+    assert learning_lines(tmp_path) == []

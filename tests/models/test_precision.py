@@ -1,0 +1,163 @@
+"""Precision by the hardware: bf16 on a CPU only where its matmuls are native, with both branches faked."""
+
+import pytest
+import torch
+
+from tinyr1.models import precision
+from tinyr1.models.precision import choose_precision
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU policy; a GPU decides by itself")
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """Pretend to be a CPU whose oneDNN probe says ``mkldnn``, whose /proc/cpuinfo lists ``flags`` (default: the
+    bf16 instructions exactly when the probe says yes) and whose bf16 matmul runs ``speedup`` x fp32."""
+
+    def fake(mkldnn: bool, speedup: float, flags="default"):
+        flags = ({"avx512f", "avx512_bf16"} if mkldnn else {"avx2"}) if flags == "default" else flags
+        monkeypatch.delenv("TINYR1_CPU_BF16", raising=False)
+        monkeypatch.setattr(precision, "mkldnn_bf16", lambda: mkldnn)
+        monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+        monkeypatch.setattr(precision, "measure_speedup", lambda *a, **k: speedup)
+        precision.cpu_bf16.cache_clear()
+        return precision.cpu_bf16()
+
+    yield fake
+    precision.cpu_bf16.cache_clear()
+
+
+def test_avx512_bf16_cpu_trains_in_bf16_autocast(fake_cpu):
+    info = fake_cpu(mkldnn=True, speedup=4.6)
+    assert info.native and "4.60x" in info.reason
+    plan = choose_precision()
+    assert (plan.dtype, plan.bf16) == (torch.float32, True)  # autocast over fp32 master weights
+    assert "bf16 autocast over fp32 weights" in plan.reason and "4.60x" in plan.reason
+    # generation-only commands stay fp32 unless asked: decode is bound by reading weights
+    assert choose_precision(training=False).dtype == torch.float32
+    assert choose_precision("bf16", training=False).dtype == torch.bfloat16
+
+
+def test_avx2_cpu_trains_in_fp32(fake_cpu):
+    info = fake_cpu(mkldnn=False, speedup=0.15)
+    assert not info.native and "no native bf16" in info.reason
+    plan = choose_precision()
+    assert (plan.dtype, plan.bf16) == (torch.float32, False) and "fp32" in plan.reason
+
+
+def test_the_decision_is_the_cpus_not_the_load(fake_cpu):
+    # Identical commands on one machine, timed idle and under load: the same precision, the timing only recorded.
+    idle, loaded = fake_cpu(mkldnn=True, speedup=6.2), fake_cpu(mkldnn=True, speedup=0.9)
+    assert idle.native and loaded.native and "0.90x" in loaded.reason and "not the decision" in loaded.reason
+    assert fake_cpu(mkldnn=False, speedup=3.0).native is False  # a fast timing never turns bf16 on either
+
+
+def test_a_probe_without_the_instruction_flags_is_fp32(fake_cpu):
+    info = fake_cpu(mkldnn=True, speedup=1.5, flags={"avx512f", "avx2"})  # oneDNN would emulate bf16
+    assert not info.native and info.bf16_flags == [] and "lists no avx512_bf16/amx_bf16 flag" in info.reason
+    assert fake_cpu(mkldnn=True, speedup=1.5, flags={"amx_bf16"}).native
+    unreadable = fake_cpu(mkldnn=True, speedup=1.5, flags=None)  # no /proc/cpuinfo (macOS): the probe decides
+    assert unreadable.native and unreadable.bf16_flags is None
+
+
+def test_cpu_flags_reads_this_machines_cpuinfo():
+    flags = precision.cpu_flags()
+    assert flags is None or (isinstance(flags, set) and flags)
+
+
+def test_fp32_is_never_called_requested_unless_asked(fake_cpu):
+    from types import SimpleNamespace
+
+    from tinyr1.models.precision import training_request
+
+    fake_cpu(mkldnn=False, speedup=0.2)  # the default on such a CPU is bf16 false: nothing was asked
+    plan = choose_precision(training_request(SimpleNamespace(fp16=False, bf16=False), "auto"))
+    assert plan.bf16 is False and "requested" not in plan.reason and "auto: no native bf16" in plan.reason
+    fake_cpu(mkldnn=True, speedup=3.0)  # here bf16 is the default, so --bf16 false was a request
+    plan = choose_precision(training_request(SimpleNamespace(fp16=False, bf16=False), "auto"))
+    assert plan.bf16 is False and "fp32 on CPU (requested)" in plan.reason
+    assert "requested" not in choose_precision(training_request(SimpleNamespace(fp16=False, bf16=True), None)).reason
+
+
+def test_the_environment_override_keeps_working(fake_cpu, monkeypatch):
+    fake_cpu(mkldnn=False, speedup=0.2)
+    for value, native in (("1", True), ("0", False)):
+        monkeypatch.setenv("TINYR1_CPU_BF16", value)
+        precision.cpu_bf16.cache_clear()
+        info = precision.cpu_bf16()
+        assert info.native is native and info.reason == f"TINYR1_CPU_BF16={value}"
+
+
+def test_explicit_bf16_on_a_slow_cpu_is_honoured_with_a_warning(fake_cpu):
+    fake_cpu(mkldnn=False, speedup=0.25)
+    plan = choose_precision("bf16")
+    assert plan.bf16
+    warning = plan.reason.splitlines()[-1]
+    assert warning.startswith("warning: --bf16 true") and "4.0x slower" in warning
+
+
+def test_train_and_sft_defaults_follow_the_cpu(fake_cpu):
+    from tinyr1.commands import sft, train
+
+    fake_cpu(mkldnn=False, speedup=0.15)
+    assert train.recipe_defaults()["bf16"] is False and sft.recipe_defaults()["bf16"] is False
+    script, training, model_args, values = train.parse_args(["--model_name_or_path", "x"])
+    assert training.bf16 is False and training.mixed_precision == "no"
+    fake_cpu(mkldnn=True, speedup=3.0)
+    assert train.recipe_defaults()["bf16"] is True and sft.recipe_defaults()["bf16"] is True
+    script, training, model_args, values = train.parse_args(["--model_name_or_path", "x", "--bf16", "false"])
+    assert training.bf16 is False  # an explicit choice wins
+
+
+def test_environment_override_and_the_real_probe(monkeypatch):
+    monkeypatch.delenv("TINYR1_CPU_BF16", raising=False)
+    precision.cpu_bf16.cache_clear()
+    info = precision.cpu_bf16()  # this machine, whatever it is: the rule applied to its own probe and flags
+    assert info.speedup > 0 and info.cpu_name and info.capability
+    assert info.native == (info.mkldnn_bf16 and info.bf16_flags != [])  # the CPU decides, never the timing
+    assert f"{info.speedup:.2f}x" in info.reason and "TINYR1_CPU_BF16" not in info.reason
+    for forced, native in (("1", True), ("0", False)):  # the override wins over the probe, either way
+        monkeypatch.setenv("TINYR1_CPU_BF16", forced)
+        precision.cpu_bf16.cache_clear()
+        overridden = precision.cpu_bf16()
+        assert overridden.native is native and overridden.reason == f"TINYR1_CPU_BF16={forced}"
+        assert overridden.mkldnn_bf16 == info.mkldnn_bf16 and overridden.capability == info.capability
+    precision.cpu_bf16.cache_clear()
+
+
+def test_a_bad_override_is_one_clear_error(monkeypatch):
+    from tinyr1.infra.errors import TinyR1Error
+
+    monkeypatch.setenv("TINYR1_CPU_BF16", "yes")
+    precision.cpu_bf16.cache_clear()
+    with pytest.raises(TinyR1Error, match="TINYR1_CPU_BF16='yes': use 1"):
+        precision.cpu_bf16()
+    precision.cpu_bf16.cache_clear()
+
+
+def test_the_trainers_flags_map_to_auto_fp32_or_an_explicit_bf16(fake_cpu):
+    from types import SimpleNamespace
+
+    from tinyr1.models.precision import training_request
+
+    fake_cpu(mkldnn=True, speedup=3.0)
+    assert training_request(SimpleNamespace(fp16=False, bf16=True), "auto") == "auto"  # the automatic choice
+    assert training_request(SimpleNamespace(fp16=False, bf16=False), "auto") == "fp32"  # --bf16 false is fp32
+    auto = training_request(SimpleNamespace(fp16=False, bf16=True), None)
+    assert "(auto: native bf16" in choose_precision(auto).reason
+    fake_cpu(mkldnn=False, speedup=0.2)
+    assert training_request(SimpleNamespace(fp16=False, bf16=True), "auto") == "bf16"  # explicit: warned
+
+
+def test_full_training_on_a_bf16_gpu_keeps_fp32_master_weights(monkeypatch):
+    """Pure-bf16 AdamW loses GRPO-sized steps: on an H200, 4 steps at lr 5e-6 changed 0.7% of a bf16 model's
+    weights (99.9% in fp32). A frozen LoRA base and generation-only commands stay in bf16."""
+
+    monkeypatch.setattr(precision, "default_device", lambda: "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    full = choose_precision()
+    assert (full.dtype, full.bf16, full.fp16) == (torch.float32, True, False)
+    assert "bf16 autocast over fp32 master weights" in full.reason
+    assert choose_precision("bf16").dtype == torch.float32
+    assert (choose_precision(lora=True).dtype, choose_precision(lora=True).bf16) == (torch.bfloat16, True)
+    assert choose_precision(training=False).dtype == torch.bfloat16
