@@ -134,9 +134,9 @@ def main() -> None:
     args = p.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from tinyr1.infra.cpu_features import cpu_name
     from tinyr1.infra.device import configure_cpu
     from tinyr1.models.loading import resolve_model
-    from tinyr1.models.precision import cpu_name
     from tinyr1.tasks.data import default_gsm8k_dir, load_prompt_rows
 
     threads = configure_cpu()

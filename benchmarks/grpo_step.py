@@ -121,7 +121,7 @@ def run_variant(name: str, steps: int, rows) -> dict:
     if name.startswith("tinyr1"):
         from tinyr1.commands.train import recipe_defaults
         from tinyr1.cpu.trainer import CPUFastGRPOTrainer
-        from tinyr1.infra.device import thread_governor
+        from tinyr1.infra.thread_governor import thread_governor
 
         defaults = recipe_defaults()
         settings = {"bf16": defaults["bf16"], "activation_checkpointing": defaults["activation_checkpointing"]}
@@ -194,8 +194,8 @@ def main() -> None:
         p.error("--steps must be at least 2: the first step is warm-up")
     if any(t != "default" and not (t.isdigit() and int(t) > 0) for t in args.threads):
         p.error("--threads takes positive counts or default")
+    from tinyr1.infra.cpu_features import cpu_bf16
     from tinyr1.infra.device import cpu_threads, keep_freed_memory
-    from tinyr1.models.precision import cpu_bf16
     from tinyr1.tasks.data import default_gsm8k_dir, load_prompt_rows
 
     if args.one:

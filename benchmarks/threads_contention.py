@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--json")
     args = parser.parse_args()
-    from tinyr1.models.precision import cpu_bf16
+    from tinyr1.infra.cpu_features import cpu_bf16
 
     rows = []
     for condition in args.conditions:

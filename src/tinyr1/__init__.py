@@ -15,8 +15,7 @@ fast path).
 """
 
 from tinyr1.infra.errors import CollapseError, OutOfMemoryError, TinyR1Error
-
-__version__ = "0.1.0"
+from tinyr1.infra.version import __version__
 
 # name -> the module that defines it, imported on first access (PEP 562).
 _LAZY = {

@@ -67,9 +67,9 @@ def call_scope(num_threads: int | None = None, uses_torch: bool = True):
     signals = _signal_state()
     threads = None
     if uses_torch:
-        import torch
+        from tinyr1.infra import device  # lazy: loads torch, which import tinyr1 must not
 
-        threads = torch.get_num_threads()
+        threads = device.get_threads()
         if num_threads is not None:
             from tinyr1.infra.errors import TinyR1Error
             from tinyr1.infra.validate import check, flag_source
@@ -77,26 +77,23 @@ def call_scope(num_threads: int | None = None, uses_torch: bool = True):
             if isinstance(num_threads, bool) or not isinstance(num_threads, int):
                 raise TinyR1Error(f"num_threads={num_threads!r}: expected a whole number of CPU threads")
             check({"num_threads": num_threads}, flag_source)
-            torch.set_num_threads(num_threads)
+            device.set_threads(num_threads)
     try:
         yield
     finally:
         _restore_signals(signals)
         _restore_environ(environ)
         if threads is not None:
-            import torch
-
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
+            device.set_threads(threads)
 
 
 def run_threads(num_threads: int | None) -> int | None:
     """Inside ``call_scope``: a recipe's ``num_threads`` for the run; the CPU threads in use (None with a GPU,
     where the CLI's tuning does nothing either)."""
-    import torch
+    from tinyr1.infra import device  # lazy: loads torch, which import tinyr1 must not
 
-    if torch.cuda.is_available():
+    if device.cuda_available():
         return None
     if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    return torch.get_num_threads()
+        device.set_threads(num_threads)
+    return device.get_threads()

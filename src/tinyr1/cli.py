@@ -14,8 +14,8 @@ import importlib
 import os
 import sys
 
-from tinyr1 import __version__
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.version import __version__
 
 # command -> (its module in tinyr1.commands, one-line summary), in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {

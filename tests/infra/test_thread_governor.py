@@ -124,16 +124,17 @@ def test_a_count_the_user_set_is_never_governed():
 
 
 def test_the_commands_govern_only_what_configure_cpu_chose_in_one_process(monkeypatch):
-    from tinyr1.infra import device as runtime
+    from tinyr1.infra import device
+    from tinyr1.infra.thread_governor import thread_governor
 
-    monkeypatch.setattr(runtime, "_configured", None)
-    assert runtime.thread_governor() is None  # nothing configured: a GPU run, or the API left the CPU alone
-    monkeypatch.setattr(runtime, "_configured", Threads(2, "all 2 physical cores"))
-    monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 2)
-    assert runtime.thread_governor() is not None
-    assert runtime.thread_governor(world_size=2) is None  # each process would count the others as other work
-    monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 1)  # set since, e.g. an API call's num_threads=
-    assert runtime.thread_governor() is None
+    monkeypatch.setattr(device, "_configured", None)
+    assert thread_governor() is None  # nothing configured: a GPU run, or the API left the CPU alone
+    monkeypatch.setattr(device, "_configured", Threads(2, "all 2 physical cores"))
+    monkeypatch.setattr(device.torch, "get_num_threads", lambda: 2)
+    assert thread_governor() is not None
+    assert thread_governor(world_size=2) is None  # each process would count the others as other work
+    monkeypatch.setattr(device.torch, "get_num_threads", lambda: 1)  # set since, e.g. an API call's num_threads=
+    assert thread_governor() is None
 
 
 def test_a_run_that_started_on_fewer_threads_takes_the_rest_back_once_the_machine_is_quiet(monkeypatch):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from tinyr1.infra import cpu_features
 from tinyr1.models import precision
 from tinyr1.models.precision import choose_precision
 
@@ -17,14 +18,14 @@ def fake_cpu(monkeypatch):
     def fake(mkldnn: bool, speedup: float, flags="default"):
         flags = ({"avx512f", "avx512_bf16"} if mkldnn else {"avx2"}) if flags == "default" else flags
         monkeypatch.delenv("TINYR1_CPU_BF16", raising=False)
-        monkeypatch.setattr(precision, "mkldnn_bf16", lambda: mkldnn)
-        monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
-        monkeypatch.setattr(precision, "measure_speedup", lambda *a, **k: speedup)
-        precision.cpu_bf16.cache_clear()
-        return precision.cpu_bf16()
+        monkeypatch.setattr(cpu_features, "mkldnn_bf16", lambda: mkldnn)
+        monkeypatch.setattr(cpu_features, "cpu_flags", lambda: flags)
+        monkeypatch.setattr(cpu_features, "measure_speedup", lambda *a, **k: speedup)
+        cpu_features.cpu_bf16.cache_clear()
+        return cpu_features.cpu_bf16()
 
     yield fake
-    precision.cpu_bf16.cache_clear()
+    cpu_features.cpu_bf16.cache_clear()
 
 
 def test_avx512_bf16_cpu_trains_in_bf16_autocast(fake_cpu):
@@ -61,7 +62,7 @@ def test_a_probe_without_the_instruction_flags_is_fp32(fake_cpu):
 
 
 def test_cpu_flags_reads_this_machines_cpuinfo():
-    flags = precision.cpu_flags()
+    flags = cpu_features.cpu_flags()
     assert flags is None or (isinstance(flags, set) and flags)
 
 
@@ -83,8 +84,8 @@ def test_the_environment_override_keeps_working(fake_cpu, monkeypatch):
     fake_cpu(mkldnn=False, speedup=0.2)
     for value, native in (("1", True), ("0", False)):
         monkeypatch.setenv("TINYR1_CPU_BF16", value)
-        precision.cpu_bf16.cache_clear()
-        info = precision.cpu_bf16()
+        cpu_features.cpu_bf16.cache_clear()
+        info = cpu_features.cpu_bf16()
         assert info.native is native and info.reason == f"TINYR1_CPU_BF16={value}"
 
 
@@ -111,28 +112,28 @@ def test_train_and_sft_defaults_follow_the_cpu(fake_cpu):
 
 def test_environment_override_and_the_real_probe(monkeypatch):
     monkeypatch.delenv("TINYR1_CPU_BF16", raising=False)
-    precision.cpu_bf16.cache_clear()
-    info = precision.cpu_bf16()  # this machine, whatever it is: the rule applied to its own probe and flags
+    cpu_features.cpu_bf16.cache_clear()
+    info = cpu_features.cpu_bf16()  # this machine, whatever it is: the rule applied to its own probe and flags
     assert info.speedup > 0 and info.cpu_name and info.capability
     assert info.native == (info.mkldnn_bf16 and info.bf16_flags != [])  # the CPU decides, never the timing
     assert f"{info.speedup:.2f}x" in info.reason and "TINYR1_CPU_BF16" not in info.reason
     for forced, native in (("1", True), ("0", False)):  # the override wins over the probe, either way
         monkeypatch.setenv("TINYR1_CPU_BF16", forced)
-        precision.cpu_bf16.cache_clear()
-        overridden = precision.cpu_bf16()
+        cpu_features.cpu_bf16.cache_clear()
+        overridden = cpu_features.cpu_bf16()
         assert overridden.native is native and overridden.reason == f"TINYR1_CPU_BF16={forced}"
         assert overridden.mkldnn_bf16 == info.mkldnn_bf16 and overridden.capability == info.capability
-    precision.cpu_bf16.cache_clear()
+    cpu_features.cpu_bf16.cache_clear()
 
 
 def test_a_bad_override_is_one_clear_error(monkeypatch):
     from tinyr1.infra.errors import TinyR1Error
 
     monkeypatch.setenv("TINYR1_CPU_BF16", "yes")
-    precision.cpu_bf16.cache_clear()
+    cpu_features.cpu_bf16.cache_clear()
     with pytest.raises(TinyR1Error, match="TINYR1_CPU_BF16='yes': use 1"):
-        precision.cpu_bf16()
-    precision.cpu_bf16.cache_clear()
+        cpu_features.cpu_bf16()
+    cpu_features.cpu_bf16.cache_clear()
 
 
 def test_the_trainers_flags_map_to_auto_fp32_or_an_explicit_bf16(fake_cpu):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from tinyr1.infra.device import cuda_available
 from tinyr1.infra.errors import TinyR1Error
 
 TESTED = {"torch": "2.13.0", "trl": "1.16.0", "transformers": "5.23.0", "datasets": "5.2.0", "accelerate": "1.15.0",
@@ -55,7 +56,7 @@ def check_versions(checks: Checklist) -> None:
 
 
 def check_hardware(checks: Checklist) -> dict:
-    if torch.cuda.is_available():
+    if cuda_available():
         props = torch.cuda.get_device_properties(0)
         memory = props.total_memory * torch.cuda.device_count()
         checks.add(OK, "GPU", f"{torch.cuda.device_count()} x {props.name}, {props.total_memory / GiB:.0f} GiB each, "
@@ -67,7 +68,7 @@ def check_hardware(checks: Checklist) -> dict:
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     checks.add(OK, "CPU", f"{os.cpu_count()} CPUs, {ram / GiB:.0f} GiB RAM, no GPU; tinyr1 uses {threads} "
                f"thread(s): {threads.why} (--num_threads or OMP_NUM_THREADS to change)")
-    from tinyr1.models.precision import cpu_bf16
+    from tinyr1.infra.cpu_features import cpu_bf16
 
     cpu = cpu_bf16()
     from tinyr1.cpu.packing import fp16_weights_reason

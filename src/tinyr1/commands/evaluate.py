@@ -75,13 +75,14 @@ def _generate(model, tokenizer, examples, system_prompt, batch_size, max_new_tok
 
 def _generate_vllm(model_path: str, conversations, max_new_tokens: int):
     # Unverified here (no GPU in this project's CI): follows vLLM's documented LLM.chat API.
-    import torch
 
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
         raise TinyR1Error("--use_vllm: vllm is not installed; pip install vllm (needs a CUDA GPU)") from None
-    if not torch.cuda.is_available():
+    from tinyr1.infra.device import cuda_available  # lazy: loads torch
+
+    if not cuda_available():
         raise TinyR1Error("--use_vllm needs a CUDA GPU; drop the flag to use transformers")
     from tinyr1.models.generation import Generation
 
@@ -157,7 +158,7 @@ def _versions() -> dict:
     import torch
     import transformers
 
-    from tinyr1 import __version__
+    from tinyr1.infra.version import __version__
 
     return {"tinyr1": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version()}

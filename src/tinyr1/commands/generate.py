@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_chat_model(args: argparse.Namespace):
     """The model (on the default device, in eval mode) and its tokenizer, which must have a chat template."""
+    from tinyr1.infra.device import default_device
     from tinyr1.models.loading import load_model_and_tokenizer
-    from tinyr1.models.precision import default_device
 
     model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, adapter=args.adapter,
                                                 device=default_device())

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
+from tinyr1.infra.device import cuda_available
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import write_text
 from tinyr1.infra.out_of_memory import oom_remedies
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.tasks.sft_rows import FORMATS
@@ -28,7 +30,7 @@ from tinyr1.training.setup import AUTO_OUTPUT, claim_run_folder, parse_training_
 
 def recipe_defaults() -> dict:
     """The recipe's hyperparameters (Unsloth's notebook), plus the device policy for this machine."""
-    gpu = torch.cuda.is_available()
+    gpu = cuda_available()
     defaults = {
         "model_name_or_path": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "output_dir": AUTO_OUTPUT, "dtype": "auto",
         "per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "learning_rate": 2e-5,
@@ -53,12 +55,12 @@ def _has(module: str) -> bool:
 def check_backend(script, model_args) -> None:
     if script.backend not in ("transformers", "unsloth"):
         raise TinyR1Error(f"--backend {script.backend!r}: use transformers or unsloth")
-    if script.backend == "unsloth" and not (_has("unsloth") and torch.cuda.is_available()):
+    if script.backend == "unsloth" and not (_has("unsloth") and cuda_available()):
         raise TinyR1Error("--backend unsloth needs both the unsloth package (pip install unsloth) and a CUDA GPU; "
                           f"here: unsloth {'installed' if _has('unsloth') else 'missing'}, GPU "
-                          f"{'present' if torch.cuda.is_available() else 'absent'}. Use --backend transformers")
+                          f"{'present' if cuda_available() else 'absent'}. Use --backend transformers")
     quantized = model_args.load_in_4bit or model_args.load_in_8bit
-    if quantized and not (torch.cuda.is_available() and _has("bitsandbytes")):
+    if quantized and not (cuda_available() and _has("bitsandbytes")):
         raise TinyR1Error("--load_in_4bit/--load_in_8bit need a CUDA GPU and bitsandbytes (pip install "
                           "bitsandbytes); on CPU train the LoRA adapter without quantization")
 
@@ -126,7 +128,7 @@ def execute(script, training, model_args, values: dict) -> int:
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from tinyr1.infra.device import thread_governor
+    from tinyr1.infra.thread_governor import thread_governor
     from tinyr1.models import loading as models
     from tinyr1.tasks.sft_rows import load_sft_rows
     from tinyr1.training.callbacks import GracefulStop, MetricsLogger
@@ -170,7 +172,7 @@ def _point_adapter_at(output_dir: Path, base: str) -> None:
     if config.is_file():
         data = json.loads(config.read_text())
         data["base_model_name_or_path"] = base
-        config.write_text(json.dumps(data, indent=2))
+        write_text(config, json.dumps(data, indent=2))  # whole or not at all
 
 
 def _sample(model, tokenizer, script) -> None:

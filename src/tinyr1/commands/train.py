@@ -96,11 +96,12 @@ def _model_type(resolved) -> str | None:
 def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir, threads: int | None):
     """The model to train, in the precision chosen for this machine, checked for NaN before step 1; ``threads``:
     what ``configure_cpu`` set (None on a GPU)."""
+    from tinyr1.infra.device import default_device
     from tinyr1.models import loading as models
     from tinyr1.models import precision
     from tinyr1.training import guards as guard
 
-    device = precision.default_device()
+    device = default_device()
     plan = precision.choose_precision(precision.training_request(training, model_args.dtype),
                                    model_type=_model_type(resolved), force_fp16=script.force_fp16,
                                    lora=bool(model_args.use_peft))
@@ -121,7 +122,7 @@ def load_policy(script, training, model_args, resolved, tokenizer, run: RunDir, 
                      precision_reason=plan.reason, num_threads=None if threads is None else int(threads),
                      threads_reason=getattr(threads, "why", None), num_gpus=torch.cuda.device_count())
     if device == "cpu":
-        from tinyr1.models.precision import cpu_bf16
+        from tinyr1.infra.cpu_features import cpu_bf16
 
         run.facts["cpu"] = cpu_bf16().as_dict()
     return model
@@ -185,7 +186,7 @@ def train_and_finish(script, training, model_args, run: RunDir, model, tokenizer
     stopper = callbacks.GracefulStop(on_abort=lambda: run.write_run_json("aborted"))
     budget = callbacks.TimeBudget(script.max_train_minutes)
     from tinyr1.cpu.trainer import with_generation_weights
-    from tinyr1.infra.device import thread_governor
+    from tinyr1.infra.thread_governor import thread_governor
     from tinyr1.training.sampling import apply_sampling_options
 
     trainer_class, run.facts["generation_weights"] = with_generation_weights(

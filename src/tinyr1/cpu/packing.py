@@ -19,7 +19,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from tinyr1.models.precision import mkldnn_bf16
+from tinyr1.infra.cpu_features import mkldnn_bf16
 
 # Below this many rows torch's own fp32 product (MKL's matrix-vector kernels) beats oneDNN's packed one.
 FP32_PACKED_MIN_ROWS = 4

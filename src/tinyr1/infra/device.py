@@ -1,4 +1,5 @@
-"""How a tinyr1 process uses the CPU: how many threads, and whether freed memory is kept for reuse.
+"""Where a tinyr1 process runs and how it uses the CPU: the one place that asks for a CUDA GPU and sets torch's
+thread count, and whether freed memory is kept for reuse.
 
 ``configure_cpu`` is called once by every command that runs a model (train, sft, eval, compare, generate, the
 probe), before anything heavy loads; it does nothing where a CUDA GPU runs the model. Two settings, each measured
@@ -33,26 +34,40 @@ KEEP_AT_MOST = 1 << 30  # freed memory above this at the heap's top goes back to
 _configured: Threads | None = None  # what cpu_threads last set in this process, for the thread governor
 
 
+def cuda_available() -> bool:
+    """Whether a CUDA GPU runs the model (the one place tinyr1 asks)."""
+    return torch.cuda.is_available()
+
+
+def default_device() -> str:
+    """``cuda`` where a CUDA GPU is available, else ``cpu``."""
+    return "cuda" if cuda_available() else "cpu"
+
+
+def configured():
+    """What ``cpu_threads`` last set in this process (a ``Threads`` with its reason), or None."""
+    return _configured
+
+
+def get_threads() -> int:
+    """torch's CPU thread count now."""
+    return torch.get_num_threads()
+
+
+def set_threads(count: int) -> None:
+    """Set torch's CPU thread count (the one place tinyr1 does), unless it already is ``count``."""
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+
+
 def cpu_threads(num_threads: int | None = None) -> Threads:
     """Use ``num_threads``, else ``$OMP_NUM_THREADS``, else the cores this process may use
     (``tinyr1.infra.threads.choose_threads``); returns the count with its reason (``.why``)."""
     global _configured
     threads = choose_threads(num_threads)
-    torch.set_num_threads(threads)
+    set_threads(threads)
     _configured = threads
     return threads
-
-
-def thread_governor(world_size: int = 1):
-    """The Trainer callback that fits this process's threads to what the machine leaves free between steps
-    (``tinyr1.infra.thread_governor``), or None: nothing configured here (a GPU, or an API call that left the CPU
-    alone), a count the user fixed (here or since: ``num_threads=`` of an API call, ``torch.set_num_threads``), or
-    several training processes, each of which would count the others as other work."""
-    from tinyr1.infra.thread_governor import governor_callback
-
-    if world_size != 1 or _configured is None or torch.get_num_threads() != int(_configured):
-        return None
-    return governor_callback(_configured)
 
 
 def keep_freed_memory() -> bool:
@@ -76,7 +91,7 @@ def keep_freed_memory() -> bool:
 def configure_cpu(num_threads: int | None = None) -> Threads | None:
     """Threads (``cpu_threads``) and allocator (``keep_freed_memory``) for a tinyr1 command that runs on the CPU;
     returns the thread count, or None (nothing set) where a CUDA GPU runs the model."""
-    if torch.cuda.is_available():
+    if cuda_available():
         return None
     keep_freed_memory()
     return cpu_threads(num_threads)

@@ -30,7 +30,9 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+_DISK_FULL_WORDS = ("no space left on device", "disk quota exceeded", "file too large", "file write failed",
+                    "unexpected pos", "errno 28")
 
 
 def read_text(path: str | Path) -> str:
@@ -118,9 +120,23 @@ def append_jsonl(path: str | Path, record: dict) -> None:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """Whether an error is a full disk or an exhausted quota."""
-    return isinstance(err, OSError) and err.errno in _DISK_FULL
+def is_disk_full(err: BaseException | None) -> bool:
+    """Whether an error, or one it was raised from, is a full disk or an exhausted quota: torch, safetensors and
+    Python report it in different shapes (``OSError`` ENOSPC or EDQUOT, torch's ``RuntimeError: ... file write
+    failed``, safetensors' own error), often chained.
+
+    >>> is_disk_full(OSError(28, "No space left on device")), is_disk_full(RuntimeError("bad value"))
+    (True, False)
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            return True
+        if any(word in str(err).lower() for word in _DISK_FULL_WORDS):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def write_error(path: str | Path, err: OSError, needed: int | None = None) -> TinyR1Error:
@@ -151,9 +167,10 @@ def _fsync(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, needed: int | None = None):
+def atomic_file(path: str | Path, needed: int | None = None, raw_errors: bool = False):
     """Yield a temporary path to write; on success it is flushed and renamed over ``path``, on any failure removed
-    (a full disk becomes ``write_error``'s one line). ``needed``: the bytes to be written, for that message."""
+    (a full disk becomes ``write_error``'s one line, or stays the ``OSError`` with ``raw_errors``, for a caller that
+    answers it itself). ``needed``: the bytes to be written, for that message."""
     path = Path(path)
     tmp = temporary_name(path)
     try:
@@ -163,16 +180,16 @@ def atomic_file(path: str | Path, needed: int | None = None):
     except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(err, OSError):
+        if isinstance(err, OSError) and not raw_errors:
             raise write_error(path, err, needed) from None
         raise
     with contextlib.suppress(OSError):  # the rename itself reaches the disk with its folder's entry
         _fsync(path.parent)
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
+def write_bytes(path: str | Path, data: bytes, raw_errors: bool = False) -> None:
     """Write a whole file atomically (``atomic_file``)."""
-    with atomic_file(path, len(data)) as tmp:
+    with atomic_file(path, len(data), raw_errors) as tmp:
         with tmp.open("wb") as f:
             f.write(data)
 
@@ -205,9 +222,9 @@ def write_together(parts: list[tuple[str | Path, bytes]]) -> None:
         _fsync(parts[-1][0].parent)
 
 
-def write_text(path: str | Path, text: str) -> None:
+def write_text(path: str | Path, text: str, raw_errors: bool = False) -> None:
     """Write a whole UTF-8 text file atomically (``atomic_file``)."""
-    write_bytes(path, text.encode("utf-8"))
+    write_bytes(path, text.encode("utf-8"), raw_errors)
 
 
 def jsonl_bytes(rows: list[dict]) -> bytes:
@@ -218,3 +235,32 @@ def jsonl_bytes(rows: list[dict]) -> bytes:
 def write_jsonl(path: str | Path, rows: list[dict]) -> None:
     """Write rows as a JSON-lines file atomically (``atomic_file``), so a reader never sees half a file."""
     write_bytes(path, jsonl_bytes(rows))
+
+
+def drop_torn_last_line(path: Path) -> int:
+    """Cut a JSON-lines file after its last newline: every line tinyr1 appends ends with one, so bytes after it are
+    a line a killed process was writing. Returns the bytes dropped (0 for an intact or absent file)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return 0
+    if size == 0:
+        return 0
+    with path.open("rb+") as f:
+        f.seek(max(0, size - 1))
+        if f.read(1) == b"\n":
+            return 0
+        keep, chunk = 0, 1 << 16  # find the last newline, reading backwards from the end
+        position = size
+        while position > 0:
+            start = max(0, position - chunk)
+            f.seek(start)
+            found = f.read(position - start).rfind(b"\n")
+            if found >= 0:
+                keep = start + found + 1
+                break
+            position = start
+        f.truncate(keep)
+    print(f"{path}: dropped a half-written last line ({size - keep} bytes) left by a run that was stopped while "
+          "writing it", flush=True)
+    return size - keep

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from tinyr1.infra.threads import _affinity, _read, busy_between, threads_left
+from tinyr1.infra import device
+from tinyr1.infra.threads import busy_between, process_cpus, read_or_none, threads_left
 
 # A thread comes back once other work is under FREE (cores' worth, of the ones it would run on) for two checks in a
 # row, so one quiet moment does not bring it back.
@@ -51,21 +52,19 @@ class ThreadGovernor:
     """Adjusts the thread count between steps: ``check()`` returns the new count when it changed, else None.
 
     ``read_stat`` and ``read_self`` return the texts of ``/proc/stat`` and ``/proc/self/stat``; ``clock`` the
-    seconds now; ``set_threads`` applies a count (``torch.set_num_threads``); ``say`` prints the line. Tests pass
-    fakes for all five.
+    seconds now; ``set_threads`` applies a count (``tinyr1.infra.device.set_threads``); ``say`` prints the
+    line. Tests pass fakes for all five.
     """
 
     def __init__(self, most: int, cpus: set[int] | None = None, *, start: int | None = None,
                  read_stat: Callable[[], str | None] | None = None,
                  read_self: Callable[[], str | None] | None = None, set_threads: Callable[[int], None] | None = None,
                  say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic):
-        import torch
-
         self.most = most
-        self.cpus = _affinity() if cpus is None else cpus
-        self.read_stat = read_stat or (lambda: _read(Path("/proc/stat")))
-        self.read_self = read_self or (lambda: _read(Path("/proc/self/stat")))
-        self.set_threads = set_threads or torch.set_num_threads
+        self.cpus = process_cpus() if cpus is None else cpus
+        self.read_stat = read_stat or (lambda: read_or_none(Path("/proc/stat")))
+        self.read_self = read_self or (lambda: read_or_none(Path("/proc/self/stat")))
+        self.set_threads = set_threads or device.set_threads
         self.say, self.clock = say, clock
         self.current = most if start is None else start
         self.changes: list[tuple[int, int, float]] = []  # (step, threads, other work in cores)
@@ -135,3 +134,13 @@ def governor_callback(threads) -> ThreadGovernorCallback | None:
     governor = ThreadGovernor(most, start=int(threads))
     _, stat, own = governor._last
     return ThreadGovernorCallback(governor) if stat is not None and own is not None else None
+
+
+def thread_governor(world_size: int = 1):
+    """The Trainer callback that fits this process's threads to what the machine leaves free between steps
+    (``tinyr1.infra.thread_governor``), or None: nothing configured here (a GPU, or an API call that left the CPU
+    alone), a count the user fixed (here or since: ``num_threads=`` of an API call, ``torch.set_num_threads``), or
+    several training processes, each of which would count the others as other work."""
+    if world_size != 1 or device.configured() is None or device.get_threads() != int(device.configured()):
+        return None
+    return governor_callback(device.configured())

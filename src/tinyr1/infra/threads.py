@@ -41,7 +41,8 @@ class Threads(int):
         return self.why in ("--num_threads", "$OMP_NUM_THREADS")
 
 
-def _read(path: Path) -> str | None:
+def read_or_none(path: Path) -> str | None:
+    """A small system file's text, or None where it cannot be read."""
     try:
         return path.read_text().strip()
     except OSError:
@@ -53,7 +54,7 @@ def physical_cores(cpus: list[int], root: Path = Path("/")) -> int:
     cores = set()
     for cpu in cpus:
         topology = root / f"sys/devices/system/cpu/cpu{cpu}/topology"
-        siblings = _read(topology / "core_cpus_list") or _read(topology / "thread_siblings_list")
+        siblings = read_or_none(topology / "core_cpus_list") or read_or_none(topology / "thread_siblings_list")
         if siblings is None:
             return len(cpus)
         cores.add(siblings)
@@ -64,7 +65,7 @@ def _cgroup_v2_quota(line_path: str, root: Path) -> float | None:
     base = root / "sys/fs/cgroup"
     folder, quotas = base / line_path.lstrip("/"), []
     while True:
-        parts = (_read(folder / "cpu.max") or "").split()
+        parts = (read_or_none(folder / "cpu.max") or "").split()
         if len(parts) == 2 and parts[0] != "max":
             try:
                 quotas.append(int(parts[0]) / int(parts[1]))
@@ -79,7 +80,7 @@ def _cgroup_v2_quota(line_path: str, root: Path) -> float | None:
 def _cgroup_v1_quota(line_path: str, root: Path) -> float | None:
     for mount in ("sys/fs/cgroup/cpu,cpuacct", "sys/fs/cgroup/cpu"):
         for folder in (root / mount / line_path.lstrip("/"), root / mount):
-            quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
+            quota, period = read_or_none(folder / "cpu.cfs_quota_us"), read_or_none(folder / "cpu.cfs_period_us")
             try:
                 if quota is not None and period is not None and int(quota) > 0:
                     return int(quota) / int(period)
@@ -90,7 +91,7 @@ def _cgroup_v1_quota(line_path: str, root: Path) -> float | None:
 
 def cgroup_cpu_quota(root: Path = Path("/")) -> float | None:
     """The CPUs this process's cgroup may use per period (cgroup v2 ``cpu.max`` or v1 ``cfs_quota_us``), or None."""
-    for line in (_read(root / "proc/self/cgroup") or "").splitlines():
+    for line in (read_or_none(root / "proc/self/cgroup") or "").splitlines():
         number, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         if number == "0" and controllers == "":
@@ -104,13 +105,14 @@ def cgroup_cpu_quota(root: Path = Path("/")) -> float | None:
     return None
 
 
-def _affinity() -> set[int]:
+def process_cpus() -> set[int]:
+    """The CPUs this process may run on."""
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
 
 
 def usable_cores(root: Path = Path("/"), affinity: set[int] | None = None) -> Threads:
     """The cores this process may run on: affinity, physical cores, the cgroup quota; with the reason."""
-    cpus = sorted(_affinity() if affinity is None else affinity)
+    cpus = sorted(process_cpus() if affinity is None else affinity)
     cores = max(1, physical_cores(cpus, root))
     total = os.cpu_count() if root == Path("/") else None
     plural = "s" if cores != 1 else ""
@@ -151,7 +153,7 @@ def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return Threads(int(env), "$OMP_NUM_THREADS")
-    affinity = _affinity() if affinity is None else affinity
+    affinity = process_cpus() if affinity is None else affinity
     threads = usable_cores(root, affinity)
     busy = busy_cores(affinity, root=root) if threads > 1 else None  # of the CPUs it may run on, not the machine
     if busy is not None:  # start on the cores left free; train and sft take the rest back later
@@ -212,8 +214,8 @@ def busy_cores(cpus: set[int] | None = None, seconds: float = 0.2, root: Path = 
     """How many of ``cpus`` other work keeps busy, over ``seconds`` at a command's start (before it works)."""
     import time
 
-    before = _read(root / "proc/stat")
+    before = read_or_none(root / "proc/stat")
     if before is None:  # no /proc (not Linux, or a faked machine): nothing to wait for
         return None
     time.sleep(seconds)
-    return busy_between(before, _read(root / "proc/stat") or "", cpus)
+    return busy_between(before, read_or_none(root / "proc/stat") or "", cpus)

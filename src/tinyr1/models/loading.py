@@ -143,6 +143,20 @@ def resolve_model(name_or_path: str | ResolvedModel, adapter: str | None = None)
     return ResolvedModel(name_or_path, "hub", adapter, name_or_path)
 
 
+def local_config(model: str) -> dict | None:
+    """The model's config.json when it is on this machine (a local folder, the offline alias, an SFT adapter's
+    base); a hub id not yet downloaded is not checked here (trl's loading reports a mismatch)."""
+    try:
+        resolved = resolve_model(model)
+    except TinyR1Error:
+        return None  # the load just after reports a missing model properly
+    try:
+        data = json.loads((Path(resolved.path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 # ---------------------------------------------------------------- loading
 
 

@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import write_text
 
 STAMP = ".tinyr1-run-id"
 
@@ -24,13 +25,11 @@ def stamp(folder: Path, run_id: str) -> None:
     """Mark ``folder`` (a checkpoint about to be saved) as the run's. A new folder is made stamped under a
     temporary name and renamed into place, so no instant exists at which it is there and not yet stamped."""
     if folder.is_dir():
-        tmp = folder / f"{STAMP}.tmp"
-        tmp.write_text(run_id, encoding="utf-8")
-        tmp.replace(folder / STAMP)
+        write_text(folder / STAMP, run_id, raw_errors=True)
         return
     staging = folder.with_name(f".tinyr1-tmp-{folder.name}")
     staging.mkdir(parents=True, exist_ok=True)
-    (staging / STAMP).write_text(run_id, encoding="utf-8")
+    write_text(staging / STAMP, run_id, raw_errors=True)
     staging.rename(folder)
 
 

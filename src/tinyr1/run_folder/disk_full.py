@@ -1,33 +1,14 @@
-"""A full disk during a run, told as one line: which folder, how much is free, about how much a save needs.
-
-torch, safetensors and Python report a full disk in different shapes (``OSError`` ENOSPC or EDQUOT, torch's
-``RuntimeError: ... file write failed``, safetensors' own error), often chained; ``is_disk_full`` looks through the
-chain. The run's exit code is 2, as for any problem the user fixes; the retry after freeing space resumes.
+"""A full disk during a run, told as one line: which folder, how much is free, about how much a save needs
+(recognising one is ``tinyr1.infra.files.is_disk_full``). The run's exit code is 2, as for any problem the user
+fixes; the retry after freeing space resumes.
 """
 
 from __future__ import annotations
 
-import errno
 import shutil
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
-
-_CODES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_WORDS = ("no space left on device", "disk quota exceeded", "file too large", "file write failed",
-          "unexpected pos", "errno 28")
-
-
-def is_disk_full(err: BaseException | None) -> bool:
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, OSError) and err.errno in _CODES:
-            return True
-        if any(word in str(err).lower() for word in _WORDS):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
 
 
 def _size(path: Path) -> int:

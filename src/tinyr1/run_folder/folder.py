@@ -28,11 +28,12 @@ import time
 from pathlib import Path
 
 from tinyr1.infra.errors import OutOfMemoryError, TinyR1Error, first_line
+from tinyr1.infra.files import drop_torn_last_line, is_disk_full
 from tinyr1.infra.out_of_memory import is_out_of_memory
 from tinyr1.infra.paths import check_output_dir, make_dirs
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint, stamp
-from tinyr1.run_folder.disk_full import disk_full_error, is_disk_full
+from tinyr1.run_folder.disk_full import disk_full_error
 from tinyr1.run_folder.lock import RunLock
 from tinyr1.run_folder.run_json import mark_if_killed, status_in_place, write_json
 
@@ -86,8 +87,6 @@ class RunDir:
         run.run_id = ownership.write_marker(folder, command, owned, run._foreign,
                                             marker.get("run_id") if keep_id else None)
         if resume:
-            from tinyr1.training.callbacks import drop_torn_last_line
-
             for name in ("metrics.jsonl", "samples.jsonl"):
                 drop_torn_last_line(folder / name)
         return run
@@ -170,7 +169,8 @@ class RunDir:
 
     # ------------------------------------------------------------ resuming
 
-    def resolve_resume(self, value: str | None, values: dict | None = None, accept_changes: bool = False):
+    def resolve_resume(self, value: str | None, values: dict | None = None, accept_changes: bool = False,
+                       model_config: dict | None = None):
         """None, or the checkpoint folder to resume from: ``latest`` (or true) is the run's newest complete one.
         With the run's settings (``values``), also what ``tinyr1.run_folder.resume`` checks; a finished run
         raises ``FinishedRun``."""
@@ -191,7 +191,7 @@ class RunDir:
             value = str(found)
         check_checkpoint(Path(value))
         if values is not None:
-            resume_checks.check_fits(Path(value), values)
+            resume_checks.check_fits(Path(value), values, model_config)
             if self.main:
                 resume_checks.check_changes(self.path, Path(value), values, accept_changes)
         return value
@@ -208,7 +208,7 @@ class RunDir:
         import transformers
         import trl
 
-        from tinyr1 import __version__
+        from tinyr1.infra.version import __version__
 
         info = {"command": self.command, **{k: v for k, v in self.facts.items() if k in ("model", "dataset")},
                 "status": status, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),

@@ -25,11 +25,14 @@ import uuid
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import write_text
 from tinyr1.run_folder.lock import LOCK
 
 MARKER = ".tinyr1-run"
 BOOKKEEPING = {MARKER, f"{MARKER}.tmp", LOCK}  # tinyr1's own files about a folder, never part of a run
-ARTEFACTS = re.compile(r"(run\.json(\.tmp)?|metrics\.jsonl|samples\.jsonl|config(\.original)?\.yaml|config\.json|"
+# ``.<name>.<pid>.tmp``: a file tinyr1 was writing (tinyr1.infra.files) when its process was killed.
+ARTEFACTS = re.compile(r"(\..+\.\d+\.tmp|"
+                       r"run\.json(\.tmp)?|metrics\.jsonl|samples\.jsonl|config(\.original)?\.yaml|config\.json|"
                        r"generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|"
                        r"chat_template\.jinja|vocab\.json|merges\.txt|added_tokens\.json|"
                        r"model(-\d+-of-\d+)?\.safetensors(\.index\.json)?|pytorch_model(-\d+-of-\d+)?\.bin|"
@@ -56,18 +59,12 @@ def read_marker(folder: Path) -> dict | None:
 
 def write_marker(folder: Path, command: str, paths, foreign, run_id: str | None = None) -> str:
     """Write the marker (through a temporary file renamed into place); returns the run id."""
-    from tinyr1 import __version__
+    from tinyr1.infra.version import __version__
 
     run_id = run_id or uuid.uuid4().hex
     data = {"tinyr1": __version__, "command": command, "run_id": run_id, "paths": sorted(paths),
             "foreign": sorted(foreign)}
-    tmp = Path(folder) / f"{MARKER}.tmp"
-    try:
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        tmp.replace(Path(folder) / MARKER)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text(Path(folder) / MARKER, json.dumps(data, indent=1), raw_errors=True)
     return run_id
 
 

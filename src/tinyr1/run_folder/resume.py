@@ -14,12 +14,12 @@ logged (``IGNORED``), are not changes.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import yaml
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import read_json, read_text, write_text
 
 IGNORED = {"resume_from_checkpoint", "output_dir", "overwrite_output_dir", "resume_changed_settings", "max_steps",
            "max_train_minutes", "num_threads", "cpu_fast_path", "save_steps", "save_strategy", "save_total_limit",
@@ -36,8 +36,6 @@ class FinishedRun(Exception):
 
 def check_not_finished(run_dir: Path, values: dict) -> None:
     """Raise FinishedRun when run.json says completed and the run reached this resume's ``max_steps``."""
-    from tinyr1.infra.files import read_json
-
     try:
         info = read_json(run_dir / "run.json") or {}
     except TinyR1Error:
@@ -50,8 +48,9 @@ def check_not_finished(run_dir: Path, values: dict) -> None:
                           "To train further, raise --max_steps")
 
 
-def check_fits(checkpoint: Path, values: dict) -> None:
-    """One line when the checkpoint cannot load into this run's model: another architecture, or other LoRA."""
+def check_fits(checkpoint: Path, values: dict, model_config: dict | None = None) -> None:
+    """One line when the checkpoint cannot load into this run's model: another architecture, or other LoRA.
+    ``model_config``: the config.json of the model this run names, where it is on this machine."""
     adapter = _json(checkpoint / "adapter_config.json")
     lora = bool(values.get("use_peft"))
     name = checkpoint.name
@@ -70,7 +69,7 @@ def check_fits(checkpoint: Path, values: dict) -> None:
         return
     saved = _json(checkpoint / "config.json")
     model = values.get("model_name_or_path")
-    current = _model_config(model) if saved is not None and model else None
+    current = model_config if saved is not None and model else None
     if current is None:
         return
     differ = [f"{k} {saved.get(k)} vs {current.get(k)}" for k in _ARCHITECTURE if saved.get(k) != current.get(k)]
@@ -105,7 +104,7 @@ def check_changes(run_dir: Path, checkpoint: Path, values: dict, accept: bool) -
     print(f"resuming with changes (--resume_changed_settings true): {listing}", flush=True)
     original, current = run_dir / "config.original.yaml", run_dir / "config.yaml"
     if current.is_file() and not original.exists():
-        shutil.copy2(current, original)
+        write_text(original, read_text(current))
 
 
 def _normal(value):
@@ -132,15 +131,3 @@ def _yaml(path: Path) -> dict | None:
     except (OSError, yaml.YAMLError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _model_config(model: str) -> dict | None:
-    """The model's config.json when it is on this machine (a local folder, the offline alias, an SFT adapter's
-    base); a hub id not yet downloaded is not checked here (trl's loading reports a mismatch)."""
-    from tinyr1.models.loading import resolve_model
-
-    try:
-        resolved = resolve_model(model)
-    except TinyR1Error:
-        return None  # the load just after reports a missing model properly
-    return _json(Path(resolved.path) / "config.json")

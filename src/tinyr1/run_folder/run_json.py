@@ -1,8 +1,7 @@
 """run.json on disk: written whole or not at all, kept truthful on a full disk, and never left saying ``running``
 by a dead process once a command looks at it.
 
-- ``write_json``: a temporary file renamed into place; a failed write removes the temporary file and keeps the
-  previous run.json.
+- ``write_json``: written whole or not at all (``tinyr1.infra.files``); a failed write keeps the previous run.json.
 - ``status_in_place``: on a full disk, the status rewritten inside run.json's own bytes (no new block needed).
 - ``mark_if_killed``: a run.json saying ``running`` whose folder lock is free (its process died: kill -9, a lost
   machine) becomes ``killed``; claim, eval and report call it.
@@ -16,21 +15,15 @@ import time
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import read_json, write_text
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder.lock import RunLock, holder
 
 
 def write_json(path: Path, data: dict) -> None:
-    """A JSON file through a temporary file renamed into place: a reader sees the old file or the new one, and a
-    failed write (a full disk) leaves no temporary file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2))
-        tmp.replace(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    """A JSON file written whole or not at all (``tinyr1.infra.files.write_text``); a failed write (a full disk)
+    leaves the previous file and no temporary file, and raises the ``OSError`` for the caller to answer."""
+    write_text(path, json.dumps(data, indent=2), raw_errors=True)
 
 
 def status_in_place(path: Path, status: str, step) -> None:
@@ -53,8 +46,6 @@ def status_in_place(path: Path, status: str, step) -> None:
 def mark_if_killed(folder: Path) -> dict | None:
     """run.json, first marked ``killed`` when it says ``running`` but no process holds the folder's lock (its
     process died without a word: kill -9, a lost machine). None when there is no readable run.json."""
-    from tinyr1.infra.files import read_json
-
     try:
         info = read_json(Path(folder) / "run.json")
     except TinyR1Error:
@@ -103,8 +94,6 @@ def warn_if_unfinished(model: str | None) -> None:
 
 
 def _status(folder: Path):
-    from tinyr1.infra.files import read_json
-
     try:
         return (read_json(folder / "run.json") or {}).get("status")
     except TinyR1Error:

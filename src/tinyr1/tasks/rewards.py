@@ -220,6 +220,17 @@ DEFAULT_REWARDS = ["xmlcount", "soft_format", "strict_format", "int", "correctne
 REASONED_REWARDS = ["correctness", "reasoned_format", "number"]
 
 
+def correctness_index(names: list[str]) -> int | None:
+    """Which of a run's rewards says a completion is right (the first whose name starts with ``correct``), for
+    every place that needs "right" from training rewards: dynamic sampling's all-right / all-wrong counts and the
+    curriculum's pass rates. None where no reward does.
+
+    >>> correctness_index(["xmlcount_reward_func", "correctness_reward_func"]), correctness_index(["int"])
+    (1, None)
+    """
+    return next((i for i, name in enumerate(names) if name.startswith("correct")), None)
+
+
 def get_reward_func(name: str) -> RewardFunc:
     """A registry name, or ``package.module:function`` for a user's own reward.
 

@@ -2,7 +2,7 @@
 
 - ``MetricsLogger``: every log trl makes, one JSON object per line in ``metrics.jsonl``, NaN/inf as null (never
   hidden, unlike the Trainer's ``logging_nan_inf_filter``). A resume first drops the half-written last line a
-  killed run leaves (``drop_torn_last_line``), so new lines never join onto it.
+  killed run leaves (``tinyr1.infra.files.drop_torn_last_line``), so new lines never join onto it.
 - ``SampleRecorder``: wraps the reward functions (``functools.wraps`` keeps their names, so trl still logs
   ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
   ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard and the
@@ -28,7 +28,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from tinyr1.infra.files import append_jsonl
-from tinyr1.tasks.answers import extract_xml_answer
+from tinyr1.tasks.answers import strict_answer
 from tinyr1.tasks.rewards import completion_text
 from tinyr1.training.guards import DegenerateGuard, RewardGuard
 
@@ -37,35 +37,6 @@ def _number(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
     return value if math.isfinite(value) else None
-
-
-def drop_torn_last_line(path: Path) -> int:
-    """Cut a JSON-lines file after its last newline: every line tinyr1 appends ends with one, so bytes after it are
-    a line a killed process was writing. Returns the bytes dropped (0 for an intact or absent file)."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return 0
-    if size == 0:
-        return 0
-    with path.open("rb+") as f:
-        f.seek(max(0, size - 1))
-        if f.read(1) == b"\n":
-            return 0
-        keep, chunk = 0, 1 << 16  # find the last newline, reading backwards from the end
-        position = size
-        while position > 0:
-            start = max(0, position - chunk)
-            f.seek(start)
-            found = f.read(position - start).rfind(b"\n")
-            if found >= 0:
-                keep = start + found + 1
-                break
-            position = start
-        f.truncate(keep)
-    print(f"{path}: dropped a half-written last line ({size - keep} bytes) left by a run that was stopped while "
-          "writing it", flush=True)
-    return size - keep
 
 
 class MetricsLogger(TrainerCallback):
@@ -124,7 +95,7 @@ class SampleRecorder(TrainerCallback):
         question = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
         answer = batch["answer"][0] if batch["answer"] else None
         record = {"step": step, "question": question, "answer": answer, "completion": texts[0],
-                  "extracted": extract_xml_answer(texts[0]),
+                  "extracted": strict_answer(texts[0]),  # eval's rule: None without a closed <answer> block
                   "rewards": {name: values[0] for name, values in batch["rewards"].items()}}
         # The recipe's layout, printed by its correctness reward on every call.
         print("-" * 20, f"\n[step {step}] Question:\n{question}", f"\nAnswer:\n{answer}",

@@ -8,7 +8,8 @@ which draws each batch of prompts by weight:
 - a solved prompt (right in every completion of its last ``min_groups`` groups) is retired: weight ``retired``;
 - a failed prompt (never right in its last ``min_groups`` groups) is revisited at weight ``revisit``.
 
-"Right" is the first reward whose name starts with ``correct`` paying more than 0. The rates are updated from the
+"Right" is the correctness reward (``tinyr1.tasks.rewards.correctness_index``) paying more than 0. The rates are
+updated from the
 rewards trl computes (an override of ``_calculate_rewards`` that calls trl's own) and each group's outcome is kept
 as a moving window of its last groups. The sampler lays prompts out as trl's does (each prompt repeated
 ``num_generations`` times, each batch repeated for ``steps_per_generation`` x ``num_iterations``), so the rest of
@@ -38,6 +39,7 @@ from torch.utils.data import Sampler
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
+from tinyr1.tasks.rewards import correctness_index
 
 INDEX = "_tinyr1_index"  # the dataset column that names each prompt's row
 LEVEL = "_tinyr1_level"  # with a difficulty schedule: the column that gives each prompt's level
@@ -217,7 +219,7 @@ class CurriculumMixin:
         return (picks * groups)[:groups]
 
     def _tinyr1_correct_index(self) -> int:
-        return next(i for i, name in enumerate(self.reward_func_names) if name.startswith("correct"))
+        return correctness_index(self.reward_func_names)
 
     def save_curriculum(self, folder: Path) -> None:
         sampler = getattr(self, "_tinyr1_sampler", None)
@@ -270,7 +272,7 @@ def check_levels(script) -> list[dict]:
 
 def check_curriculum(reward_names: list[str], num_processes: int) -> None:
     """One line, before anything heavy loads, where the curriculum cannot run as documented."""
-    if not any(name.startswith("correct") for name in reward_names):
+    if correctness_index(reward_names) is None:
         raise TinyR1Error(f"curriculum: needs a correctness reward to judge pass rates (a reward whose name starts "
                           f"with 'correct'); reward_funcs are {', '.join(reward_names)}")
     if num_processes > 1:

@@ -12,8 +12,8 @@ Rules:
 - a group is dropped when the range of its summed, weighted rewards is within ``tolerance`` (relative to the largest
   reward magnitude, at least 1), so non-binary rewards that differ only by rounding count as equal; a group with no
   reward at all (every reward None) is dropped too;
-- dropped groups are counted as all right / all wrong (by the first reward whose name starts with ``correct``) or
-  other;
+- dropped groups are counted as all right / all wrong (by the correctness reward,
+  ``tinyr1.tasks.rewards.correctness_index``) or other;
 - fresh prompts are drawn at random from the training set (by pass rate, from the open levels, when the curriculum
   is on), each repeated ``num_generations`` times as trl's sampler lays them out; the batch keeps its size: the
   first groups with variance, in the order generated;
@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.tasks.rewards import correctness_index
 
 METRIC = "dynamic_sampling/"
 # Row-aligned keys that hold per-prompt tokens (left-padded) or per-completion tokens (right-padded).
@@ -179,7 +180,7 @@ class DynamicSamplingMixin:
         return 0
 
     def _tinyr1_correctness_index(self) -> int | None:
-        return next((i for i, name in enumerate(self.reward_func_names) if name.startswith("correct")), None)
+        return correctness_index(self.reward_func_names)
 
     def _tinyr1_fresh_inputs(self, count: int) -> list[dict]:
         """``count`` rows for new groups: random training prompts, each repeated ``num_generations`` times."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tinyr1.infra.recipe import load_recipe
 from tinyr1.infra.validate import check_trainer_settings
+from tinyr1.models.loading import local_config
 from tinyr1.run_folder.folder import RunDir
 
 AUTO_OUTPUT = "outputs/auto"  # the recipes' default output_dir: replaced by outputs/<model>-<kind>-<time>
@@ -64,7 +65,9 @@ def claim_run_folder(training, command: str, *, overwrite: bool, values: dict | 
     run = RunDir.claim(training.output_dir, command, resume=wants_resume(training.resume_from_checkpoint),
                        overwrite=overwrite, main=training.process_index == 0)
     try:
-        resume = run.resolve_resume(training.resume_from_checkpoint, values, accept_changes)
+        model = (values or {}).get("model_name_or_path")
+        config = local_config(model) if model and wants_resume(training.resume_from_checkpoint) else None
+        resume = run.resolve_resume(training.resume_from_checkpoint, values, accept_changes, config)
         if values is not None:  # one resume's consent, not the run's: config.yaml keeps it off for the next
             values["resume_changed_settings"] = False
         return run, resume
