@@ -119,9 +119,9 @@ def run_variant(name: str, steps: int, rows) -> dict:
     settings, trainer_class, callbacks = dict(SETTINGS[name]), GRPOTrainer, [StepTimer()]
     governor = None
     if name.startswith("tinyr1"):
-        from tinyr1.commands.train import recipe_defaults
         from tinyr1.cpu.trainer import CPUFastGRPOTrainer
         from tinyr1.infra.thread_governor import thread_governor
+        from tinyr1.training.grpo import recipe_defaults
 
         defaults = recipe_defaults()
         settings = {"bf16": defaults["bf16"], "activation_checkpointing": defaults["activation_checkpointing"]}

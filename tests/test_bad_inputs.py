@@ -204,7 +204,7 @@ CASES = [
     ("train-reward-empty-module", [*TRAIN, "--reward_funcs", ":"], "reward_funcs: cannot import ':'"),
     ("train-model-missing", [*TRAIN, "--model_name_or_path", "./no-model"], "model path ./no-model does not exist"),
     ("train-model-empty-folder", [*TRAIN, "--model_name_or_path", "{empty}"], "not a model folder"),
-    ("train-unknown-flag", [*TRAIN, "--learnig_rate", "1"], "did you mean 'learning_rate'?"),
+    ("train-unknown-flag", [*TRAIN, "--learnig_rate", "1"], "--learnig_rate: unknown flag; did you mean --learning_rate?"),
     ("train-missing-data", [*TRAIN, "--dataset_name", "./no-such-data"], "./no-such-data: no such file or folder"),
     # sft
     ("sft-dataset-limit-negative", [*SFT, "--dataset_limit", "-1"], "--dataset_limit -1: must be at least 1"),
@@ -230,7 +230,7 @@ CASES = [
     ("sft-backend", [*SFT, "--backend", "jax"], "--backend 'jax': use transformers or unsloth"),
     ("sft-4bit", [*SFT, "--load_in_4bit", "true"], "need a CUDA GPU and bitsandbytes"),
     ("sft-alpaca-as-messages", [*SFT, "--dataset_format", "messages"], "needs a 'messages' list of chat turns"),
-    ("sft-typo", [*SFT, "--lora_rr", "4"], "unknown key 'lora_rr'; did you mean 'lora_r'?"),
+    ("sft-typo", [*SFT, "--lora_rr", "4"], "--lora_rr: unknown flag; did you mean --lora_r?"),
     ("sft-garbage-checkpoint", [*SFT, "--resume_from_checkpoint", "{ckpt}"], "not a complete checkpoint"),
     # eval
     ("eval-limit-0", [*EVAL, "--limit", "0"], "--limit 0: must be at least 1"),

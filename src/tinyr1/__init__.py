@@ -1,17 +1,19 @@
 """tinyr1: DeepSeek-R1-style GRPO reasoning training on small instruct models, on a CPU or GPUs.
 
-As a library (``tinyr1.api``; the notebook examples/quickstart.ipynb walks through it):
+In a trl script, change one import (examples/trl_script.ipynb runs the tutorial's script that way):
+
+    from tinyr1 import GRPOConfig, GRPOTrainer      # was: from trl import GRPOConfig, GRPOTrainer
+
+As a library (``tinyr1.api``; examples/quickstart.ipynb walks through it):
 
     import tinyr1
     run = tinyr1.train("recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml", max_steps=20, output_dir="runs/a")
     after = tinyr1.evaluate(run.model_path, dataset_name="reasoning-gym:chain_sum", limit=32)
 
-``train``, ``sft``, ``evaluate``, ``compare``, ``report``, ``generate``, ``prepare`` and ``configure_cpu`` are
-loaded on first use, so ``import tinyr1`` stays cheap (no torch) and changes nothing in the process.
-
-The package is laid out as the pipeline: ``commands/`` (one module per ``tinyr1 <command>``, dispatched by
-``cli``), ``tasks/`` (data, answers, rewards), ``infra/`` (run folders, recipes, checks) and ``cpu/`` (the CPU
-fast path).
+Every public name is loaded on first use, so ``import tinyr1`` stays cheap (no torch) and changes nothing in the
+process. docs/architecture.md describes the layers: ``commands/`` and the API at the top; ``training/``,
+``evaluation/``, ``models/``, ``run_folder/``, ``tasks/`` and ``cpu/`` (the fast path) as the library; ``infra/``
+below them all.
 """
 
 from tinyr1.infra.errors import CollapseError, OutOfMemoryError, TinyR1Error
@@ -22,6 +24,9 @@ _LAZY = {
     **dict.fromkeys(("train", "sft", "evaluate", "compare", "report", "generate", "prepare", "configure_cpu"),
                     "tinyr1.api"),
     **dict.fromkeys(("Run", "Evaluation", "Comparison", "Report", "PromptRows"), "tinyr1.api_results"),
+    "GRPOTrainer": "tinyr1.training.grpo_trainer",
+    "SFTTrainer": "tinyr1.training.sft_trainer",
+    **dict.fromkeys(("GRPOConfig", "SFTConfig"), "tinyr1.training.config"),
 }
 
 __all__ = ["__version__", "TinyR1Error", "CollapseError", "OutOfMemoryError", *_LAZY]

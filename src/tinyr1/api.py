@@ -9,10 +9,15 @@
     tinyr1.compare("smollm2-135m-instruct", run, prompt="What is 12 + 7?"), tinyr1.report(run)
 
 Keyword arguments are the CLI's option names: for ``train`` and ``sft`` the recipe's fields (trl's ``GRPOConfig`` /
-``SFTConfig`` and ``ModelConfig`` plus ``tinyr1.training.config``), which override the recipe file given
-first, exactly as ``--field value`` flags do; they go through the same parser, so a misspelt name, a wrong type or
-a value out of range raises ``TinyR1Error`` with the CLI's message. ``None`` leaves a field as the recipe has it.
-A list is a multi-value field (``reward_funcs=["correctness", "number"]``); ``dataset_options`` takes a dict.
+``SFTConfig`` and ``ModelConfig`` plus ``tinyr1.training.fields``), which override the recipe file given first, as
+``--field value`` flags do. They are checked by the same rules as the recipe's values, never turned into a command
+line: a misspelt name, a wrong type or a value out of range raises ``TinyR1Error`` naming the argument
+(``tinyr1.train(max_steps=0): must be ...``). ``None`` leaves a field as the recipe has it. A list is a
+multi-value field; ``dataset_options`` takes a dict. ``train`` also takes Python objects: ``model=`` a loaded model
+or ``(model, tokenizer)``, ``reward_funcs=`` functions mixed with registry names, ``dataset=`` rows (a list of
+dicts, a ``datasets.Dataset`` or ``IterableDataset``). The CLI runs the same library functions
+(``tinyr1.training.grpo.run``, ``tinyr1.training.sft.run``). For a trl script of your own, change its import to
+``from tinyr1 import GRPOTrainer`` instead (``tinyr1.training.grpo_trainer``).
 
 Errors raise ``tinyr1.TinyR1Error`` (bad input; the CLI's exit code 2), ``tinyr1.CollapseError`` (3) or
 ``tinyr1.OutOfMemoryError`` (4); nothing calls ``sys.exit``. A first Ctrl-C (a notebook's interrupt) or SIGTERM
@@ -27,15 +32,14 @@ the whole process. Progress bars use ``tqdm.auto`` and the Trainer's notebook ca
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import json
 import tempfile
 from pathlib import Path
 
+from tinyr1 import api_inputs
 from tinyr1.api_process import call_scope, run_threads
 from tinyr1.api_results import Comparison, Evaluation, PromptRows, Report, Run
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.training.fields import GRPOFields, GRPOScriptArguments, SFTFields, SFTScriptArguments
 
 
 def configure_cpu(num_threads: int | None = None) -> int | None:
@@ -43,92 +47,59 @@ def configure_cpu(num_threads: int | None = None) -> int | None:
     else ``$OMP_NUM_THREADS``, else the cores this process may use) and glibc keeping freed memory for reuse
     (``tinyr1.infra.device``). Returns the thread count, or None (nothing set) where a CUDA GPU runs the model. API
     calls restore the thread count they found, so call this before them, not inside a recipe."""
-    from tinyr1.infra.device import configure_cpu as tune
+    from tinyr1.infra.device import configure_cpu as tune  # lazy: loads torch, which import tinyr1 must not
 
     return tune(num_threads)
-
-
-# ---------------------------------------------------------------- keyword arguments -> the CLI's argv
-
-
-def _text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _model(value):
     return value.model_path if isinstance(value, Run) else (str(value) if isinstance(value, Path) else value)
 
 
-def recipe_argv(config, fields: dict) -> list[str]:
-    """``[--config RECIPE] --field=value ...`` as ``tinyr1 train``/``sft`` parse it.
-
-    >>> recipe_argv("r.yaml", {"max_steps": 2, "use_peft": True, "reward_funcs": ["a", "b"], "seed": None,
-    ...                        "dataset_options": {"min_terms": 2}})
-    ['--config', 'r.yaml', '--max_steps=2', '--use_peft=true', '--reward_funcs', 'a', 'b', '--dataset_options', \
-'min_terms=2']
-    """
-    argv = ["--config", str(config)] if config is not None else []
-    for name, value in fields.items():
-        value = _model(value) if name == "model_name_or_path" else value
-        if value is None:
-            continue
-        if isinstance(value, dict) and name == "dataset_options":
-            argv += [f"--{name}", *(f"{k}={_text(v)}" for k, v in value.items())]
-        elif isinstance(value, dict):  # trl's dict-or-JSON fields (model_init_kwargs...)
-            argv.append(f"--{name}={json.dumps(value)}")
-        elif isinstance(value, (list, tuple)):
-            argv += [f"--{name}", *map(_text, value)]
-        else:
-            argv.append(f"--{name}={_text(value)}")
-    return argv
-
-
-def command_argv(parser: argparse.ArgumentParser, fields: dict, caller: str) -> list[str]:
-    """Keyword arguments as the flags of a plain argparse command (eval, compare, generate, prepare)."""
-    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
-    argv: list[str] = []
-    for name, value in fields.items():
-        if name not in actions:
-            close = difflib.get_close_matches(name, list(actions), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(sorted(actions))}"
-            raise TinyR1Error(f"{caller}: unknown key {name!r}{hint}")
-        action, flag = actions[name], actions[name].option_strings[0]
-        if value is None:
-            continue
-        if isinstance(action, argparse._StoreTrueAction):
-            if not isinstance(value, bool):
-                raise TinyR1Error(f"{flag} {value!r}: expected True or False")
-            argv += [flag] if value else []
-        elif isinstance(value, dict):
-            argv += [flag, *(f"{k}={_text(v)}" for k, v in value.items())]
-        elif isinstance(value, (list, tuple)):
-            one_each = isinstance(action, argparse._AppendAction)
-            argv += [t for v in value for t in (flag, _text(v))] if one_each else [flag, *map(_text, value)]
-        else:
-            argv.append(f"{flag}={_text(value)}")
-    return argv
-
-
 # ---------------------------------------------------------------- train and sft
 
 
-def train(config: str | Path | None = None, /, **fields) -> Run:
+def train(config: str | Path | None = None, /, *, model=None, reward_funcs=None, dataset=None, **fields) -> Run:
     """GRPO training (``tinyr1 train``): the recipe ``config`` (a YAML file; None: the built-in defaults), with
     ``fields`` overriding it; returns the ``Run`` (status ``completed``, or ``interrupted`` after a first Ctrl-C).
 
-    Raises TinyR1Error for a bad recipe or field (before anything loads), CollapseError when the collapse guard
-    stops the run, OutOfMemoryError with remedies sized to the settings; ``tinyr1.Run.load(output_dir)`` then
+    ``model``: a name or path (as ``model_name_or_path``), a loaded transformers model or ``(model, tokenizer)``,
+    trained as given. ``reward_funcs``: functions (trl's signature: ``f(completions, **kwargs)`` returning one float
+    per completion) and registry names, in order. ``dataset``: a source name (as ``dataset_name``) or rows (a list
+    of dicts with ``question`` and ``answer`` holding ``#### <gold>``, or prepared ``prompt`` and ``answer``; a
+    ``datasets.Dataset`` or ``IterableDataset``), checked by the rules a file's rows follow.
+
+    Raises TinyR1Error for a bad recipe, field or object (before anything loads), CollapseError when the collapse
+    guard stops the run, OutOfMemoryError with remedies sized to the settings; ``tinyr1.Run.load(output_dir)`` then
     reads what the run left. Fields (besides trl's):
     """
-    from tinyr1.commands import train as command
+    caller = "tinyr1.train"
+    with call_scope():  # before the imports: importing the training stack sets environment variables
+        from tinyr1.tasks.data import prompt_rows_from  # lazy: after call_scope, as the next line
+        from tinyr1.training import grpo  # lazy: loads torch and trl, which import tinyr1 must not
 
-    with call_scope():
-        script, training, model_args, values = command.parse_args(recipe_argv(config, fields))
-        reward_funcs = command.load_rewards(script, training)
-        code = command.execute(script, training, model_args, values, reward_funcs, run_threads(script.num_threads))
-    return Run.load(training.output_dir, exit_code=code)
+        given = None
+        if model is not None:
+            if "model_name_or_path" in fields:
+                raise TinyR1Error(f"{caller}(): give model= or model_name_or_path=, not both")
+            given = api_inputs.model_argument(model, caller)
+            fields["model_name_or_path"] = given.name
+        elif "model_name_or_path" in fields:
+            fields["model_name_or_path"] = _model(fields["model_name_or_path"])
+        funcs = None
+        if reward_funcs is not None:
+            funcs, fields["reward_funcs"] = api_inputs.reward_argument(reward_funcs, caller)
+        rows = api_inputs.dataset_argument(dataset, fields) if dataset is not None else None
+        recipe = grpo.parse(config=config, python_values=fields, caller=caller)
+        if rows is not None:
+            api_inputs.check_rows_with(recipe.script, fields, config, caller)
+            rows = prompt_rows_from(rows, f"{caller}(dataset=...)", recipe.script.system_prompt,
+                                    recipe.script.skip_bad_rows, recipe.script.dataset_limit)
+        funcs = grpo.reward_funcs(recipe, funcs, f"{caller}(reward_funcs=...)")
+        code = grpo.run(recipe, funcs, run_threads(recipe.script.num_threads),
+                        model=given.model if given else None, tokenizer=given.tokenizer if given else None,
+                        rows=rows)
+    return Run.load(recipe.args.output_dir, exit_code=code)
 
 
 def sft(config: str | Path | None = None, /, **fields) -> Run:
@@ -136,14 +107,15 @@ def sft(config: str | Path | None = None, /, **fields) -> Run:
     ``fields`` overriding it; returns the ``Run`` (``model_path`` is the adapter, which ``train`` and ``evaluate``
     accept). Fields (besides trl's):
     """
-    from tinyr1.commands import sft as command
+    if "model_name_or_path" in fields:
+        fields["model_name_or_path"] = _model(fields["model_name_or_path"])
+    with call_scope():  # before the import: importing the training stack sets environment variables
+        from tinyr1.training import sft as library  # lazy: loads torch and trl, which import tinyr1 must not
 
-    with call_scope():
-        script, training, model_args, values = command.parse_args(recipe_argv(config, fields))
-        command.check_backend(script, model_args)
-        run_threads(script.num_threads)
-        code = command.execute(script, training, model_args, values)
-    return Run.load(training.output_dir, exit_code=code)
+        recipe = library.parse(config=config, python_values=fields, caller="tinyr1.sft")
+        library.check_backend(recipe)
+        code = library.run(recipe, run_threads(recipe.script.num_threads))
+    return Run.load(recipe.args.output_dir, exit_code=code)
 
 
 def _fields_help(dataclass_type) -> str:
@@ -168,7 +140,6 @@ _API_HELP = {"num_threads": "torch's CPU threads for this call (unset: torch's s
 def _document() -> None:
     import textwrap
 
-    from tinyr1.training.config import SFTScriptArguments, TrainScriptArguments
 
     def trl_docs(config: str, command: str, examples: str) -> str:
         text = (f"Every other field is trl's {config} or ModelConfig (https://huggingface.co/docs/trl), e.g. "
@@ -176,10 +147,10 @@ def _document() -> None:
         return "\n\n" + textwrap.fill(text, 116, initial_indent="    ", subsequent_indent="    ") + "\n"
 
     if train.__doc__ and sft.__doc__:  # None under python -OO
-        train.__doc__ += "\n" + _fields_help(TrainScriptArguments) + trl_docs(
+        train.__doc__ += "\n" + _fields_help(GRPOScriptArguments) + "\n" + _fields_help(GRPOFields) + trl_docs(
             "GRPOConfig", "train", "model_name_or_path, output_dir, max_steps, learning_rate, num_generations, "
             "per_device_train_batch_size, max_completion_length, use_peft, lora_r")
-        sft.__doc__ += "\n" + _fields_help(SFTScriptArguments) + trl_docs(
+        sft.__doc__ += "\n" + _fields_help(SFTScriptArguments) + "\n" + _fields_help(SFTFields) + trl_docs(
             "SFTConfig", "sft", "model_name_or_path, output_dir, max_steps, learning_rate, "
             "per_device_train_batch_size, max_length, packing, use_peft, lora_r")
 
@@ -198,12 +169,13 @@ def evaluate(model_name_or_path=None, /, *, num_threads: int | None = None, **op
     use_vllm, and output_dir (optional here: without it nothing is left on disk). Returns an ``Evaluation``:
     metrics.json's values as a dict, with ``samples``. ``num_threads``: torch's CPU threads for this call.
     """
-    from tinyr1.commands import evaluate as command
+    from tinyr1.commands import evaluate as command  # lazy: each command loads what it needs
 
     output_dir = options.get("output_dir")
-    with call_scope(num_threads), tempfile.TemporaryDirectory(prefix="tinyr1-eval-") as scratch:
+    with (call_scope(num_threads, caller="tinyr1.evaluate"),
+          tempfile.TemporaryDirectory(prefix="tinyr1-eval-") as scratch):
         fields = {"model_name_or_path": _model(model_name_or_path), **options, "output_dir": output_dir or scratch}
-        args = command.parse_args(command_argv(command.build_parser(), fields, "tinyr1.evaluate()"))
+        args = command.parse_args(values=fields, caller="tinyr1.evaluate")
         metrics = command.run(args)
         samples = Evaluation.load(args.output_dir).samples
     return Evaluation(metrics, samples, output_dir)
@@ -216,20 +188,23 @@ def compare(base, trained, /, prompt: str | list[str] | None = None, *, num_thre
     ``base``/``trained``: any model form or a ``Run``; ``prompt``: a question or a list (default: the recipe's
     apples question). ``options``: max_new_tokens, system_prompt, output (a Markdown file to write). Returns a
     ``Comparison`` (``str()`` is the Markdown; a notebook renders it)."""
-    from tinyr1.commands import compare as command
+    from tinyr1.commands import compare as command  # lazy: each command loads what it needs
 
     fields = {"base": _model(base), "trained": _model(trained), "prompt": prompt, **options}
-    with call_scope(num_threads):
-        args = command.parse_args(command_argv(command.build_parser(), fields, "tinyr1.compare()"))
+    with call_scope(num_threads, caller="tinyr1.compare"):
+        args = command.parse_args(values=fields, caller="tinyr1.compare")
         markdown = command.compare(args.base, args.trained, args.prompt, output=args.output,
                                    max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt)
     return Comparison(args.base, args.trained, markdown, Path(args.output) if args.output else None)
 
 
-def report(run: Run | str | Path) -> Report:
-    """Plots and a Markdown/HTML report of a training run (``tinyr1 report``), written into its folder."""
-    from tinyr1.commands.report import write_report
+def report(run) -> Report:
+    """Plots and a Markdown/HTML report of a training run (``tinyr1 report``), written into its folder: a ``Run``,
+    its folder, or a ``tinyr1.GRPOTrainer`` / ``SFTTrainer`` after ``train()``."""
+    from tinyr1.commands.report import write_report  # lazy: the report loads matplotlib
 
+    if hasattr(run, "args") and hasattr(run, "state"):  # a trainer: its output_dir
+        run = run.args.output_dir
     folder = run.output_dir if isinstance(run, Run) else Path(run)
     with call_scope(uses_torch=False):
         markdown = write_report(folder)
@@ -241,15 +216,15 @@ def generate(model_name_or_path, prompt: str, /, *, stream: bool = False, num_th
     """One reply of a model to ``prompt`` (``tinyr1 generate --prompt``), returned as text; ``stream`` also prints
     it token by token. ``options``: adapter, max_new_tokens, temperature (0: greedy), system_prompt ("" for
     none), seed."""
-    from tinyr1.commands import generate as command
+    from tinyr1.commands import generate as command  # lazy: each command loads what it needs
 
     if "interactive" in options:
         raise TinyR1Error("tinyr1.generate(): interactive is the CLI's chat loop; call generate once per prompt")
     fields = {"model_name_or_path": _model(model_name_or_path), "prompt": prompt, **options}
-    with call_scope(num_threads):
+    with call_scope(num_threads, caller="tinyr1.generate"):
         import torch
 
-        args = command.parse_args(command_argv(command.build_parser(), fields, "tinyr1.generate()"))
+        args = command.parse_args(values=fields, caller="tinyr1.generate")
         torch.manual_seed(args.seed)
         model, tokenizer = command.load_chat_model(args)
         messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
@@ -261,11 +236,11 @@ def prepare(dataset_name: str | None = None, /, *, output: str | Path | None = N
     """The recipe's prompt rows (``tinyr1 prepare``) from GSM8K (hub id, local folder or file, modelscope/gsm8k) or
     ``reasoning-gym:<name>``; written as JSON lines to ``output`` if given. ``options``: split (default train),
     limit, seed, dataset_options (a dict), system_prompt, skip_bad_rows. Returns the rows (a list)."""
-    from tinyr1.commands import prepare as command
+    from tinyr1.commands import prepare as command  # lazy: each command loads what it needs
 
     with call_scope(uses_torch=False), tempfile.TemporaryDirectory(prefix="tinyr1-prepare-") as scratch:
         fields = {"dataset_name": dataset_name, **options, "output": output or Path(scratch) / "rows.jsonl"}
-        args = command.parse_args(command_argv(command.build_parser(), fields, "tinyr1.prepare()"))
+        args = command.parse_args(values=fields, caller="tinyr1.prepare")
         rows, skipped = command.load_rows(args)
         if output is not None:
             command.write_rows(output, rows)

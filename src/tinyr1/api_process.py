@@ -21,6 +21,10 @@ import signal
 import sys
 import threading
 
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.options import python_source
+from tinyr1.infra.validate import check
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -60,7 +64,7 @@ def _restore_environ(saved: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def call_scope(num_threads: int | None = None, uses_torch: bool = True):
+def call_scope(num_threads: int | None = None, uses_torch: bool = True, caller: str = "tinyr1"):
     """Run one API call: ``num_threads`` (if given) for torch during it; afterwards the environment, torch's
     thread count and the signal handlers are as they were before it."""
     environ = dict(os.environ)
@@ -71,12 +75,9 @@ def call_scope(num_threads: int | None = None, uses_torch: bool = True):
 
         threads = device.get_threads()
         if num_threads is not None:
-            from tinyr1.infra.errors import TinyR1Error
-            from tinyr1.infra.validate import check, flag_source
-
             if isinstance(num_threads, bool) or not isinstance(num_threads, int):
-                raise TinyR1Error(f"num_threads={num_threads!r}: expected a whole number of CPU threads")
-            check({"num_threads": num_threads}, flag_source)
+                raise TinyR1Error(f"{caller}(num_threads={num_threads!r}): expected a whole number of CPU threads")
+            check({"num_threads": num_threads}, python_source(caller))
             device.set_threads(num_threads)
     try:
         yield

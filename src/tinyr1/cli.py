@@ -15,6 +15,7 @@ import os
 import sys
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.threads import openmp_defaults
 from tinyr1.infra.version import __version__
 
 # command -> (its module in tinyr1.commands, one-line summary), in pipeline order.
@@ -54,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"tinyr1: error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    from tinyr1.infra.threads import openmp_defaults
 
     os.environ.update(openmp_defaults())  # before torch loads libgomp, which reads it once
     module = importlib.import_module(f"tinyr1.commands.{COMMANDS[command][0]}")

@@ -141,12 +141,12 @@ def test_a_symlink_output_is_never_replaced(data, tmp_path):
 
 
 def test_rows_it_cannot_vouch_for_are_removed_not_left_to_block_the_retry(data, tmp_path, monkeypatch):
-    from tinyr1.infra import files as jsonl
+    from tinyr1.infra import paths
 
     def full(path, text):  # the disk fills between the rows and their sidecar
         raise TinyR1Error(f"{path}: disk full")
 
-    monkeypatch.setattr(jsonl, "write_text", full)
+    monkeypatch.setattr(paths, "write_text", full)  # the sidecar's write
     out = tmp_path / "rows.jsonl"
     with pytest.raises(TinyR1Error, match="disk full"):
         prepare.main(["--dataset_name", str(data), "--output", str(out)])

@@ -83,19 +83,14 @@ def test_alpaca_rows_without_output_are_named(tmp_path):
 
 
 def test_every_sft_recipe_parses_and_the_8b_name_is_the_real_one():
-    from trl import ModelConfig, SFTConfig
-
-    from tinyr1.commands.sft import recipe_defaults
-    from tinyr1.infra.recipe import parse_recipe
-    from tinyr1.training.config import SFTScriptArguments
+    from tinyr1.commands.sft import parse_args
 
     from ..conftest import REPO
 
     recipes = sorted((REPO / "recipes").glob("*/sft-*.yaml"))
     assert len(recipes) == 3
     for path in recipes:
-        script, training, model_args = parse_recipe([SFTScriptArguments, SFTConfig, ModelConfig],
-                                                    ["--config", str(path)], "t", defaults=recipe_defaults())
+        script, training, model_args, _ = parse_args(["--config", str(path)], check_setup=False)
         assert model_args.use_peft and script.dataset_format in ("alpaca", "reasoning")
         assert path.read_text().startswith("#") and "tinyr1 sft --config" in path.read_text()
     big = (REPO / "recipes" / "deepseek-r1-distill-llama-8b" / "sft-alpaca.yaml").read_text()

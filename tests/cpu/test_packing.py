@@ -40,9 +40,9 @@ def test_the_recipe_field_offers_exactly_the_generation_weights_the_packer_knows
     from dataclasses import fields
 
     from tinyr1.cpu.packing import GENERATION_WEIGHTS
-    from tinyr1.training.config import TrainScriptArguments
+    from tinyr1.training.fields import GRPOFields
 
-    field = next(f for f in fields(TrainScriptArguments) if f.name == "cpu_generation_weights")
+    field = next(f for f in fields(GRPOFields) if f.name == "cpu_generation_weights")
     assert tuple(field.metadata["choices"]) == GENERATION_WEIGHTS and field.default == "exact"
 
 

@@ -14,7 +14,7 @@ from tinyr1.cpu import touchpoints
 from tinyr1.cpu.decode_loop import decode_loop, on_cpu
 from tinyr1.cpu.trainer import CPUFastGRPOTrainer, ForcedCPUFastGRPOTrainer
 
-from ..commands.test_train import base_args
+from ..commands.test_train import TINY, base_args
 from ..conftest import REPO
 from .test_decode_loop import tiny_qwen2
 from .test_trainer import make_trainer, padded_batch
@@ -38,9 +38,20 @@ def fake(monkeypatch, package: str, found: str) -> None:
     monkeypatch.setattr(sys.modules[package], "__version__", found)
 
 
-class FakeRun:
-    def __init__(self, device="cpu"):
-        self.facts = {"device": device}
+def decide(tmp_path, **config):
+    """tinyr1's GRPOTrainer on the tiny model with ``config``: its fast-path decision as run.json records it."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import tinyr1
+
+    model = AutoModelForCausalLM.from_pretrained(TINY)
+    tokenizer = AutoTokenizer.from_pretrained(TINY)
+    args = tinyr1.GRPOConfig(output_dir=str(tmp_path / "decide"), per_device_train_batch_size=4, num_generations=4,
+                             max_completion_length=4, report_to="none", **config)
+    return tinyr1.GRPOTrainer(model=model, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
+                              args=args, train_dataset=Dataset.from_list([{"prompt": "hi"}] * 4),
+                              processing_class=tokenizer)
 
 
 def test_the_installed_versions_are_the_verified_ones():
@@ -65,7 +76,7 @@ def test_every_touchpoint_names_a_gated_package_or_says_why_not():
 @pytest.mark.parametrize(("package", "found"), [("trl", "1.17.0"), ("trl", "1.15.2"), ("transformers", "5.24.0"),
                                                 ("transformers", "4.57.1"), ("torch", "2.14.0+cpu"),
                                                 ("torch", "2.12.1")])
-def test_a_newer_or_older_version_takes_the_plain_path_and_says_why(monkeypatch, capsys, package, found):
+def test_a_newer_or_older_version_takes_the_plain_path_and_says_why(monkeypatch, capsys, tmp_path, package, found):
     fake(monkeypatch, package, found)
     check = touchpoints.fast_path_check("training")
     assert not check.allowed
@@ -75,12 +86,12 @@ def test_a_newer_or_older_version_takes_the_plain_path_and_says_why(monkeypatch,
     # the decode loop of eval and compare uses nothing of trl: only transformers and torch gate it
     assert touchpoints.fast_path_check("generation").allowed == (package == "trl")
 
-    run = FakeRun()
-    assert train._trainer_class(run, None) is GRPOTrainer
-    printed = capsys.readouterr().out.splitlines()
+    capsys.readouterr()
+    trainer = decide(tmp_path)
+    assert not trainer.uses_fast_path()
+    printed = [line for line in capsys.readouterr().out.splitlines() if "fast path" in line]
     assert printed == [check.line]
-    assert run.facts["trainer"] == "GRPOTrainer"
-    assert run.facts["cpu_fast_path"] == {"setting": "auto", "used": False, "reason": check.reason}
+    assert trainer.facts["cpu_fast_path"] == {"setting": "auto", "used": False, "reason": check.reason}
 
 
 def test_a_patch_release_or_local_build_of_a_verified_minor_passes(monkeypatch):
@@ -100,27 +111,34 @@ def test_a_renamed_parameter_of_an_overridden_trl_method_takes_the_plain_path(mo
         in check.reason and "trl 1.16.0" in check.reason
 
 
-def test_the_verified_versions_take_the_fast_path_and_false_turns_it_off(capsys):
-    run = FakeRun()
-    assert train._trainer_class(run, None) is CPUFastGRPOTrainer
-    assert capsys.readouterr().out == "trainer: CPU fast path (tinyr1.cpu.trainer; --cpu_fast_path false for trl's " \
-        "own)\n"
-    assert run.facts["cpu_fast_path"]["setting"] == "auto" and run.facts["cpu_fast_path"]["used"]
-    assert train._trainer_class(run, True) is CPUFastGRPOTrainer  # forcing inside the gate changes nothing
-    assert train._trainer_class(run, False) is GRPOTrainer
-    assert run.facts["cpu_fast_path"] == {"setting": "false", "used": False, "reason": "--cpu_fast_path false"}
-    gpu = FakeRun("cuda")
-    assert train._trainer_class(gpu, True) is GRPOTrainer and gpu.facts["cpu_fast_path"]["reason"] == "not on a CPU"
+def test_the_verified_versions_take_the_fast_path_and_false_turns_it_off(capsys, tmp_path):
+    trainer = decide(tmp_path)
+    assert trainer.uses_fast_path() and isinstance(trainer, GRPOTrainer)
+    printed = capsys.readouterr().out
+    assert "trainer: CPU fast path (tinyr1.cpu.trainer; cpu_fast_path false for trl's own)\n" in printed
+    assert trainer.facts["cpu_fast_path"]["setting"] == "auto" and trainer.facts["cpu_fast_path"]["used"]
+    assert decide(tmp_path, cpu_fast_path=True).uses_fast_path()  # forcing inside the gate changes nothing
+    off = decide(tmp_path, cpu_fast_path=False)
+    assert not off.uses_fast_path()
+    assert off.facts["cpu_fast_path"] == {"setting": "false", "used": False, "reason": "cpu_fast_path false"}
 
 
-def test_forcing_outside_the_gate_takes_the_fast_path_with_a_warning(monkeypatch, capsys):
+def test_activation_checkpointing_keeps_trls_step_and_says_why(capsys, tmp_path):
+    trainer = decide(tmp_path, activation_checkpointing=True)
+    assert not trainer.uses_fast_path()
+    assert "trainer: trl's own GRPOTrainer step, not the CPU fast path: activation checkpointing is on" in \
+        capsys.readouterr().out
+    assert trainer.facts["cpu_fast_path"]["reason"].startswith("activation checkpointing is on")
+
+
+def test_forcing_outside_the_gate_takes_the_fast_path_with_a_warning(monkeypatch, capsys, tmp_path):
     fake(monkeypatch, "trl", "1.17.0")
-    run = FakeRun()
-    assert train._trainer_class(run, True) is ForcedCPUFastGRPOTrainer
-    printed = capsys.readouterr().out.splitlines()
+    capsys.readouterr()
+    trainer = decide(tmp_path, cpu_fast_path=True)
+    printed = [line for line in capsys.readouterr().out.splitlines() if "fast path" in line]
     assert len(printed) == 1 and printed[0].startswith("warning: CPU fast path forced by --cpu_fast_path true")
     assert "found trl 1.17.0" in printed[0] and "verified on trl 1.16.*" in printed[0]
-    assert run.facts["trainer"] == "ForcedCPUFastGRPOTrainer" and run.facts["cpu_fast_path"]["used"]
+    assert trainer.uses_fast_path() and trainer.facts["cpu_fast_path"]["used"]
 
 
 def test_the_trainer_outside_the_gate_runs_trls_own_code_unless_forced(monkeypatch, tmp_path, capsys):
@@ -161,7 +179,7 @@ def test_the_decode_loop_of_eval_follows_the_gate_and_says_why_once(monkeypatch,
 @pytest.mark.parametrize(("given", "expected"), [([], None), (["--cpu_fast_path", "true"], True),
                                                  (["--cpu_fast_path", "false"], False)])
 def test_cpu_fast_path_has_three_states_on_the_command_line(given, expected):
-    assert train.parse_args(given, check_setup=False)[0].cpu_fast_path is expected
+    assert train.parse_args(given, check_setup=False).args.cpu_fast_path is expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [("cpu_fast_path: true\n", True), ("cpu_fast_path: false\n", False),
@@ -169,7 +187,7 @@ def test_cpu_fast_path_has_three_states_on_the_command_line(given, expected):
 def test_cpu_fast_path_has_three_states_in_a_recipe(tmp_path, text, expected):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(text)
-    assert train.parse_args(["--config", str(recipe)], check_setup=False)[0].cpu_fast_path is expected
+    assert train.parse_args(["--config", str(recipe)], check_setup=False).args.cpu_fast_path is expected
 
 
 def shim(tmp_path, trl_version: str) -> dict:
@@ -206,7 +224,7 @@ def test_train_with_a_newer_trl_completes_on_plain_trl_and_says_why(cli, gsm8k_d
     assert len(gate) == 1 and gate[0].startswith("warning: CPU fast path forced by --cpu_fast_path true, unverified")
     assert "found trl 1.17.0" in gate[0] and "verified on trl 1.16.*" in gate[0]
     run = json.loads((forced_out / "run.json").read_text())
-    assert run["trainer"] == "ForcedCPUFastGRPOTrainer" and run["cpu_fast_path"]["setting"] == "true"
+    assert run["cpu_fast_path"]["setting"] == "true" and run["cpu_fast_path"]["used"]
 
 
 def test_sampling_options_are_refused_outside_the_verified_trl(monkeypatch):
@@ -215,14 +233,13 @@ def test_sampling_options_are_refused_outside_the_verified_trl(monkeypatch):
     from tinyr1.infra.errors import TinyR1Error
     from tinyr1.training.sampling import check_sampling_options
 
-    script = SimpleNamespace(dynamic_sampling=True, curriculum=False, curriculum_levels=None)
-    training = SimpleNamespace(world_size=1)
+    settings = SimpleNamespace(dynamic_sampling=True, curriculum=False)
     assert touchpoints.fast_path_check("sampling").allowed
-    check_sampling_options(script, training, [])  # verified: accepted
+    check_sampling_options(settings, 1, [])  # verified: accepted
     forget()
     fake(monkeypatch, "trl", "1.17.0")
     with pytest.raises(TinyR1Error, match=r"dynamic_sampling/curriculum: found trl 1\.17\.0; verified on trl 1\.16"):
-        check_sampling_options(script, training, [])
+        check_sampling_options(settings, 1, [])
     forget()
     monkeypatch.setitem(touchpoints.SAMPLING_OVERRIDDEN, "_generate_and_score_completions", ("self", "batch"))
     fake(monkeypatch, "trl", "1.16.0")

@@ -28,13 +28,13 @@ def test_probe_reports_every_signal_number(tmp_path, capsys):
 def test_probe_scores_a_bare_number_as_not_strict_correct(monkeypatch, scoring, expected):
     # The model's answers are fixed (a bare "7" and a tagged, worked "7" for gold 7) so only the probe's scoring
     # is measured; the tiny model still loads as in a real probe.
-    from tinyr1.models import generation as batch_generation
-    from tinyr1.tasks import data
+    from tinyr1.evaluation import probe
+    from tinyr1.models.generation import Generation
 
     texts = ["7", "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>"]
-    monkeypatch.setattr(data, "load_examples", lambda *a, **k: ([{"question": "3 + 4?", "answer": "7"}] * 2, None))
-    monkeypatch.setattr(batch_generation, "generate_batch", lambda model, tok, conversations, **k: [
-        batch_generation.Generation(texts[i % 2], 3, False) for i in range(len(conversations))])
+    monkeypatch.setattr(probe, "load_examples", lambda *a, **k: ([{"question": "3 + 4?", "answer": "7"}] * 2, None))
+    monkeypatch.setattr(probe, "generate_batch", lambda model, tok, conversations, **k: [
+        Generation(texts[i % 2], 3, False) for i in range(len(conversations))])
     result = main(["--model", str(ASSETS / "tiny-qwen2"), "--greedy_questions", "2", "--prompts", "1", "--k", "2",
                    "--scoring", scoring, "--reward_funcs", "correctness"])
     assert result["greedy_accuracy_strict"] == 0.5

@@ -44,8 +44,8 @@ def test_dump_round_trips(recipe, tmp_path):
     "yaml_text,argv,message",
     [
         ("learnig_rate: 1\n", [], "r.yaml: unknown key 'learnig_rate'; did you mean 'learning_rate'?"),
-        ("", ["--num_generation", "4"], "command line: unknown key 'num_generation'; did you mean 'num_generations'?"),
-        ("", ["--bogus=3"], "command line: unknown key 'bogus'"),
+        ("", ["--num_generation", "4"], "--num_generation: unknown flag; did you mean --num_generations?"),
+        ("", ["--bogus=3"], "--bogus: unknown flag; see --help"),
         ("a: [1\n", [], "not valid YAML"),
         ("- 1\n", [], "must be a YAML mapping"),
     ],

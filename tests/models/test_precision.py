@@ -101,13 +101,14 @@ def test_train_and_sft_defaults_follow_the_cpu(fake_cpu):
     from tinyr1.commands import sft, train
 
     fake_cpu(mkldnn=False, speedup=0.15)
-    assert train.recipe_defaults()["bf16"] is False and sft.recipe_defaults()["bf16"] is False
-    script, training, model_args, values = train.parse_args(["--model_name_or_path", "x"])
-    assert training.bf16 is False and training.mixed_precision == "no"
+    for command in (train, sft):
+        training = command.parse_args(["--model_name_or_path", "x"]).args
+        assert training.bf16 is False and training.mixed_precision == "no" and training.use_cpu
+        assert not training.activation_checkpointing and not training.gradient_checkpointing
     fake_cpu(mkldnn=True, speedup=3.0)
-    assert train.recipe_defaults()["bf16"] is True and sft.recipe_defaults()["bf16"] is True
-    script, training, model_args, values = train.parse_args(["--model_name_or_path", "x", "--bf16", "false"])
-    assert training.bf16 is False  # an explicit choice wins
+    for command in (train, sft):
+        assert command.parse_args(["--model_name_or_path", "x"]).args.bf16 is True
+        assert command.parse_args(["--model_name_or_path", "x", "--bf16", "false"]).args.bf16 is False  # asked
 
 
 def test_environment_override_and_the_real_probe(monkeypatch):

@@ -82,18 +82,13 @@ def test_out_of_memory_is_exit_4_with_remedies(tmp_path):
     from tinyr1.infra.errors import OutOfMemoryError
     from tinyr1.infra.out_of_memory import oom_remedies
 
-    class Trainer:
-        state = SimpleNamespace(global_step=3)
-
-        def train(self, resume_from_checkpoint=None):
-            raise torch.OutOfMemoryError("CUDA out of memory")
-
     run = RunDir.claim(tmp_path / "r", "train", resume=False, overwrite=False)
     training = SimpleNamespace(per_device_train_batch_size=16, gradient_accumulation_steps=4,
                                max_completion_length=200, num_generations=16)
     with pytest.raises(OutOfMemoryError) as err:
-        run.train(Trainer(), None, remedies=lambda: oom_remedies(training, SimpleNamespace(),
-                                                                 "max_completion_length"))
+        with run.training(global_step=lambda: 3, remedies=lambda: oom_remedies(training, SimpleNamespace(),
+                                                                                "max_completion_length")):
+            raise torch.OutOfMemoryError("CUDA out of memory")
     assert err.value.exit_code == 4 and "per_device_train_batch_size 16 -> 8" in str(err.value)
     assert "num_generations 16 -> 8" in str(err.value)
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "out of memory"

@@ -3,21 +3,13 @@ and the rates and the sampler's state survive a resume."""
 
 import json
 
+import trl
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-from trl import GRPOConfig, GRPOTrainer
 
+from tinyr1 import GRPOConfig, GRPOTrainer
 from tinyr1.models.loading import ensure_pad_token
-from tinyr1.training.curriculum import (
-    INDEX,
-    LEVEL,
-    CurriculumSampler,
-    LevelSchedule,
-    PassRates,
-    load_curriculum,
-    with_curriculum,
-)
-from tinyr1.training.dynamic_sampling import with_dynamic_sampling
+from tinyr1.training.curriculum import INDEX, LEVEL, CurriculumSampler, LevelSchedule, PassRates, load_curriculum
 
 from ..conftest import ASSETS, REPO
 
@@ -31,36 +23,38 @@ def correct_by_kind(completions, kind, **kwargs):
     return [1.0 if k == "solved" or (k == "mixed" and len(t) % 2) else 0.0 for t, k in zip(texts, kind, strict=True)]
 
 
-def train_recording(tmp_path, rows, reward, wrap, record, **config):
-    """Train the tiny model on ``rows`` with ``wrap(trainer class)``; returns the trainer and ``record(inputs,
-    num_generations)`` of every generation it ran (refills included)."""
+def train_recording(tmp_path, monkeypatch, rows, reward, record, **config):
+    """Train the tiny model on ``rows`` with tinyr1's GRPOTrainer and the curriculum on; returns the trainer and
+    ``record(inputs, num_generations)`` of every generation trl ran (dynamic sampling's refills included)."""
     set_seed(0)
     model = AutoModelForCausalLM.from_pretrained(TINY)
     tokenizer = AutoTokenizer.from_pretrained(TINY)
     ensure_pad_token(tokenizer, model)
     drawn = []
+    generate = trl.GRPOTrainer._generate_and_score_completions
 
-    class Recording(GRPOTrainer):
-        def _generate_and_score_completions(self, inputs):
-            drawn.append(record(inputs, self.num_generations))
-            return super()._generate_and_score_completions(inputs)
+    def recording_generate(self, inputs):  # trl's own method, beneath the curriculum and dynamic sampling
+        drawn.append(record(inputs, self.num_generations))
+        return generate(self, inputs)
 
-    args = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, activation_checkpointing=False,
-                      logging_steps=1, report_to="none", save_strategy="no", seed=0, disable_tqdm=True,
-                      log_level="error", **config)
-    trainer = wrap(Recording)(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
-                              processing_class=tokenizer)
+    monkeypatch.setattr(trl.GRPOTrainer, "_generate_and_score_completions", recording_generate)
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), curriculum=True, logging_steps=1, report_to="none",
+                      save_strategy="no", seed=0, disable_tqdm=True, log_level="error", **config)
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
+                          processing_class=tokenizer)
     trainer.train()
     return trainer, drawn
 
 
-def test_solved_prompts_are_retired_and_failed_ones_revisited_less(tmp_path):
-    rates = PassRates(min_groups=1, revisit=0.0)  # failed prompts at weight 0 too: the draws must avoid both
-    rows = [{"prompt": f"Question {i}: what is {i} + {i}?", "kind": k, INDEX: i} for i, k in enumerate(KINDS)]
+def test_solved_prompts_are_retired_and_failed_ones_revisited_less(tmp_path, monkeypatch):
+    # curriculum_revisit 0: failed prompts at weight 0 too, so the draws must avoid both
+    rows = [{"prompt": f"Question {i}: what is {i} + {i}?", "kind": k} for i, k in enumerate(KINDS)]
     trainer, drawn = train_recording(
-        tmp_path, rows, correct_by_kind, lambda cls: with_curriculum(cls, rates),
+        tmp_path, monkeypatch, rows, correct_by_kind,
         lambda inputs, size: [(row[INDEX], row["kind"]) for row in inputs[::size]],
+        curriculum_min_groups=1, curriculum_revisit=0.0,
         per_device_train_batch_size=8, num_generations=4, max_completion_length=8, learning_rate=1e-3, max_steps=8)
+    rates = trainer.curriculum_rates
     settled, previous = set(), set()
     for batch in drawn:
         for index, kind in batch:
@@ -179,13 +173,14 @@ def correct_never(completions, **kwargs):
     return [0.0] * len(completions)
 
 
-def test_refills_of_dynamic_sampling_come_from_the_open_levels(tmp_path):
-    levels = LevelSchedule(count=2, threshold=1.0, window=1)  # never reached: level 1 stays closed
-    rows = [{"prompt": f"Question {i}: what is {i} + {i}?", INDEX: i, LEVEL: int(i >= 4)} for i in range(12)]
-    _, drawn = train_recording(
-        tmp_path, rows, correct_never,
-        lambda cls: with_curriculum(with_dynamic_sampling(cls, 2, 1e-6, 0), PassRates(), None, levels),
-        lambda inputs, size: [row[LEVEL] for row in inputs],
-        per_device_train_batch_size=4, num_generations=2, max_completion_length=4, max_steps=2)
+def test_refills_of_dynamic_sampling_come_from_the_open_levels(tmp_path, monkeypatch):
+    # a threshold of 1.0 is never reached here: level 1 stays closed
+    rows = [{"prompt": f"Question {i}: what is {i} + {i}?", LEVEL: int(i >= 4)} for i in range(12)]
+    trainer, drawn = train_recording(
+        tmp_path, monkeypatch, rows, correct_never, lambda inputs, size: [row[LEVEL] for row in inputs],
+        dynamic_sampling=True, dynamic_sampling_max_rounds=2, curriculum_level_threshold=1.0,
+        curriculum_level_window=1, per_device_train_batch_size=4, num_generations=2, max_completion_length=4,
+        max_steps=2)
+    assert trainer.curriculum_levels.count == 2 and trainer.curriculum_levels.level == 0
     assert len(drawn) == 2 * 3  # each step: its batch and two refill rounds, all groups dropped
     assert {level for batch in drawn for level in batch} == {0}, drawn

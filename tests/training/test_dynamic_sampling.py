@@ -3,12 +3,12 @@ bound, and ``tinyr1 train --dynamic_sampling true`` logs what it dropped."""
 
 import json
 
+import trl
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-from trl import GRPOConfig, GRPOTrainer
 
+from tinyr1 import GRPOConfig, GRPOTrainer
 from tinyr1.models.loading import ensure_pad_token
-from tinyr1.training.dynamic_sampling import with_dynamic_sampling
 
 from ..conftest import ASSETS, REPO
 
@@ -23,36 +23,41 @@ def kind_reward(completions, kind, **kwargs):
             for c, k in zip(completions, kind, strict=True)]
 
 
-def make_trainer(tmp_path, prompts, max_rounds, base=GRPOTrainer, **overrides):
+def make_trainer(tmp_path, prompts, max_rounds, monkeypatch, **overrides):
+    """tinyr1's GRPOTrainer with dynamic sampling on; records every generation trl runs (refills included) and
+    every batch that reaches the loss."""
     set_seed(0)
     model = AutoModelForCausalLM.from_pretrained(TINY)
     tokenizer = AutoTokenizer.from_pretrained(TINY)
     ensure_pad_token(tokenizer, model)
     seen, calls = [], []
+    generate = trl.GRPOTrainer._generate_and_score_completions
 
-    class Recording(base):
+    def recording_generate(self, inputs):  # trl's own method, beneath dynamic sampling's loop
+        calls.append([row["kind"] for row in inputs])
+        return generate(self, inputs)
+
+    monkeypatch.setattr(trl.GRPOTrainer, "_generate_and_score_completions", recording_generate)
+
+    class Recording(GRPOTrainer):
         def compute_loss(self, model, inputs, *args, **kwargs):
             seen.append(self.processing_class.batch_decode(inputs["prompt_ids"], skip_special_tokens=True))
             return super().compute_loss(model, inputs, *args, **kwargs)
 
-        def _generate_and_score_completions(self, inputs):
-            calls.append([row["kind"] for row in inputs])
-            return super()._generate_and_score_completions(inputs)
-
-    cls = with_dynamic_sampling(Recording, max_rounds, 1e-6, seed=0)
-    settings = dict(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, activation_checkpointing=False,
+    settings = dict(output_dir=str(tmp_path / "out"), dynamic_sampling=True, dynamic_sampling_max_rounds=max_rounds,
+                    use_cpu=True, bf16=False, activation_checkpointing=False,
                     per_device_train_batch_size=8, num_generations=4, max_completion_length=12, learning_rate=1e-2,
                     max_steps=2, logging_steps=1, report_to="none", save_strategy="no", seed=0, disable_tqdm=True,
                     log_level="error")
     settings.update(overrides)
     dataset = Dataset.from_list([{"prompt": p, "kind": k} for p, k in prompts])
-    trainer = cls(model=model, reward_funcs=[kind_reward], args=GRPOConfig(**settings), train_dataset=dataset,
-                  processing_class=tokenizer)
+    trainer = Recording(model=model, reward_funcs=[kind_reward], args=GRPOConfig(**settings),
+                        train_dataset=dataset, processing_class=tokenizer)
     return trainer, seen, calls
 
 
-def test_groups_without_variance_never_reach_the_loss(tmp_path):
-    trainer, seen, calls = make_trainer(tmp_path, PROMPTS, max_rounds=8)
+def test_groups_without_variance_never_reach_the_loss(tmp_path, monkeypatch):
+    trainer, seen, calls = make_trainer(tmp_path, PROMPTS, max_rounds=8, monkeypatch=monkeypatch)
     trainer.train()
     flat = {p for p, k in PROMPTS if k == "flat"}
     trained = [row for batch in seen for row in batch]
@@ -63,9 +68,9 @@ def test_groups_without_variance_never_reach_the_loss(tmp_path):
     assert sum(h["dynamic_sampling/dropped_other"] for h in logged) >= 1
 
 
-def test_the_refill_stops_at_its_bound_and_trains_on_trls_batch(tmp_path):
+def test_the_refill_stops_at_its_bound_and_trains_on_trls_batch(tmp_path, monkeypatch):
     only_flat = [(p, "flat") for p, _ in PROMPTS]
-    trainer, seen, calls = make_trainer(tmp_path, only_flat, max_rounds=2, max_steps=1)
+    trainer, seen, calls = make_trainer(tmp_path, only_flat, max_rounds=2, monkeypatch=monkeypatch, max_steps=1)
     trainer.train()
     assert len(calls) == 3  # the step's generation and two refills, no more
     step = next(h for h in trainer.state.log_history if "dynamic_sampling/rounds" in h)
@@ -74,9 +79,9 @@ def test_the_refill_stops_at_its_bound_and_trains_on_trls_batch(tmp_path):
     assert seen  # no group had variance: the step trained on the first generation, as plain trl would
 
 
-def test_too_few_groups_trains_on_those_it_has(tmp_path):
+def test_too_few_groups_trains_on_those_it_has(tmp_path, monkeypatch):
     one_varied = [PROMPTS[0]] + [(p, "flat") for p, _ in PROMPTS[1:]]
-    trainer, seen, calls = make_trainer(tmp_path, one_varied, max_rounds=0, max_steps=1,
+    trainer, seen, calls = make_trainer(tmp_path, one_varied, max_rounds=0, monkeypatch=monkeypatch, max_steps=1,
                                         per_device_train_batch_size=8, gradient_accumulation_steps=1)
     trainer.train()
     step = next(h for h in trainer.state.log_history if "dynamic_sampling/rounds" in h)
@@ -96,7 +101,7 @@ def test_cli_logs_dynamic_sampling(cli, gsm8k_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
     assert any("dynamic_sampling/groups_generated" in r for r in rows)
-    assert json.loads((out / "run.json").read_text())["trainer"].startswith("DynamicSampling")
+    assert "dynamic_sampling: true" in (out / "config.yaml").read_text()
 
 
 def test_cli_refuses_a_negative_bound(cli, tmp_path):

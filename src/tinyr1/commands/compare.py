@@ -109,12 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     return one_line_errors(p, "tinyr1 compare")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
+               caller: str | None = None) -> argparse.Namespace:
+    from tinyr1.infra.options import parse_command
     from tinyr1.infra.paths import check_output_file
-    from tinyr1.infra.validate import check, flag_source
 
-    args = build_parser().parse_args(argv)
-    check(vars(args), flag_source)
+    args = parse_command(build_parser(), argv, values, caller)
     if args.output is not None:  # checked before two models generate, not after; never a file of the user's
         check_output_file(args.output, "--output", owner="compare")
     return args

@@ -22,8 +22,18 @@ from pathlib import Path
 
 import torch
 
+from tinyr1.cpu.packing import fp16_weights_reason
+from tinyr1.cpu.touchpoints import fast_path_check
+from tinyr1.infra.cpu_features import cpu_bf16
 from tinyr1.infra.device import cuda_available
-from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.errors import CollapseError, TinyR1Error, one_line_errors
+from tinyr1.infra.out_of_memory import oom_remedies
+from tinyr1.infra.paths import looks_local
+from tinyr1.infra.threads import choose_threads
+from tinyr1.infra.validate import check_trainer_settings
+from tinyr1.models.loading import choose_precision, load_model_and_tokenizer, resolve_model
+from tinyr1.training import grpo, sft
+from tinyr1.training.guards import preflight_check
 
 TESTED = {"torch": "2.13.0", "trl": "1.16.0", "transformers": "5.23.0", "datasets": "5.2.0", "accelerate": "1.15.0",
           "peft": "0.21.2"}
@@ -62,16 +72,13 @@ def check_hardware(checks: Checklist) -> dict:
         checks.add(OK, "GPU", f"{torch.cuda.device_count()} x {props.name}, {props.total_memory / GiB:.0f} GiB each, "
                    f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no (fp32; fp16 overflows Qwen2.5)'}")
         return {"device": "cuda", "memory": props.total_memory, "total": memory}
-    from tinyr1.infra.threads import choose_threads
 
     threads = choose_threads()
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     checks.add(OK, "CPU", f"{os.cpu_count()} CPUs, {ram / GiB:.0f} GiB RAM, no GPU; tinyr1 uses {threads} "
                f"thread(s): {threads.why} (--num_threads or OMP_NUM_THREADS to change)")
-    from tinyr1.infra.cpu_features import cpu_bf16
 
     cpu = cpu_bf16()
-    from tinyr1.cpu.packing import fp16_weights_reason
 
     hint = "" if cpu.native or fp16_weights_reason(torch.float32) else \
         "; opt-in: cpu_generation_weights: fp16 halves the bytes a decode step reads (docs/cpu-fast-path.md)"
@@ -85,7 +92,6 @@ def check_fast_path(checks: Checklist, hardware: dict) -> None:
     if hardware["device"] != "cpu":
         checks.add(OK, "CPU fast path", "not used on a GPU")
         return
-    from tinyr1.cpu.touchpoints import fast_path_check
 
     for part in ("training", "generation"):
         check = fast_path_check(part)
@@ -94,8 +100,6 @@ def check_fast_path(checks: Checklist, hardware: dict) -> None:
 
 def locate_model(name: str) -> tuple[str, str, str | None]:
     """(status, detail, local config folder or None) for a model string, without touching the network."""
-    from tinyr1.models.loading import resolve_model
-
     try:
         resolved = resolve_model(name)
     except TinyR1Error as err:
@@ -115,7 +119,6 @@ def locate_dataset(name: str) -> tuple[str, str]:
         return OK, "generated offline by reasoning-gym"
     if Path(name).expanduser().exists():
         return OK, f"local: {name}"
-    from tinyr1.infra.paths import looks_local
 
     if looks_local(name) or "/" not in name:  # the same rule as the loader's: a hub dataset is owner/name
         return BLOCK, f"{name}: no such file or folder"
@@ -174,15 +177,12 @@ def load_recipe(command: str, config: str | None):
     """(kind, script, training, model_args): the recipe parsed exactly as ``tinyr1 <command>`` parses it."""
     argv = ["--config", config] if config else []
     if command == "sft":
-        from tinyr1.commands.sft import parse_args
+        recipe = sft.parse(argv, check_setup=False)
+        return "sft", recipe.script, recipe.args, recipe.model_args
 
-        script, training, model_args, _ = parse_args(argv, check_setup=False)
-        return "sft", script, training, model_args
-    from tinyr1.commands.train import load_rewards, parse_args
-
-    script, training, model_args, _ = parse_args(argv, check_setup=False)
-    load_rewards(script, training)  # an empty or broken reward list is a recipe error too
-    return "grpo", script, training, model_args
+    recipe = grpo.parse(argv, check_setup=False)
+    grpo.reward_funcs(recipe)  # an empty or broken reward list is a recipe error too
+    return "grpo", recipe.script, recipe.args, recipe.model_args
 
 
 def check_memory(checks: Checklist, kind, script, training, model_args, shape, hardware) -> None:
@@ -211,7 +211,6 @@ def check_memory(checks: Checklist, kind, script, training, model_args, shape, h
     if here["total"] < 0.9 * hardware["memory"]:
         checks.add(OK, "memory", detail)
         return
-    from tinyr1.infra.out_of_memory import oom_remedies
 
     checks.add(BLOCK, "memory", f"{detail}; will not fit: {oom_remedies(training, model_args, length_field)}")
 
@@ -223,9 +222,6 @@ def check_generation(checks: Checklist, name: str, local: str | None, params: fl
     if params and params * 4 > 0.5 * hardware["memory"]:
         checks.add(WARN, "generation", "skipped: the model is too large to load on this machine for a check")
         return
-    from tinyr1.infra.errors import CollapseError
-    from tinyr1.models.loading import choose_precision, load_model_and_tokenizer
-    from tinyr1.training.guards import preflight_check
 
     plan = choose_precision()
     model, tokenizer = load_model_and_tokenizer(name, dtype=plan.dtype, device=hardware["device"])
@@ -238,9 +234,6 @@ def check_generation(checks: Checklist, name: str, local: str | None, params: fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tinyr1.infra.errors import one_line_errors
-    from tinyr1.infra.validate import check_trainer_settings
-
     p = argparse.ArgumentParser(prog="tinyr1 doctor", description="Pre-flight checklist for a recipe; exit 1 "
                                 "when something blocks the run.")
     p.add_argument("--command", choices=("train", "sft"), default="train",

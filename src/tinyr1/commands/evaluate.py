@@ -225,12 +225,12 @@ def _claim_output_dir(out: Path):
     return lock
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
+               caller: str | None = None) -> argparse.Namespace:
     """The options, range-checked, and the output folder checked, before any model loads or generates."""
-    from tinyr1.infra.validate import check, flag_source
+    from tinyr1.infra.options import parse_command
 
-    args = build_parser().parse_args(argv)
-    check(vars(args), flag_source)
+    args = parse_command(build_parser(), argv, values, caller)
     check_output_dir(args.output_dir, "--output_dir")  # before any model loads or generates
     _check_not_foreign(Path(args.output_dir))
     if not args.predictions and not args.model_name_or_path:

@@ -14,7 +14,11 @@ import sys
 
 import torch
 
-from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.device import configure_cpu, default_device
+from tinyr1.infra.errors import TinyR1Error, one_line_errors
+from tinyr1.infra.options import parse_command
+from tinyr1.models.generation import stop_token_ids
+from tinyr1.models.loading import load_model_and_tokenizer
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 
 
@@ -23,7 +27,6 @@ def reply(model, tokenizer, messages: list[dict], max_new_tokens: int, temperatu
     """The model's next turn; streamed to stdout as it comes (``stream``), else printed whole (``echo``)."""
     from transformers import TextStreamer
 
-    from tinyr1.models.generation import stop_token_ids
 
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True).to(next(model.parameters()).device)
@@ -49,16 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default), >0 to sample")
     p.add_argument("--system_prompt", default=SYSTEM_PROMPT, help="system prompt (default: the recipe's; '' for none)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling")
-    from tinyr1.infra.errors import one_line_errors
 
     return one_line_errors(p, "tinyr1 generate")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from tinyr1.infra.validate import check, flag_source
-
-    args = build_parser().parse_args(argv)
-    check(vars(args), flag_source)
+def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
+               caller: str | None = None) -> argparse.Namespace:
+    args = parse_command(build_parser(), argv, values, caller)
     if not args.prompt and not args.interactive:
         raise TinyR1Error("give --prompt TEXT or --interactive")
     return args
@@ -66,9 +66,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_chat_model(args: argparse.Namespace):
     """The model (on the default device, in eval mode) and its tokenizer, which must have a chat template."""
-    from tinyr1.infra.device import default_device
-    from tinyr1.models.loading import load_model_and_tokenizer
-
     model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, adapter=args.adapter,
                                                 device=default_device())
     model.eval()
@@ -79,7 +76,6 @@ def load_chat_model(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from tinyr1.infra.device import configure_cpu
 
     configure_cpu()
     torch.manual_seed(args.seed)

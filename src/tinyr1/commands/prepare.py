@@ -18,15 +18,15 @@ import json
 import sys
 from pathlib import Path
 
+from tinyr1.infra.errors import one_line_errors
 from tinyr1.infra.files import write_jsonl
-from tinyr1.infra.paths import check_output_file, mark_written, written_by
+from tinyr1.infra.options import parse_command
+from tinyr1.infra.paths import check_output_file, make_dirs, mark_written, written_by
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import DEFAULT_DATASET, load_examples, local_source_files, to_prompt_rows
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tinyr1.infra.errors import one_line_errors
-
     parser = argparse.ArgumentParser(
         prog="tinyr1 prepare",
         description="Write the recipe's prompt rows ({prompt: [system, user], answer: gold}) as JSON lines.",
@@ -47,12 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     return one_line_errors(parser, "tinyr1 prepare")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
+               caller: str | None = None) -> argparse.Namespace:
     """The options, range-checked, and the output file checked before the data is read or generated."""
-    from tinyr1.infra.validate import check, flag_source
-
-    args = build_parser().parse_args(argv)
-    check(vars(args), flag_source)
+    args = parse_command(build_parser(), argv, values, caller)
     # Before the data is read or generated: the output is neither one of the input's files nor a file of yours.
     check_output_file(args.output, "--output", owner="prepare",
                       inputs=local_source_files(args.dataset_name, args.split))
@@ -68,8 +66,6 @@ def load_rows(args: argparse.Namespace) -> tuple[list[dict], int]:
 
 def write_rows(output: str | Path, rows: list[dict]) -> Path:
     """Write the rows as JSON lines, atomically, and mark the file as prepare's (so only prepare may replace it)."""
-    from tinyr1.infra.paths import make_dirs
-
     output = Path(output).expanduser()
     make_dirs(output.parent, "--output")
     write_jsonl(output, rows)

@@ -42,9 +42,9 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models.utils import unwrap_model_for_generation
 
-from tinyr1.cpu import touchpoints
+from tinyr1.cpu import decode_loop, packing, touchpoints
 from tinyr1.cpu.attention import cpu_attention
-from tinyr1.cpu.shared_prompts import distinct_rows, generate_shared_prompts
+from tinyr1.cpu.shared_prompts import distinct_rows, generate_shared_prompts, loop_decodes
 
 
 def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
@@ -154,11 +154,20 @@ class CPUFastGRPOTrainer(GRPOTrainer):
     generation_weights = "exact"
 
     def uses_fast_path(self) -> bool:
+        return self.fast_path_blocker() is None and (self.forced or touchpoints.announce("training"))
+
+    def fast_path_blocker(self) -> str | None:
+        """What in this run keeps trl's own path (versions aside: ``tinyr1.cpu.touchpoints``), or None."""
+        if self.accelerator.device.type != "cpu":
+            return "not on a CPU"
         # Activation checkpointing makes the model drop its key/value cache, which the shared prompt needs.
-        checkpointing = getattr(self.args, "activation_checkpointing", False) or self.args.gradient_checkpointing
-        return (self.accelerator.device.type == "cpu" and not self.use_vllm and not checkpointing
-                and not getattr(self, "use_transformers_continuous_batching", False)
-                and not getattr(self, "_is_vlm", False) and (self.forced or touchpoints.announce("training")))
+        if getattr(self.args, "activation_checkpointing", False) or self.args.gradient_checkpointing:
+            return "activation checkpointing is on (a small model on a CPU does not need it: set it to False)"
+        if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False):
+            return "generation runs in vLLM or continuous batching"
+        if getattr(self, "_is_vlm", False):
+            return "a vision-language model"
+        return None
 
     # Off the fast path both overrides hand trl exactly what trl passed, so a trl whose signatures changed (outside
     # the gate's versions) still runs its own code.
@@ -212,20 +221,18 @@ class CPUFastGRPOTrainer(GRPOTrainer):
         return completions, None
 
 
-def with_generation_weights(trainer_class: type, setting: str, args, model, lora: bool) -> tuple[type, dict]:
-    """``trainer_class`` decoding with ``setting`` weights (``tinyr1.cpu.packing.GENERATION_WEIGHTS``) where that
-    applies: the CPU fast path, a model and generation settings (``args``, the run's GRPOConfig: ``bf16``,
+def generation_weights(setting: str, fast_path: bool, args, model, lora: bool) -> dict:
+    """The weights a run decodes with: ``setting`` (``tinyr1.cpu.packing.GENERATION_WEIGHTS``) where that applies —
+    the CPU fast path (``fast_path``), a model and generation settings (``args``, the run's GRPOConfig: ``bf16``,
     ``cache_implementation``, ``generation_kwargs``) that ``tinyr1.cpu.decode_loop`` runs, no LoRA, an fp32 decode
-    on an x86 torch. Elsewhere one line says why the exact weights are used. Returns the class and the fact for
-    run.json."""
+    on an x86 torch — else the exact weights, with one line saying why. Returns the fact for run.json
+    (``used``: what the decode steps multiply by)."""
     from transformers import GenerationConfig
 
-    from tinyr1.cpu import decode_loop, packing
-    from tinyr1.cpu.shared_prompts import loop_decodes
 
     if setting == "exact":
-        return trainer_class, {"setting": setting, "used": "exact"}
-    if not issubclass(trainer_class, CPUFastGRPOTrainer):
+        return {"setting": setting, "used": "exact"}
+    if not fast_path:
         reason = "it needs the CPU fast path (tinyr1.cpu.trainer), which this run does not take"
     elif lora:
         reason = "a LoRA model generates through generate's own loop"
@@ -239,11 +246,18 @@ def with_generation_weights(trainer_class: type, setting: str, args, model, lora
     if reason:
         print(f"cpu_generation_weights={setting} does not apply: {reason}; generating with the exact weights",
               flush=True)
-        return trainer_class, {"setting": setting, "used": "exact", "reason": reason}
+        return {"setting": setting, "used": "exact", "reason": reason}
     print(f"generation: decode steps multiply by weights rounded to {setting} (cpu_generation_weights; the sampler "
           "differs slightly from the trained policy)", flush=True)
-    return (type(trainer_class.__name__, (trainer_class,), {"generation_weights": setting}),
-            {"setting": setting, "used": setting})
+    return {"setting": setting, "used": setting}
+
+
+def with_generation_weights(trainer_class: type, setting: str, args, model, lora: bool) -> tuple[type, dict]:
+    """``trainer_class`` decoding with the weights ``generation_weights`` chooses, and the fact for run.json."""
+    fact = generation_weights(setting, issubclass(trainer_class, CPUFastGRPOTrainer), args, model, lora)
+    if fact["used"] == "exact":
+        return trainer_class, fact
+    return type(trainer_class.__name__, (trainer_class,), {"generation_weights": fact["used"]}), fact
 
 
 class ForcedCPUFastGRPOTrainer(CPUFastGRPOTrainer):

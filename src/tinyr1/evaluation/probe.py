@@ -16,9 +16,18 @@ import argparse
 import json
 import time
 
+from tinyr1.infra.device import configure_cpu
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import write_text
+from tinyr1.infra.paths import check_output_file, make_dirs, mark_written
+from tinyr1.infra.validate import GRPO_RULES, at_least, check, flag_source, non_negative
+from tinyr1.models.generation import generate_batch
+from tinyr1.models.loading import load_model_and_tokenizer
 from tinyr1.tasks import answers
 from tinyr1.tasks.answers import SYSTEM_PROMPT
+from tinyr1.tasks.data import build_prompt, load_examples, local_source_files
+from tinyr1.tasks.reasoning_gym import check_dataset_options
+from tinyr1.tasks.rewards import get_reward_funcs
 
 
 def group_stats(groups: list[list[dict]]) -> dict:
@@ -70,27 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args) -> None:
     """Ranges and the data's options, before the model loads: one line naming the flag."""
-    from tinyr1.infra.paths import check_output_file
-    from tinyr1.infra.validate import GRPO_RULES, at_least, check, flag_source, non_negative
-    from tinyr1.tasks.reasoning_gym import check_dataset_options
-
     check(vars(args), flag_source, {**GRPO_RULES, "k": at_least(2), "prompts": at_least(1),
                                     "greedy_questions": non_negative()})
     check_dataset_options(args.dataset_name, args.dataset_options)
     if args.output:  # never a file of the user's, nor the data it reads (tinyr1.infra.paths)
-        from tinyr1.tasks.data import local_source_files
 
         check_output_file(args.output, "--output", owner="probe",
                           inputs=local_source_files(args.dataset_name, args.split))
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from tinyr1.infra.device import configure_cpu
-    from tinyr1.models.generation import generate_batch
-    from tinyr1.models.loading import load_model_and_tokenizer
-    from tinyr1.tasks.data import build_prompt, load_examples
-    from tinyr1.tasks.rewards import get_reward_funcs
-
     args = build_parser().parse_args(argv)
     check_args(args)
     configure_cpu()
@@ -141,8 +139,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.output:
         from pathlib import Path
 
-        from tinyr1.infra.files import write_text
-        from tinyr1.infra.paths import make_dirs, mark_written
 
         output = Path(args.output).expanduser()
         make_dirs(output.parent, "--output")

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import write_text
+from tinyr1.infra.version import __version__
 
 
 def looks_local(name: str) -> bool:
@@ -81,9 +83,6 @@ def mark_written(file: Path, command: str) -> None:
     """Record that tinyr1 ``command`` wrote ``file`` as it is now (its sidecar, written atomically). If the sidecar
     cannot be written (a full disk), ``file`` is removed before the error is raised: a file tinyr1 could not vouch
     for would read as the user's and block the retry."""
-    from tinyr1.infra.files import write_text
-    from tinyr1.infra.version import __version__
-
     file = Path(file)
     record = {"written_by": f"tinyr1 {command}", "command": command, "tinyr1": __version__,
               "bytes": file.stat().st_size, "sha256": _digest(file)}

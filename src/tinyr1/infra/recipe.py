@@ -31,8 +31,12 @@ def _valid_names(parser) -> list[str]:
     return sorted({a.dest for a in parser._actions if a.dest != "help"})
 
 
-def _unknown(key: str, valid: list[str], where: str) -> TinyR1Error:
+def _unknown(key: str, valid: list[str], where: str | None) -> TinyR1Error:
+    """One line for a misspelt field: ``where`` (a file, a Python call) names it as a key; ``None``, a flag."""
     close = difflib.get_close_matches(key, valid, n=1)
+    if where is None:
+        hint = f"; did you mean --{close[0]}?" if close else "; see --help for the valid flags"
+        return TinyR1Error(f"--{key}: unknown flag{hint}")
     hint = f"; did you mean {close[0]!r}?" if close else "; see --help for the valid fields"
     return TinyR1Error(f"{where}: unknown key {key!r}{hint}")
 
@@ -86,23 +90,31 @@ def _flags_given(parser, argv: list[str], valid: list[str]) -> set[str]:
         if token.startswith("--"):
             name = token.split("=")[0]
             if name not in options:
-                raise _unknown(name[2:], valid, "command line")
+                raise _unknown(name[2:], valid, None)
             given.add(options[name])
     return given
 
 
-def _convert(action: argparse.Action, value, where: str):
-    """A YAML value checked and converted the way argparse converts a flag's text, or one line naming it."""
-    if value is None or action.type is None:
+def convert_value(action: argparse.Action, value, where: str, many: bool | None = None):
+    """A YAML value or a Python keyword argument, checked and converted the way argparse converts a flag's text, or
+    one line naming it. ``many``: whether the option takes a list (default: its ``nargs`` says)."""
+    many = action.nargs in ("+", "*") if many is None else many
+    if value is None:
         return value
     if isinstance(value, list):
-        if action.nargs not in ("+", "*"):
+        if not many:
             raise TinyR1Error(f"{where}: expected one value, got a list")
         return [_convert_one(action, item, where) for item in value]
     return _convert_one(action, value, where)
 
 
 def _convert_one(action: argparse.Action, value, where: str):
+    if action.type is None:  # a plain text option
+        if isinstance(value, Path):
+            return str(value)
+        if not isinstance(value, str) and action.const is None and action.nargs != 0:
+            raise TinyR1Error(f"{where}: expected text, got {type(value).__name__}")
+        return value
     kind = getattr(action.type, "__name__", "value")
     if isinstance(value, dict):
         if action.type in (str, dict):  # trl's dict-or-JSON-string fields (model_init_kwargs...)
@@ -163,18 +175,42 @@ def _file_values(parser, path: str, valid: list[str], nullable: dict[str, bool])
             raise _unknown(str(key), valid, path)
         if value is None and not nullable.get(key, True):
             raise TinyR1Error(f"{path}: {key}: empty (null); give a value or remove the key")
-        values[key] = _convert(actions[key], value, f"{path}: {key}")
+        values[key] = convert_value(actions[key], value, f"{path}: {key}")
     return values
 
 
+def _python_values(parser, values: dict, valid: list[str], nullable: dict[str, bool], caller: str) -> dict:
+    """Keyword arguments of a Python call, checked and converted as a recipe's YAML values are; a mistake is one
+    line naming the argument as the caller wrote it (``tinyr1.train(max_steps=...)``)."""
+    actions = {}
+    for action in parser._actions:  # the typed action wins over its --no_<field> twin
+        if action.type is not None or action.dest not in actions:
+            actions[action.dest] = action
+    converted = {}
+    for key, value in values.items():
+        if key not in valid:
+            raise _unknown(str(key), valid, f"{caller}()")
+        where = f"{caller}({key}={value!r:.60})"
+        if value is None and not nullable.get(key, True):
+            raise TinyR1Error(f"{where}: None is not a value for {key}; give a value or leave it out")
+        if isinstance(value, tuple):
+            value = list(value)
+        if isinstance(value, dict) and actions[key].nargs in ("+", "*"):  # dataset_options={"min_terms": 2}
+            value = [f"{k}={v}" for k, v in value.items()]
+        converted[key] = convert_value(actions[key], value, where)
+    return converted
+
+
 def load_recipe(dataclass_types: list[type], argv: list[str] | None, prog: str, description: str | None = None,
-                defaults: dict | None = None, rules: dict | None = None) -> tuple[tuple, dict]:
+                defaults: dict | None = None, rules: dict | None = None, *, config: str | None = None,
+                python_values: dict | None = None, caller: str | None = None) -> tuple[tuple, dict]:
     """Parse ``[--config RECIPE.yaml] [--field value ...]`` once: (one instance per dataclass type, merged values).
 
     ``defaults`` (e.g. tinyr1's CPU policy) replace the dataclasses' own defaults; YAML values replace those;
-    flags override everything. The merged values are taken before the dataclasses derive anything, so
-    ``dump_recipe`` writes a file that loads again as ``--config`` and reproduces the run. ``rules`` override
-    ``tinyr1.infra.validate.RULES`` for this command.
+    ``python_values`` (the Python API's keyword arguments, from ``caller``, with the recipe file ``config``) replace
+    those, checked like YAML values; flags override everything. The merged values are taken before the dataclasses
+    derive anything, so ``dump_recipe`` writes a file that loads again as ``--config`` and reproduces the run.
+    ``rules`` override ``tinyr1.infra.validate.RULES`` for this command.
     """
     from trl import TrlParser
 
@@ -184,16 +220,21 @@ def load_recipe(dataclass_types: list[type], argv: list[str] | None, prog: str, 
     if defaults:
         parser.set_defaults_with_config(**defaults)
     path, rest = _split_config(argv)
+    path = str(config) if config is not None else path
     given = _flags_given(parser, rest, valid)
-    from_file = _file_values(parser, path, valid, _nullable(dataclass_types)) if path else {}
-    parser.set_defaults_with_config(**from_file)
+    nullable = _nullable(dataclass_types)
+    from_file = _file_values(parser, path, valid, nullable) if path else {}
+    from_python = _python_values(parser, python_values or {}, valid, nullable, caller or prog)
+    parser.set_defaults_with_config(**{**from_file, **from_python})
     namespace, unknown = parser.parse_known_args(rest)
     if unknown:
         flag = next((s for s in unknown if s.startswith("-")), unknown[0])
-        raise _unknown(flag.lstrip("-").split("=")[0], valid, "command line")
+        raise _unknown(flag.lstrip("-").split("=")[0], valid, None)
     values = dict(vars(namespace))
 
     def source(name: str) -> str:
+        if name in from_python and name not in given:
+            return f"{caller or prog}({name}={{value}})"
         return f"--{name}" if name in given or name not in from_file else f"{path}: {name}"
 
     validate.check(values, source, rules)
@@ -216,6 +257,11 @@ def parse_recipe(dataclass_types: list[type], argv: list[str] | None, prog: str,
 def recipe_values(dataclass_types: list[type], argv: list[str] | None, defaults: dict | None = None) -> dict:
     """``load_recipe``'s merged values alone (what ``dump_recipe`` writes)."""
     return load_recipe(dataclass_types, argv, "tinyr1", None, defaults)[1]
+
+
+def plain_values(values: dict) -> dict:
+    """A dict of settings as plain YAML types (enums by value, dataclasses as dicts, other objects as text)."""
+    return {str(k): _plain(v) for k, v in sorted(values.items())}
 
 
 def _plain(value):

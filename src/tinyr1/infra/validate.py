@@ -101,6 +101,12 @@ MAX_VALUE = 10**9
 MAX_ANY = 2**63 - 1
 
 
+def _said(where: str, item) -> str:
+    """How a message names a value: ``--max_steps 0``, ``recipe.yaml: max_steps 0``, or in a Python call
+    (``source`` returns ``tinyr1.train(max_steps={value})``) ``tinyr1.train(max_steps=0)``."""
+    return where.replace("{value}", repr(item)) if "{value}" in where else f"{where} {item!r}"
+
+
 def check(values: dict, source: Callable[[str], str], overrides: dict[str, Rule] | None = None) -> None:
     """Raise one line for the first value outside its range; ``source(field)`` says where it came from.
 
@@ -115,16 +121,16 @@ def check(values: dict, source: Callable[[str], str], overrides: dict[str, Rule]
             if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
             if isinstance(item, float) and not math.isfinite(item):
-                raise TinyR1Error(f"{source(field)} {item!r}: must be a finite number")
+                raise TinyR1Error(f"{_said(source(field), item)}: must be a finite number")
             if rule is None:
                 if abs(item) > MAX_ANY:
-                    raise TinyR1Error(f"{source(field)} {item!r}: too large; must be at most {MAX_ANY:,} in size")
+                    raise TinyR1Error(f"{_said(source(field), item)}: too large; must be at most {MAX_ANY:,} in size")
                 continue
             ok, reason = rule
             if not ok(item):
-                raise TinyR1Error(f"{source(field)} {item!r}: {reason}")
+                raise TinyR1Error(f"{_said(source(field), item)}: {reason}")
             if item > MAX_VALUE:
-                raise TinyR1Error(f"{source(field)} {item!r}: must be at most {MAX_VALUE:,}")
+                raise TinyR1Error(f"{_said(source(field), item)}: must be at most {MAX_VALUE:,}")
 
 
 def flag_source(field: str) -> str:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tinyr1.cpu.decode_loop import on_cpu
+
 
 @dataclass
 class Generation:
@@ -43,7 +45,6 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], *, max_new
     results: list[Generation | None] = [None] * len(prompts)
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else \
         {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    from tinyr1.cpu.decode_loop import on_cpu
 
     loop = on_cpu(model)  # tinyr1's decode loop where it applies and its versions were verified, else generate's
     bar = tqdm(total=len(prompts), desc=desc, unit="q", disable=not progress, dynamic_ncols=True)

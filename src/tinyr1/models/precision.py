@@ -45,8 +45,9 @@ def _parse_dtype(requested: str | torch.dtype | None) -> str:
 
 def training_request(training_args, dtype: str | None) -> str:
     """What the Trainer's flags ask ``choose_precision`` for. On CPU, ``--bf16`` equal to the automatic choice (the
-    default the Trainer flags got from ``trainer_device_defaults``) is the automatic choice, never "requested"; one
-    that differs is a request: ``--bf16 false`` on a native-bf16 CPU means fp32, ``--bf16 true`` elsewhere bf16."""
+    default the config got from ``tinyr1.training.config.MachineDefaults``) is the automatic choice, never
+    "requested"; one that differs is a request: ``--bf16 false`` on a native-bf16 CPU means fp32, ``--bf16 true``
+    elsewhere bf16."""
     if training_args.fp16:
         return "fp16"
     if default_device() == "cpu" and dtype in (None, "auto"):
@@ -108,13 +109,3 @@ def choose_precision(requested: str | torch.dtype | None = None, *, model_type: 
     else:
         why = "auto: generation on CPU is bound by reading the weights"
     return PrecisionPlan(torch.float32, False, False, device, f"precision: fp32 on CPU ({why})")
-
-
-def trainer_device_defaults() -> dict:
-    """The Trainer flags for this machine, shared by ``train`` and ``sft``: on CPU, bf16 autocast only where the CPU
-    multiplies bf16 natively and no activation checkpointing (it trades speed for memory a small model does not
-    need); on a GPU, bf16 where supported and checkpointing on."""
-    if default_device() == "cpu":
-        return {"use_cpu": True, "bf16": cpu_bf16().native, "activation_checkpointing": False}
-    return {"bf16": torch.cuda.is_bf16_supported(), "activation_checkpointing": True}
-

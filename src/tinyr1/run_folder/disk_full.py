@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.run_folder.checkpoints import latest_checkpoint
 
 
 def _size(path: Path) -> int:
@@ -23,8 +24,6 @@ def _mb(size: int) -> str:
 
 def disk_full_error(folder: Path, what: str = "a checkpoint") -> TinyR1Error:
     """The one line for a full disk under ``folder``: the space free there and what the last save took."""
-    from tinyr1.run_folder.checkpoints import latest_checkpoint
-
     try:
         free = _mb(shutil.disk_usage(folder).free)
     except OSError:

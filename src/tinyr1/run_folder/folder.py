@@ -16,28 +16,41 @@ line (``tinyr1.run_folder.disk_full``), run.json then says ``failed``, and no te
 
     run = RunDir.claim(training.output_dir, "train", resume=False, overwrite=False)
     run.write_run_json("running", model=...)        # once per state change: running, completed, failed...
-    run.train(trainer, resume_from_checkpoint=run.resolve_resume(value, values), remedies=...)  # OOM -> exit 4
+    with run.training(global_step=lambda: trainer.state.global_step, remedies=...):  # OOM -> exit 4
+        trainer.train(resume_from_checkpoint=run.resolve_resume(value, values))
     run.save_final(trainer, tokenizer)
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shutil
 import time
 from pathlib import Path
 
 from tinyr1.infra.errors import OutOfMemoryError, TinyR1Error, first_line
-from tinyr1.infra.files import drop_torn_last_line, is_disk_full
+from tinyr1.infra.files import drop_torn_last_line, is_disk_full, read_json
 from tinyr1.infra.out_of_memory import is_out_of_memory
 from tinyr1.infra.paths import check_output_dir, make_dirs
+from tinyr1.infra.version import __version__
 from tinyr1.run_folder import ownership
-from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint, stamp
+from tinyr1.run_folder import resume as resume_checks
+from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint
 from tinyr1.run_folder.disk_full import disk_full_error
 from tinyr1.run_folder.lock import RunLock
 from tinyr1.run_folder.run_json import mark_if_killed, status_in_place, write_json
 
 MARKER = ownership.MARKER
+
+
+def wants_resume(value) -> bool:
+    """Whether a ``resume_from_checkpoint`` value asks to resume (trl passes strings from the command line).
+
+    >>> [wants_resume(v) for v in (None, "", "false", "False", "latest", "true", "outputs/run/checkpoint-5")]
+    [False, False, False, False, True, True, True]
+    """
+    return value not in (None, "", "false", "False")
 
 
 class RunDir:
@@ -104,8 +117,6 @@ class RunDir:
 
     def _already_a_run(self, marker: dict, owned: set[str]) -> str:
         """The refusal of a fresh run into a run's folder; every way out it names works now (the lock is ours)."""
-        from tinyr1.infra.files import read_json
-
         try:
             status = (read_json(self.path / "run.json") or {}).get("status")
         except TinyR1Error:
@@ -141,32 +152,6 @@ class RunDir:
             self._written |= new
             ownership.write_marker(self.path, self.command, self._written, self._foreign, self.run_id)
 
-    def callback(self):
-        """A TrainerCallback that stamps each checkpoint as the run's before the Trainer writes it, and records
-        checkpoints and logs as they appear."""
-        from transformers import TrainerCallback
-
-        run = self
-
-        class _Record(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                self._stamp(state, control)
-
-            def on_epoch_end(self, args, state, control, **kwargs):
-                self._stamp(state, control)
-
-            def _stamp(self, state, control):
-                if control.should_save and run.main and run.run_id:
-                    stamp(run.path / f"checkpoint-{state.global_step}", run.run_id)
-
-            def on_save(self, args, state, control, **kwargs):
-                run.record()
-
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                run.record()
-
-        return _Record()
-
     # ------------------------------------------------------------ resuming
 
     def resolve_resume(self, value: str | None, values: dict | None = None, accept_changes: bool = False,
@@ -174,9 +159,7 @@ class RunDir:
         """None, or the checkpoint folder to resume from: ``latest`` (or true) is the run's newest complete one.
         With the run's settings (``values``), also what ``tinyr1.run_folder.resume`` checks; a finished run
         raises ``FinishedRun``."""
-        from tinyr1.run_folder import resume as resume_checks
-
-        if value in (None, "", "false", "False"):
+        if not wants_resume(value):
             return None
         if values is not None:
             resume_checks.check_not_finished(self.path, values)
@@ -208,7 +191,6 @@ class RunDir:
         import transformers
         import trl
 
-        from tinyr1.infra.version import __version__
 
         info = {"command": self.command, **{k: v for k, v in self.facts.items() if k in ("model", "dataset")},
                 "status": status, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
@@ -242,14 +224,15 @@ class RunDir:
                 raise
             raise TinyR1Error(f"cannot set up training: {first_line(err)}") from None
 
-    def train(self, trainer, resume_from_checkpoint: str | None, remedies) -> None:
-        """``trainer.train``; out of memory becomes exit 4 with ``remedies()``, a full disk one line; any failure
-        is noted in run.json."""
+    @contextlib.contextmanager
+    def training(self, global_step, remedies):
+        """Around a trainer's ``train``: out of memory becomes exit 4 with ``remedies()``, a full disk one line, a
+        package a setting needs one line; any failure is noted in run.json with ``global_step()``."""
         try:
-            trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+            yield
         except BaseException as err:
             oom, full = is_out_of_memory(err), is_disk_full(err)
-            self._note("out of memory" if oom else "failed", global_step=trainer.state.global_step,
+            self._note("out of memory" if oom else "failed", global_step=global_step(),
                        **({"error": "disk full"} if full else {}))
             if oom:
                 raise OutOfMemoryError(remedies()) from None
@@ -258,15 +241,16 @@ class RunDir:
             if isinstance(err, ImportError):  # a package a setting needs (an optimizer's, a logger's) is missing
                 raise TinyR1Error(f"cannot train: {first_line(err)}") from None
             raise
-        self.facts["global_step"] = trainer.state.global_step
+        self.facts["global_step"] = global_step()
 
-    def interrupted(self, trainer, signum: int) -> int:
-        """After a first Ctrl-C/SIGTERM (a checkpoint of the finished step was saved): run.json ``interrupted``, the
-        resume command, and the shell's exit code for the signal (130 for Ctrl-C, 143 for SIGTERM)."""
+    def interrupted(self, step: int, signum: int, resume: str | None = None) -> int:
+        """After a first Ctrl-C/SIGTERM (a checkpoint of the finished step was saved): run.json ``interrupted``, how
+        to resume (``resume``, default the CLI's command), and the shell's exit code for the signal (130 for Ctrl-C,
+        143 for SIGTERM)."""
         self.write_run_json("interrupted")
-        resume = f"tinyr1 {self.command} --config {self.path / 'config.yaml'} --resume_from_checkpoint latest"
-        print(f"stopped at step {trainer.state.global_step}; checkpoint saved in {self.path}\nresume with: {resume}",
-              flush=True)
+        config = self.path / "config.yaml"
+        resume = resume or f"tinyr1 {self.command} --config {config} --resume_from_checkpoint latest"
+        print(f"stopped at step {step}; checkpoint saved in {self.path}\nresume with: {resume}", flush=True)
         return 128 + signum
 
     def save_final(self, trainer, tokenizer, merge_lora: bool = False) -> None:

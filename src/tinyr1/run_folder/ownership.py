@@ -26,6 +26,8 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
+from tinyr1.infra.version import __version__
+from tinyr1.run_folder.checkpoints import stamped_by
 from tinyr1.run_folder.lock import LOCK
 
 MARKER = ".tinyr1-run"
@@ -59,8 +61,6 @@ def read_marker(folder: Path) -> dict | None:
 
 def write_marker(folder: Path, command: str, paths, foreign, run_id: str | None = None) -> str:
     """Write the marker (through a temporary file renamed into place); returns the run id."""
-    from tinyr1.infra.version import __version__
-
     run_id = run_id or uuid.uuid4().hex
     data = {"tinyr1": __version__, "command": command, "run_id": run_id, "paths": sorted(paths),
             "foreign": sorted(foreign)}
@@ -75,8 +75,6 @@ def entries(folder: Path) -> set[str]:
 
 def owned_names(folder: Path, marker: dict | None, names: set[str] | None = None) -> set[str]:
     """The top-level names in ``folder`` that are tinyr1's under ``marker`` (see the module docstring)."""
-    from tinyr1.run_folder.checkpoints import stamped_by
-
     if marker is None:
         return set()
     names = entries(folder) if names is None else names

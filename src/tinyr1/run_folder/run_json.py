@@ -75,7 +75,6 @@ def warn_if_unfinished(model: str | None) -> None:
     training, or that it was killed while saving (it is then marked ``killed``)."""
     import sys
 
-    from tinyr1.run_folder.lock import holder
 
     folder = Path(model or "").expanduser()
     if not model or not (folder / "run.json").is_file():

@@ -22,6 +22,7 @@ Rows need ``question`` and ``answer`` (GSM8K's worked answer ending in ``#### <g
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -235,6 +236,43 @@ def to_prompt_rows(examples: list[dict], system_prompt: str = SYSTEM_PROMPT) -> 
     """The recipe's rows: ``{"prompt": [system, user], "answer": gold, "solution": worked solution}``."""
     return [{"prompt": ex.get("prompt") or build_prompt(ex["question"], system_prompt), "answer": ex["answer"],
              "solution": ex.get("solution")} for ex in examples]
+
+
+# Rows read from an iterable dataset given in Python without a limit: one more is refused rather than read for ever.
+MAX_PYTHON_ROWS = 1_000_000
+
+
+def prompt_rows_from(rows, where: str, system_prompt: str = SYSTEM_PROMPT, skip_bad_rows: bool = False,
+                     limit: int | None = None) -> list[dict]:
+    """Prompt rows from rows given in Python — a list of dicts, a ``datasets.Dataset`` or ``IterableDataset`` — by
+    the rules a file's rows follow (``question`` and ``answer`` with a ``#### <gold>`` line, or prepared ``prompt``
+    and ``answer``); a bad row is one line naming ``where`` and its position. The first ``limit`` are kept.
+
+    >>> prompt_rows_from([{"question": "1 + 1?", "answer": "1 + 1 = 2 #### 2"}], "rows")[0]["answer"]
+    '2'
+    >>> prompt_rows_from([{"question": "1 + 1?"}], "rows")
+    Traceback (most recent call last):
+    tinyr1.infra.errors.TinyR1Error: rows[0]: missing field answer; rows need question, answer
+    """
+    if isinstance(rows, (str, bytes, dict)) or not hasattr(rows, "__iter__"):
+        raise TinyR1Error(f"{where}: expected a list of rows (dicts), a datasets.Dataset or an IterableDataset, got "
+                          f"{type(rows).__name__}")
+    cap = limit if limit is not None else MAX_PYTHON_ROWS
+    examples = []
+    for index, row in enumerate(itertools.islice(iter(rows), cap + 1)):
+        if index == cap:
+            if limit is None:
+                raise TinyR1Error(f"{where}: more than {MAX_PYTHON_ROWS:,} rows; give dataset_limit to read the "
+                                  "first N of an endless or very large dataset")
+            break
+        if not isinstance(row, dict):
+            raise TinyR1Error(f"{where}[{index}]: expected a dict with question and answer, got {type(row).__name__}")
+        example = _normalise_row(row, f"{where}[{index}]", skip_bad_rows)
+        if example is not None:
+            examples.append(example)
+    if not examples:
+        raise TinyR1Error(f"{where}: no usable rows")
+    return to_prompt_rows(examples, system_prompt)
 
 
 def load_prompt_rows(source: str = DEFAULT_DATASET, split: str = "train", limit: int | None = None, seed: int = 0,

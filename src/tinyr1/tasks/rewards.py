@@ -19,6 +19,7 @@ uses ``answers.is_correct``, which needs the ``<answer>`` block for strict scori
 from __future__ import annotations
 
 import importlib
+import inspect
 import numbers
 from collections.abc import Callable
 
@@ -271,6 +272,60 @@ def _try_once(name: str, func) -> None:
             r is None or (isinstance(r, numbers.Real) and not isinstance(r, bool)) for r in result):
         raise TinyR1Error(f"reward_funcs: {name} returned {str(result)[:60]!r} for one completion; it must return a "
                           "list with one float (or None) per completion")
+
+
+# What trl passes every reward function, besides the dataset's columns (trl 1.16's ``_calculate_rewards``).
+TRL_REWARD_KEYWORDS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
+
+
+def check_reward_signature(func, argument: str, columns: list[str] | None = None) -> None:
+    """One line, naming ``argument`` and the function, when trl could not call ``func`` as a reward:
+    ``func(prompts=..., completions=..., completion_ids=..., <each dataset column>=..., trainer_state=..., ...)``.
+    ``columns``: the dataset's columns where known (else a required parameter may be any column).
+
+    >>> def good(completions, answer, **kwargs): return [0.0] * len(completions)
+    >>> check_reward_signature(good, "reward_funcs", ["prompt", "answer"])
+    >>> def bad(text): return [len(text)]
+    >>> check_reward_signature(bad, "reward_funcs")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    tinyr1.infra.errors.TinyR1Error: reward_funcs: bad(text) cannot be called the way trl calls a reward, ...
+    """
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to read, trl will say
+        return
+    params = list(signature.parameters.values())
+    passed = set(TRL_REWARD_KEYWORDS) | set(columns or []) - {"prompt", "completion", "completion_ids"}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = [p for p in params if p.default is p.empty and p.kind is not p.VAR_KEYWORD
+                and p.kind is not p.VAR_POSITIONAL]
+    missing = [p.name for p in required if p.kind is p.POSITIONAL_ONLY
+               or (p.name not in passed and columns is not None)]
+    unexpected = [] if takes_any else sorted(passed - named)
+    if missing or unexpected or "completions" not in named | ({"completions"} if takes_any else set()):
+        name = getattr(func, "__name__", type(func).__name__)
+        raise TinyR1Error(f"{argument}: {name}{signature} cannot be called the way trl calls a reward, "
+                          f"{name}(prompts=..., completions=..., completion_ids=..., <each dataset column>=..., "
+                          f"**kwargs); define it as def {name}(completions, **kwargs) returning one float (or None) "
+                          "per completion")
+
+
+def check_reward_funcs(reward_funcs, argument: str = "reward_funcs", columns: list[str] | None = None) -> list:
+    """``reward_funcs`` as trl takes them (one, or a list), with tinyr1's registry names and
+    ``package.module:function`` resolved and every callable's signature checked (``check_reward_signature``); any
+    other string or a model is a reward model, left to trl."""
+    items = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+    if not items or any(item is None for item in items):
+        raise TinyR1Error(f"{argument}: give at least one reward function, e.g. {', '.join(DEFAULT_REWARDS)}")
+    resolved = []
+    for item in items:
+        if isinstance(item, str) and (item in REWARD_FUNCS or ":" in item):
+            item = get_reward_func(item)
+        elif callable(item) and not hasattr(item, "forward"):  # a model is callable too: trl's to run
+            check_reward_signature(item, argument, columns)
+        resolved.append(item)
+    return resolved
 
 
 def get_reward_funcs(names: list[str] | str) -> list[RewardFunc]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tinyr1.infra.files import read_json, read_jsonl
 from tinyr1.tasks import answers, rewards
 
 METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
@@ -61,8 +62,6 @@ def rescored_metrics(eval_dir: str | Path) -> dict | None:
     Without the samples to score again, the old ``accuracy_strict`` (the recipe reward's rule) is moved to
     ``accuracy_recipe_reward`` and ``accuracy_strict`` becomes None, so a table never shows it under the new name.
     """
-    from tinyr1.infra.files import read_json, read_jsonl
-
     folder = Path(eval_dir)
     metrics = read_json(folder / "metrics.json")
     if not isinstance(metrics, dict) or "accuracy_recipe_reward" in metrics or "accuracy_strict" not in metrics:

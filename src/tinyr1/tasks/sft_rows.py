@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.tasks.answers import SYSTEM_PROMPT
+from tinyr1.tasks.data import build_prompt, check_messages, load_examples, load_raw_rows
+from tinyr1.tasks.reasoning_gym import check_dataset_options
 
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -34,8 +36,6 @@ def reasoning_completion(solution: str, gold: str) -> str:
 
 
 def _raw_rows(source: str, split: str):
-    from tinyr1.tasks.data import load_raw_rows
-
     return load_raw_rows(source, split)
 
 
@@ -61,8 +61,6 @@ def alpaca_rows(source: str, split: str, limit: int | None, as_chat: bool, eos_t
 
 def reasoning_rows(source: str, split: str, limit: int | None, seed: int, system_prompt: str,
                    options=None) -> list[dict]:
-    from tinyr1.tasks.data import build_prompt, load_examples
-
     examples, _ = load_examples(source, split, limit, seed, options=options)
     rows = [{"prompt": build_prompt(ex["question"], system_prompt),
              "completion": [{"role": "assistant", "content": reasoning_completion(ex["solution"], ex["answer"])}]}
@@ -74,8 +72,6 @@ def reasoning_rows(source: str, split: str, limit: int | None, seed: int, system
 
 
 def messages_rows(source: str, split: str, limit: int | None) -> list[dict]:
-    from tinyr1.tasks.data import check_messages
-
     rows, raw = [], _raw_rows(source, split)
     for index, row in enumerate(raw[:limit]):
         messages = row.get("messages")
@@ -97,8 +93,6 @@ def load_sft_rows(source: str, dataset_format: str, split: str = "train", limit:
     if dataset_format not in FORMATS:
         raise TinyR1Error(f"--dataset_format {dataset_format!r}: use one of {', '.join(FORMATS)}")
     if dataset_format != "reasoning":
-        from tinyr1.tasks.reasoning_gym import check_dataset_options
-
         check_dataset_options(source, options)
     if dataset_format == "alpaca":
         rows = alpaca_rows(source, split, limit, alpaca_as_chat, eos_token)

@@ -28,6 +28,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from tinyr1.infra.files import append_jsonl
+from tinyr1.run_folder.checkpoints import stamp
+from tinyr1.run_folder.folder import RunDir
 from tinyr1.tasks.answers import strict_answer
 from tinyr1.tasks.rewards import completion_text
 from tinyr1.training.guards import DegenerateGuard, RewardGuard
@@ -246,3 +248,31 @@ class TimeBudget(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class RunRecorder(TrainerCallback):
+    """The Trainer callback of a run folder: stamps each checkpoint as the run's before the Trainer writes it
+    (``tinyr1.run_folder.checkpoints``), and records checkpoints and logs as the run's as they appear. ``run`` may be
+    set after the trainer is built (``tinyr1.GRPOTrainer`` claims its folder when it starts training)."""
+
+    def __init__(self, run: RunDir | None = None):
+        self.run = run
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._stamp(state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._stamp(state, control)
+
+    def _stamp(self, state, control):
+        run = self.run
+        if run is not None and control.should_save and run.main and run.run_id:
+            stamp(run.path / f"checkpoint-{state.global_step}", run.run_id)
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.run is not None:
+            self.run.record()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.run is not None:
+            self.run.record()

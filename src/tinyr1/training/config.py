@@ -1,116 +1,70 @@
-"""tinyr1's own recipe fields for ``train`` and ``sft``, beside trl's ``GRPOConfig`` / ``SFTConfig`` and
-``ModelConfig``: what a YAML recipe, a ``--field value`` flag and a keyword of the Python API may name.
-``tinyr1 train --help`` and ``tinyr1 sft --help`` print each field's help.
+"""``tinyr1.GRPOConfig`` and ``tinyr1.SFTConfig``: trl's configs with tinyr1's trainer fields added
+(``tinyr1.training.fields``), so a trl script keeps its config and sets tinyr1's fields beside trl's.
+
+    from tinyr1 import GRPOConfig, GRPOTrainer
+    args = GRPOConfig(output_dir="runs/a", max_steps=20, dynamic_sampling=True, max_train_minutes=30)
+
+``tinyr1.GRPOTrainer`` also takes trl's own ``GRPOConfig``: ``trainer_settings`` reads tinyr1's fields from
+whichever config it is given, with their defaults where a plain trl config lacks them, and checks their ranges.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
-from tinyr1.tasks.answers import SYSTEM_PROMPT
-from tinyr1.tasks.rewards import DEFAULT_REWARDS
+import trl
 
-RESUME_CHANGED_SETTINGS_HELP = ("resume even if the settings differ from the run's config.yaml or the checkpoint "
-                                "has no optimizer state (the differences are printed; the first config.yaml is "
-                                "kept as config.original.yaml)")
-
-
-@dataclass
-class TrainScriptArguments:
-    """tinyr1's own fields; everything else is trl's GRPOConfig and ModelConfig."""
-
-    dataset_name: str = field(default="openai/gsm8k", metadata={"help": "hub id, local folder/file, "
-                              "modelscope/gsm8k or reasoning-gym:<name> (see tinyr1 prepare --help)"})
-    dataset_split: str = field(default="train", metadata={"help": "split to train on"})
-    dataset_limit: int | None = field(default=None, metadata={"help": "use the first N rows (reasoning-gym: "
-                                      "generate N, default 1000)"})
-    dataset_seed: int = field(default=0, metadata={"help": "seed for reasoning-gym generation"})
-    dataset_options: list[str] | None = field(default=None, metadata={"help": "reasoning-gym generator options as "
-                                              "key=value (a mapping in YAML), e.g. min_terms=2 max_terms=3"})
-    skip_bad_rows: bool = field(default=False, metadata={"help": "skip rows without '#### <gold>' instead of "
-                                "stopping"})
-    reward_funcs: list[str] = field(default_factory=lambda: list(DEFAULT_REWARDS), metadata={
-        "help": "reward registry names or package.module:function, in order (weights: --reward_weights)"})
-    system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "system prompt (default: the recipe's)"})
-    max_prompt_tokens: int = field(default=256, metadata={"help": "drop prompts longer than this many tokens "
-                                   "(trl 1.x no longer truncates prompts); the count dropped is printed"})
-    sample_every: int = field(default=5, metadata={"help": "print a sample (question, answer, response, "
-                              "extracted) every N steps and append it to samples.jsonl; 0 turns it off"})
-    eval_before_after: bool = field(default=False, metadata={"help": "evaluate on the test split before and "
-                                    "after training, compare, and write report.md"})
-    eval_limit: int = field(default=200, metadata={"help": "questions for the before/after evaluation"})
-    eval_split: str = field(default="test", metadata={"help": "split for the before/after evaluation"})
-    eval_max_new_tokens: int = field(default=256, metadata={"help": "generation length for evaluation"})
-    preflight: bool = field(default=True, metadata={"help": "generate a few tokens before training and stop "
-                            "(exit 3) if logits are NaN/inf"})
-    collapse_patience: int = field(default=3, metadata={"help": "consecutive non-finite or degenerate steps "
-                                   "that stop the run (exit 3)"})
-    degenerate_threshold: float = field(default=0.8, metadata={"help": "fraction of a step's completions that "
-                                        "must be one repeated character/token to count as degenerate; 0 = off"})
-    force_fp16: bool = field(default=False, metadata={"help": "allow fp16 with Qwen2-family models (it overflows)"})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
-                                       "already holds a tinyr1 run (only the files that run wrote are deleted)"})
-    resume_changed_settings: bool = field(default=False, metadata={"help": RESUME_CHANGED_SETTINGS_HELP})
-    merge_lora: bool = field(default=False, metadata={"help": "with --use_peft, also save a merged model in "
-                             "output_dir/merged"})
-    max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many "
-                                            "minutes (checkpoint saved), then finish normally: final model, "
-                                            "after-evaluation, report"})
-    num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS, "
-                                                                   "else the cores this process may use)"})
-    cpu_fast_path: bool | None = field(default=None, metadata={"help": "on CPU, train with tinyr1.cpu.trainer (the "
-                                       "same step as trl's, computed faster). Unset: where trl, transformers and "
-                                       "torch are the versions it was verified on (tinyr1 doctor says); true: "
-                                       "always, with a warning outside them; false: trl's GRPOTrainer as it is"})
-    # The choices are tinyr1.cpu.packing.GENERATION_WEIGHTS, written out: importing the packer would load torch with
-    # ``import tinyr1`` (tests/cpu/test_packing.py checks that the two agree).
-    cpu_generation_weights: str = field(default="exact", metadata={"choices": ["exact", "fp16"], "help": (
-        "on the CPU fast path with an fp32 decode (CPUs without native bf16): fp16 reads half the bytes per decode "
-        "step, weights rounded to fp16 for sampling only (opt-in: the sampler then differs slightly from the trained "
-        "policy; docs/cpu-fast-path.md)")})
-    dynamic_sampling: bool = field(default=False, metadata={"help": "drop groups whose completions all earn the same "
-                                   "reward and refill the batch from fresh prompts (DAPO); see "
-                                   "tinyr1.training.dynamic_sampling"})
-    dynamic_sampling_max_rounds: int = field(default=3, metadata={"help": "with dynamic_sampling: extra generation "
-                                             "rounds a step may spend refilling its batch"})
-    dynamic_sampling_tolerance: float = field(default=1e-6, metadata={"help": "with dynamic_sampling: rewards of a "
-                                              "group within this (relative) range count as equal"})
-    curriculum: bool = field(default=False, metadata={"help": "draw prompts by their running pass rate: retire "
-                             "solved ones, revisit failed ones less often; see tinyr1.training.curriculum"})
-    curriculum_min_groups: int = field(default=2, metadata={"help": "with curriculum: groups in a row all right "
-                                       "(or all wrong) that make a prompt solved (or failed)"})
-    curriculum_revisit: float = field(default=0.25, metadata={"help": "with curriculum: the weight of a failed "
-                                      "prompt against 1 for the others"})
-    curriculum_levels: list[str] | None = field(default=None, metadata={"help": "with curriculum and a "
-                                                "reasoning-gym source: a difficulty schedule, one set of generator "
-                                                "options a level (each over dataset_options), e.g. 'max_terms=3' "
-                                                "'min_terms=3 max_terms=4'; dataset_limit prompts a level"})
-    curriculum_level_threshold: float = field(default=0.75, metadata={"help": "with curriculum_levels: the share of "
-                                              "right completions at the newest open level that opens the next"})
-    curriculum_level_window: int = field(default=32, metadata={"help": "with curriculum_levels: the groups at the "
-                                         "newest open level that share is taken over"})
+from tinyr1.infra import validate
+from tinyr1.infra.cpu_features import cpu_bf16
+from tinyr1.infra.device import cuda_available
+from tinyr1.training.fields import GRPOFields, SFTFields
 
 
 @dataclass
-class SFTScriptArguments:
-    dataset_name: str = field(default="yahma/alpaca-cleaned", metadata={"help": "hub id, local json/jsonl/parquet "
-                              "file or folder, or any tinyr1 prepare source (reasoning format)"})
-    dataset_format: str = field(default="alpaca", metadata={"help": "alpaca | reasoning | messages"})
-    dataset_split: str = field(default="train", metadata={"help": "split to train on"})
-    dataset_limit: int | None = field(default=None, metadata={"help": "use the first N rows"})
-    dataset_seed: int = field(default=0, metadata={"help": "seed for reasoning-gym generation"})
-    dataset_options: list[str] | None = field(default=None, metadata={"help": "reasoning-gym generator options as "
-                                              "key=value (a mapping in YAML), e.g. min_terms=2 max_terms=3"})
-    alpaca_as_chat: bool = field(default=False, metadata={"help": "render alpaca rows as chat turns with the "
-                                 "model's chat template instead of the ### Instruction template"})
-    system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "system prompt for --dataset_format "
-                               "reasoning (default: the GRPO recipe's)"})
-    backend: str = field(default="transformers", metadata={"help": "transformers (CPU or GPU) | unsloth (GPU)"})
-    merge_lora: bool = field(default=False, metadata={"help": "also save a merged full model in output_dir/merged"})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "start afresh in an output_dir that "
-                                       "already holds a tinyr1 sft run (only the files that run wrote are deleted)"})
-    resume_changed_settings: bool = field(default=False, metadata={"help": RESUME_CHANGED_SETTINGS_HELP})
-    num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS, "
-                                                                   "else the cores this process may use)"})
-    sample_prompt: str = field(default="Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. How many apples "
-                               "were left?", metadata={"help": "asked of the fine-tuned model at the end"})
+class MachineDefaults:
+    """Three of trl's fields whose right value depends on the machine, left unset (None) unless given: on a machine
+    without a CUDA GPU ``use_cpu`` is true (trl's default stops with "doesn't support bf16/gpu"), ``bf16`` is
+    true only where the CPU multiplies bf16 natively (``tinyr1.infra.cpu_features``: elsewhere it is several
+    times slower), and activation checkpointing is off on a CPU (it trades speed for memory a small model does not
+    need, and keeps the CPU fast path from sharing the prompt's cache); on a GPU it stays on, as trl has it."""
+
+    use_cpu: bool | None = None
+    bf16: bool | None = None
+    gradient_checkpointing: bool | None = None
+
+    def __post_init__(self):
+        if self.use_cpu is None:
+            self.use_cpu = not cuda_available()
+        if self.bf16 is None and self.use_cpu:
+            self.bf16 = cpu_bf16().native
+        if self.gradient_checkpointing is None and getattr(self, "activation_checkpointing", None) is None:
+            self.gradient_checkpointing = not self.use_cpu
+            self.activation_checkpointing = not self.use_cpu
+        elif self.gradient_checkpointing is None:
+            self.gradient_checkpointing = bool(self.activation_checkpointing)
+        super().__post_init__()
+
+
+@dataclass
+class GRPOConfig(MachineDefaults, GRPOFields, trl.GRPOConfig):
+    """trl's ``GRPOConfig`` plus tinyr1's GRPO fields (``tinyr1.training.fields.GRPOFields``), with the machine's
+    defaults for ``use_cpu``, ``bf16`` and activation checkpointing (``MachineDefaults``)."""
+
+
+@dataclass
+class SFTConfig(MachineDefaults, SFTFields, trl.SFTConfig):
+    """trl's ``SFTConfig`` plus tinyr1's SFT fields (``tinyr1.training.fields.SFTFields``), with the machine's
+    defaults (``MachineDefaults``)."""
+
+
+def trainer_settings(args, kind: type[GRPOFields] | type[SFTFields]):
+    """tinyr1's fields of ``kind`` as ``args`` sets them (their defaults where ``args`` is trl's own config),
+    range-checked with the config's field names in the message."""
+    values = {}
+    for f in dataclasses.fields(kind):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        values[f.name] = getattr(args, f.name, default)
+    rules = validate.GRPO_RULES if kind is GRPOFields else None
+    validate.check(values, lambda name: f"{type(args).__name__}.{name}", rules)
+    return kind(**values)

@@ -1,17 +1,16 @@
 """A curriculum by pass rate: each prompt's running pass rate, taken from its GRPO groups, steers what is drawn next.
 
-GRPO learns only from prompts the model sometimes gets right. ``CurriculumMixin`` goes in front of trl's
-``GRPOTrainer`` (or the CPU fast path's subclass) and replaces trl's prompt sampler with ``CurriculumSampler``,
-which draws each batch of prompts by weight:
+GRPO learns only from prompts the model sometimes gets right. ``CurriculumMixin``, one of ``tinyr1.GRPOTrainer``'s
+bases, replaces trl's prompt sampler with ``CurriculumSampler`` when the config says ``curriculum: true``; it draws
+each batch of prompts by weight:
 
 - a prompt not yet seen, or one the model gets right sometimes, has weight 1;
 - a solved prompt (right in every completion of its last ``min_groups`` groups) is retired: weight ``retired``;
 - a failed prompt (never right in its last ``min_groups`` groups) is revisited at weight ``revisit``.
 
 "Right" is the correctness reward (``tinyr1.tasks.rewards.correctness_index``) paying more than 0. The rates are
-updated from the
-rewards trl computes (an override of ``_calculate_rewards`` that calls trl's own) and each group's outcome is kept
-as a moving window of its last groups. The sampler lays prompts out as trl's does (each prompt repeated
+updated from the rewards trl computes (an override of ``_calculate_rewards`` that calls trl's own) and each group's
+outcome is kept as a moving window of its last groups. The sampler lays prompts out as trl's does (each prompt repeated
 ``num_generations`` times, each batch repeated for ``steps_per_generation`` x ``num_iterations``), so the rest of
 trl's step is unchanged. The draws lag the rates by one batch: accelerate's data loader fetches a batch ahead.
 Dynamic sampling's refills, where it is on too, are drawn the same way. The table and the sampler's random state
@@ -19,8 +18,9 @@ are saved in every checkpoint (``curriculum.json``) and restored on resume. Metr
 ``curriculum/solved``, ``curriculum/failed``, ``curriculum/learning`` (prompts between the two) and
 ``curriculum/seen``.
 
-A difficulty schedule (``LevelSchedule``, optional): the prompts come in levels (for reasoning-gym, one set of
-generator options a level, e.g. more terms and digits); only the levels opened so far are drawn, and the next one
+A difficulty schedule (``LevelSchedule``, optional): the prompts come in levels (the dataset column ``LEVEL``; for
+reasoning-gym, one set of generator options a level, e.g. more terms and digits); only the levels opened so far are
+drawn, and the next one
 opens when the share of right completions over the last ``window`` groups at the newest open level reaches
 ``threshold``. Earlier levels stay in the draw, weighted by their pass rates like every prompt. Its state goes into
 the same ``curriculum.json``; metric ``curriculum/level``.
@@ -183,13 +183,34 @@ class CurriculumSampler(Sampler):
 
 
 class CurriculumMixin:
-    """Put in front of a ``GRPOTrainer`` class (``with_curriculum``); needs the dataset column ``INDEX``."""
+    """A base of ``tinyr1.GRPOTrainer`` (before trl's ``GRPOTrainer``); reads ``self.tinyr1`` (``GRPOFields``). With
+    the curriculum on, the dataset has the column ``INDEX`` (the trainer adds it) and ``curriculum_rates`` /
+    ``curriculum_levels`` hold the state (``setup_curriculum``)."""
 
-    curriculum_rates: PassRates
+    curriculum_rates: PassRates | None = None
     curriculum_levels: LevelSchedule | None = None  # with a difficulty schedule; the dataset then has LEVEL
     curriculum_generator_state: list | None = None  # the sampler's random state from a checkpoint, on resume
 
+    def setup_curriculum(self, dataset) -> None:
+        """The pass-rate table, and the level schedule where ``dataset`` has a ``LEVEL`` column."""
+        settings = self.tinyr1
+        self.curriculum_rates = PassRates(min_groups=settings.curriculum_min_groups,
+                                          revisit=settings.curriculum_revisit)
+        if LEVEL in (dataset.column_names or []):
+            count = max(dataset[LEVEL]) + 1
+            self.curriculum_levels = LevelSchedule(count, settings.curriculum_level_threshold,
+                                                   settings.curriculum_level_window)
+
+    def resume_curriculum(self, checkpoint) -> None:
+        """The rates, schedule and sampler state a checkpoint saved (a warning where it holds none)."""
+        state = load_curriculum(self.curriculum_rates, checkpoint, self.curriculum_levels)
+        if state is None:
+            print(f"warning: {checkpoint} holds no curriculum state; pass rates start afresh", flush=True)
+        self.curriculum_generator_state = state.get("generator") if state else None
+
     def _get_train_sampler(self, dataset=None):
+        if not self.tinyr1.curriculum:
+            return super()._get_train_sampler(dataset)
         dataset = self.train_dataset if dataset is None else dataset
         self._tinyr1_sampler = CurriculumSampler(
             len(dataset), self.curriculum_rates, self.num_generations,
@@ -202,8 +223,8 @@ class CurriculumMixin:
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self.model.training and len(rewards) == len(inputs):  # one process: the rows are these inputs
-            right = torch.nan_to_num(rewards[:, self._tinyr1_correct_index()]) > 0
+        if self.tinyr1.curriculum and self.model.training and len(rewards) == len(inputs):  # one process
+            right = torch.nan_to_num(rewards[:, correctness_index(self.reward_func_names)]) > 0
             self.curriculum_rates.update([row[INDEX] for row in inputs], right.tolist(), self.num_generations)
             for name, count in self.curriculum_rates.counts().items():
                 self._metrics["train"][f"curriculum/{name}"].append(float(count))
@@ -213,13 +234,12 @@ class CurriculumMixin:
         return rewards
 
     def _tinyr1_refill_prompts(self, groups: int, generator) -> list[int]:
-        """Dynamic sampling's refills (``tinyr1.training.dynamic_sampling``) drawn like every batch: by pass rate, from
-        the open levels (with replacement only where the training set holds fewer prompts than ``groups``)."""
+        """Dynamic sampling's refills (``tinyr1.training.dynamic_sampling``) drawn like every batch: by pass rate,
+        from the open levels (with replacement only where the training set holds fewer prompts than ``groups``)."""
+        if not self.tinyr1.curriculum:
+            return super()._tinyr1_refill_prompts(groups, generator)
         picks = self._tinyr1_sampler.draw(groups)
         return (picks * groups)[:groups]
-
-    def _tinyr1_correct_index(self) -> int:
-        return correctness_index(self.reward_func_names)
 
     def save_curriculum(self, folder: Path) -> None:
         sampler = getattr(self, "_tinyr1_sampler", None)
@@ -247,29 +267,6 @@ def load_curriculum(rates: PassRates, checkpoint: str | Path | None,
     return state
 
 
-def check_levels(script) -> list[dict]:
-    """Each level's generator options (``dataset_options`` with the level's on top), checked before anything heavy
-    loads; [] without a schedule."""
-    from tinyr1.tasks.reasoning_gym import REASONING_GYM_PREFIX, check_dataset_options, parse_dataset_options
-
-    if not script.curriculum_levels:
-        return []
-    if not script.curriculum:
-        raise TinyR1Error("curriculum_levels: a difficulty schedule runs inside the curriculum; add --curriculum "
-                          "true, or drop curriculum_levels")
-    if not script.dataset_name.startswith(REASONING_GYM_PREFIX):
-        raise TinyR1Error(f"curriculum_levels: levels are reasoning-gym generator options; dataset_name "
-                          f"{script.dataset_name} is not a reasoning-gym:<name> source")
-    base = parse_dataset_options(script.dataset_options)
-    levels = []
-    for number, level in enumerate(script.curriculum_levels):
-        try:
-            levels.append(check_dataset_options(script.dataset_name, {**base, **parse_dataset_options(level)}))
-        except TinyR1Error as err:
-            raise TinyR1Error(f"curriculum_levels[{number}] ({level}): {err}") from None
-    return levels
-
-
 def check_curriculum(reward_names: list[str], num_processes: int) -> None:
     """One line, before anything heavy loads, where the curriculum cannot run as documented."""
     if correctness_index(reward_names) is None:
@@ -277,12 +274,3 @@ def check_curriculum(reward_names: list[str], num_processes: int) -> None:
                           f"with 'correct'); reward_funcs are {', '.join(reward_names)}")
     if num_processes > 1:
         raise TinyR1Error(f"curriculum: runs on one process (CPU or one GPU); this launch has {num_processes}")
-
-
-def with_curriculum(trainer_class: type, rates: PassRates, generator_state: list | None = None,
-                    levels: LevelSchedule | None = None) -> type:
-    """``trainer_class`` with the curriculum in front of it, sharing ``rates`` and ``levels`` (and resuming the
-    sampler's random state where a checkpoint saved one)."""
-    return type(f"Curriculum{trainer_class.__name__}", (CurriculumMixin, trainer_class),
-                {"curriculum_rates": rates, "curriculum_generator_state": generator_state,
-                 "curriculum_levels": levels})

@@ -2,11 +2,11 @@
 the batch is refilled with groups from fresh prompts, up to a bound on extra generation rounds.
 
 A GRPO group whose rewards are all equal has zero advantage everywhere: it teaches nothing, yet costs a forward and
-a backward pass. ``DynamicSamplingMixin`` goes in front of trl's ``GRPOTrainer`` (or tinyr1's CPU fast-path
-subclass) and overrides two of its methods, each calling trl's own: ``_calculate_rewards`` (to keep the step's
-rewards, which trl gathers across processes) and ``_generate_and_score_completions`` (to drop and refill). Everything
-else — advantages, the loss, logging — is trl's. Enable it with the recipe fields ``dynamic_sampling: true`` and
-``dynamic_sampling_max_rounds`` (extra generation rounds a step may spend on refills).
+a backward pass. ``DynamicSamplingMixin`` is one of ``tinyr1.GRPOTrainer``'s bases and overrides two of trl's
+methods, each calling trl's own: ``_calculate_rewards`` (to keep the step's rewards, which trl gathers across
+processes) and ``_generate_and_score_completions`` (to drop and refill). Everything else — advantages, the loss,
+logging — is trl's. It is off unless the config says ``dynamic_sampling: true``; ``dynamic_sampling_max_rounds``
+bounds the extra generation rounds a step may spend on refills (the trainer's ``tinyr1`` settings).
 
 Rules:
 - a group is dropped when the range of its summed, weighted rewards is within ``tolerance`` (relative to the largest
@@ -115,11 +115,7 @@ def concat_batches(batches: list[dict], rows: list[torch.Tensor], pad_token_id: 
 
 
 class DynamicSamplingMixin:
-    """Put in front of a ``GRPOTrainer`` class: ``type("T", (DynamicSamplingMixin, GRPOTrainer), {})``."""
-
-    dynamic_sampling_max_rounds = 0  # extra generation rounds per step; set by tinyr1 train (0: one refill-free pass)
-    dynamic_sampling_tolerance = 1e-6
-    dynamic_sampling_seed = 0
+    """A base of ``tinyr1.GRPOTrainer`` (before trl's ``GRPOTrainer``); reads ``self.tinyr1`` (``GRPOFields``)."""
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -127,7 +123,7 @@ class DynamicSamplingMixin:
         return rewards
 
     def _generate_and_score_completions(self, inputs):
-        if not self.model.training:
+        if not (self.tinyr1.dynamic_sampling and self.model.training):
             return super()._generate_and_score_completions(inputs)
         size = self.num_generations
         needed = len(inputs) // size
@@ -143,7 +139,8 @@ class DynamicSamplingMixin:
                           "(text-only batches are supported); training on trl's batches", flush=True)
                 return batch
             verdicts = group_verdicts(self._tinyr1_rewards, self.reward_weights, size,
-                                      self.dynamic_sampling_tolerance, self._tinyr1_correctness_index())
+                                      self.tinyr1.dynamic_sampling_tolerance,
+                                      self._tinyr1_correctness_index())
             generated += len(verdicts)
             rows = []
             for group, verdict in enumerate(verdicts):
@@ -154,7 +151,7 @@ class DynamicSamplingMixin:
                     counts[verdict] += 1
             batches.append(batch)
             chosen.append(torch.tensor(rows, dtype=torch.long))
-            if kept >= needed or rounds >= self.dynamic_sampling_max_rounds:
+            if kept >= needed or rounds >= self.tinyr1.dynamic_sampling_max_rounds:
                 break
             rounds += 1
             inputs = self._tinyr1_fresh_inputs(len(inputs))
@@ -186,7 +183,7 @@ class DynamicSamplingMixin:
         """``count`` rows for new groups: random training prompts, each repeated ``num_generations`` times."""
         generator = getattr(self, "_tinyr1_generator", None)
         if generator is None:
-            generator = self._tinyr1_generator = torch.Generator().manual_seed(self.dynamic_sampling_seed)
+            generator = self._tinyr1_generator = torch.Generator().manual_seed(self.args.seed)
         picks = self._tinyr1_refill_prompts(count // self.num_generations, generator)
         return [self.train_dataset[i] for i in picks for _ in range(self.num_generations)]
 
@@ -204,10 +201,3 @@ class DynamicSamplingMixin:
             metrics[METRIC + f"dropped_{verdict}"].append(float(count))
         metrics[METRIC + "rounds"].append(float(rounds))
         metrics[METRIC + "groups_trained"].append(float(trained))
-
-
-def with_dynamic_sampling(trainer_class: type, max_rounds: int, tolerance: float, seed: int) -> type:
-    """``trainer_class`` with dynamic sampling in front of it (its name says so in run.json)."""
-    return type(f"DynamicSampling{trainer_class.__name__}", (DynamicSamplingMixin, trainer_class),
-                {"dynamic_sampling_max_rounds": max_rounds, "dynamic_sampling_tolerance": tolerance,
-                 "dynamic_sampling_seed": seed})

@@ -1,9 +1,9 @@
-"""The recipe's opt-in sampling options for GRPO, applied to whichever trainer class ``tinyr1 train`` picked:
-dynamic sampling (``tinyr1.training.dynamic_sampling``) and the pass-rate curriculum (``tinyr1.training.curriculum``).
+"""The opt-in sampling options of ``tinyr1.GRPOTrainer`` — dynamic sampling (``tinyr1.training.dynamic_sampling``)
+and the pass-rate curriculum (``tinyr1.training.curriculum``) — checked before anything heavy loads, and the
+dataset columns and checkpoint state they need.
 
-    check_sampling_options(script, training, reward_funcs)          # before anything heavy loads
-    rows = index_rows(rows) if script.curriculum else rows          # the dataset names each prompt's row
-    trainer_class, callbacks = apply_sampling_options(script, training, trainer_class)
+    check_sampling_options(settings, world_size, reward_names)     # one line, exit 2, where they cannot run
+    dataset = with_index(dataset)                                   # the curriculum names each prompt's row
 """
 
 from __future__ import annotations
@@ -12,33 +12,24 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from tinyr1.cpu.touchpoints import fast_path_check
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.training.curriculum import (
-    INDEX,
-    LEVEL,
-    LevelSchedule,
-    PassRates,
-    check_curriculum,
-    check_levels,
-    load_curriculum,
-    with_curriculum,
-)
-from tinyr1.training.dynamic_sampling import check_dynamic_sampling, with_dynamic_sampling
+from tinyr1.training.curriculum import INDEX, check_curriculum
+from tinyr1.training.dynamic_sampling import check_dynamic_sampling
 
 
-def check_sampling_options(script, training, reward_funcs) -> None:
-    if script.dynamic_sampling or script.curriculum:
-        from tinyr1.cpu.touchpoints import fast_path_check
-
+def check_sampling_options(settings, world_size: int, reward_names: list[str]) -> None:
+    """Dynamic sampling and the curriculum, where they are on: the trl version they were verified on, one process,
+    a correctness reward for the curriculum."""
+    if settings.dynamic_sampling or settings.curriculum:
         check = fast_path_check("sampling")
         if not check.allowed:
             raise TinyR1Error(f"dynamic_sampling/curriculum: {check.reason}; these options override trl internals "
                               "verified only there (tinyr1.cpu.touchpoints): drop them or install that trl")
-    if script.dynamic_sampling:
-        check_dynamic_sampling(training.world_size)
-    if script.curriculum:
-        check_curriculum([f.__name__ for f in reward_funcs], training.world_size)
-    check_levels(script)
+    if settings.dynamic_sampling:
+        check_dynamic_sampling(world_size)
+    if settings.curriculum:
+        check_curriculum(reward_names, world_size)
 
 
 def index_rows(rows: list[dict]) -> list[dict]:
@@ -46,38 +37,20 @@ def index_rows(rows: list[dict]) -> list[dict]:
     return [{**row, INDEX: i} for i, row in enumerate(rows)]
 
 
-def level_rows(script, load) -> list[dict]:
-    """With a difficulty schedule, ``load(options)`` once a level, each row tagged with its level (``LEVEL``)."""
-    return [{**row, LEVEL: number} for number, options in enumerate(check_levels(script)) for row in load(options)]
+def with_index(dataset):
+    """A ``datasets.Dataset`` with the ``INDEX`` column (kept where it already has one)."""
+    if INDEX in (dataset.column_names or []):
+        return dataset
+    return dataset.add_column(INDEX, list(range(len(dataset))))
 
 
 class CurriculumCheckpoint(TrainerCallback):
-    """Writes the curriculum's state into every checkpoint the Trainer saves (``trainer`` is set once built)."""
+    """Writes the curriculum's state into every checkpoint the Trainer saves."""
 
-    trainer = None
+    def __init__(self, trainer):
+        self.trainer = trainer
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.trainer is not None and folder.is_dir() and state.is_world_process_zero:
+        if self.trainer.tinyr1.curriculum and folder.is_dir() and state.is_world_process_zero:
             self.trainer.save_curriculum(folder)
-
-
-def apply_sampling_options(script, training, trainer_class: type) -> tuple[type, list]:
-    """``trainer_class`` with the enabled options in front of it, and the callbacks they need."""
-    callbacks = []
-    if script.dynamic_sampling:
-        trainer_class = with_dynamic_sampling(trainer_class, script.dynamic_sampling_max_rounds,
-                                              script.dynamic_sampling_tolerance, training.seed)
-    if script.curriculum:
-        rates = PassRates(min_groups=script.curriculum_min_groups, revisit=script.curriculum_revisit)
-        levels = None
-        if script.curriculum_levels:
-            levels = LevelSchedule(len(script.curriculum_levels), script.curriculum_level_threshold,
-                                   script.curriculum_level_window)
-        state = load_curriculum(rates, training.resume_from_checkpoint, levels)
-        if training.resume_from_checkpoint and state is None:
-            print(f"warning: {training.resume_from_checkpoint} holds no curriculum state; pass rates start afresh",
-                  flush=True)
-        trainer_class = with_curriculum(trainer_class, rates, state.get("generator") if state else None, levels)
-        callbacks.append(CurriculumCheckpoint())
-    return trainer_class, callbacks

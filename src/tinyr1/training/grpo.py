@@ -1,0 +1,199 @@
+"""GRPO from a recipe: the one function ``tinyr1 train`` and ``tinyr1.train`` both run, around ``tinyr1.GRPOTrainer``.
+
+    recipe = parse(argv=["--config", "recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml", "--max_steps", "20"])
+    code = run(recipe, reward_funcs(recipe))        # 0, or 130/143 after a signal's clean stop; raises TinyR1Error
+
+``run`` claims the output folder before anything heavy loads, builds the prompts (from the recipe's source, or rows
+given in Python), loads the model in the precision chosen for this machine (or takes one given in Python), then
+trains with ``tinyr1.GRPOTrainer`` and finishes the run's story: the final model, the before/after evaluation, the
+comparison and the report (``tinyr1.training.before_after``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from transformers import AutoConfig
+from trl import ModelConfig, get_peft_config
+
+from tinyr1.infra.cpu_features import cpu_bf16
+from tinyr1.infra.device import default_device
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.recipe import dump_recipe
+from tinyr1.infra.validate import GRPO_RULES
+from tinyr1.models import loading as models
+from tinyr1.models import precision
+from tinyr1.run_folder.folder import RunDir
+from tinyr1.tasks.data import load_examples
+from tinyr1.tasks.reasoning_gym import check_dataset_options
+from tinyr1.tasks.rewards import check_reward_funcs, get_reward_funcs
+from tinyr1.training import before_after
+from tinyr1.training.config import GRPOConfig
+from tinyr1.training.data import build_dataset, check_levels, source_rows
+from tinyr1.training.fields import GRPOScriptArguments
+from tinyr1.training.grpo_trainer import GRPOTrainer
+from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, claim_run_folder, parse_recipe
+from tinyr1.training.sampling import check_sampling_options
+
+DESCRIPTION = "GRPO with trl's GRPOTrainer from one YAML recipe plus --field overrides."
+
+
+def recipe_defaults() -> dict:
+    """The recipe's run, adapted to trl 1.x."""
+    defaults = {
+        "model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct", "output_dir": AUTO_OUTPUT, "dtype": "auto",
+        "learning_rate": 5e-6, "adam_beta1": 0.9, "adam_beta2": 0.99, "weight_decay": 0.1, "warmup_steps": 0.1,
+        "lr_scheduler_type": "cosine", "max_grad_norm": 0.1, "num_generations": 16, "max_completion_length": 200,
+        "num_train_epochs": 1, "logging_steps": 1, "save_steps": 100, "report_to": "none",
+        # trl 1.x counts completions: 16 per micro-batch x 4 accumulation = 4 prompts x 16 completions per step.
+        "per_device_train_batch_size": 16, "gradient_accumulation_steps": 4,
+        # The Trainer's filter turns a NaN loss into the running mean, which is how the recipe logged loss 0.0.
+        "logging_nan_inf_filter": False,
+    }
+    return defaults  # use_cpu, bf16, activation checkpointing: the machine's (training.config.MachineDefaults)
+
+
+def parse(argv: list[str] | None = None, *, config=None, python_values: dict | None = None,
+          caller: str | None = None, check_setup: bool = True) -> Recipe:
+    """The recipe, parsed and range-checked once: from ``argv`` (the CLI) or ``config`` and ``python_values`` (the
+    Python API's recipe file and keyword arguments, named as ``caller`` in messages)."""
+    return parse_recipe([GRPOScriptArguments, GRPOConfig, ModelConfig], "grpo", prog="tinyr1 train",
+                        description=DESCRIPTION, defaults=recipe_defaults(), rules=GRPO_RULES, argv=argv,
+                        config=config, python_values=python_values, caller=caller, check_setup=check_setup)
+
+
+def reward_funcs(recipe: Recipe, given: list | None = None, argument: str = "--reward_funcs") -> list:
+    """The reward functions (``given``: functions and names from Python, else the recipe's names), each checked
+    before the model loads, and the data options checked with them."""
+    script, args = recipe.script, recipe.args
+    funcs = check_reward_funcs(given, argument) if given is not None else get_reward_funcs(script.reward_funcs)
+    check_dataset_options(script.dataset_name, script.dataset_options)
+    check_levels(script, args.curriculum)
+    check_sampling_options(args, args.world_size, [getattr(f, "__name__", str(f)) for f in funcs])
+    if args.reward_weights is not None and len(args.reward_weights) != len(funcs):
+        names = ", ".join(getattr(f, "__name__", str(f)) for f in funcs)
+        raise TinyR1Error(f"reward_weights: {len(args.reward_weights)} weights for {len(funcs)} reward_funcs "
+                          f"({names}); give one weight per reward")
+    return funcs
+
+
+def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, tokenizer=None,
+        rows: list[dict] | None = None) -> int:
+    """Claim the folder -> prompts -> model -> train -> finish: 0, or 130/143 after a signal's clean stop; raises
+    TinyR1Error subclasses. ``threads``: the CPU threads in use, for run.json (None on a GPU). ``model`` (with its
+    ``tokenizer``) and ``rows`` (prompt rows) replace the recipe's model and data source where given."""
+    script, args, model_args = recipe.script, recipe.args, recipe.model_args
+    resolved = models.resolve_model(model_args.model_name_or_path) if model is None else None
+    source = "the rows given" if rows is not None else None
+    rows = rows if rows is not None else source_rows(script, args.curriculum)  # a bad source: before the claim
+    run_dir, resume = claim_run_folder(recipe, "train")
+    if run_dir is None:  # a finished run named for resuming: said so, nothing to train
+        return 0
+    args.resume_from_checkpoint = resume
+    if script.eval_before_after and run_dir.main:  # the evaluation's data is checked now, not after hours
+        load_examples(script.dataset_name, script.eval_split, script.eval_limit, script.dataset_seed,
+                      options=script.dataset_options)
+    tokenizer = tokenizer if tokenizer is not None else models.load_tokenizer(resolved)
+    dataset = build_dataset(script, tokenizer, rows, curriculum=args.curriculum, source=source)
+    if model is None:
+        model = load_policy(recipe, resolved, tokenizer, run_dir, threads)
+    else:
+        describe_given_model(model, tokenizer, run_dir, threads)
+    if run_dir.main:
+        dump_recipe(run_dir.path / "config.yaml", recipe.values)
+    run_dir.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
+                           split=script.dataset_split, world_size=args.world_size, bf16=bool(args.bf16))
+    try:
+        trainer = run_dir.build_trainer(lambda: GRPOTrainer(
+            model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer,
+            peft_config=get_peft_config(model_args), run_folder=run_dir, recipe_values=recipe.values, finish=False))
+        trainer.preflight()  # before the evaluation: a NaN model stops in seconds
+        if script.eval_before_after:
+            before_after.evaluate_stage(script, run_dir, model, tokenizer, "before")
+        trainer.train(resume_from_checkpoint=resume)
+        if trainer.stopped_by is not None:
+            return 128 + trainer.stopped_by
+        run_dir.save_final(trainer, tokenizer, script.merge_lora)
+        if script.eval_before_after:
+            before_after.evaluate_stage(script, run_dir, trainer.model, tokenizer, "after")
+        run_dir.write_run_json("completed")
+        if script.eval_before_after and run_dir.main:
+            before_after.finish_story(script, model_args, run_dir)
+        if run_dir.main:
+            print(f"done: {trainer.state.global_step} steps in {time.time() - run_dir.started:.0f}s; outputs in "
+                  f"{run_dir.path}")
+        return 0
+    finally:
+        _close_process_group()
+
+
+def load_policy(recipe: Recipe, resolved, tokenizer, run_dir: RunDir, threads: int | None):
+    """The model to train, in the precision chosen for this machine; a LoRA adapter from ``tinyr1 sft`` merged so
+    GRPO (with or without a new LoRA) starts from the SFT model."""
+    script, args, model_args = recipe.script, recipe.args, recipe.model_args
+    plan = precision.choose_precision(precision.training_request(args, model_args.dtype),
+                                      model_type=_model_type(resolved), force_fp16=script.force_fp16,
+                                      lora=bool(model_args.use_peft))
+    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
+                              trust_remote_code=bool(getattr(args, "trust_remote_code", False)))
+    pad_message = models.ensure_pad_token(tokenizer, model)
+    if args.beta > 0 and resolved.kind == "adapter":
+        _pin_reference_model(model, tokenizer, run_dir.path)
+        run_dir.record()
+    describe(model, model_args.model_name_or_path, run_dir, threads,
+             plan.reason + (f"; {pad_message}" if pad_message else ""), plan.dtype)
+    return model
+
+
+def describe_given_model(model, tokenizer, run_dir: RunDir, threads: int | None) -> None:
+    """A model loaded by the caller trains as it is, in its own dtype; its tokenizer gets a distinct pad token."""
+    pad_message = models.ensure_pad_token(tokenizer, model)
+    dtype = next(model.parameters()).dtype
+    name = getattr(model.config, "_name_or_path", None) or type(model).__name__
+    describe(model, name, run_dir, threads, f"precision: {str(dtype).replace('torch.', '')} (the model as given)"
+             + (f"; {pad_message}" if pad_message else ""), dtype)
+
+
+def describe(model, name: str, run_dir: RunDir, threads: int | None, reason: str, dtype) -> None:
+    """The run header (model, device, threads, precision) and run.json's facts about them."""
+    device = default_device()
+    if run_dir.main:
+        print(f"model: {name} ({model.num_parameters() / 1e6:.0f}M parameters) on {device}"
+              + (f", {threads} CPU thread(s) ({getattr(threads, 'why', 'set by the caller')})" if threads else ""))
+        print(reason)
+    run_dir.facts.update(device=device, dtype=str(dtype).replace("torch.", ""), precision_reason=reason,
+                         num_threads=None if threads is None else int(threads),
+                         threads_reason=getattr(threads, "why", None), num_gpus=torch.cuda.device_count())
+    if device == "cpu":
+        run_dir.facts["cpu"] = cpu_bf16().as_dict()
+
+
+def _model_type(resolved) -> str | None:
+    try:  # the config is a small file; for a hub id it comes from the hub cache or the network
+        return AutoConfig.from_pretrained(resolved.path).model_type
+    except Exception:  # load_model reports an unloadable model properly just after
+        return None
+
+
+def _close_process_group() -> None:
+    """``accelerate launch`` opens a process group; closing it before exit avoids NCCL's warning (seen on a GPU)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _pin_reference_model(model, tokenizer, output_dir: Path) -> None:
+    """With beta > 0 trl loads the KL reference from ``model.config._name_or_path``. For a merged SFT adapter that
+    names the *base* model, so the KL would pull towards the model before SFT. Save the merged starting model once
+    and point the config at it, so the reference is exactly the model GRPO starts from."""
+    folder = output_dir / "reference-model"
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+    model.config._name_or_path = str(folder)

@@ -1,0 +1,82 @@
+"""A training run's recipe, shared by ``tinyr1 train`` / ``tinyr1 sft`` and ``tinyr1.train`` / ``tinyr1.sft``: parsed
+once into trl's dataclasses and tinyr1's (from a YAML file, ``--field value`` flags or Python keyword arguments),
+the automatic output folder, and the claim of the run folder before anything heavy loads.
+
+    recipe = parse_recipe([GRPOScriptArguments, GRPOConfig, ModelConfig], "train", argv=argv, prog="tinyr1 train",
+                          defaults=defaults)
+    run, resume = claim_run_folder(recipe, "train")
+    # run is None: the run named for resuming already finished (said so); the command exits 0
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyr1.infra.recipe import load_recipe
+from tinyr1.infra.validate import check_trainer_settings
+from tinyr1.models.loading import local_config
+from tinyr1.run_folder.folder import RunDir, wants_resume
+from tinyr1.run_folder.resume import FinishedRun
+
+AUTO_OUTPUT = "outputs/auto"  # the recipes' default output_dir: replaced by outputs/<model>-<kind>-<time>
+
+
+@dataclass
+class Recipe:
+    """One run's settings: tinyr1's script arguments, the trainer's config (``tinyr1.GRPOConfig`` /
+    ``tinyr1.SFTConfig``), trl's ``ModelConfig``, and the merged values config.yaml records."""
+
+    script: object
+    args: object
+    model_args: object
+    values: dict
+
+    def __iter__(self):  # script, args, model_args, values = recipe
+        return iter((self.script, self.args, self.model_args, self.values))
+
+
+def auto_output_dir(model_name_or_path: str, kind: str) -> str:
+    """``outputs/<model's last path part>-<kind>-<YYYYmmdd-HHMMSS>``.
+
+    >>> auto_output_dir("Qwen/Qwen2.5-0.5B-Instruct", "grpo")[:35]
+    'outputs/qwen2.5-0.5b-instruct-grpo-'
+    """
+    short = Path(model_name_or_path.rstrip("/")).name.lower()
+    return f"outputs/{short}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def parse_recipe(types: list[type], kind: str, *, prog: str, description: str, defaults: dict,
+                 rules: dict | None = None, argv: list[str] | None = None, config=None,
+                 python_values: dict | None = None, caller: str | None = None, check_setup: bool = True) -> Recipe:
+    """The recipe, parsed and range-checked once (``tinyr1.infra.recipe.load_recipe``). ``check_setup`` also checks
+    the Trainer settings that need the machine (``check_trainer_settings``)."""
+    (script, args, model_args), values = load_recipe(types, argv, prog=prog, description=description,
+                                                     defaults=defaults, rules=rules, config=config,
+                                                     python_values=python_values, caller=caller)
+    if check_setup:
+        check_trainer_settings(args)
+    if args.output_dir == AUTO_OUTPUT:
+        args.output_dir = auto_output_dir(model_args.model_name_or_path, kind)
+    values["output_dir"] = args.output_dir
+    return Recipe(script, args, model_args, values)
+
+
+def claim_run_folder(recipe: Recipe, command: str) -> tuple[RunDir | None, str | None]:
+    """The run folder (locked for this process; refused if it is a user's or another process's) and the checkpoint
+    to resume from, or None, checked against what it resumes (``tinyr1.run_folder.resume``). (None, None) when the
+    run to resume has finished: nothing to train."""
+    args, values = recipe.args, recipe.values
+    run = RunDir.claim(args.output_dir, command, resume=wants_resume(args.resume_from_checkpoint),
+                       overwrite=args.overwrite_output_dir, main=args.process_index == 0)
+    try:
+        model = values.get("model_name_or_path")
+        config = local_config(model) if model and wants_resume(args.resume_from_checkpoint) else None
+        resume = run.resolve_resume(args.resume_from_checkpoint, values, args.resume_changed_settings, config)
+        values["resume_changed_settings"] = False  # one resume's consent, not the run's: config.yaml keeps it off
+        return run, resume
+    except FinishedRun as done:
+        if run.main:
+            print(done, flush=True)
+        return None, None
