@@ -63,7 +63,7 @@ def test_the_cpu_fast_path_holds_only_the_fast_path():
 def test_an_import_inside_a_function_says_why_it_is_lazy():
     unexplained = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        for line, name, inner, text, before in imports(path):
+        for line, _name, inner, text, before in imports(path):
             if inner and "lazy" not in text and "lazy" not in before:
                 unexplained.append(f"{module_of(path)}:{line} {text.strip()}")
     assert unexplained == [], "function-level imports without a '# lazy: why' comment"

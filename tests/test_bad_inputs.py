@@ -204,7 +204,7 @@ CASES = [
     ("train-reward-empty-module", [*TRAIN, "--reward_funcs", ":"], "reward_funcs: cannot import ':'"),
     ("train-model-missing", [*TRAIN, "--model_name_or_path", "./no-model"], "model path ./no-model does not exist"),
     ("train-model-empty-folder", [*TRAIN, "--model_name_or_path", "{empty}"], "not a model folder"),
-    ("train-unknown-flag", [*TRAIN, "--learnig_rate", "1"], "--learnig_rate: unknown flag; did you mean --learning_rate?"),
+    ("train-unknown-flag", [*TRAIN, "--learnig_rate", "1"], "unknown flag; did you mean --learning_rate?"),
     ("train-missing-data", [*TRAIN, "--dataset_name", "./no-such-data"], "./no-such-data: no such file or folder"),
     # sft
     ("sft-dataset-limit-negative", [*SFT, "--dataset_limit", "-1"], "--dataset_limit -1: must be at least 1"),

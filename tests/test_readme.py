@@ -128,7 +128,7 @@ def test_documented_command_parses(argv, monkeypatch):
     (["eval", "--model_name_or_path", "m", "--limt", "3", "--output_dir", "o"], "limt"),
     (["compare", "--base", "a", "--trained", "b", "--max_new_tokns", "9"], "max_new_tokns"),
     (["prepare", "--dataset_name", "x", "--output", "y", "--limt", "3"], "limt"),
-    (["compare", "--trained", "b"], "--base"),
+    (["compare", "--evals", "only-one-folder"], "--evals"),  # two folders, before and after
     (["train", "--config", "recipes/no-such-model/grpo.yaml"], "no-such-model"),
     (["trian", "--max_steps", "3"], "trian"),
 ])

@@ -6,6 +6,7 @@ import pytest
 
 from tinyr1.commands.evaluate import evaluate
 from tinyr1.tasks.scoring import rescored_metrics, score_completion, summarize
+from tinyr1.tasks.statistics import wilson_interval
 
 from ..conftest import ASSETS, read_jsonl
 
@@ -26,6 +27,11 @@ def test_predictions_file_gives_exactly_the_expected_metrics(cli, tmp_path):
     assert [s["correct_flexible"] for s in samples] == [True, True, False, True, False]
     assert samples[3]["answer"] == "1000" and samples[4]["extracted_flexible"] == "84"
     assert "accuracy_flexible" in result.stdout
+    # Each accuracy with its 95% Wilson interval, in metrics.json and printed.
+    assert metrics["accuracy_strict_ci95"] == pytest.approx(list(wilson_interval(2, 5)))
+    assert metrics["accuracy_flexible_ci95"] == pytest.approx(list(wilson_interval(3, 5)))
+    low, high = metrics["accuracy_strict_ci95"]
+    assert f"0.400 (95% CI {low:.3f}–{high:.3f}, n=5)" in result.stdout
 
 
 BARE = "7"

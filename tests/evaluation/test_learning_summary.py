@@ -62,3 +62,21 @@ def test_an_old_eval_folder_is_scored_again_or_shown_as_unknown(tmp_path):
 
 def test_an_empty_folder_gives_no_lines(tmp_path):
     assert learning_lines(tmp_path) == []
+
+
+def test_before_and_after_on_the_same_questions_are_compared_question_by_question(cli, tmp_path):
+    run = _run(tmp_path)
+    tagged = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n{}\n</answer>"
+    for stage, numbers in (("before", (7, 0, 0, 0)), ("after", (7, 7, 7, 0))):
+        rows = [{"question": f"3 + 4? ({i})", "answer": "7", "completion": tagged.format(x)}
+                for i, x in enumerate(numbers)]
+        (tmp_path / f"{stage}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for name in ("metrics.json", "samples.jsonl"):
+            (run / "eval" / stage / name).unlink(missing_ok=True)
+        result = cli("eval", "--predictions", str(tmp_path / f"{stage}.jsonl"), "--output_dir",
+                     str(run / "eval" / stage))
+        assert result.returncode == 0, result.stderr
+    text = "\n".join(learning_lines(run))
+    assert "| after GRPO (step 6) | 0.750 | 0.750 | 1.000 | — | 0.301–0.954 |" in text
+    assert "wrong->right 2, right->wrong 0 (both right 1, both wrong 1)" in text and "McNemar p = 0.5" in text
+    assert "wrong->right 2" in write_report(run).read_text()

@@ -2,6 +2,10 @@
 
     tinyr1 compare --base smollm2-135m-instruct --trained outputs/my-run
     tinyr1 compare --base M1 --trained M2 --prompt "What is 12 * 7?" --output compare.md
+    tinyr1 compare --evals outputs/eval-before outputs/eval-after     # two tinyr1 eval folders, same questions
+
+With ``--evals`` no model loads: the two folders' verdicts on the same questions are paired (wrong->right and
+right->wrong counts, the difference with its 95% interval, the exact McNemar p-value: ``tinyr1.tasks.statistics``).
 
 The recipe tinyr1 reproduces judged its run by asking one question before and after training; that question is
 the default here. Greedy decoding and the same system prompt for both models; each answer is shown with what
@@ -15,7 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from tinyr1.infra.errors import TinyR1Error
 from tinyr1.tasks.answers import SYSTEM_PROMPT, extract_xml_answer, is_soft_format, is_strict_format
+from tinyr1.tasks.scoring import METRIC_FLAGS
 
 DEFAULT_PROMPT = "Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. How many apples were left?"
 
@@ -85,20 +91,28 @@ def compare(base: str, trained: str, prompts: list[str] | None = None, *, output
     if display:
         show(base, trained, prompts, base_answers, trained_answers)
     if output is not None:
-        from tinyr1.infra.files import write_text
-        from tinyr1.infra.paths import make_dirs, mark_written
-
-        make_dirs(Path(output).parent, "--output")
-        write_text(output, markdown)  # atomically: a full disk leaves the old file or none, never half of one
-        mark_written(Path(output).expanduser(), "compare")  # so a later compare may replace it, and nothing else
+        _write_output(output, markdown)
     return markdown
+
+
+def _write_output(output: str | Path, markdown: str) -> None:
+    from tinyr1.infra.files import write_text
+    from tinyr1.infra.paths import make_dirs, mark_written
+
+    make_dirs(Path(output).parent, "--output")
+    write_text(output, markdown)  # atomically: a full disk leaves the old file or none, never half of one
+    mark_written(Path(output).expanduser(), "compare")  # so a later compare may replace it, and nothing else
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinyr1 compare", description="Ask the same questions of two models "
                                 "(greedy, same system prompt) and show the answers side by side.")
-    p.add_argument("--base", required=True, help="the model before training (any form train accepts)")
-    p.add_argument("--trained", required=True, help="the model after training, e.g. a run's output_dir")
+    p.add_argument("--base", help="the model before training (any form train accepts)")
+    p.add_argument("--trained", help="the model after training, e.g. a run's output_dir")
+    p.add_argument("--evals", nargs=2, metavar=("BEFORE", "AFTER"), help="instead of two models: two tinyr1 eval "
+                   "folders of the same questions, compared question by question (no model loads)")
+    p.add_argument("--metric", default="accuracy_strict", choices=tuple(METRIC_FLAGS),
+                   help="with --evals: the verdict compared (default accuracy_strict)")
     p.add_argument("--prompt", action="append", help="a question; repeat for several (default: the recipe's "
                    "Xiao Ming apples question)")
     p.add_argument("--max_new_tokens", type=int, default=256, help="generation length (default 256)")
@@ -115,13 +129,31 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
     from tinyr1.infra.paths import check_output_file
 
     args = parse_command(build_parser(), argv, values, caller)
+    two_models = bool(args.base and args.trained)
+    if (args.evals and (args.base or args.trained)) or not (args.evals or two_models):
+        raise TinyR1Error("give --base and --trained (two models) or --evals BEFORE AFTER (two eval folders)")
     if args.output is not None:  # checked before two models generate, not after; never a file of the user's
         check_output_file(args.output, "--output", owner="compare")
     return args
 
 
+def compare_evals(before: str, after: str, metric: str = "accuracy_strict") -> list[str]:
+    """The paired comparison of two eval folders, as lines of text."""
+    from tinyr1.tasks.statistics import describe_paired, paired_evals
+
+    return [f"before: {before}", f"after:  {after}",
+            *describe_paired(paired_evals(before, after, METRIC_FLAGS[metric]), metric)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.evals:
+        lines = compare_evals(*args.evals, args.metric)
+        print("\n".join(lines))
+        if args.output:
+            _write_output(args.output, "\n".join(["# Paired comparison", "", *(f"- {line}" for line in lines), ""]))
+            print(f"wrote {args.output}")
+        return 0
     from tinyr1.infra.device import configure_cpu
 
     configure_cpu()

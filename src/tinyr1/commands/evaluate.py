@@ -32,6 +32,7 @@ from tinyr1.infra.paths import check_output_dir, make_dirs
 from tinyr1.tasks import answers
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.scoring import METRIC_FLAGS, score_completion, summarize
+from tinyr1.tasks.statistics import format_interval
 
 
 def read_predictions(path: str) -> list[dict]:
@@ -173,9 +174,22 @@ def print_table(metrics: dict, title: str = "evaluation") -> None:
     table.add_column("value", justify="right")
     for key in (*METRIC_FLAGS, "mean_completion_tokens", "truncated_fraction", "tokens_per_second", "seconds"):
         if metrics.get(key) is not None:
-            value = metrics[key]
-            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+            table.add_row(key, format_metric(metrics, key))
     Console().print(table)
+
+
+def format_metric(metrics: dict, key: str) -> str:
+    """A metric's value as eval prints it; an accuracy with its 95% interval when metrics.json holds one.
+
+    >>> format_metric({"n": 1000, "accuracy_strict": 0.412, "accuracy_strict_ci95": [0.3819, 0.4428]},
+    ...               "accuracy_strict")
+    '0.412 (95% CI 0.382–0.443, n=1000)'
+    """
+    value, interval = metrics[key], metrics.get(f"{key}_ci95")
+    text = f"{value:.3f}" if isinstance(value, float) else str(value)
+    if isinstance(interval, (list, tuple)) and len(interval) == 2:
+        text += f" (95% CI {format_interval(*interval)}, n={metrics.get('n')})"
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,9 @@ Printed at the end of ``make demo`` and written at the top of every run's report
 
 "accuracy (in `<answer>`)" is ``tinyr1 eval``'s ``accuracy_strict`` (``tinyr1.tasks.answers.is_correct``: the last
 ``<answer>`` block equals the gold; a bare right number does not count). An eval folder written before that rule
-is scored again from its samples (``tinyr1.tasks.scoring.rescored_metrics``); "—" where it cannot be.
+is scored again from its samples (``tinyr1.tasks.scoring.rescored_metrics``); "—" where it cannot be. Beside it,
+its 95% Wilson interval, and where both evaluations asked the same questions, the question-by-question comparison
+(wrong->right, right->wrong, McNemar's p: ``tinyr1.tasks.statistics``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import read_jsonl
 from tinyr1.tasks.scoring import rescored_metrics
+from tinyr1.tasks.statistics import describe_paired, format_interval, paired_evals, wilson_interval
 
 
 def _steps(run_dir: Path) -> list[dict]:
@@ -46,6 +50,26 @@ def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _interval(metrics: dict) -> str:
+    accuracy, n = metrics.get("accuracy_strict"), metrics.get("n")
+    if not isinstance(accuracy, (int, float)) or not isinstance(n, int) or n <= 0:
+        return "—"
+    return format_interval(*wilson_interval(round(accuracy * n), n))
+
+
+def paired_lines(run_dir: str | Path) -> list[str]:
+    """Before against after on the same questions, one verdict each; nothing when either evaluation's samples are
+    missing or the two asked different questions."""
+    before, after = Path(run_dir) / "eval" / "before", Path(run_dir) / "eval" / "after"
+    if not ((before / "samples.jsonl").is_file() and (after / "samples.jsonl").is_file()):
+        return []
+    try:
+        comparison = paired_evals(before, after)
+    except TinyR1Error:
+        return []
+    return ["Question by question, before -> after:", "", *(f"- {line}" for line in describe_paired(comparison)), ""]
+
+
 def learning_lines(run_dir: str | Path, base: str | Path | None = None) -> list[str]:
     """A markdown table: reward at the first and last steps, held-out accuracy and reasoning before and after."""
     run_dir = Path(run_dir)
@@ -66,12 +90,12 @@ def learning_lines(run_dir: str | Path, base: str | Path | None = None) -> list[
     if stages:
         n = stages[-1][1].get("n")
         lines += [f"| held-out (n={n}, greedy) | accuracy (in `<answer>`) | accuracy (last number) | worked step | "
-                  "mean tokens |", "|---|---:|---:|---:|---:|"]
+                  "mean tokens | accuracy (in `<answer>`), 95% CI |", "|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {label} | {_fmt(m.get('accuracy_strict'))} | {_fmt(m.get('accuracy_flexible'))} | "
-                  f"{_fmt(m.get('worked_step_fraction'))} | {_fmt(m.get('mean_completion_tokens'))} |"
-                  for label, m in stages]
+                  f"{_fmt(m.get('worked_step_fraction'))} | {_fmt(m.get('mean_completion_tokens'))} | "
+                  f"{_interval(m)} |" for label, m in stages]
         lines.append("")
-    return lines
+    return lines + paired_lines(run_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

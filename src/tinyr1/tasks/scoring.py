@@ -12,10 +12,13 @@ from pathlib import Path
 
 from tinyr1.infra.files import read_json, read_jsonl
 from tinyr1.tasks import answers, rewards
+from tinyr1.tasks.statistics import wilson_interval
 
 METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
                 "accuracy_recipe_reward": "correct_recipe_reward", "format_strict": "format_strict",
                 "format_soft": "format_soft", "worked_step_fraction": "worked_step"}
+# The accuracies metrics.json gives a 95% Wilson interval for, as ``<name>_ci95`` (tinyr1.tasks.statistics).
+INTERVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward")
 
 
 def score_completion(completion: str, gold: str) -> dict:
@@ -46,9 +49,17 @@ def score_completion(completion: str, gold: str) -> dict:
 
 
 def summarize(samples: list[dict]) -> dict:
-    """Fractions over the per-question records (what ``metrics.json`` holds besides the run facts)."""
+    """Fractions over the per-question records (what ``metrics.json`` holds besides the run facts), and each
+    accuracy's 95% Wilson interval.
+
+    >>> m = summarize([{"correct_strict": True}, {"correct_strict": False}])
+    >>> m["n"], m["accuracy_strict"], [round(x, 3) for x in m["accuracy_strict_ci95"]]
+    (2, 0.5, [0.095, 0.905])
+    """
     n = len(samples)
-    metrics = {"n": n, **{name: sum(s.get(flag, False) for s in samples) / n for name, flag in METRIC_FLAGS.items()}}
+    counts = {name: sum(bool(s.get(flag, False)) for s in samples) for name, flag in METRIC_FLAGS.items()}
+    metrics = {"n": n, **{name: count / n for name, count in counts.items()}}
+    metrics.update({f"{name}_ci95": list(wilson_interval(counts[name], n)) for name in INTERVAL_METRICS})
     if samples and "num_tokens" in samples[0]:
         metrics["mean_completion_tokens"] = sum(s["num_tokens"] for s in samples) / n
         metrics["truncated_fraction"] = sum(s["truncated"] for s in samples) / n
