@@ -189,19 +189,20 @@ def compare(base, trained, /, prompt: str | list[str] | None = None, *, num_thre
     apples question). ``options``: max_new_tokens, system_prompt, output (a Markdown file to write). Returns a
     ``Comparison`` (``str()`` is the Markdown; a notebook renders it)."""
     from tinyr1.commands import compare as command  # lazy: each command loads what it needs
+    from tinyr1.evaluation.compare import compare as library  # lazy: as the line above
 
     fields = {"base": _model(base), "trained": _model(trained), "prompt": prompt, **options}
     with call_scope(num_threads, caller="tinyr1.compare"):
         args = command.parse_args(values=fields, caller="tinyr1.compare")
-        markdown = command.compare(args.base, args.trained, args.prompt, output=args.output,
-                                   max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt)
+        markdown = library(args.base, args.trained, args.prompt, output=args.output,
+                           max_new_tokens=args.max_new_tokens, system_prompt=args.system_prompt)
     return Comparison(args.base, args.trained, markdown, Path(args.output) if args.output else None)
 
 
 def report(run) -> Report:
     """Plots and a Markdown/HTML report of a training run (``tinyr1 report``), written into its folder: a ``Run``,
     its folder, or a ``tinyr1.GRPOTrainer`` / ``SFTTrainer`` after ``train()``."""
-    from tinyr1.commands.report import write_report  # lazy: the report loads matplotlib
+    from tinyr1.evaluation.report import write_report  # lazy: the report loads matplotlib
 
     if hasattr(run, "args") and hasattr(run, "state"):  # a trainer: its output_dir
         run = run.args.output_dir

@@ -65,7 +65,7 @@ class Run:
     def series(self, key: str) -> tuple[list[int], list[float]]:
         """Steps and values of one logged metric (``reward``, ``loss``, ``rewards/<name>/mean``...), nulls
         skipped: ``plt.plot(*run.series("reward"))``."""
-        from tinyr1.commands.report import series  # lazy: the report module loads its plotting code
+        from tinyr1.evaluation.report import series  # lazy: the report module loads its plotting code
 
         return series(self.metrics, key)
 

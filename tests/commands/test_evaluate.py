@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tinyr1.commands.evaluate import evaluate
+from tinyr1.evaluation.evaluate import evaluate
 from tinyr1.tasks.scoring import rescored_metrics, score_completion, summarize
 from tinyr1.tasks.statistics import wilson_interval
 

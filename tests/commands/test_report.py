@@ -3,8 +3,8 @@
 import json
 import random
 
-from tinyr1.commands.compare import DEFAULT_PROMPT
-from tinyr1.commands.report import write_report
+from tinyr1.evaluation.compare import DEFAULT_PROMPT
+from tinyr1.evaluation.report import write_report
 
 
 def test_train_with_eval_before_after_tells_the_whole_story(tiny_run):

@@ -2,8 +2,8 @@
 
 import json
 
-from tinyr1.commands.report import write_report
 from tinyr1.evaluation.learning_summary import learning_lines, main
+from tinyr1.evaluation.report import write_report
 
 
 def _run(tmp_path):

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.tasks.statistics import mcnemar_exact_p, paired_comparison, paired_evals, wilson_interval
+from tinyr1.tasks.scoring import paired_evals
+from tinyr1.tasks.statistics import mcnemar_exact_p, paired_comparison, wilson_interval
 
 
 def test_wilson_interval_matches_the_closed_form_and_behaves_at_the_edges():

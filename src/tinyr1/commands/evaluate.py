@@ -21,180 +21,18 @@ Format metrics go through the format rewards themselves; the per-question record
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
-import time
 from pathlib import Path
 
-from tinyr1.infra.errors import TinyR1Error
-from tinyr1.infra.paths import check_output_dir, make_dirs
-from tinyr1.tasks import answers
+from tinyr1.evaluation.evaluate import check_not_foreign, claim_output_dir, evaluate, print_table
+from tinyr1.infra.errors import TinyR1Error, one_line_errors
+from tinyr1.infra.options import parse_command
+from tinyr1.infra.paths import check_output_dir
+from tinyr1.run_folder.run_json import warn_if_unfinished
 from tinyr1.tasks.answers import SYSTEM_PROMPT
-from tinyr1.tasks.scoring import METRIC_FLAGS, score_completion, summarize
-from tinyr1.tasks.statistics import format_interval
-
-
-def read_predictions(path: str) -> list[dict]:
-    from tinyr1.tasks.data import read_rows_file
-
-    file = Path(path)
-    if not file.is_file():
-        raise TinyR1Error(f"--predictions {path}: no such file")
-    rows = read_rows_file(file)
-    for index, row in enumerate(rows, 1):
-        missing = [k for k in ("question", "answer", "completion") if k not in row]
-        if missing:
-            raise TinyR1Error(f"{path} line {index}: missing field {' and '.join(missing)}; rows need question, "
-                              "answer, completion")
-        wrong = [k for k in ("question", "completion") if not isinstance(row[k], str)] + (
-            ["answer"] if row["answer"] is None else [])
-        if wrong:
-            raise TinyR1Error(f"{path} line {index}: {' and '.join(wrong)} must be text, got "
-                              f"{type(row[wrong[0]]).__name__}")
-        gold = answers.extract_hash_answer(str(row["answer"]))
-        row["answer"] = gold if gold is not None else str(row["answer"]).strip()
-    if not rows:
-        raise TinyR1Error(f"{path}: no rows")
-    return rows
-
-
-def _generate(model, tokenizer, examples, system_prompt, batch_size, max_new_tokens, use_vllm, model_path):
-    from tinyr1.tasks.data import build_prompt
-
-    conversations = [build_prompt(ex["question"], system_prompt) for ex in examples]
-    start = time.perf_counter()
-    if use_vllm:
-        outputs = _generate_vllm(model_path, conversations, max_new_tokens)
-    else:
-        from tinyr1.models.generation import generate_batch
-
-        outputs = generate_batch(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
-                                 batch_size=batch_size, desc="eval")
-    return outputs, time.perf_counter() - start
-
-
-def _generate_vllm(model_path: str, conversations, max_new_tokens: int):
-    # Unverified here (no GPU in this project's CI): follows vLLM's documented LLM.chat API.
-
-    try:
-        from vllm import LLM, SamplingParams
-    except ImportError:
-        raise TinyR1Error("--use_vllm: vllm is not installed; pip install vllm (needs a CUDA GPU)") from None
-    from tinyr1.infra.device import cuda_available  # lazy: loads torch
-
-    if not cuda_available():
-        raise TinyR1Error("--use_vllm needs a CUDA GPU; drop the flag to use transformers")
-    from tinyr1.models.generation import Generation
-
-    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-    results = LLM(model=model_path).chat(conversations, params, use_tqdm=True)
-    return [Generation(r.outputs[0].text, len(r.outputs[0].token_ids), r.outputs[0].finish_reason == "length")
-            for r in results]
-
-
-def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=None, adapter: str | None = None,
-             dataset_name: str = "openai/gsm8k", split: str = "test", limit: int | None = None,
-             batch_size: int = 16, max_new_tokens: int = 256, system_prompt: str = SYSTEM_PROMPT,
-             output_dir: str | Path | None = None, predictions: str | None = None, use_vllm: bool = False,
-             dtype: str | None = None, dataset_options=None) -> dict:
-    """Score a model (or a predictions file) and return the metrics; write both files when ``output_dir`` is set."""
-    from tinyr1.tasks.data import load_examples
-
-    facts = {"dataset": dataset_name, "split": split, "limit": limit}
-    if dataset_options:
-        from tinyr1.tasks.reasoning_gym import parse_dataset_options
-
-        facts["dataset_options"] = parse_dataset_options(dataset_options)
-    if predictions:
-        rows = read_predictions(predictions)
-        samples = [{"question": r["question"], "answer": r["answer"], "completion": r["completion"],
-                    **score_completion(r["completion"], r["answer"])} for r in rows]
-        metrics = summarize(samples)
-        facts = {"predictions": str(predictions)}
-    else:
-        examples, _ = load_examples(dataset_name, split, limit, options=dataset_options)
-        model_path = None
-        if model is None:
-            from tinyr1.models.loading import load_model_and_tokenizer, resolve_model
-
-            if not model_name_or_path:
-                raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
-            resolved = resolve_model(model_name_or_path, adapter)
-            model_path = resolved.path
-            if not use_vllm:
-                model, tokenizer = load_model_and_tokenizer(resolved, dtype=dtype)
-        if model is not None:
-            model.eval()
-        outputs, seconds = _generate(model, tokenizer, examples, system_prompt, batch_size, max_new_tokens,
-                                     use_vllm, model_path)
-        samples = [{"question": ex["question"], "answer": ex["answer"], "completion": out.text,
-                    "num_tokens": out.num_tokens, "truncated": out.truncated,
-                    **score_completion(out.text, ex["answer"])} for ex, out in zip(examples, outputs, strict=True)]
-        metrics = summarize(samples)
-        generated = sum(s["num_tokens"] for s in samples)
-        metrics.update(tokens_per_second=generated / seconds if seconds else None, seconds=round(seconds, 2))
-        name = model_name_or_path or getattr(getattr(model, "config", None), "_name_or_path", "in-memory model")
-        facts.update(model=name, adapter=adapter, decoding={"greedy": True, "max_new_tokens": max_new_tokens,
-                                                            "batch_size": batch_size, "backend": "vllm" if use_vllm
-                                                            else "transformers", "system_prompt": system_prompt})
-    metrics.update(facts, versions=_versions())
-    if output_dir is not None:
-        _write_pair(Path(output_dir), metrics, samples)
-    return metrics
-
-
-def _write_pair(out: Path, metrics: dict, samples: list[dict]) -> None:
-    """``samples.jsonl`` and ``metrics.json`` as a pair: both written in full to hidden temporary files first, then
-    renamed into place, metrics last. A failure while writing (a full disk: one line naming the path and the bytes
-    needed) removes both temporary files and leaves the previous pair, or none, so the retry works."""
-    from tinyr1.infra.files import jsonl_bytes, write_together
-
-    make_dirs(out, "--output_dir")
-    write_together([(out / "samples.jsonl", jsonl_bytes(samples)),
-                    (out / "metrics.json", json.dumps(metrics, indent=2).encode("utf-8"))])
-
-
-def _versions() -> dict:
-    import torch
-    import transformers
-
-    from tinyr1.infra.version import __version__
-
-    return {"tinyr1": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
-
-
-def print_table(metrics: dict, title: str = "evaluation") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{title} (n={metrics['n']})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in (*METRIC_FLAGS, "mean_completion_tokens", "truncated_fraction", "tokens_per_second", "seconds"):
-        if metrics.get(key) is not None:
-            table.add_row(key, format_metric(metrics, key))
-    Console().print(table)
-
-
-def format_metric(metrics: dict, key: str) -> str:
-    """A metric's value as eval prints it; an accuracy with its 95% interval when metrics.json holds one.
-
-    >>> format_metric({"n": 1000, "accuracy_strict": 0.412, "accuracy_strict_ci95": [0.3819, 0.4428]},
-    ...               "accuracy_strict")
-    '0.412 (95% CI 0.382–0.443, n=1000)'
-    """
-    value, interval = metrics[key], metrics.get(f"{key}_ci95")
-    text = f"{value:.3f}" if isinstance(value, float) else str(value)
-    if isinstance(interval, (list, tuple)) and len(interval) == 2:
-        text += f" (95% CI {format_interval(*interval)}, n={metrics.get('n')})"
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tinyr1.infra.errors import one_line_errors
-
     p = argparse.ArgumentParser(prog="tinyr1 eval", description="Accuracy (strict and flexible) and format "
                                 "compliance of a model's greedy answers on a test split.")
     p.add_argument("--model_name_or_path", help="hub id, local folder, .gguf, smollm2-135m-instruct, or a run's "
@@ -216,37 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     return one_line_errors(p, "tinyr1 eval")
 
 
-def _check_not_foreign(out: Path) -> None:
-    """eval replaces metrics.json and samples.jsonl in its folder: only ever ones tinyr1 wrote (the one rule,
-    ``tinyr1.run_folder.ownership``). Only one process writes the folder (its lock, held until eval ends,
-    ``_claim_output_dir``), and the marker names both files before they are written."""
-    from tinyr1.run_folder import ownership
-
-    for name in ("metrics.json", "samples.jsonl"):
-        if (out / name).exists() and not ownership.is_ours(out / name):
-            raise TinyR1Error(f"--output_dir {out}: holds a {name} that tinyr1 eval did not write; pick another "
-                              "folder (tinyr1 never replaces a file of yours)")
-
-
-def _claim_output_dir(out: Path):
-    """The folder, locked for this process and its marker naming both files, before a model loads; the lock."""
-    from tinyr1.run_folder import ownership
-    from tinyr1.run_folder.lock import RunLock
-
-    make_dirs(out, "--output_dir")
-    lock = RunLock.acquire(out, "eval", "--output_dir")
-    ownership.claim_outputs(out, "eval", ["metrics.json", "samples.jsonl"])
-    return lock
-
-
 def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
                caller: str | None = None) -> argparse.Namespace:
     """The options, range-checked, and the output folder checked, before any model loads or generates."""
-    from tinyr1.infra.options import parse_command
-
     args = parse_command(build_parser(), argv, values, caller)
     check_output_dir(args.output_dir, "--output_dir")  # before any model loads or generates
-    _check_not_foreign(Path(args.output_dir))
+    check_not_foreign(Path(args.output_dir))
     if not args.predictions and not args.model_name_or_path:
         raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
     return args
@@ -256,12 +69,11 @@ def run(args: argparse.Namespace) -> dict:
     """``evaluate`` with the parsed options: a missing model or adapter fails before the data loads, and the output
     folder is locked for the evaluation (released after it, for a caller that goes on, such as the Python API)."""
     if args.model_name_or_path:
-        from tinyr1.models.loading import resolve_model
-        from tinyr1.run_folder.run_json import warn_if_unfinished
+        from tinyr1.models.loading import resolve_model  # lazy: loads torch, which --predictions needs not
 
         warn_if_unfinished(args.model_name_or_path)
         resolve_model(args.model_name_or_path, args.adapter)
-    lock = _claim_output_dir(Path(args.output_dir))
+    lock = claim_output_dir(Path(args.output_dir))
     try:
         return _evaluate_parsed(args)
     finally:
@@ -279,7 +91,7 @@ def _evaluate_parsed(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.model_name_or_path:
-        from tinyr1.infra.device import configure_cpu
+        from tinyr1.infra.device import configure_cpu  # lazy: loads torch, which --predictions needs not
 
         configure_cpu()
     metrics = run(args)

@@ -1,6 +1,6 @@
 """Did the run learn? The mean reward of the first and last steps and held-out accuracy before and after.
 
-Printed at the end of ``make demo`` and written at the top of every run's report (``tinyr1.commands.report``):
+Printed at the end of ``make demo`` and written at the top of every run's report (``tinyr1.evaluation.report``):
 
     python -m tinyr1.evaluation.learning_summary outputs/demo/grpo [--base outputs/demo/eval-base]
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import read_jsonl
-from tinyr1.tasks.scoring import rescored_metrics
-from tinyr1.tasks.statistics import describe_paired, format_interval, paired_evals, wilson_interval
+from tinyr1.tasks.scoring import paired_evals, rescored_metrics
+from tinyr1.tasks.statistics import describe_paired, format_interval, wilson_interval
 
 
 def _steps(run_dir: Path) -> list[dict]:

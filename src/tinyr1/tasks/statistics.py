@@ -8,13 +8,11 @@ compare --evals``, the run report and ``benchmarks/seeds_table.py`` print.
   right->wrong, tests them with the exact two-sided McNemar (binomial) test, and gives Newcombe's interval for the
   difference of paired accuracies (his method 10: the two Wilson intervals combined with the correlation of the
   paired verdicts). Two accuracies with overlapping intervals can still differ clearly when paired.
-- ``paired_evals``: two eval folders read and checked to hold the same questions in the same order.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile: a two-sided 95% interval
 
@@ -99,41 +97,3 @@ def describe_paired(c: dict, metric: str = "accuracy_strict") -> list[str]:
             f"{c['both_right']}, both wrong {c['both_wrong']})",
             f"difference {c['difference']:+.3f} (95% CI {format_interval(*c['ci95'], signed=True)}), exact McNemar "
             f"p = {c['p_value']:.3g}"]
-
-
-def eval_verdicts(eval_dir: str | Path, flag: str = "correct_strict") -> tuple[list[tuple[str, str]], list[bool]]:
-    """An eval folder's questions (question, gold) in order and one verdict each, scored again from the completion
-    under the current rules (so a folder written under an older rule pairs honestly with a new one)."""
-    from tinyr1.infra.errors import TinyR1Error
-    from tinyr1.infra.files import read_jsonl
-    from tinyr1.tasks.scoring import score_completion
-
-    samples_file = Path(eval_dir) / "samples.jsonl"
-    if not samples_file.is_file():
-        raise TinyR1Error(f"{eval_dir}: no samples.jsonl; give a folder that tinyr1 eval wrote (--output_dir)")
-    questions, verdicts = [], []
-    for index, s in enumerate(read_jsonl(samples_file), 1):
-        if not isinstance(s.get("completion"), str) or s.get("answer") is None or "question" not in s:
-            raise TinyR1Error(f"{samples_file} line {index}: needs question, answer and completion; write it "
-                              "again with tinyr1 eval")
-        questions.append((str(s["question"]), str(s["answer"])))
-        verdicts.append(bool(score_completion(s["completion"], str(s["answer"]))[flag]))
-    return questions, verdicts
-
-
-def paired_evals(dir_a: str | Path, dir_b: str | Path, flag: str = "correct_strict") -> dict:
-    """``paired_comparison`` of two eval folders (a before, b after); refused in one line when they did not answer
-    the same questions in the same order."""
-    from tinyr1.infra.errors import TinyR1Error
-
-    questions_a, verdicts_a = eval_verdicts(dir_a, flag)
-    questions_b, verdicts_b = eval_verdicts(dir_b, flag)
-    if questions_a != questions_b:
-        where = next((i for i, (x, y) in enumerate(zip(questions_a, questions_b, strict=False)) if x != y), None)
-        detail = (f"question {where + 1} differs" if where is not None else
-                  f"{len(questions_a)} questions against {len(questions_b)}")
-        raise TinyR1Error(f"--evals {dir_a} {dir_b}: not the same questions ({detail}); evaluate both with the same "
-                          "--dataset_name, --dataset_options, --split and --limit")
-    if not questions_a:
-        raise TinyR1Error(f"--evals {dir_a} {dir_b}: no questions in either samples.jsonl")
-    return paired_comparison(verdicts_a, verdicts_b)

@@ -3,6 +3,10 @@ with (the comparison on the tutorial's question and the report)."""
 
 from __future__ import annotations
 
+from tinyr1.evaluation.compare import compare
+from tinyr1.evaluation.evaluate import evaluate
+from tinyr1.evaluation.report import eval_table, write_report
+from tinyr1.infra.files import read_json
 from tinyr1.run_folder.folder import RunDir
 
 
@@ -10,7 +14,6 @@ def evaluate_stage(script, run: RunDir, model, tokenizer, stage: str) -> None:
     """The held-out evaluation of the model in memory into ``eval/<stage>`` (main process only)."""
     if not run.main:
         return
-    from tinyr1.commands.evaluate import evaluate
 
     was_training = model.training
     model.eval()
@@ -25,10 +28,6 @@ def evaluate_stage(script, run: RunDir, model, tokenizer, stage: str) -> None:
 def finish_story(script, model_args, run: RunDir) -> None:
     """After the final save: the tutorial's question to both models (compare.md), the report, the before/after
     table printed."""
-    from tinyr1.commands.compare import compare
-    from tinyr1.commands.report import eval_table, write_report
-    from tinyr1.infra.files import read_json
-
     # as long as the evaluation's answers (eval_max_new_tokens), so a short run ends without a long greedy ramble
     compare(model_args.model_name_or_path, str(run.path), output=run.path / "compare.md",
             max_new_tokens=script.eval_max_new_tokens, system_prompt=script.system_prompt)

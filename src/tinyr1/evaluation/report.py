@@ -1,0 +1,235 @@
+"""A training run's report: plots, report.md and report.html in its folder (what ``tinyr1 report``, ``tinyr1.report``
+and the end of ``tinyr1 train`` write)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+from tinyr1.evaluation.learning_summary import learning_lines
+from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import atomic_file, read_json, read_jsonl, read_text, write_together
+from tinyr1.infra.paths import check_output_dir, check_output_file
+from tinyr1.run_folder import ownership
+from tinyr1.run_folder.folder import MARKER
+from tinyr1.run_folder.run_json import mark_if_killed
+from tinyr1.tasks import answers
+from tinyr1.tasks.scoring import rescored_metrics
+
+# Opt-in sampling options' per-step counts (tinyr1.training.dynamic_sampling, tinyr1.training.curriculum),
+# plotted if logged.
+SAMPLING_PANELS = (("dynamic_sampling/dropped_all_right", "groups dropped: all right"),
+                   ("dynamic_sampling/dropped_all_wrong", "groups dropped: all wrong"),
+                   ("dynamic_sampling/rounds", "refill rounds"), ("curriculum/solved", "prompts solved (retired)"),
+                   ("curriculum/failed", "prompts failed"))
+
+
+# Written into each plot's PNG header (the Software field), so a later report knows the plot is its own to replace.
+PLOT_MARK = "tinyr1 report"
+
+
+# accuracy_strict: the last <answer> block is right; accuracy_recipe_reward: what the correctness reward paid for
+# (a bare right number counts). Both as tinyr1.commands.evaluate defines them.
+EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward", "format_strict", "format_soft",
+                "worked_step_fraction", "mean_completion_tokens", "truncated_fraction", "tokens_per_second")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    # What a killed run leaves (a truncated last line) is skipped with a warning by the shared reader.
+    return read_jsonl(path, missing_ok=True)
+
+
+def series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """Steps and values of one metric, skipping steps where it is missing or null (NaN)."""
+    points = [(m["step"], m[key]) for m in metrics
+              if isinstance(m.get(key), (int, float)) and isinstance(m.get("step"), (int, float))]
+    return [p[0] for p in points], [float(p[1]) for p in points]
+
+
+def smooth(values: list[float]) -> list[float]:
+    """Trailing rolling mean over about a twentieth of the run (none for short runs).
+
+    >>> smooth([1.0, 2.0, 3.0])
+    [1.0, 2.0, 3.0]
+    """
+    window = max(1, len(values) // 20)
+    if window == 1:
+        return list(values)
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _plot(ax, steps, values, label, color):
+    short = len(steps) <= 50
+    ax.plot(steps, values, marker="o" if short else None, markersize=4, linewidth=1.5 if short else 0.6,
+            alpha=1.0 if short else 0.35, color=color, label=label if short else f"{label} (raw)")
+    if not short:
+        ax.plot(steps, smooth(values), linewidth=2, color=color, label=f"{label} (rolling mean)")
+
+
+def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
+    # A Figure of its own, not pyplot: no GUI backend is needed, and the process's pyplot backend (a notebook's
+    # inline one) and open figures are left as they are.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    train_logs = [m for m in metrics if "loss" in m or "reward" in m]
+    reward_keys = sorted({k for m in train_logs for k in m if k.startswith("rewards/") and k.endswith("/mean")})
+    panels = [("reward", "total reward")] + [(k, k.split("/")[1].replace("_reward_func", "")) for k in reward_keys]
+    extra = [(k, t) for k, t in (("completions/mean_length", "completion length (tokens)"),
+                                 ("grad_norm", "grad norm"), ("learning_rate", "learning rate"), ("kl", "kl"),
+                                 ("loss", "loss"), *SAMPLING_PANELS) if series(train_logs, k)[0]]
+    written = []
+    for name, group in (("rewards.png", panels), ("training.png", extra)):
+        group = [(k, t) for k, t in group if series(train_logs, k)[0]]
+        if not group:
+            continue
+        cols = min(3, len(group))
+        rows = -(-len(group) // cols)
+        fig = Figure(figsize=(5 * cols, 3.4 * rows))
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for ax, (key, title) in zip(axes.flat, group, strict=False):
+            steps, values = series(train_logs, key)
+            _plot(ax, steps, values, title, "tab:blue" if key == "reward" else "tab:green")
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+            ax.grid(alpha=0.3)
+            if key == "grad_norm" and values and max(values) > 0 and max(values) / max(min(values), 1e-12) > 100:
+                ax.set_yscale("log")
+        for ax in list(axes.flat)[len(group):]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        with atomic_file(plot_dir / name) as tmp:  # a full disk: one line, the old plot kept, no temporary
+            fig.savefig(tmp, format="png", dpi=110, metadata={"Software": PLOT_MARK})
+        written.append(plot_dir / name)
+    return written
+
+
+def eval_table(before: dict | None, after: dict | None) -> list[str]:
+    if not before and not after:
+        return ["No before/after evaluation in this run (train with `--eval_before_after true`).", ""]
+    lines = ["| metric | before | after | change |", "|---|---:|---:|---:|"]
+    for key in EVAL_METRICS:
+        b, a = (before or {}).get(key), (after or {}).get(key)
+        if b is None and a is None:
+            continue
+        change = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
+        lines.append(f"| {key} | {'' if b is None else f'{b:.3f}'} | {'' if a is None else f'{a:.3f}'} | {change} |")
+    n = (after or before or {}).get("n")
+    return lines + ["", f"n = {n} questions from {(after or before or {}).get('dataset')} "
+                        f"({(after or before or {}).get('split')}), greedy decoding.", ""]
+
+
+def _sample_pairs(run_dir: Path, count: int = 3) -> list[str]:
+    before = {s.get("question"): s for s in _read_jsonl(run_dir / "eval" / "before" / "samples.jsonl")}
+    after = _read_jsonl(run_dir / "eval" / "after" / "samples.jsonl")
+    lines = []
+    for sample in [s for s in after if s.get("question") in before][:count]:
+        lines += [f"**Q:** {sample['question']}  ", f"**gold:** {sample.get('answer')}", ""]
+        for label, s in (("before", before[sample["question"]]), ("after", sample)):
+            text, gold = str(s.get("completion") or ""), str(s.get("answer"))
+            ok = ("correct" if answers.is_correct(text, gold, scoring="strict") else
+                  "correct (flexible)" if answers.is_correct(text, gold, scoring="flexible") else "wrong")
+            lines += [f"*{label}* ({ok}, strict format: {'yes' if s.get('format_strict') else 'no'}):", "",
+                      "```text", str(s.get("completion") or "").strip()[:1200], "```", ""]
+    return lines
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write report.md, report.html and plots/ for a run folder; return the path of report.md."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TinyR1Error(f"{run_dir}: no such run folder")
+
+    metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    mark_if_killed(run_dir)  # a run.json left "running" by a dead process says "killed" from now on
+    run = read_json(run_dir / "run.json") or {}
+    if not metrics and not run:
+        raise TinyR1Error(f"{run_dir}: no metrics.jsonl or run.json; is this a tinyr1 train output_dir?")
+
+    for name in ("report.md", "report.html"):  # checked before plotting, not after
+        check_output_file(run_dir / name, "report")
+        if (run_dir / name).is_file() and not ownership.is_ours(run_dir / name):
+            raise TinyR1Error(f"{run_dir / name}: not a report tinyr1 wrote; move it, tinyr1 will not replace it")
+    check_output_dir(run_dir / "plots", "report")
+    for name in ("rewards.png", "training.png"):
+        if not _own_plot(run_dir, name):
+            raise TinyR1Error(f"{run_dir / 'plots' / name}: not a plot tinyr1 wrote; move it, tinyr1 will not "
+                              "replace it")
+    plots = make_plots(metrics, run_dir / "plots")
+    before, after = (rescored_metrics(run_dir / "eval" / s) for s in ("before", "after"))
+    steps = [m for m in metrics if "loss" in m]
+    facts = [("model", run.get("model")), ("data", f"{run.get('dataset')} ({run.get('split')})"),
+             ("steps", run.get("global_step", steps[-1]["step"] if steps else None)),
+             ("status", run.get("status")), ("wall time", f"{run.get('wall_seconds')} s"),
+             ("device", run.get("device")), ("precision", run.get("precision_reason")),
+             ("skipped steps (non-finite)", run.get("skipped_steps"))]
+    lines = [f"# tinyr1 run report: `{run_dir.name}`", "", "| fact | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in facts if v not in (None, "None (None)", "None s")]
+
+    glance = learning_lines(run_dir)
+    if glance:
+        lines += ["", "## Did it learn?", ""] + glance
+    lines += ["", "## Before and after", ""] + eval_table(before, after)
+    lines += ["## Training curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+    pairs = _sample_pairs(run_dir)
+    if pairs:
+        lines += ["## Sample answers, before and after", ""] + pairs
+    train_samples = _read_jsonl(run_dir / "samples.jsonl")
+    if train_samples:
+        last = train_samples[-1]
+        lines += [f"## Last training sample (step {last.get('step')})", "", f"**Q:** {last.get('question')}  ",
+                  f"**gold:** {last.get('answer')} — **extracted:** {last.get('extracted')}", "", "```text",
+                  str(last.get("completion") or "").strip()[:1200], "```", ""]
+    compare_md = run_dir / "compare.md"
+    if compare_md.is_file():
+        lines += ["## The recipe's question", "", read_text(compare_md).split("\n", 1)[-1], ""]
+    report = run_dir / "report.md"
+    markdown = "\n".join(lines)
+    write_together([(report, markdown.encode("utf-8")),
+                    (run_dir / "report.html", to_html(markdown, run_dir).encode("utf-8"))])
+    return report
+
+
+def _own_plot(run_dir: Path, name: str) -> bool:
+    """Whether plots/``name`` is absent or tinyr1's: its PNG header carries PLOT_MARK, or (a report from before the
+    mark) the run's marker lists plots/ as the run's own."""
+    plot = run_dir / "plots" / name
+    if not plot.exists() and not plot.is_symlink():
+        return True
+    if plot.is_symlink() or not plot.is_file():
+        return False
+    try:
+        with plot.open("rb") as f:
+            if PLOT_MARK.encode() in f.read(4096):
+                return True
+
+        return "plots" in json.loads((run_dir / MARKER).read_text(encoding="utf-8")).get("paths", [])
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def to_html(markdown: str, base: Path) -> str:
+    """The report rendered by markdown-it (CommonMark plus tables), plots embedded as base64 so the file stands
+    alone. Raw HTML in the Markdown (a completion can hold anything) is shown as text, never rendered."""
+    from markdown_it import MarkdownIt
+
+    def embed(match: re.Match) -> str:
+        image = base / match.group(2)
+        if not image.is_file():
+            return match.group(0)
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()})"
+
+    inlined = re.sub(r"!\[([^\]]*)\]\((plots/[^)\s]+\.png)\)", embed, markdown)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(inlined)
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}"
+             "img{max-width:100%}")
+    return f"<!doctype html><meta charset='utf-8'><title>tinyr1 run report</title><style>{style}</style>\n" + body
