@@ -31,7 +31,7 @@ PLOT_MARK = "tinyr1 report"
 
 
 # accuracy_strict: the last <answer> block is right; accuracy_recipe_reward: what the correctness reward paid for
-# (a bare right number counts). Both as tinyr1.commands.evaluate defines them.
+# (a bare right number counts). Both as tinyr1.evaluation.evaluate defines them.
 EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward", "format_strict", "format_soft",
                 "worked_step_fraction", "mean_completion_tokens", "truncated_fraction", "tokens_per_second")
 

@@ -6,7 +6,7 @@
 - ``SampleRecorder``: wraps the reward functions (``functools.wraps`` keeps their names, so trl still logs
   ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
   ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard and the
-  broken-reward guard (``collapse_guard.RewardGuard``: a wrong return is one line at once, a reward with no finite
+  broken-reward guard (``guards.RewardGuard``: a wrong return is one line at once, a reward with no finite
   value ``patience`` steps in a row stops the run).
 - ``GracefulStop``: Ctrl-C or SIGTERM asks the Trainer to save a checkpoint at the end of the current step and stop;
   a second one stops the process at once, even in the middle of a long generation, saying what was lost.

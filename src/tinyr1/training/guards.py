@@ -9,7 +9,7 @@ Three checks, each ending the run with ``CollapseError`` (exit code 3) and a dia
    consecutive skips stop the run. Checkpoints on disk stay as they were.
 3. ``DegenerateGuard``: when most of a step's completions are one repeated character or token (``!!!!``), warn;
    when that persists for ``patience`` steps, stop.
-4. ``RewardGuard``, fed through the reward wrappers of ``run_callbacks.SampleRecorder``: a reward function that
+4. ``RewardGuard``, fed through the reward wrappers of ``callbacks.SampleRecorder``: a reward function that
    returns no finite value for any completion (all None, NaN or inf) warns; ``patience`` such steps in a row stop
    the run, naming the reward and its values. trl reads None as "not applicable to this completion" (multi-task
    rewards), so a reward that is None for *some* completions is fine; only all of them, step after step, is
@@ -190,7 +190,7 @@ def _kind(value: float | None) -> str:
 
 class RewardGuard:
     """Checks every reward function's return; stops the run when one gives no finite reward ``patience`` steps in a
-    row (``collapsed`` holds why). Fed by ``run_callbacks.SampleRecorder``: ``check`` per call, ``end_step`` per
+    row (``collapsed`` holds why). Fed by ``callbacks.SampleRecorder``: ``check`` per call, ``end_step`` per
     optimizer step."""
 
     def __init__(self, patience: int = 3):
