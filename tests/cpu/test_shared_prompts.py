@@ -121,3 +121,25 @@ def test_bf16_generation_with_roomy_cache_and_packed_weights_gives_autocasts_tok
     assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward is back
     if BF16_NATIVE:
         torch.testing.assert_close(packed_logits, logits, atol=1e-2, rtol=0)
+
+
+def test_the_shared_prefill_reaches_the_decode_loop_without_a_second_prefill(monkeypatch):
+    """The group's prompt is prefilled once and generate hands that cache to the decode loop under the keyword
+    this transformers keeps (``cache`` from 5.25, ``past_key_values`` before): a cache lost on the way would be
+    prefilled again, the same tokens at twice the cost, which token equality alone cannot see."""
+    from tinyr1.cpu import decode_loop
+
+    model, pad, config, rows, ids, mask, width = greedy_setup(PROMPTS[0], PROMPTS[1], 3)
+    calls = []
+    real = decode_loop.prefill
+
+    def counting(*args, **kwargs):
+        calls.append(args[1].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decode_loop, "prefill", counting)
+    with torch.no_grad():
+        expected = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, width:]
+        got = generate_shared_prompts(model, rows, pad, config, fast_loop=True)
+    assert torch.equal(got, expected)
+    assert len(calls) == 1 and calls[0][0] == 2  # once, for the two distinct prompts

@@ -34,8 +34,14 @@ def fresh_gate():
 
 
 def fake(monkeypatch, package: str, found: str) -> None:
-    # sys.modules' entry, not the name imported above: importing trl replaces transformers' lazy module there
-    monkeypatch.setattr(sys.modules[package], "__version__", found)
+    """``package`` reports ``found``; the other gated packages report the pinned row's versions, so a test reads the
+    same in every verified environment (make test, make test-latest)."""
+    for other in ("trl", "transformers", "torch"):
+        version = found if other == package else touchpoints.VERIFIED_ROWS[0].versions[other]
+        if other == package or not getattr(sys.modules[other], "_tinyr1_faked", False):
+            # sys.modules' entry, not the name imported above: importing trl replaces transformers' lazy module
+            monkeypatch.setattr(sys.modules[other], "__version__", version)
+            monkeypatch.setattr(sys.modules[other], "_tinyr1_faked", True, raising=False)
 
 
 def decide(tmp_path, **config):
@@ -54,10 +60,12 @@ def decide(tmp_path, **config):
                               processing_class=tokenizer)
 
 
-def test_the_installed_versions_are_the_verified_ones():
-    # The gate is only as good as this: the environment the equivalence tests run in is the verified one.
-    for package in touchpoints.PARTS["training"]:
-        assert touchpoints.same_minor(touchpoints.installed_version(package), touchpoints.VERIFIED[package])
+def test_the_installed_versions_are_a_verified_row():
+    # The gate is only as good as this: the environment the equivalence tests run in is one of the verified rows
+    # (make test: the pins; make test-latest: the newest releases pip resolves). A new release outside every row
+    # fails here, naming it, before a user meets it.
+    found = {p: touchpoints.installed_version(p) for p in ("trl", "transformers", "torch", "accelerate")}
+    assert touchpoints.matching_row(found) is not None, f"{found} is no row of touchpoints.VERIFIED_ROWS"
     for part in touchpoints.PARTS:
         check = touchpoints.fast_path_check(part)
         assert check.allowed and check.line.startswith(f"CPU fast path ({part}) on: "), check.line
@@ -68,8 +76,9 @@ def test_every_touchpoint_names_a_gated_package_or_says_why_not():
     packages = {t.package for t in touchpoints.TOUCHPOINTS}
     assert packages == {"trl", "transformers", "torch", "accelerate"}
     for point in touchpoints.TOUCHPOINTS:
-        assert point.used_in.startswith("tinyr1.") and point.verified == f"{point.package} " \
-            f"{touchpoints.VERIFIED[point.package]}"
+        versions = {row.versions[point.package] for row in touchpoints.VERIFIED_ROWS}
+        assert point.used_in.startswith("tinyr1.") and point.verified.split(" ", 1)[1].split(" / ") == \
+            sorted(versions)
         assert point.package in touchpoints.PARTS["training"] or "not gated" in point.what
 
 
@@ -81,7 +90,8 @@ def test_a_newer_or_older_version_takes_the_plain_path_and_says_why(monkeypatch,
     check = touchpoints.fast_path_check("training")
     assert not check.allowed
     assert check.line.startswith("CPU fast path (training) off: found trl ") and f"{package} {found}" in check.line
-    assert "verified on trl 1.16.*, transformers 5.23.*, torch 2.13.*" in check.line
+    assert "verified on trl 1.16.*, transformers 5.23.*, torch 2.13.* or trl 1.16.*, transformers 5.25.*, torch " \
+        "2.14.*" in check.line
     assert "--cpu_fast_path true forces it" in check.line and "\n" not in check.line
     # the decode loop of eval and compare uses nothing of trl: only transformers and torch gate it
     assert touchpoints.fast_path_check("generation").allowed == (package == "trl")
@@ -172,8 +182,8 @@ def test_the_decode_loop_of_eval_follows_the_gate_and_says_why_once(monkeypatch,
     assert on_cpu(model) == {} and on_cpu(model) == {}
     printed = capsys.readouterr().out.splitlines()
     assert printed == ["CPU fast path (generation) off: found transformers 5.23.0, torch 2.14.0; verified on "
-                       "transformers 5.23.*, torch 2.13.*. Generation uses generate's own loop (slower, the same "
-                       "tokens)"]
+                       "transformers 5.23.*, torch 2.13.* or transformers 5.25.*, torch 2.14.*. Generation uses "
+                       "generate's own loop (slower, the same tokens)"]
 
 
 @pytest.mark.parametrize(("given", "expected"), [([], None), (["--cpu_fast_path", "true"], True),
@@ -208,9 +218,10 @@ def test_train_with_a_newer_trl_completes_on_plain_trl_and_says_why(cli, gsm8k_d
     result = cli(*base_args(gsm8k_dir, out, "--max_steps", "1", "--save_strategy", "no"), cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     gate = [line for line in result.stdout.splitlines() if "CPU fast path" in line]
-    assert gate == ["CPU fast path (training) off: found trl 1.17.0, transformers 5.23.0, torch 2.13.0+cpu; "
-                    "verified on trl 1.16.*, transformers 5.23.*, torch 2.13.*. Training uses trl's own GRPOTrainer "
-                    "(slower, the same step); --cpu_fast_path true forces it"]
+    found = ", ".join(f"{p} {touchpoints.installed_version(p)}" for p in ("transformers", "torch"))
+    assert gate == [f"CPU fast path (training) off: found trl 1.17.0, {found}; verified on "
+                    f"{touchpoints.verified_text(('trl', 'transformers', 'torch'))}. Training uses trl's own "
+                    "GRPOTrainer (slower, the same step); --cpu_fast_path true forces it"]
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "completed" and run["global_step"] == 1 and run["trainer"] == "GRPOTrainer"
     assert run["cpu_fast_path"]["setting"] == "auto" and not run["cpu_fast_path"]["used"]

@@ -82,6 +82,7 @@ def test_logps_entropies_and_gradients_equal_trls(tmp_path, temperature):
         results.append((logps.detach(), entropies.detach(), grads))
     (trl_logps, trl_ent, trl_grads), (fast_logps, fast_ent, fast_grads) = results
     assert (fast_logps[mask[:, -8:] == 0] == 0).all()  # padding scores 0, as in trl
+    assert fast.fast_path_calls["logps"] == 1 and not trl_trainer.__dict__.get("_fast_path_calls")
     torch.testing.assert_close(fast_logps, trl_logps, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast_ent, trl_ent, atol=1e-5, rtol=0)
     assert trl_grads.keys() == fast_grads.keys()
@@ -97,6 +98,8 @@ def test_two_training_steps_equal_trls(tmp_path):
     fast = make_trainer(CPUFastGRPOTrainer, tmp_path, seen_fast)
     fast.fast_sampling = False  # trl's own draws (multinomial), so the sampled completions can be compared
     fast.train()
+    # the fast path really ran (a closed version gate would make this compare trl with trl)
+    assert fast.fast_path_calls["generation"] == 2 and fast.fast_path_calls["logps"] >= 2
     assert seen_fast == seen_trl and len(seen_trl) == 2
     losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (trl_trainer, fast)]
     assert losses[1] == pytest.approx(losses[0], rel=1e-4, abs=1e-6)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from tinyr1.cpu.packing import fp16_weights_reason
-from tinyr1.cpu.touchpoints import fast_path_check
+from tinyr1.cpu.touchpoints import VERIFIED_ROWS, fast_path_check, same_minor
 from tinyr1.infra.cpu_features import cpu_bf16
 from tinyr1.infra.device import cuda_available
 from tinyr1.infra.errors import CollapseError, TinyR1Error, one_line_errors
@@ -35,8 +35,6 @@ from tinyr1.models.loading import choose_precision, load_model_and_tokenizer, re
 from tinyr1.training import grpo, sft
 from tinyr1.training.guards import preflight_check
 
-TESTED = {"torch": "2.13.0", "trl": "1.16.0", "transformers": "5.23.0", "datasets": "5.2.0", "accelerate": "1.15.0",
-          "peft": "0.21.2"}
 GiB = 1024**3
 OK, WARN, BLOCK = "ok", "warn", "BLOCK"
 
@@ -55,14 +53,15 @@ class Checklist:
 
 
 def check_versions(checks: Checklist) -> None:
-    for package, tested in TESTED.items():
+    for package in VERIFIED_ROWS[0].versions:
         try:
             found = version(package)
         except PackageNotFoundError:
             checks.add(BLOCK, package, "not installed; run make install")
             continue
-        same = found.split("+")[0] == tested
-        checks.add(OK if same else WARN, package, found + ("" if same else f" (verified with {tested})"))
+        tested = sorted({row.versions[package] for row in VERIFIED_ROWS})
+        same = any(same_minor(found, v) for v in tested)
+        checks.add(OK if same else WARN, package, found + ("" if same else f" (verified with {' or '.join(tested)})"))
 
 
 def check_hardware(checks: Checklist) -> dict:

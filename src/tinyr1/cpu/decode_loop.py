@@ -20,6 +20,7 @@ against ``generate``'s.
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 import torch
@@ -67,13 +68,33 @@ def on_cpu(model) -> dict:
     return {}
 
 
+def cache_keyword(model) -> str:
+    """The keyword ``forward`` and ``generate`` take the key/value cache by: ``cache`` from transformers 5.25
+    (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` before it. Read from the model's
+    own ``forward``, so every verified row uses the name its transformers keeps."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def given_cache(model_kwargs: dict):
+    """The cache ``generate`` passed a ``custom_generate`` (``cache`` from transformers 5.25, else
+    ``past_key_values``), or None."""
+    cache = model_kwargs.get("cache")
+    return cache if cache is not None else model_kwargs.get("past_key_values")
+
+
+def output_cache(output):
+    """The cache a forward returned (its output's ``cache``, from transformers 5.25, else ``past_key_values``)."""
+    return output["cache"] if "cache" in output else output.past_key_values
+
+
 def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache) -> None:
     """Run every prompt token but the last into ``cache``, at ``generate``'s positions for left padding (real
     tokens counted from 0, pads at 0); generate's first decode step then runs the last one."""
     positions = (attention_mask.cumsum(-1) - 1).clamp_(min=0)
     with torch.no_grad():
         model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], position_ids=positions[:, :-1],
-              past_key_values=cache, use_cache=True, logits_to_keep=1)
+              use_cache=True, logits_to_keep=1, **{cache_keyword(model): cache})
 
 
 class _Weights:
@@ -219,7 +240,7 @@ def draw_inverse_cdf(scores: torch.Tensor) -> torch.Tensor:
 def decode_loop(model, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
                 streamer=None, fast_sampling=False, generation_weights="exact", **model_kwargs):
     """``generate``'s sampling/greedy loop (``GenerationMixin._sample`` without its optional outputs) over
-    ``_step``. The cache passed in ``past_key_values`` must hold every prompt token but the last (or be empty);
+    ``_step``. The cache passed in (``given_cache``) must hold every prompt token but the last (or be empty);
     with ``fast_sampling``, tokens are drawn by ``draw_inverse_cdf`` (same distribution, other draws); with
     ``generation_weights="fp16"``, the decode steps multiply by weights rounded to fp16 (``tinyr1.cpu.packing``;
     the prompt's prefill keeps the model's own)."""
@@ -238,7 +259,7 @@ def decode_loop(model, input_ids, logits_processor, stopping_criteria, generatio
         attention_mask = torch.ones_like(input_ids)
     g = group_size(input_ids, attention_mask)
     first = torch.arange(0, rows, g)  # each group's first row
-    cache = model_kwargs.get("past_key_values")
+    cache = given_cache(model_kwargs)
     cached = cache.get_seq_length() if cache is not None else 0
     if cached == 0 and width > 1:  # prefill here, once per group, under the caller's precision
         cache = DynamicCache(config=model.config)

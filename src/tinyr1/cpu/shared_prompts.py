@@ -128,7 +128,7 @@ def generate_shared_prompts(model, prompt_ids: list[list[int]], pad_token_id: in
             cache = roomy_cache(model.config, generation_config.max_new_tokens or 0)
             decode_loop.prefill(model, ids[first], mask[first], cache)
             cache.batch_select_indices(inverse)
-            kwargs["past_key_values"] = cache  # generate runs only the last prompt token, then decodes
+            kwargs[decode_loop.cache_keyword(model)] = cache  # generate runs only the last prompt token, then decodes
         if loop:
             kwargs.update(custom_generate=decode_loop.decode_loop, fast_sampling=fast_sampling,
                           generation_weights=generation_weights)

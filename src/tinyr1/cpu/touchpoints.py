@@ -4,11 +4,13 @@ The fast path (``tinyr1.cpu``) computes trl's GRPO step and ``generate``'s token
 internals no release promises to keep: private trl methods it overrides, transformers' cache and module layout,
 torch's oneDNN ops. ``TOUCHPOINTS`` lists each one: what it is, which tinyr1 module uses it, and the version it was
 verified on. The equivalence tests (``tests/cpu/test_trainer.py``, ``tests/cpu/test_decode_loop.py``) passed on
-``VERIFIED`` together; elsewhere nobody has run them, and a changed internal could crash a run or, worse, change
-its step without a word.
+each row of ``VERIFIED_ROWS`` together (the pins of constraints.txt, and the newest releases a plain ``pip install``
+resolved); elsewhere nobody has run them, and a changed internal could crash a run or, worse, change its step
+without a word. ``make test-latest`` (run by CI) checks the newest releases pip resolves against this list.
 
-The rule, ``fast_path_check(part)``: the fast path is taken only where every package the part relies on has the
-major.minor version it was verified on (trl ``1.16.*``, transformers ``5.23.*``, torch ``2.13.*``) and, for training,
+The rule, ``fast_path_check(part)``: the fast path is taken only where the packages the part relies on have the
+major.minor versions of one verified row (e.g. trl ``1.16.*``, transformers ``5.25.*``, torch ``2.14.*``) and, for
+training,
 trl's two overridden methods still take exactly the parameters the override was written for (a renamed or added
 parameter means the override no longer sees what trl passes). Two parts:
 
@@ -33,8 +35,24 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from typing import NamedTuple
 
-# The versions the equivalence tests passed on together (constraints.txt pins the same).
-VERIFIED = {"trl": "1.16.0", "transformers": "5.23.0", "torch": "2.13.0", "accelerate": "1.15.0"}
+
+class VerifiedRow(NamedTuple):
+    """Versions whose equivalence suite (tests/cpu and the touchpoint tests) passed together, when, and how."""
+
+    versions: dict
+    date: str
+    command: str
+
+
+VERIFIED_ROWS = (
+    VerifiedRow({"trl": "1.16.0", "transformers": "5.23.0", "torch": "2.13.0", "accelerate": "1.15.0",
+                 "datasets": "5.2.0", "peft": "0.21.2"}, "2026-12-05",
+                "make test (the pins of constraints.txt)"),
+    VerifiedRow({"trl": "1.16.0", "transformers": "5.25.0", "torch": "2.14.1", "accelerate": "1.16.0",
+                 "datasets": "5.2.0", "peft": "0.21.2"}, "2026-12-05",
+                "make test-latest (pip install torch, then pip install -e '.[dev]': the newest releases resolved)"),
+)
+VERIFIED = VERIFIED_ROWS[0].versions  # the pins of constraints.txt, what make install installs
 PARTS = {"training": ("trl", "transformers", "torch"), "generation": ("transformers", "torch"),
          "sampling": ("trl",)}
 
@@ -46,7 +64,7 @@ class Touchpoint(NamedTuple):
 
     @property
     def verified(self) -> str:
-        return f"{self.package} {VERIFIED[self.package]}"
+        return f"{self.package} {' / '.join(sorted({row.versions[self.package] for row in VERIFIED_ROWS}))}"
 
 
 TOUCHPOINTS = (
@@ -83,7 +101,8 @@ TOUCHPOINTS = (
                "tinyr1.cpu.decode_loop, tinyr1.models.generation"),
     Touchpoint("transformers", "generation_config._pad_token_tensor (private) and max_length as prepared by "
                "generate; stopping criteria with an eos_token_id attribute", "tinyr1.cpu.decode_loop"),
-    Touchpoint("transformers", "generate with a prefilled past_key_values runs only the uncached prompt tokens",
+    Touchpoint("transformers", "generate with a prefilled cache (keyword cache, or past_key_values before 5.25; "
+               "decode_loop.cache_keyword) runs only the uncached prompt tokens",
                "tinyr1.cpu.shared_prompts"),
     Touchpoint("transformers", "Llama/Qwen2 module layout: model.model.layers, self_attn.{q,k,v,o}_proj, "
                "attn.scaling, mlp.{gate,up,down}_proj, RMSNorm weight and variance_epsilon, model.model.rotary_emb, "
@@ -154,9 +173,21 @@ def installed_version(package: str) -> str:
         return "not installed"
 
 
-def verified_pattern(package: str) -> str:
-    """``1.16.*``: the versions of ``package`` the gate accepts (the verified major.minor, any patch or build)."""
-    return ".".join(VERIFIED[package].split(".")[:2]) + ".*"
+def verified_pattern(package: str, row: VerifiedRow | None = None) -> str:
+    """``1.16.*``: the versions of ``package`` a verified row accepts (its major.minor, any patch or build)."""
+    return ".".join((row or VERIFIED_ROWS[0]).versions[package].split(".")[:2]) + ".*"
+
+
+def verified_text(packages) -> str:
+    """The verified combinations of ``packages``: ``trl 1.16.*, torch 2.13.* or trl 1.16.*, torch 2.14.*``."""
+    combos = dict.fromkeys(", ".join(f"{p} {verified_pattern(p, row)}" for p in packages) for row in VERIFIED_ROWS)
+    return " or ".join(combos)
+
+
+def matching_row(found: dict) -> VerifiedRow | None:
+    """The first verified row whose major.minor versions ``found`` (package -> version) has, or None."""
+    return next((row for row in VERIFIED_ROWS
+                 if all(same_minor(v, row.versions[p]) for p, v in found.items())), None)
 
 
 def same_minor(found: str, verified: str) -> bool:
@@ -194,15 +225,14 @@ def fast_path_check(part: str = "training") -> FastPathCheck:
     packages = PARTS[part]
     found = {p: installed_version(p) for p in packages}
     found_text = ", ".join(f"{p} {v}" for p, v in found.items())
-    verified_text = ", ".join(f"{p} {verified_pattern(p)}" for p in packages)
-    outside = [p for p in packages if not same_minor(found[p], VERIFIED[p])]
+    outside = matching_row(found) is None
     overridden = {"training": OVERRIDDEN, "sampling": SAMPLING_OVERRIDDEN}.get(part)
     changed = changed_signatures(overridden) if overridden and not outside else []
     if not outside and not changed:
         reason = f"{found_text}, the versions it was verified on"
         return FastPathCheck(True, reason, part, f"on: {reason}")
     if outside:
-        reason = f"found {found_text}; verified on {verified_text}"
+        reason = f"found {found_text}; verified on {verified_text(packages)}"
     else:
         reason = f"{found_text}, but trl's {'; '.join(changed)}"
     if part == "training":
