@@ -47,6 +47,8 @@ def recipe_defaults() -> dict:
         "model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct", "output_dir": AUTO_OUTPUT, "dtype": "auto",
         "learning_rate": 5e-6, "adam_beta1": 0.9, "adam_beta2": 0.99, "weight_decay": 0.1, "warmup_steps": 0.1,
         "lr_scheduler_type": "cosine", "max_grad_norm": 0.1, "num_generations": 16, "max_completion_length": 200,
+        # trl 1.16's KL defaults, stated (docs/training.md): no KL term; were it on, the bias-corrected gradient.
+        "beta": 0.0, "use_bias_correction_kl": True,
         "num_train_epochs": 1, "logging_steps": 1, "save_steps": 100, "report_to": "none",
         # trl 1.x counts completions: 16 per micro-batch x 4 accumulation = 4 prompts x 16 completions per step.
         "per_device_train_batch_size": 16, "gradient_accumulation_steps": 4,
