@@ -131,6 +131,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--prompts", type=int, default=16, help="GSM8K prompts for the mismatch")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--parts", nargs="+", default=["products", "generation", "mismatch"],
+                   choices=["products", "generation", "mismatch"], help="which measurements to run (default all)")
     args = p.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -147,8 +149,10 @@ def main() -> None:
                for r in load_prompt_rows(str(default_gsm8k_dir()), "train", limit=args.prompts)]
     prompts = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     result = {"cpu": cpu_name(), "capability": torch.backends.cpu.get_cpu_capability(), "threads": int(threads),
-              "products": products(), "generation": generation(model, prompts[0]),
-              "mismatch": mismatch(model, prompts)}
+              "torch": torch.__version__}
+    for part in args.parts:
+        result[part] = (products() if part == "products" else generation(model, prompts[0]) if part == "generation"
+                        else mismatch(model, prompts))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -197,7 +197,7 @@ def check_memory(checks: Checklist, kind, script, training, model_args, shape, h
 
     def estimate(bytes_per: int) -> dict:
         return estimate_memory(shape["params"], shape["hidden"], shape["layers"], shape["vocab"], tokens, bytes_per,
-                               model_args.use_peft, model_args.load_in_4bit, bool(training.activation_checkpointing))
+                               model_args.use_peft, model_args.load_in_4bit, bool(training.gradient_checkpointing))
 
     wants_16bit = bool(training.bf16 or training.fp16) or model_args.dtype in ("bfloat16", "float16")
     here = estimate(2 if wants_16bit and hardware["device"] == "cuda" else 4)

@@ -32,17 +32,21 @@ class MachineDefaults:
     use_cpu: bool | None = None
     bf16: bool | None = None
     gradient_checkpointing: bool | None = None
+    # transformers' newer name for it (the older stays an alias there); declared here too so recipes and configs
+    # can use it with transformers 5.20, the newest vLLM's (docs/gpu.md), which knows only gradient_checkpointing.
+    activation_checkpointing: bool | None = None
 
     def __post_init__(self):
         if self.use_cpu is None:
             self.use_cpu = not cuda_available()
         if self.bf16 is None and self.use_cpu:
             self.bf16 = cpu_bf16().native
-        if self.gradient_checkpointing is None and getattr(self, "activation_checkpointing", None) is None:
-            self.gradient_checkpointing = not self.use_cpu
-            self.activation_checkpointing = not self.use_cpu
+        if self.gradient_checkpointing is None and self.activation_checkpointing is None:
+            self.gradient_checkpointing = self.activation_checkpointing = not self.use_cpu
         elif self.gradient_checkpointing is None:
             self.gradient_checkpointing = bool(self.activation_checkpointing)
+        elif self.activation_checkpointing is None:
+            self.activation_checkpointing = bool(self.gradient_checkpointing)
         super().__post_init__()
 
 
