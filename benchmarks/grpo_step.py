@@ -120,11 +120,11 @@ def run_variant(name: str, steps: int, rows) -> dict:
     governor = None
     if name.startswith("tinyr1"):
         from tinyr1.cpu.trainer import CPUFastGRPOTrainer
+        from tinyr1.infra.cpu_features import cpu_bf16
         from tinyr1.infra.thread_governor import thread_governor
-        from tinyr1.training.grpo import recipe_defaults
 
-        defaults = recipe_defaults()
-        settings = {"bf16": defaults["bf16"], "activation_checkpointing": defaults["activation_checkpointing"]}
+        # tinyr1.GRPOConfig's machine defaults (tinyr1.training.config.MachineDefaults)
+        settings = {"bf16": cpu_bf16().native, "activation_checkpointing": False}
         trainer_class = CPUFastGRPOTrainer
         governor = thread_governor()  # as tinyr1 train adds it: only where tinyr1 chose the count
         callbacks += [governor] if governor else []
