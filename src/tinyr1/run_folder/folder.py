@@ -3,8 +3,9 @@
 A user's folder is never written into or emptied by accident. ``RunDir.claim`` accepts a folder that does not
 exist yet, an empty one, or one holding a tinyr1 run — recognised by the marker ``.tinyr1-run`` that tinyr1 writes
 there before anything else (``tinyr1.run_folder.ownership``: the one rule for what is tinyr1's). Anything else is
-refused with one line, with or without ``--overwrite_output_dir``. Overwriting removes only what is the run's, so a
-user's own files beside a run (notes, a README of theirs) survive it.
+refused with one line, with or without ``--overwrite_output_dir``. Overwriting removes only the files the run wrote,
+each by name (``tinyr1.run_folder.cleanup``), so a user's own files beside a run or inside its checkpoints (notes,
+a README of theirs, an eval saved in a checkpoint) survive it, named in one line.
 
 One process writes a run folder at a time: the claim takes the folder's lock (``tinyr1.run_folder.lock``) and holds
 it until the process ends; a second train, sft, resume or overwrite is refused naming the holder's PID. What a run
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -36,7 +36,8 @@ from tinyr1.infra.paths import check_output_dir, make_dirs
 from tinyr1.infra.version import __version__
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder import resume as resume_checks
-from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint
+from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint, write_manifest
+from tinyr1.run_folder.cleanup import kept_line, remove_written, to_rotate
 from tinyr1.run_folder.disk_full import disk_full_error
 from tinyr1.run_folder.lock import RunLock
 from tinyr1.run_folder.run_json import mark_if_killed, status_in_place, write_json
@@ -129,14 +130,26 @@ class RunDir:
                 "files that run wrote)")
 
     def _clear(self, names) -> None:
-        for name in names:
-            if not name or "/" in name or name in (".", ".."):  # a hand-edited marker must not reach outside
-                continue
-            target = self.path / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
+        """Delete what the run wrote, file by file (``tinyr1.run_folder.cleanup``); say what of the user's stayed."""
+        kept = remove_written(self.path, names)
+        if kept:
+            print(kept_line(self.path, kept), flush=True)
+
+    def checkpoint_saved(self, folder: Path, before: set[str], limit: int | None) -> None:
+        """After the Trainer saved ``folder``: its manifest (what the save wrote, ``before`` being what was there
+        already), then ``save_total_limit``'s rotation of the run's own checkpoints, file by file."""
+        if not self.main or not folder.is_dir():
+            return
+        write_manifest(folder, before)
+        removed = to_rotate(self.owned(), folder.name, limit)
+        if not removed:
+            return
+        kept = remove_written(self.path, removed)
+        self._written -= set(removed)
+        self._foreign |= {path.split("/")[0] for path in kept}  # a user's files left there: that folder is theirs
+        ownership.write_marker(self.path, self.command, self._written, self._foreign, self.run_id)
+        if kept:
+            print(kept_line(self.path, kept), flush=True)
 
     def owned(self) -> set[str]:
         """The top-level names here that are the run's, now."""

@@ -16,6 +16,7 @@ from tinyr1.infra.errors import CollapseError
 from tinyr1.infra.out_of_memory import oom_remedies
 from tinyr1.infra.recipe import dump_recipe, plain_values
 from tinyr1.infra.thread_governor import thread_governor
+from tinyr1.run_folder.checkpoints import files_in
 from tinyr1.run_folder.folder import RunDir, wants_resume
 from tinyr1.run_folder.resume import FinishedRun
 from tinyr1.training.callbacks import GracefulStop, MetricsLogger, RunRecorder, TimeBudget
@@ -110,6 +111,20 @@ class RunFolderMixin:
             if run.main:
                 print(f"max_train_minutes={self.tinyr1.max_train_minutes} reached at step {self._budget.reached_at}",
                       flush=True)
+
+    def _save_checkpoint(self, model, trial):
+        """trl's checkpoint save, then its manifest and ``save_total_limit``'s rotation done by tinyr1: only the
+        run's own checkpoints count, and only the files a save wrote are deleted (``tinyr1.run_folder.cleanup``);
+        the Trainer's own rotation, which removes whole folders, is held off for the save."""
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        before = files_in(folder)
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if self.run is not None:
+            self.run.checkpoint_saved(folder, before, limit)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """trl's save, the saved files recorded as the run's."""
