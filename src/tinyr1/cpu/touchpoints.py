@@ -117,6 +117,10 @@ TOUCHPOINTS = (
                "args.save_total_limit set to None for the save so that the Trainer's rotation (which removes whole "
                "folders) is not run; tinyr1 rotates the run's own checkpoints after it, file by file",
                "tinyr1.training.run_trainer"),
+    Touchpoint("transformers", "Trainer._load_optimizer_and_scheduler (private): overridden, calling it, then "
+               "the run's own optimizer settings put back over the restored param groups; LambdaLR's base_lrs, "
+               "lr_lambdas, last_epoch and _last_lr (torch) recomputed for a changed schedule",
+               "tinyr1.training.run_trainer"),
     Touchpoint("accelerate", "model._hf_hook (private): a dispatched model keeps generate's loop (read with getattr; "
                "not gated)", "tinyr1.cpu.decode_loop"),
 )

@@ -12,7 +12,8 @@ it until the process ends; a second train, sft, resume or overwrite is refused n
 records survives a kill at any instant: a run.json left ``running`` by a dead process is marked ``killed`` by the
 next command that looks (claim, eval, report); checkpoints are stamped as the run's before they are written
 (``tinyr1.run_folder.checkpoints``); a resume drops the half-written last line of metrics.jsonl and samples.jsonl
-before anything is appended, and checks what it resumes (``tinyr1.run_folder.resume``). A full disk is one
+and the rows of the steps it trains again (``tinyr1.run_folder.logs``), and checks what it resumes
+(``tinyr1.run_folder.resume``). A full disk is one
 line (``tinyr1.run_folder.disk_full``), run.json then says ``failed``, and no temporary file is left.
 
     run = RunDir.claim(training.output_dir, "train", resume=False, overwrite=False)
@@ -40,6 +41,7 @@ from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint, w
 from tinyr1.run_folder.cleanup import kept_line, remove_written, to_rotate
 from tinyr1.run_folder.disk_full import disk_full_error
 from tinyr1.run_folder.lock import RunLock
+from tinyr1.run_folder.logs import drop_rows_after
 from tinyr1.run_folder.run_json import mark_if_killed, status_in_place, write_json
 
 MARKER = ownership.MARKER
@@ -93,7 +95,7 @@ class RunDir:
         if owned and not resume:  # a claim that wrote nothing yet is no run
             if not overwrite:
                 raise TinyR1Error(run._already_a_run(marker, owned))
-            run._clear(owned)
+            run._say_kept(remove_written(folder, owned))  # file by file (tinyr1.run_folder.cleanup)
             owned, names = set(), ownership.entries(folder)
         keep_id = resume and owned and marker is not None
         run._written = owned
@@ -129,12 +131,6 @@ class RunDir:
                 + "pick another --output_dir, or start afresh with --overwrite_output_dir true (removes only the "
                 "files that run wrote)")
 
-    def _clear(self, names) -> None:
-        """Delete what the run wrote, file by file (``tinyr1.run_folder.cleanup``); say what of the user's stayed."""
-        kept = remove_written(self.path, names)
-        if kept:
-            print(kept_line(self.path, kept), flush=True)
-
     def checkpoint_saved(self, folder: Path, before: set[str], limit: int | None) -> None:
         """After the Trainer saved ``folder``: its manifest (what the save wrote, ``before`` being what was there
         already), then ``save_total_limit``'s rotation of the run's own checkpoints, file by file."""
@@ -142,12 +138,14 @@ class RunDir:
             return
         write_manifest(folder, before)
         removed = to_rotate(self.owned(), folder.name, limit)
-        if not removed:
-            return
-        kept = remove_written(self.path, removed)
-        self._written -= set(removed)
-        self._foreign |= {path.split("/")[0] for path in kept}  # a user's files left there: that folder is theirs
-        ownership.write_marker(self.path, self.command, self._written, self._foreign, self.run_id)
+        if removed:
+            kept = remove_written(self.path, removed)
+            self._written -= set(removed)
+            self._foreign |= {path.split("/")[0] for path in kept}  # what a user left there: that folder is theirs
+            ownership.write_marker(self.path, self.command, self._written, self._foreign, self.run_id)
+            self._say_kept(kept)
+
+    def _say_kept(self, kept: list[str]) -> None:
         if kept:
             print(kept_line(self.path, kept), flush=True)
 
@@ -168,15 +166,17 @@ class RunDir:
     # ------------------------------------------------------------ resuming
 
     def resolve_resume(self, value: str | None, values: dict | None = None, accept_changes: bool = False,
-                       model_config: dict | None = None):
-        """None, or the checkpoint folder to resume from: ``latest`` (or true) is the run's newest complete one.
-        With the run's settings (``values``), also what ``tinyr1.run_folder.resume`` checks; a finished run
-        raises ``FinishedRun``."""
-        if not wants_resume(value):
-            return None
+                       model_config: dict | None = None, foreign: bool = False):
+        """None, or the checkpoint folder to resume from: ``latest`` (or true) is the run's newest complete one; a
+        path must be one of this run's checkpoints, unless ``foreign`` (``--resume_from_foreign_checkpoint``): then
+        this is a new run started from it. With the run's settings (``values``), also what
+        ``tinyr1.run_folder.resume`` checks; a finished run raises ``FinishedRun``."""
+        latest = value in ("latest", "true", "True")
+        if foreign or not wants_resume(value):
+            return self._start_from(value, values, model_config) if foreign else None
         if values is not None:
             resume_checks.check_not_finished(self.path, values)
-        if value in ("latest", "true", "True"):
+        if latest:
             found = latest_checkpoint(self.path, self.owned())  # every process picks the same one
             if found is None:
                 others = sorted(p.name for p in self.path.glob("checkpoint-*") if p.name in self._foreign
@@ -186,11 +186,30 @@ class RunDir:
                                   f"{self.path}{extra}")
             value = str(found)
         check_checkpoint(Path(value))
+        if not latest and self.main:
+            resume_checks.check_own(Path(value), self.run_id, self.path)
         if values is not None:
             resume_checks.check_fits(Path(value), values, model_config)
             if self.main:
                 resume_checks.check_changes(self.path, Path(value), values, accept_changes)
         return value
+
+    def _start_from(self, value, values: dict | None, model_config: dict | None) -> str:
+        """``--resume_from_foreign_checkpoint``: this new run starts from another run's checkpoint ``value``."""
+        resume_checks.check_foreign_start(value)
+        check_checkpoint(Path(value))
+        if values is not None:
+            resume_checks.check_fits(Path(value), values, model_config)
+        if self.main:
+            print(f"a new run in {self.path}, started from {value} (its weights, optimizer state and step; "
+                  "--resume_from_foreign_checkpoint true)", flush=True)
+        return value
+
+    def drop_logs_after(self, checkpoint: str) -> None:
+        """Before a resume trains: the logged rows of the steps after ``checkpoint``, which are trained again."""
+        step = (check_checkpoint(Path(checkpoint)) or {}).get("global_step")
+        if self.main and isinstance(step, int):
+            drop_rows_after(self.path, step)
 
     # ------------------------------------------------------------ run.json and the end of a run
 
@@ -203,7 +222,6 @@ class RunDir:
         import torch
         import transformers
         import trl
-
 
         info = {"command": self.command, **{k: v for k, v in self.facts.items() if k in ("model", "dataset")},
                 "status": status, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
