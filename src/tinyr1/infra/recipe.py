@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import enum
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -80,6 +81,41 @@ def _read_recipe(path: str) -> dict:
     if not isinstance(data, dict):
         raise TinyR1Error(f"{path}: a recipe must be a YAML mapping of field: value")
     return data
+
+
+# Variables that set a thread count: a value the runtimes would ignore (0, -2, "four") must not quietly become
+# "all cores".
+_THREAD_VARIABLES = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                     "TORCH_NUM_THREADS"}
+
+
+def check_env(env, path: str) -> dict[str, str]:
+    """A recipe's ``env:`` block checked like flags, each mistake one line naming the file and the variable: a
+    mapping of valid names to text or numbers, thread counts whole numbers of at least 1.
+
+    >>> check_env({"OMP_NUM_THREADS": 2, "HF_HUB_OFFLINE": "1"}, "r.yaml")
+    {'OMP_NUM_THREADS': '2', 'HF_HUB_OFFLINE': '1'}
+    >>> check_env({"OMP_NUM_THREADS": 0}, "r.yaml")
+    Traceback (most recent call last):
+    tinyr1.infra.errors.TinyR1Error: r.yaml: env: OMP_NUM_THREADS 0: must be a whole number of at least 1
+    """
+    if not isinstance(env, dict):
+        raise TinyR1Error(f"{path}: env must be a mapping of NAME: value")
+    checked = {}
+    for name, value in env.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise TinyR1Error(f"{path}: env: {name!r} is not an environment variable name (letters, digits and _, "
+                              "not starting with a digit)")
+        if value is None or isinstance(value, (dict, list)):
+            raise TinyR1Error(f"{path}: env: {name}: expected text or a number, got "
+                              f"{'null' if value is None else type(value).__name__}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if "\0" in text:
+            raise TinyR1Error(f"{path}: env: {name}: a value cannot hold a NUL character")
+        if name in _THREAD_VARIABLES and not (text.strip().isdigit() and int(text) >= 1):
+            raise TinyR1Error(f"{path}: env: {name} {value!r}: must be a whole number of at least 1")
+        checked[name] = text
+    return checked
 
 
 def _flags_given(parser, argv: list[str], valid: list[str]) -> set[str]:
@@ -166,9 +202,7 @@ def _file_values(parser, path: str, valid: list[str], nullable: dict[str, bool])
     data = _read_recipe(path)
     env = data.pop("env", None)
     if env is not None:  # trl's convention: an env mapping sets environment variables
-        if not isinstance(env, dict):
-            raise TinyR1Error(f"{path}: env must be a mapping of NAME: value")
-        os.environ.update({str(k): str(v) for k, v in env.items()})
+        os.environ.update(check_env(env, path))
     values = {}
     for key, value in data.items():
         if key not in valid:

@@ -46,8 +46,9 @@ def drop_rows_after(run_dir: Path, step: int) -> int:
         if len(kept) != len(lines):
             write_text(path, "\n".join(kept))
     if dropped:
-        print(f"resuming after step {step}: {dropped} logged row(s) of steps {step + 1}-{last} dropped; those steps "
-              "are trained again and logged once", flush=True)
+        steps = f"step {last}" if last == step + 1 else f"steps {step + 1}-{last}"
+        print(f"{steps} trained again from the checkpoint of step {step}: {dropped} logged row(s) of "
+              f"{'it' if last == step + 1 else 'them'} dropped, so each step is logged once", flush=True)
     return dropped
 
 

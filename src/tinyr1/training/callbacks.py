@@ -242,8 +242,12 @@ class TimeBudget(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.perf_counter()
 
+    def spent(self) -> bool:
+        """Whether the budget is used up (asked inside long loops of a step, too: dynamic sampling's refills)."""
+        return self.seconds is not None and self._start > 0 and time.perf_counter() - self._start >= self.seconds
+
     def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds is not None and time.perf_counter() - self._start >= self.seconds:
+        if self.spent():
             self.reached_at = state.global_step
             control.should_save = True
             control.should_training_stop = True

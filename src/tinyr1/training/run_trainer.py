@@ -10,6 +10,7 @@ recorded (``completed``, ``interrupted`` after a first Ctrl-C/SIGTERM with a che
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from tinyr1.infra.errors import CollapseError, TinyR1Error
@@ -74,6 +75,15 @@ class RunFolderMixin:
         elif self._finish:
             run.write_run_json("completed")
         return output
+
+    def stop_requested(self) -> str | None:
+        """Why a loop inside a step (a refill) should end now: a first Ctrl-C/SIGTERM, or max_train_minutes spent;
+        the step then finishes with what it has and the run stops cleanly at its end."""
+        if self._signals.received is not None:
+            return signal.Signals(self._signals.received).name
+        if self._budget.spent():
+            return f"max_train_minutes={self.tinyr1.max_train_minutes} spent"
+        return None
 
     def _prepare_training(self, checkpoint: str | None) -> None:
         """After the claim, before step 1."""
