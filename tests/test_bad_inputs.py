@@ -54,6 +54,11 @@ def world(tmp_path_factory) -> dict:
     sft_run = root / "sft-run"
     write(sft_run / ".tinyr1-run", json.dumps({"command": "sft", "paths": ["run.json"]}))
     write(sft_run / "run.json", "{}")
+    for run, paths, foreign in (("run-corrupt", ["metrics.jsonl"], []), ("run-plots", ["metrics.jsonl"], []),
+                                ("run-latin1", ["metrics.jsonl"], []), ("theirs", ["metrics.jsonl"], ["report.md"]),
+                                ("run-eval", ["run.json"], [])):
+        # tinyr1 train runs (their marker), one holding a report.md of the user's
+        write(root / run / ".tinyr1-run", json.dumps({"command": "train", "paths": paths, "foreign": foreign}))
     prompt_row = {"prompt": "What is 1 + 1?", "answer": "2"}
     return {
         "root": str(root), "user": str(user), "empty": str(root / "empty"), "ckpt": str(ckpt),
@@ -78,6 +83,7 @@ def world(tmp_path_factory) -> dict:
         "yaml_choice": write(root / "choice.yaml", "lr_scheduler_type: sideways\n"),
         "yaml_latin1": write(root / "latin1.yaml", "system_prompt: caf\xe9\n".encode("latin-1")),
         "yaml_typo": write(root / "typo.yaml", "learnig_rate: 1\n"),
+        "yaml_alias": write(root / "alias.yaml", "epochs: 2\n"),
         "yaml_env": write(root / "env.yaml", "env: [1, 2]\n"),
         "yaml_env_zero": write(root / "env_zero.yaml", "env:\n  OMP_NUM_THREADS: 0\n"),
         "yaml_env_name": write(root / "env_name.yaml", "env:\n  A=B: 1\n"),
@@ -88,6 +94,8 @@ def world(tmp_path_factory) -> dict:
         "plots_metrics": write(root / "run-plots" / "metrics.jsonl", '{"step": 1, "loss": 1.0}\n'),
         "theirs_metrics": write(root / "theirs" / "metrics.jsonl", '{"step": 1, "loss": 1.0}\n'),
         "theirs_report": write(root / "theirs" / "report.md", "# my own report\n"),
+        "user_metrics": str(Path(write(root / "mine-metrics" / "metrics.jsonl", '{"step": 1, "loss": 1.0}\n')).parent),
+        "run_eval": str(Path(write(root / "run-eval" / "run.json", "{}")).parent),
         "metrics_latin1": write(root / "run-latin1" / "metrics.jsonl", b'{"step": 1, "x": "\xe9"}\n'),
     }
 
@@ -221,11 +229,22 @@ CASES = [
     ("train-reward-returns-number", [*TRAIN, "--reward_funcs", "tests.train_helpers:returns_a_number"],
      "must return a list with one float"),
     ("train-reward-import", [*TRAIN, "--reward_funcs", "no_such_module:f"], "cannot import 'no_such_module:f'"),
+    ("train-reward-import-fix", [*TRAIN, "--reward_funcs", "no_such_module:f"],
+     "run tinyr1 from the folder that holds no_such_module/ or no_such_module.py"),
     ("train-reward-unknown", [*TRAIN, "--reward_funcs", "nope"], "unknown reward 'nope'"),
     ("train-reward-empty-module", [*TRAIN, "--reward_funcs", ":"], "reward_funcs: cannot import ':'"),
     ("train-model-missing", [*TRAIN, "--model_name_or_path", "./no-model"], "model path ./no-model does not exist"),
     ("train-model-empty-folder", [*TRAIN, "--model_name_or_path", "{empty}"], "not a model folder"),
     ("train-unknown-flag", [*TRAIN, "--learnig_rate", "1"], "unknown flag; did you mean --learning_rate?"),
+    ("train-flag-model", [*TRAIN, "--model", "x"], "--model: unknown flag; did you mean --model_name_or_path?"),
+    ("train-flag-dataset", [*TRAIN, "--dataset", "x"], "did you mean --dataset_name?"),
+    ("train-flag-batch-size", [*TRAIN, "--batch_size", "2"], "did you mean --per_device_train_batch_size?"),
+    ("train-flag-prompt-length", [*TRAIN, "--max_prompt_length", "9"], "did you mean --max_prompt_tokens?"),
+    ("train-flag-max-length", [*TRAIN, "--max_length", "9"], "did you mean --max_completion_length?"),
+    ("train-flag-lr", [*TRAIN, "--lr", "1e-5"], "--lr: unknown flag; did you mean --learning_rate?"),
+    ("train-flag-lora", [*TRAIN, "--lora", "true"], "did you mean --use_peft?"),
+    ("train-yaml-alias", [*TRAIN, "--config", "{yaml_alias}"], "alias.yaml: unknown key 'epochs'; did you mean "
+     "'num_train_epochs'?"),
     ("train-missing-data", [*TRAIN, "--dataset_name", "./no-such-data"], "./no-such-data: no such file or folder"),
     # sft
     ("sft-dataset-limit-negative", [*SFT, "--dataset_limit", "-1"], "--dataset_limit -1: must be at least 1"),
@@ -252,6 +271,7 @@ CASES = [
     ("sft-backend", [*SFT, "--backend", "jax"], "--backend 'jax': use transformers or unsloth"),
     ("sft-4bit", [*SFT, "--load_in_4bit", "true"], "need a CUDA GPU and bitsandbytes"),
     ("sft-alpaca-as-messages", [*SFT, "--dataset_format", "messages"], "needs a 'messages' list of chat turns"),
+    ("sft-flag-seq-length", [*SFT, "--max_seq_length", "9"], "did you mean --max_length?"),
     ("sft-typo", [*SFT, "--lora_rr", "4"], "--lora_rr: unknown flag; did you mean --lora_r?"),
     ("sft-garbage-checkpoint", [*SFT, "--resume_from_checkpoint", "{ckpt}"], "not a complete checkpoint"),
     # eval
@@ -267,7 +287,8 @@ CASES = [
     ("eval-predictions-not-utf8", ["eval", "--predictions", "{latin1}", "--output_dir", "{out}"], "not UTF-8"),
     ("eval-empty-adapter", [*EVAL, "--adapter", "{empty}"], "not a LoRA adapter folder"),
     ("eval-missing-adapter", [*EVAL, "--adapter", "{root}/nope"], "--adapter"),
-    ("eval-foreign-metrics", [*EVAL[:-1], "{user}"], "holds a metrics.json that tinyr1 eval did not write"),
+    ("eval-users-folder", [*EVAL[:-1], "{user}"], "not empty and not a tinyr1 run (no .tinyr1-run)"),
+    ("eval-into-a-train-run", [*EVAL[:-1], "{run_eval}"], "holds a tinyr1 train run, not a folder eval writes"),
     ("eval-dtype", [*EVAL, "--dtype", "float8"], "--dtype: invalid choice"),
     ("eval-adapter-is-file", [*EVAL, "--adapter", "{afile}"], "--adapter"),
     ("eval-no-model", ["eval", "--output_dir", "{out}"], "give --model_name_or_path"),
@@ -282,9 +303,10 @@ CASES = [
     ("generate-max-new-tokens-0", [*GEN, "--max_new_tokens", "0"], "--max_new_tokens 0"),
     ("generate-empty-adapter", [*GEN, "--adapter", "{empty}"], "not a LoRA adapter folder"),
     ("report-no-folder", ["report", "{root}/nope"], "no such run folder"),
-    ("report-not-a-run", ["report", "{user}"], "no metrics.jsonl or run.json"),
+    ("report-not-a-run", ["report", "{user}"], "user: not empty and not a tinyr1 run (no .tinyr1-run)"),
+    ("report-users-metrics", ["report", "{user_metrics}"], "mine-metrics: not empty and not a tinyr1 run"),
+    ("report-empty-folder", ["report", "{empty}"], "no metrics.jsonl or run.json"),
     ("report-users-report", ["report", "{root}/theirs"], "report.md: not a report tinyr1 wrote"),
-    ("report-corrupt-middle-line", ["report", "{root}/run-corrupt"], "metrics.jsonl line 2: not valid JSON"),
     ("report-plots-is-a-file", ["report", "{root}/run-plots"], "is a file, not a folder"),
     ("report-not-utf8", ["report", "{root}/run-latin1"], "metrics.jsonl: not UTF-8 text"),
     ("doctor-missing-config", ["doctor", "--config", "{root}/none.yaml"], "none.yaml: no such file"),
@@ -322,6 +344,22 @@ def test_bad_input_is_one_line_and_exit_2(world, gsm8k_dir, tmp_path, monkeypatc
     assert len(lines) == 1, err
     assert expected in lines[0] and "Traceback" not in err
     assert snapshot(world) == before, "a file of the user's was touched"
+
+
+def test_report_skips_malformed_metrics_rows_and_says_how_many(tmp_path, capsys):
+    run = tmp_path / "run"
+    rows = ['{"step": 1, "loss": 0.5, "reward": 1}', "[1, 2]", '{"step": "x", "loss": 1}', "{broken",
+            '{"step": 2, "loss": 0.5, "reward": "x"}', '{"step": 3, "loss": 0.5, "reward": 1e308}',
+            '{"step": 4, "loss": 0.5, "reward": -1e308}', '{"loss": 1}']
+    write(run / "metrics.jsonl", "\n".join(rows) + "\n")
+    write(run / "run.json", json.dumps({"command": "train", "status": "completed", "versions": {"tinyr1": "x"}}))
+    write(run / "eval" / "after" / "metrics.json", '{"n": "x", "accuracy_strict": "y"}')
+    write(run / "eval" / "after" / "samples.jsonl", '{"question": 1}\n')
+    write(run / "samples.jsonl", '{"step": 1, "question": ["q"]}\n5\n')
+    assert main(["report", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "metrics.jsonl: 5 malformed row(s) skipped" in err
+    assert "tinyr1 run report" in (run / "report.md").read_text()
 
 
 @pytest.mark.parametrize("argv", [TRAIN, EVAL], ids=["train", "eval"])

@@ -30,7 +30,7 @@ import platform
 import time
 from pathlib import Path
 
-from tinyr1.infra.errors import OutOfMemoryError, TinyR1Error, first_line
+from tinyr1.infra.errors import CollapseError, OutOfMemoryError, TinyR1Error, first_line
 from tinyr1.infra.files import drop_torn_last_line, is_disk_full, read_json
 from tinyr1.infra.out_of_memory import is_out_of_memory
 from tinyr1.infra.paths import check_output_dir, make_dirs
@@ -81,17 +81,14 @@ class RunDir:
             return run
         if folder.exists() and not folder.is_dir():
             raise TinyR1Error(f"--output_dir {folder}: is a file, not a folder")
-        run._marker_or_refuse(ownership.entries(folder))  # a user's folder gets not even a lock file
+        ownership.check_folder(folder, command, "--output_dir")  # a user's folder gets not even a lock file
         check_output_dir(folder, "--output_dir")  # probed only once the folder is known to be ours to use
         make_dirs(folder, "--output_dir")
         run.lock = RunLock.acquire(folder, command, "--output_dir")
         mark_if_killed(folder)
         names = ownership.entries(folder)
-        marker = run._marker_or_refuse(names)  # again: only now can no other process change the folder
+        marker = ownership.check_folder(folder, command, "--output_dir")  # again: now no other process changes it
         owned = ownership.owned_names(folder, marker, names)
-        if marker is not None and owned and marker.get("command") != command:
-            raise TinyR1Error(f"--output_dir {folder}: holds a tinyr1 {marker.get('command')} run, not a "
-                              f"{command} run; pick another folder")
         if owned and not resume:  # a claim that wrote nothing yet is no run
             if not overwrite:
                 raise TinyR1Error(run._already_a_run(marker, owned))
@@ -106,17 +103,6 @@ class RunDir:
             for name in ("metrics.jsonl", "samples.jsonl"):
                 drop_torn_last_line(folder / name)
         return run
-
-    def _marker_or_refuse(self, names: set[str]) -> dict | None:
-        """The folder's marker (or a run's from before markers, adopted); a folder holding anything else is
-        refused."""
-        marker = ownership.read_marker(self.path) if self.path.is_dir() else None
-        if names and marker is None and ownership.legacy_run(self.path, names):
-            marker = {"command": self.command, "paths": sorted(names), "foreign": None}
-        if names and marker is None:
-            raise TinyR1Error(f"--output_dir {self.path}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never "
-                              "writes into or deletes a folder it did not create: pick a new or empty folder")
-        return marker
 
     def _already_a_run(self, marker: dict, owned: set[str]) -> str:
         """The refusal of a fresh run into a run's folder; every way out it names works now (the lock is ours)."""
@@ -263,7 +249,8 @@ class RunDir:
             yield
         except BaseException as err:
             oom, full = is_out_of_memory(err), is_disk_full(err)
-            self._note("out of memory" if oom else "failed", global_step=global_step(),
+            collapsed = isinstance(err, CollapseError)  # a guard, or a reward that raised, stopped the run
+            self._note("out of memory" if oom else "collapsed" if collapsed else "failed", global_step=global_step(),
                        **({"error": "disk full"} if full else {}))
             if oom:
                 raise OutOfMemoryError(remedies()) from None

@@ -58,9 +58,9 @@ def _usable(row) -> bool:
     return all(value is None or isinstance(value, (bool, int, float)) for value in row.values())
 
 
-def read_rows(path: Path) -> tuple[list[dict], int]:
-    """The usable rows of a metrics.jsonl (see the module docstring), non-finite numbers as None, and how many rows
-    were skipped."""
+def read_objects(path: Path) -> tuple[list[dict], int]:
+    """The JSON objects of a JSON-lines file, one a line, and how many lines were skipped (not an object: damaged,
+    hand-edited, cut by a kill); an absent file has none."""
     path = Path(path)
     if not path.is_file():
         return [], 0
@@ -71,10 +71,22 @@ def read_rows(path: Path) -> tuple[list[dict], int]:
         try:
             row = json.loads(line)
         except (ValueError, RecursionError):
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
             skipped += 1
-            continue
-        if not _usable(row):
+    return rows, skipped
+
+
+def read_rows(path: Path) -> tuple[list[dict], int]:
+    """The usable rows of a metrics.jsonl (see the module docstring), non-finite numbers as None, and how many rows
+    were skipped."""
+    objects, skipped = read_objects(path)
+    rows = []
+    for row in objects:
+        if _usable(row):
+            rows.append({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()})
+        else:
             skipped += 1
-            continue
-        rows.append({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()})
     return rows, skipped
