@@ -180,3 +180,15 @@ def test_a_reward_of_the_wrong_length_is_one_line_at_the_first_step(cli, gsm8k_d
     line = one_line_error(cli(*train_args(gsm8k_dir, out, "one_value_reward"), cwd=REPO))
     assert "reward one_value_reward returned 1 values for 4 completions" in line
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("reward,said", [
+    ("raising_reward", "reward raising_reward raised ZeroDivisionError: division by zero (train_helpers.py line "),
+    ("exiting_reward", "reward exiting_reward called sys.exit('reward server gone') (train_helpers.py line "),
+])
+def test_a_reward_that_raises_or_exits_mid_run_stops_it_with_exit_3_naming_the_call(cli, gsm8k_dir, tmp_path,
+                                                                                      reward, said):
+    out = tmp_path / reward
+    line = one_line_error(cli(*train_args(gsm8k_dir, out, reward), cwd=REPO), code=3)
+    assert said in line and "at step 1, called as" in line and "completions=<4>" in line and "answer=..." in line
+    assert json.loads((out / "run.json").read_text())["status"] == "collapsed"

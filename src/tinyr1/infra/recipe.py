@@ -32,9 +32,35 @@ def _valid_names(parser) -> list[str]:
     return sorted({a.dest for a in parser._actions if a.dest != "help"})
 
 
+# What users type for a field, from other tools or by guess, and the field meant, in order of preference: the
+# first that the command has is suggested. Spelling alone would point elsewhere (--model -> --delta, --dataset ->
+# --data_seed, --batch_size -> --auto_find_batch_size, --max_prompt_length -> --max_completion_length).
+ALIASES = {
+    "model": ["model_name_or_path"], "model_name": ["model_name_or_path"], "model_path": ["model_name_or_path"],
+    "base_model": ["model_name_or_path"], "dataset": ["dataset_name"], "data": ["dataset_name"],
+    "dataset_path": ["dataset_name"], "data_path": ["dataset_name"], "split": ["dataset_split"],
+    "lr": ["learning_rate"], "epochs": ["num_train_epochs"], "num_epochs": ["num_train_epochs"],
+    "steps": ["max_steps"], "batch_size": ["per_device_train_batch_size"],
+    "train_batch_size": ["per_device_train_batch_size"], "grad_accum": ["gradient_accumulation_steps"],
+    "max_prompt_length": ["max_prompt_tokens"], "max_seq_length": ["max_length", "max_completion_length"],
+    "max_length": ["max_completion_length"], "max_new_tokens": ["max_completion_length", "max_length"],
+    "max_tokens": ["max_completion_length", "max_length"], "num_completions": ["num_generations"],
+    "group_size": ["num_generations"], "lora": ["use_peft"], "peft": ["use_peft"], "use_lora": ["use_peft"],
+    "eval": ["eval_before_after"], "evaluate": ["eval_before_after"], "resume": ["resume_from_checkpoint"],
+    "kl": ["beta"], "kl_coef": ["beta"], "output": ["output_dir"], "out": ["output_dir"], "threads": ["num_threads"],
+    "rewards": ["reward_funcs"], "reward": ["reward_funcs"], "weights": ["reward_weights"],
+    "warmup": ["warmup_steps"], "overwrite": ["overwrite_output_dir"], "system": ["system_prompt"],
+}
+
+
 def _unknown(key: str, valid: list[str], where: str | None) -> TinyR1Error:
-    """One line for a misspelt field: ``where`` (a file, a Python call) names it as a key; ``None``, a flag."""
-    close = difflib.get_close_matches(key, valid, n=1)
+    """One line for a misspelt field: ``where`` (a file, a Python call) names it as a key; ``None``, a flag.
+
+    >>> str(_unknown("model", ["delta", "model_name_or_path"], None))
+    '--model: unknown flag; did you mean --model_name_or_path?'
+    """
+    meant = [name for name in ALIASES.get(key.replace("-", "_").lower(), []) if name in valid]
+    close = meant[:1] or difflib.get_close_matches(key, valid, n=1)
     if where is None:
         hint = f"; did you mean --{close[0]}?" if close else "; see --help for the valid flags"
         return TinyR1Error(f"--{key}: unknown flag{hint}")
