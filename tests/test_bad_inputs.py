@@ -245,6 +245,10 @@ CASES = [
     ("train-flag-lora", [*TRAIN, "--lora", "true"], "did you mean --use_peft?"),
     ("train-yaml-alias", [*TRAIN, "--config", "{yaml_alias}"], "alias.yaml: unknown key 'epochs'; did you mean "
      "'num_train_epochs'?"),
+    ("train-beyond-context", [*TRAIN, "--max_completion_length", "3000"], "--max_completion_length 3000 (with "
+     "--max_prompt_tokens 256: 3,256 tokens): beyond the 2,048-token context of"),
+    ("train-eval-beyond-context", [*TRAIN, "--eval_before_after", "true", "--eval_max_new_tokens", "4096"],
+     "--eval_max_new_tokens 4096: beyond the 2,048-token context"),
     ("train-missing-data", [*TRAIN, "--dataset_name", "./no-such-data"], "./no-such-data: no such file or folder"),
     # sft
     ("sft-dataset-limit-negative", [*SFT, "--dataset_limit", "-1"], "--dataset_limit -1: must be at least 1"),
@@ -291,16 +295,19 @@ CASES = [
     ("eval-into-a-train-run", [*EVAL[:-1], "{run_eval}"], "holds a tinyr1 train run, not a folder eval writes"),
     ("eval-dtype", [*EVAL, "--dtype", "float8"], "--dtype: invalid choice"),
     ("eval-adapter-is-file", [*EVAL, "--adapter", "{afile}"], "--adapter"),
+    ("eval-beyond-context", [*EVAL, "--max_new_tokens", "4096"], "--max_new_tokens 4096: beyond the 2,048-token"),
     ("eval-no-model", ["eval", "--output_dir", "{out}"], "give --model_name_or_path"),
     # compare, generate, report, doctor, the dispatcher
     ("compare-output-dir", [*CMP, "--output", "{user}"], "is a folder"),
     ("compare-output-empty", [*CMP, "--output", ""], "--output: empty"),
     ("compare-output-under-file", [*CMP, "--output", "{afile}/c.md"], "is a file, not a folder"),
     ("compare-max-new-tokens-0", [*CMP, "--max_new_tokens", "0"], "--max_new_tokens 0"),
+    ("compare-beyond-context", [*CMP, "--max_new_tokens", "5000"], "--max_new_tokens 5000: beyond the 2,048-token"),
     ("compare-missing-model", ["compare", "--base", TINY, "--trained", "./no-model"], "./no-model does not exist"),
     ("generate-temperature-negative", [*GEN, "--temperature", "-1"], "--temperature -1.0: must be 0 or more"),
     ("generate-temperature-abc", [*GEN, "--temperature", "abc"], "--temperature: invalid float value"),
     ("generate-max-new-tokens-0", [*GEN, "--max_new_tokens", "0"], "--max_new_tokens 0"),
+    ("generate-beyond-context", [*GEN, "--max_new_tokens", "5000"], "lower --max_new_tokens to at most 2,048"),
     ("generate-empty-adapter", [*GEN, "--adapter", "{empty}"], "not a LoRA adapter folder"),
     ("report-no-folder", ["report", "{root}/nope"], "no such run folder"),
     ("report-not-a-run", ["report", "{user}"], "user: not empty and not a tinyr1 run (no .tinyr1-run)"),
@@ -410,3 +417,30 @@ def test_every_command_has_bad_input_cases():
 
     assert len({c[0] for c in CASES}) == len(CASES), "two cases share an id"
     assert set(COMMANDS) <= {c[1][0] for c in CASES}, "a tinyr1 command has no bad-input case"
+
+
+API_CASES = [
+    ("train-model-object", lambda t: t.train(model=42), "tinyr1.train(model=...): expected a model name or path"),
+    ("train-model-name", lambda t: t.train(model_name_or_path=42), "tinyr1.train(model_name_or_path=42): expected "
+     "text, got int"),
+    ("sft-model-name", lambda t: t.sft(model_name_or_path=42), "tinyr1.sft(model_name_or_path=42): expected text"),
+    ("evaluate-model", lambda t: t.evaluate(42), "tinyr1.evaluate(model_name_or_path=42): expected text"),
+    ("compare-model", lambda t: t.compare(42, TINY), "tinyr1.compare(base=42): expected text"),
+    ("generate-model", lambda t: t.generate(42, "hi"), "tinyr1.generate(model_name_or_path=42): expected text"),
+    ("report-run", lambda t: t.report(42), "tinyr1.report(run=42): expected a Run"),
+    ("prepare-source", lambda t: t.prepare(42, output="x.jsonl"), "tinyr1.prepare(dataset_name=42): expected text"),
+]
+
+
+@pytest.mark.parametrize("call,expected", [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
+def test_the_python_api_names_the_argument(tmp_path, monkeypatch, call, expected):
+    import tinyr1
+
+    def tripwire(*args, **kwargs):
+        raise ModelLoaded("a model loaded before the bad argument was reported")
+
+    monkeypatch.setattr(models, "load_model", tripwire)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(tinyr1.TinyR1Error) as raised:
+        call(tinyr1)
+    assert expected in str(raised.value) and "\n" not in str(raised.value)

@@ -52,6 +52,11 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
         raise TinyR1Error("give --base and --trained (two models) or --evals BEFORE AFTER (two eval folders)")
     if args.output is not None:  # checked before two models generate, not after; never a file of the user's
         ownership.check_file(args.output, "compare", "--output")
+    if two_models:
+        from tinyr1.models.loading import check_context, local_config  # lazy: loads torch; --evals needs none
+
+    for model in (args.base, args.trained) if two_models else ():
+        check_context(local_config(model), model, [("--max_new_tokens", args.max_new_tokens)])
     return args
 
 

@@ -64,6 +64,11 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
     check_not_foreign(Path(args.output_dir))
     if not args.predictions and not args.model_name_or_path:
         raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
+    if args.model_name_or_path and not args.predictions:
+        from tinyr1.models.loading import check_context, local_config  # lazy: loads torch; --predictions needs none
+
+        check_context(local_config(args.model_name_or_path), args.model_name_or_path,
+                      [("--max_new_tokens", args.max_new_tokens)])
     return args
 
 

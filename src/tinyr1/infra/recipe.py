@@ -257,6 +257,9 @@ def _python_values(parser, values: dict, valid: list[str], nullable: dict[str, b
             value = list(value)
         if isinstance(value, dict) and actions[key].nargs in ("+", "*"):  # dataset_options={"min_terms": 2}
             value = [f"{k}={v}" for k, v in value.items()]
+        if actions[key].type is str and not isinstance(value, (str, Path, list, dict)):
+            # a text field given a number or an object (model_name_or_path=42) would become its str(): "42"
+            raise TinyR1Error(f"{where}: expected text, got {type(value).__name__}")
         converted[key] = convert_value(actions[key], value, where)
     return converted
 

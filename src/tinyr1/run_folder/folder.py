@@ -236,6 +236,9 @@ class RunDir:
         modules the model lacks...): one line, not a traceback."""
         try:
             return factory()
+        except TinyR1Error:  # the trainer's own checks of what it was given (SFT rows all cut by max_length...)
+            self._note("failed")
+            raise
         except (ValueError, ImportError, TypeError, RuntimeError) as err:
             if is_out_of_memory(err):
                 raise

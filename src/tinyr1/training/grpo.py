@@ -88,6 +88,15 @@ def reward_funcs(recipe: Recipe, given: list | None = None, argument: str = "--r
     return funcs
 
 
+def check_lengths(recipe: Recipe, config) -> None:
+    """Prompt and completion within the model's context (its config, where it is known before loading)."""
+    script, args, name = recipe.script, recipe.args, recipe.model_args.model_name_or_path
+    models.check_context(config, name, [("--max_completion_length", args.max_completion_length),
+                                        ("--max_prompt_tokens", script.max_prompt_tokens)])
+    if script.eval_before_after:
+        models.check_context(config, name, [("--eval_max_new_tokens", script.eval_max_new_tokens)])
+
+
 class _LevelSwitch:
     """The curriculum's level options beside the switch that turns them on: a schedule in ``curriculum_levels``."""
 
@@ -104,6 +113,7 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
     ``tokenizer``) and ``rows`` (prompt rows) replace the recipe's model and data source where given."""
     script, args, model_args = recipe.script, recipe.args, recipe.model_args
     resolved = models.resolve_model(model_args.model_name_or_path) if model is None else None
+    check_lengths(recipe, model.config if model is not None else models.local_config(model_args.model_name_or_path))
     source = "the rows given" if rows is not None else None
     rows = rows if rows is not None else source_rows(script, args.curriculum)  # a bad source: before the claim
     run_dir, resume = claim_run_folder(recipe, "train")
