@@ -182,7 +182,7 @@ def keep_settings(optimizer, scheduler, fresh: list[dict]) -> None:
     groups = optimizer.param_groups
     base = [settings.get("initial_lr", settings["lr"]) for settings in fresh]
     changed = len(groups) != len(fresh) or any(
-        group.get(key) != value for group, settings in zip(groups, fresh, strict=False)
+        _same(group.get(key)) != _same(value) for group, settings in zip(groups, fresh, strict=False)
         for key, value in settings.items() if key != "lr") or any(
         group.get("initial_lr") != rate for group, rate in zip(groups, base, strict=False))
     if not changed:
@@ -197,3 +197,8 @@ def keep_settings(optimizer, scheduler, fresh: list[dict]) -> None:
     for group, rate, schedule in zip(groups, base, scheduler.lr_lambdas, strict=True):
         group["lr"] = rate * schedule(scheduler.last_epoch)
     scheduler._last_lr = [group["lr"] for group in groups]
+
+
+def _same(value):
+    """A setting as compared: betas restored from a checkpoint may come back a list where the optimizer has a tuple."""
+    return tuple(value) if isinstance(value, list) else value
