@@ -44,6 +44,14 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
                           env=full_env, timeout=900)
 
 
+def mark_run(folder: Path, command: str = "train") -> Path:
+    """Make ``folder`` a tinyr1 run as a run's claim does (its marker, ``tinyr1.run_folder.ownership``), so tests can
+    hand-write a run's files and have report and resume treat the folder as a run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".tinyr1-run").write_text(json.dumps({"command": command, "paths": [], "foreign": []}))
+    return folder
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -54,6 +54,11 @@ def world(tmp_path_factory) -> dict:
     sft_run = root / "sft-run"
     write(sft_run / ".tinyr1-run", json.dumps({"command": "sft", "paths": ["run.json"]}))
     write(sft_run / "run.json", "{}")
+    for run, paths, foreign in (("run-corrupt", ["metrics.jsonl"], []), ("run-plots", ["metrics.jsonl"], []),
+                                ("run-latin1", ["metrics.jsonl"], []), ("theirs", ["metrics.jsonl"], ["report.md"]),
+                                ("run-eval", ["run.json"], [])):
+        # tinyr1 train runs (their marker), one holding a report.md of the user's
+        write(root / run / ".tinyr1-run", json.dumps({"command": "train", "paths": paths, "foreign": foreign}))
     prompt_row = {"prompt": "What is 1 + 1?", "answer": "2"}
     return {
         "root": str(root), "user": str(user), "empty": str(root / "empty"), "ckpt": str(ckpt),
@@ -78,13 +83,19 @@ def world(tmp_path_factory) -> dict:
         "yaml_choice": write(root / "choice.yaml", "lr_scheduler_type: sideways\n"),
         "yaml_latin1": write(root / "latin1.yaml", "system_prompt: caf\xe9\n".encode("latin-1")),
         "yaml_typo": write(root / "typo.yaml", "learnig_rate: 1\n"),
+        "yaml_alias": write(root / "alias.yaml", "epochs: 2\n"),
         "yaml_env": write(root / "env.yaml", "env: [1, 2]\n"),
+        "yaml_env_zero": write(root / "env_zero.yaml", "env:\n  OMP_NUM_THREADS: 0\n"),
+        "yaml_env_name": write(root / "env_name.yaml", "env:\n  A=B: 1\n"),
+        "yaml_env_nested": write(root / "env_nested.yaml", "env:\n  A: {b: 1}\n"),
         "yaml_sft_bad": write(root / "sft.yaml", "max_length: zero\n"),
         "metrics_corrupt": write(root / "run-corrupt" / "metrics.jsonl", '{"step": 1}\n{bad\n{"step": 3}\n'),
         "plots_file": write(root / "run-plots" / "plots", "a file where report wants a folder\n"),
         "plots_metrics": write(root / "run-plots" / "metrics.jsonl", '{"step": 1, "loss": 1.0}\n'),
         "theirs_metrics": write(root / "theirs" / "metrics.jsonl", '{"step": 1, "loss": 1.0}\n'),
         "theirs_report": write(root / "theirs" / "report.md", "# my own report\n"),
+        "user_metrics": str(Path(write(root / "mine-metrics" / "metrics.jsonl", '{"step": 1, "loss": 1.0}\n')).parent),
+        "run_eval": str(Path(write(root / "run-eval" / "run.json", "{}")).parent),
         "metrics_latin1": write(root / "run-latin1" / "metrics.jsonl", b'{"step": 1, "x": "\xe9"}\n'),
     }
 
@@ -165,6 +176,20 @@ CASES = [
     ("train-eval-strategy", [*TRAIN, "--eval_strategy", "steps"], "invalid configuration: The global eval batch"),
     ("sft-eval-strategy", [*SFT, "--eval_strategy", "epoch"], "--eval_strategy epoch"),
     ("train-reward-weights", [*TRAIN, "--reward_weights", "1", "2", "3", "4", "5", "6"], "reward_weights: 6 weights"),
+    # train: every count bounded; an option of a feature that is off is refused, naming the flag that turns it on
+    ("train-refill-rounds-huge", [*TRAIN, "--dynamic_sampling", "true", "--dynamic_sampling_max_rounds", "1000"],
+     "--dynamic_sampling_max_rounds 1000: must be between 0 and 100"),
+    ("train-level-window-huge", [*TRAIN, "--curriculum_level_window", "1000000"],
+     "--curriculum_level_window 1000000: must be between 1 and 10,000"),
+    ("train-refill-rounds-without-the-feature", [*TRAIN, "--dynamic_sampling_max_rounds", "5"],
+     "dynamic_sampling_max_rounds 5: an option of dynamic_sampling, which is off, so it would do nothing; turn it "
+     "on with --dynamic_sampling true"),
+    ("train-curriculum-option-without-the-feature", [*TRAIN, "--curriculum_min_groups", "3"],
+     "curriculum_min_groups 3: an option of curriculum, which is off"),
+    ("train-level-window-without-levels", [*TRAIN, "--curriculum", "true", "--curriculum_level_window", "8",
+                                           "--reward_funcs", "correctness"],
+     "curriculum_level_window 8: an option of curriculum_levels, which is off"),
+    ("train-merge-lora-without-lora", [*TRAIN, "--merge_lora", "true"], "merge_lora true: merges a LoRA adapter"),
     # train: the YAML file is named, not a flag
     ("train-yaml-type", [*TRAIN, "--config", "{yaml_abc}"], "abc.yaml: num_generations: 'abc' is not a valid int"),
     ("train-yaml-range", [*TRAIN[:-2], "--config", "{yaml_neg}"], "neg.yaml: max_steps -5: must be -1"),
@@ -176,6 +201,10 @@ CASES = [
     ("train-yaml-not-utf8", [*TRAIN, "--config", "{yaml_latin1}"], "latin1.yaml: not UTF-8 text"),
     ("train-yaml-typo", [*TRAIN, "--config", "{yaml_typo}"], "did you mean 'learning_rate'?"),
     ("train-yaml-env", [*TRAIN, "--config", "{yaml_env}"], "env.yaml: env must be a mapping"),
+    ("train-yaml-env-threads-0", [*TRAIN, "--config", "{yaml_env_zero}"],
+     "env_zero.yaml: env: OMP_NUM_THREADS 0: must be a whole number of at least 1"),
+    ("train-yaml-env-name", [*TRAIN, "--config", "{yaml_env_name}"], "env: 'A=B' is not an environment variable"),
+    ("train-yaml-env-nested", [*TRAIN, "--config", "{yaml_env_nested}"], "env: A: expected text or a number"),
     ("train-yaml-missing", [*TRAIN, "--config", "{root}/none.yaml"], "none.yaml: no such file"),
     ("train-config-no-path", [*TRAIN, "--config"], "--config needs a path"),
     # train: the output folder
@@ -200,11 +229,26 @@ CASES = [
     ("train-reward-returns-number", [*TRAIN, "--reward_funcs", "tests.train_helpers:returns_a_number"],
      "must return a list with one float"),
     ("train-reward-import", [*TRAIN, "--reward_funcs", "no_such_module:f"], "cannot import 'no_such_module:f'"),
+    ("train-reward-import-fix", [*TRAIN, "--reward_funcs", "no_such_module:f"],
+     "run tinyr1 from the folder that holds no_such_module/ or no_such_module.py"),
     ("train-reward-unknown", [*TRAIN, "--reward_funcs", "nope"], "unknown reward 'nope'"),
     ("train-reward-empty-module", [*TRAIN, "--reward_funcs", ":"], "reward_funcs: cannot import ':'"),
     ("train-model-missing", [*TRAIN, "--model_name_or_path", "./no-model"], "model path ./no-model does not exist"),
     ("train-model-empty-folder", [*TRAIN, "--model_name_or_path", "{empty}"], "not a model folder"),
     ("train-unknown-flag", [*TRAIN, "--learnig_rate", "1"], "unknown flag; did you mean --learning_rate?"),
+    ("train-flag-model", [*TRAIN, "--model", "x"], "--model: unknown flag; did you mean --model_name_or_path?"),
+    ("train-flag-dataset", [*TRAIN, "--dataset", "x"], "did you mean --dataset_name?"),
+    ("train-flag-batch-size", [*TRAIN, "--batch_size", "2"], "did you mean --per_device_train_batch_size?"),
+    ("train-flag-prompt-length", [*TRAIN, "--max_prompt_length", "9"], "did you mean --max_prompt_tokens?"),
+    ("train-flag-max-length", [*TRAIN, "--max_length", "9"], "did you mean --max_completion_length?"),
+    ("train-flag-lr", [*TRAIN, "--lr", "1e-5"], "--lr: unknown flag; did you mean --learning_rate?"),
+    ("train-flag-lora", [*TRAIN, "--lora", "true"], "did you mean --use_peft?"),
+    ("train-yaml-alias", [*TRAIN, "--config", "{yaml_alias}"], "alias.yaml: unknown key 'epochs'; did you mean "
+     "'num_train_epochs'?"),
+    ("train-beyond-context", [*TRAIN, "--max_completion_length", "3000"], "--max_completion_length 3000 (with "
+     "--max_prompt_tokens 256: 3,256 tokens): beyond the 2,048-token context of"),
+    ("train-eval-beyond-context", [*TRAIN, "--eval_before_after", "true", "--eval_max_new_tokens", "4096"],
+     "--eval_max_new_tokens 4096: beyond the 2,048-token context"),
     ("train-missing-data", [*TRAIN, "--dataset_name", "./no-such-data"], "./no-such-data: no such file or folder"),
     # sft
     ("sft-dataset-limit-negative", [*SFT, "--dataset_limit", "-1"], "--dataset_limit -1: must be at least 1"),
@@ -221,6 +265,7 @@ CASES = [
      "not empty and not a tinyr1 run"),
     ("sft-output-is-file", [*SFT, "--output_dir", "{afile}"], "is a file, not a folder"),
     ("sft-output-empty", [*SFT, "--output_dir", ""], "--output_dir: empty"),
+    ("sft-merge-lora-without-lora", [*SFT, "--use_peft", "false", "--merge_lora", "true"], "add --use_peft true"),
     ("sft-format", [*SFT, "--dataset_format", "csv"], "--dataset_format 'csv'"),
     ("sft-not-utf8", [*SFT, "--dataset_name", "{latin1}"], "latin1.jsonl: not UTF-8 text"),
     ("sft-messages-strings", [*SFT, "--dataset_name", "{msg_strings}", "--dataset_format", "messages"],
@@ -230,6 +275,7 @@ CASES = [
     ("sft-backend", [*SFT, "--backend", "jax"], "--backend 'jax': use transformers or unsloth"),
     ("sft-4bit", [*SFT, "--load_in_4bit", "true"], "need a CUDA GPU and bitsandbytes"),
     ("sft-alpaca-as-messages", [*SFT, "--dataset_format", "messages"], "needs a 'messages' list of chat turns"),
+    ("sft-flag-seq-length", [*SFT, "--max_seq_length", "9"], "did you mean --max_length?"),
     ("sft-typo", [*SFT, "--lora_rr", "4"], "--lora_rr: unknown flag; did you mean --lora_r?"),
     ("sft-garbage-checkpoint", [*SFT, "--resume_from_checkpoint", "{ckpt}"], "not a complete checkpoint"),
     # eval
@@ -245,24 +291,29 @@ CASES = [
     ("eval-predictions-not-utf8", ["eval", "--predictions", "{latin1}", "--output_dir", "{out}"], "not UTF-8"),
     ("eval-empty-adapter", [*EVAL, "--adapter", "{empty}"], "not a LoRA adapter folder"),
     ("eval-missing-adapter", [*EVAL, "--adapter", "{root}/nope"], "--adapter"),
-    ("eval-foreign-metrics", [*EVAL[:-1], "{user}"], "holds a metrics.json that tinyr1 eval did not write"),
+    ("eval-users-folder", [*EVAL[:-1], "{user}"], "not empty and not a tinyr1 run (no .tinyr1-run)"),
+    ("eval-into-a-train-run", [*EVAL[:-1], "{run_eval}"], "holds a tinyr1 train run, not a folder eval writes"),
     ("eval-dtype", [*EVAL, "--dtype", "float8"], "--dtype: invalid choice"),
     ("eval-adapter-is-file", [*EVAL, "--adapter", "{afile}"], "--adapter"),
+    ("eval-beyond-context", [*EVAL, "--max_new_tokens", "4096"], "--max_new_tokens 4096: beyond the 2,048-token"),
     ("eval-no-model", ["eval", "--output_dir", "{out}"], "give --model_name_or_path"),
     # compare, generate, report, doctor, the dispatcher
     ("compare-output-dir", [*CMP, "--output", "{user}"], "is a folder"),
     ("compare-output-empty", [*CMP, "--output", ""], "--output: empty"),
     ("compare-output-under-file", [*CMP, "--output", "{afile}/c.md"], "is a file, not a folder"),
     ("compare-max-new-tokens-0", [*CMP, "--max_new_tokens", "0"], "--max_new_tokens 0"),
+    ("compare-beyond-context", [*CMP, "--max_new_tokens", "5000"], "--max_new_tokens 5000: beyond the 2,048-token"),
     ("compare-missing-model", ["compare", "--base", TINY, "--trained", "./no-model"], "./no-model does not exist"),
     ("generate-temperature-negative", [*GEN, "--temperature", "-1"], "--temperature -1.0: must be 0 or more"),
     ("generate-temperature-abc", [*GEN, "--temperature", "abc"], "--temperature: invalid float value"),
     ("generate-max-new-tokens-0", [*GEN, "--max_new_tokens", "0"], "--max_new_tokens 0"),
+    ("generate-beyond-context", [*GEN, "--max_new_tokens", "5000"], "lower --max_new_tokens to at most 2,048"),
     ("generate-empty-adapter", [*GEN, "--adapter", "{empty}"], "not a LoRA adapter folder"),
     ("report-no-folder", ["report", "{root}/nope"], "no such run folder"),
-    ("report-not-a-run", ["report", "{user}"], "no metrics.jsonl or run.json"),
+    ("report-not-a-run", ["report", "{user}"], "user: not empty and not a tinyr1 run (no .tinyr1-run)"),
+    ("report-users-metrics", ["report", "{user_metrics}"], "mine-metrics: not empty and not a tinyr1 run"),
+    ("report-empty-folder", ["report", "{empty}"], "no metrics.jsonl or run.json"),
     ("report-users-report", ["report", "{root}/theirs"], "report.md: not a report tinyr1 wrote"),
-    ("report-corrupt-middle-line", ["report", "{root}/run-corrupt"], "metrics.jsonl line 2: not valid JSON"),
     ("report-plots-is-a-file", ["report", "{root}/run-plots"], "is a file, not a folder"),
     ("report-not-utf8", ["report", "{root}/run-latin1"], "metrics.jsonl: not UTF-8 text"),
     ("doctor-missing-config", ["doctor", "--config", "{root}/none.yaml"], "none.yaml: no such file"),
@@ -300,6 +351,22 @@ def test_bad_input_is_one_line_and_exit_2(world, gsm8k_dir, tmp_path, monkeypatc
     assert len(lines) == 1, err
     assert expected in lines[0] and "Traceback" not in err
     assert snapshot(world) == before, "a file of the user's was touched"
+
+
+def test_report_skips_malformed_metrics_rows_and_says_how_many(tmp_path, capsys):
+    run = tmp_path / "run"
+    rows = ['{"step": 1, "loss": 0.5, "reward": 1}', "[1, 2]", '{"step": "x", "loss": 1}', "{broken",
+            '{"step": 2, "loss": 0.5, "reward": "x"}', '{"step": 3, "loss": 0.5, "reward": 1e308}',
+            '{"step": 4, "loss": 0.5, "reward": -1e308}', '{"loss": 1}']
+    write(run / "metrics.jsonl", "\n".join(rows) + "\n")
+    write(run / "run.json", json.dumps({"command": "train", "status": "completed", "versions": {"tinyr1": "x"}}))
+    write(run / "eval" / "after" / "metrics.json", '{"n": "x", "accuracy_strict": "y"}')
+    write(run / "eval" / "after" / "samples.jsonl", '{"question": 1}\n')
+    write(run / "samples.jsonl", '{"step": 1, "question": ["q"]}\n5\n')
+    assert main(["report", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "metrics.jsonl: 5 malformed row(s) skipped" in err
+    assert "tinyr1 run report" in (run / "report.md").read_text()
 
 
 @pytest.mark.parametrize("argv", [TRAIN, EVAL], ids=["train", "eval"])
@@ -350,3 +417,30 @@ def test_every_command_has_bad_input_cases():
 
     assert len({c[0] for c in CASES}) == len(CASES), "two cases share an id"
     assert set(COMMANDS) <= {c[1][0] for c in CASES}, "a tinyr1 command has no bad-input case"
+
+
+API_CASES = [
+    ("train-model-object", lambda t: t.train(model=42), "tinyr1.train(model=...): expected a model name or path"),
+    ("train-model-name", lambda t: t.train(model_name_or_path=42), "tinyr1.train(model_name_or_path=42): expected "
+     "text, got int"),
+    ("sft-model-name", lambda t: t.sft(model_name_or_path=42), "tinyr1.sft(model_name_or_path=42): expected text"),
+    ("evaluate-model", lambda t: t.evaluate(42), "tinyr1.evaluate(model_name_or_path=42): expected text"),
+    ("compare-model", lambda t: t.compare(42, TINY), "tinyr1.compare(base=42): expected text"),
+    ("generate-model", lambda t: t.generate(42, "hi"), "tinyr1.generate(model_name_or_path=42): expected text"),
+    ("report-run", lambda t: t.report(42), "tinyr1.report(run=42): expected a Run"),
+    ("prepare-source", lambda t: t.prepare(42, output="x.jsonl"), "tinyr1.prepare(dataset_name=42): expected text"),
+]
+
+
+@pytest.mark.parametrize("call,expected", [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
+def test_the_python_api_names_the_argument(tmp_path, monkeypatch, call, expected):
+    import tinyr1
+
+    def tripwire(*args, **kwargs):
+        raise ModelLoaded("a model loaded before the bad argument was reported")
+
+    monkeypatch.setattr(models, "load_model", tripwire)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(tinyr1.TinyR1Error) as raised:
+        call(tinyr1)
+    assert expected in str(raised.value) and "\n" not in str(raised.value)

@@ -35,3 +35,19 @@ def one_value_reward(completions, **kwargs) -> list[float]:
 def correct_always(completions, **kwargs) -> list[float]:
     """Named as a correctness reward (the curriculum judges pass rates by it) and right for every completion."""
     return [1.0] * len(completions)
+
+
+def raising_reward(completions, **kwargs) -> list[float]:
+    """Passes the one-completion sample call at start-up, then fails at step 1 like a reward with a bug."""
+    if len(completions) == 1:
+        return [0.0]
+    return [len(completions) / (len(completions) - len(completions)) for _ in completions]
+
+
+def exiting_reward(completions, **kwargs) -> list[float]:
+    """Passes the sample call, then calls sys.exit at step 1 (a reward that gives up on a lost server)."""
+    import sys
+
+    if len(completions) > 1:
+        sys.exit("reward server gone")
+    return [0.0]

@@ -206,6 +206,9 @@ def report(run) -> Report:
 
     if hasattr(run, "args") and hasattr(run, "state"):  # a trainer: its output_dir
         run = run.args.output_dir
+    if not isinstance(run, (Run, str, Path)):
+        raise TinyR1Error(f"tinyr1.report(run={run!r:.40}): expected a Run, a run folder's path or a trainer after "
+                          f"train(); got {type(run).__name__}")
     folder = run.output_dir if isinstance(run, Run) else Path(run)
     with call_scope(uses_torch=False):
         markdown = write_report(folder)

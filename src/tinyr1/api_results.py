@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinyr1.infra.files import read_json, read_jsonl, read_text
+from tinyr1.run_folder.logs import read_rows
 
 _HEADLINE = ("accuracy_strict", "accuracy_flexible", "format_strict", "mean_completion_tokens")
 
@@ -39,7 +40,7 @@ class Run:
         """Read run.json and metrics.jsonl of a run folder (what a run writes as it goes)."""
         folder = Path(output_dir)
         facts = read_json(folder / "run.json") or {}
-        metrics = read_jsonl(folder / "metrics.jsonl", missing_ok=True)
+        metrics = read_rows(folder / "metrics.jsonl")[0]  # one row a logged step; a damaged row skipped
         return cls(folder, str(facts.get("command", "")), exit_code, facts, metrics)
 
     @property

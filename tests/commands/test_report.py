@@ -6,6 +6,8 @@ import random
 from tinyr1.evaluation.compare import DEFAULT_PROMPT
 from tinyr1.evaluation.report import write_report
 
+from ..conftest import mark_run
+
 
 def test_train_with_eval_before_after_tells_the_whole_story(tiny_run):
     for stage in ("before", "after"):
@@ -20,6 +22,7 @@ def test_train_with_eval_before_after_tells_the_whole_story(tiny_run):
 
 def test_report_plots_a_long_run_and_handles_nan(tmp_path):
     rng = random.Random(0)
+    mark_run(tmp_path)
     with (tmp_path / "metrics.jsonl").open("w") as f:
         for step in range(1, 5001):
             row = {"step": step, "loss": rng.random(), "reward": step / 5000 + rng.random() * 0.3,
@@ -37,9 +40,10 @@ def test_report_on_a_folder_that_is_not_a_run(cli, tmp_path):
 
 
 def test_a_killed_runs_truncated_metrics_still_get_a_report(tmp_path, capsys):
+    mark_run(tmp_path)
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "lo')
     assert write_report(tmp_path).is_file()
-    assert "truncated last line skipped" in capsys.readouterr().err
+    assert "metrics.jsonl: 1 malformed row(s) skipped" in capsys.readouterr().err  # the line a kill cut
 
 
 def test_the_runs_comparison_answers_with_the_evaluations_length(tiny_run):

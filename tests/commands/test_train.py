@@ -60,7 +60,7 @@ def test_two_steps_train_and_leave_every_output(cli, gsm8k_dir, tmp_path):
                   "--resume_from_checkpoint", "latest", cwd=REPO)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     logged = [m["step"] for m in read_jsonl(out / "metrics.jsonl") if "loss" in m]
-    assert logged == [1, 2, 2, 3]  # the first run's two steps, then steps 2 and 3 after resuming at step 1
+    assert logged == [1, 2, 3]  # step 2 was trained again after resuming at step 1: its row replaced, not repeated
     assert json.loads((out / "run.json").read_text())["global_step"] == 3
 
 

@@ -5,9 +5,11 @@ import json
 from tinyr1.evaluation.learning_summary import learning_lines, main
 from tinyr1.evaluation.report import write_report
 
+from ..conftest import mark_run
+
 
 def _run(tmp_path):
-    run = tmp_path / "run"
+    run = mark_run(tmp_path / "run")
     (run / "eval" / "before").mkdir(parents=True)
     (run / "eval" / "after").mkdir(parents=True)
     steps = [{"step": i, "loss": 0.0, "reward": r} for i, r in enumerate([0.5, 0.7, 1.2, 1.6, 2.0, 2.1], 1)]

@@ -180,3 +180,31 @@ def test_a_reward_of_the_wrong_length_is_one_line_at_the_first_step(cli, gsm8k_d
     line = one_line_error(cli(*train_args(gsm8k_dir, out, "one_value_reward"), cwd=REPO))
     assert "reward one_value_reward returned 1 values for 4 completions" in line
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("reward,said", [
+    ("raising_reward", "reward raising_reward raised ZeroDivisionError: division by zero (train_helpers.py line "),
+    ("exiting_reward", "reward exiting_reward called sys.exit('reward server gone') (train_helpers.py line "),
+])
+def test_a_reward_that_raises_or_exits_mid_run_stops_it_with_exit_3_naming_the_call(cli, gsm8k_dir, tmp_path,
+                                                                                      reward, said):
+    out = tmp_path / reward
+    line = one_line_error(cli(*train_args(gsm8k_dir, out, reward), cwd=REPO), code=3)
+    assert said in line and "at step 1, called as" in line and "completions=<4>" in line and "answer=..." in line
+    assert json.loads((out / "run.json").read_text())["status"] == "collapsed"
+
+
+# ---------------------------------------------------------------- SFT that would train on nothing
+
+
+@pytest.mark.parametrize("packing", ["true", "false"])
+def test_sft_whose_rows_are_all_cut_by_max_length_is_refused_before_training(cli, tmp_path, packing):
+    out = tmp_path / "sft"
+    result = cli("sft", "--model_name_or_path", str(TINY), "--dataset_name", str(ASSETS / "alpaca_tiny.json"),
+                 "--output_dir", str(out), "--lora_r", "4", "--max_steps", "2", "--max_length", "8", "--packing",
+                 packing, cwd=REPO)
+    line = one_line_error(result)
+    assert "max_length 8: every one of the " in line and "training rows is cut before its answer" in line
+    assert "raise --max_length" in line
+    assert not list(out.glob("checkpoint-*")) and not (out / "metrics.jsonl").exists()
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"

@@ -113,3 +113,87 @@ def test_eval_of_a_run_killed_during_its_final_save_warns(cli, run, gsm8k_dir, t
                  "--max_new_tokens", "4", "--output_dir", str(tmp_path / "eval"), cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "its run was killed before it finished" in result.stderr and status(run) == "killed"
+
+
+# ---------------------------------------------------------------- a resume is exactly what it says
+
+
+def test_reordered_rewards_are_a_change_not_the_same_settings(cli, run):
+    reordered = resume_args(run, "--max_steps", "4", "--reward_funcs", "correctness",
+                            "tests.train_helpers:length_reward")
+    refused = cli(*reordered, cwd=REPO)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "reward_funcs: ['tests.train_helpers:length_reward', 'correctness'] -> ['correctness'" in one_line(refused)
+    assert steps(run) == [1, 2, 3]
+
+
+def test_list_settings_are_compared_in_order():
+    from tinyr1.run_folder.resume import same_setting
+
+    assert not same_setting("curriculum_levels", ["max_terms=3", "max_terms=4"], ["max_terms=4", "max_terms=3"])
+    assert not same_setting("reward_weights", [1.0, 2.0], [2, 1])
+    assert same_setting("reward_weights", [1.0, 2.0], [1, 2])
+    # a set of names, not a sequence: order means nothing to peft or to a generator's options
+    assert same_setting("lora_target_modules", ["q_proj", "v_proj"], ["v_proj", "q_proj"])
+    assert same_setting("dataset_options", ["min_terms=2", "max_terms=3"], ["max_terms=3", "min_terms=2"])
+
+
+def _rates(out):
+    return {r["step"]: r["learning_rate"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r}
+
+
+def test_an_accepted_learning_rate_change_is_the_one_that_trains(cli, run):
+    result = cli(*resume_args(run, "--max_steps", "5", "--learning_rate", "0.004", "--lr_scheduler_type",
+                              "constant", "--resume_changed_settings", "true"), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "learning_rate: 0.01 -> 0.004" in result.stdout
+    rates = _rates(run)
+    assert rates[4] == rates[5] == 0.004, rates  # not the restored scheduler's 0.01
+
+
+def test_another_runs_checkpoint_named_by_path_is_refused_then_starts_a_new_run(cli, run, tmp_path):
+    other = tmp_path / "other" / "checkpoint-1"
+    shutil.copytree(run / "checkpoint-1", other)
+    (other / ".tinyr1-run-id").write_text("another-run")
+    refused = cli(*resume_args(run, "--max_steps", "6", "--resume_from_checkpoint", str(other)), cwd=REPO)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    line = one_line(refused)
+    assert "not a checkpoint of this run" in line and "--resume_from_foreign_checkpoint true" in line
+    assert steps(run) == [1, 2, 3] and sorted(p.name for p in run.glob("checkpoint-*")) == [
+        "checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    # The flag starts a new run from it, in a folder of its own; never inside the run it would roll back.
+    into_run = cli(*resume_args(run, "--max_steps", "6", "--resume_from_checkpoint", str(other),
+                                "--resume_from_foreign_checkpoint", "true"), cwd=REPO)
+    assert into_run.returncode == 2 and "already holds a tinyr1 train run" in one_line(into_run)
+    new = tmp_path / "new"
+    started = cli("train", "--config", str(run / "config.yaml"), "--output_dir", str(new), "--max_steps", "3",
+                  "--resume_from_checkpoint", str(other), "--resume_from_foreign_checkpoint", "true", cwd=REPO)
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert steps(new) == [2, 3] and steps(run) == [1, 2, 3]
+    assert json.loads((new / ".tinyr1-run").read_text())["run_id"] != "another-run"
+
+
+def test_a_redone_step_replaces_its_logged_rows(cli, run):
+    shutil.rmtree(run / "checkpoint-3")  # killed while saving step 3: its rows were logged, its checkpoint lost
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "killed"}))
+    result = cli(*resume_args(run, "--max_steps", "4"), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert steps(run) == [1, 2, 3, 4]
+    assert [r["step"] for r in read_jsonl(run / "samples.jsonl")] == [1, 2, 3, 4]
+
+
+def test_a_redone_sft_step_replaces_its_logged_row(cli, tmp_path):
+    out = tmp_path / "sft"
+    args = ["sft", "--model_name_or_path", str(REPO / "tests/assets/tiny-qwen2"), "--dataset_name",
+            str(REPO / "tests/assets/alpaca_tiny.json"), "--output_dir", str(out), "--lora_r", "4", "--save_steps",
+            "1", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1", "--packing", "false"]
+    first = cli(*args, "--max_steps", "2", cwd=REPO)
+    assert first.returncode == 0, first.stderr[-2000:]
+    shutil.rmtree(out / "checkpoint-2")
+    info = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**info, "status": "killed"}))
+    again = cli("sft", "--config", str(out / "config.yaml"), "--max_steps", "3", "--resume_from_checkpoint",
+                "latest", cwd=REPO)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r] == [1, 2, 3]

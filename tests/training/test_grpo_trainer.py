@@ -107,6 +107,6 @@ def test_registry_names_and_a_plain_config_get_tinyr1s_defaults(tmp_path):
     assert trainer.tinyr1.collapse_patience == 3 and trainer.tinyr1.dynamic_sampling is False
     bad = tinyr1.GRPOConfig(output_dir=str(tmp_path / "x"), dynamic_sampling=True, dynamic_sampling_max_rounds=-1,
                             report_to="none")
-    with pytest.raises(TinyR1Error, match=r"GRPOConfig.dynamic_sampling_max_rounds -1: must be 0 or more"):
+    with pytest.raises(TinyR1Error, match=r"GRPOConfig.dynamic_sampling_max_rounds -1: must be between 0 and 100"):
         GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[length], args=bad,
                     train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))

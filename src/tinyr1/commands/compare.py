@@ -21,7 +21,7 @@ import sys
 from tinyr1.evaluation.compare import compare, compare_evals, write_output
 from tinyr1.infra.errors import TinyR1Error, one_line_errors
 from tinyr1.infra.options import parse_command
-from tinyr1.infra.paths import check_output_file
+from tinyr1.run_folder import ownership
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.scoring import METRIC_FLAGS
 
@@ -51,7 +51,12 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
     if (args.evals and (args.base or args.trained)) or not (args.evals or two_models):
         raise TinyR1Error("give --base and --trained (two models) or --evals BEFORE AFTER (two eval folders)")
     if args.output is not None:  # checked before two models generate, not after; never a file of the user's
-        check_output_file(args.output, "--output", owner="compare")
+        ownership.check_file(args.output, "compare", "--output")
+    if two_models:
+        from tinyr1.models.loading import check_context, local_config  # lazy: loads torch; --evals needs none
+
+    for model in (args.base, args.trained) if two_models else ():
+        check_context(local_config(model), model, [("--max_new_tokens", args.max_new_tokens)])
     return args
 
 

@@ -28,6 +28,7 @@ from tinyr1.evaluation.evaluate import check_not_foreign, claim_output_dir, eval
 from tinyr1.infra.errors import TinyR1Error, one_line_errors
 from tinyr1.infra.options import parse_command
 from tinyr1.infra.paths import check_output_dir
+from tinyr1.run_folder import ownership
 from tinyr1.run_folder.run_json import warn_if_unfinished
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 
@@ -59,9 +60,15 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
     """The options, range-checked, and the output folder checked, before any model loads or generates."""
     args = parse_command(build_parser(), argv, values, caller)
     check_output_dir(args.output_dir, "--output_dir")  # before any model loads or generates
+    ownership.check_folder(args.output_dir, "eval", "--output_dir")  # train's rule: never a folder of yours
     check_not_foreign(Path(args.output_dir))
     if not args.predictions and not args.model_name_or_path:
         raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
+    if args.model_name_or_path and not args.predictions:
+        from tinyr1.models.loading import check_context, local_config  # lazy: loads torch; --predictions needs none
+
+        check_context(local_config(args.model_name_or_path), args.model_name_or_path,
+                      [("--max_new_tokens", args.max_new_tokens)])
     return args
 
 

@@ -18,7 +18,7 @@ from tinyr1.infra.device import configure_cpu, default_device
 from tinyr1.infra.errors import TinyR1Error, one_line_errors
 from tinyr1.infra.options import parse_command
 from tinyr1.models.generation import stop_token_ids
-from tinyr1.models.loading import load_model_and_tokenizer
+from tinyr1.models.loading import check_context, load_model_and_tokenizer, local_config
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 
 
@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
     args = parse_command(build_parser(), argv, values, caller)
     if not args.prompt and not args.interactive:
         raise TinyR1Error("give --prompt TEXT or --interactive")
+    check_context(local_config(args.model_name_or_path), args.model_name_or_path,
+                  [("--max_new_tokens", args.max_new_tokens)])
     return args
 
 

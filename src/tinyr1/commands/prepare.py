@@ -21,7 +21,8 @@ from pathlib import Path
 from tinyr1.infra.errors import one_line_errors
 from tinyr1.infra.files import write_jsonl
 from tinyr1.infra.options import parse_command
-from tinyr1.infra.paths import check_output_file, make_dirs, mark_written, written_by
+from tinyr1.infra.paths import make_dirs, mark_written, written_by
+from tinyr1.run_folder import ownership
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import DEFAULT_DATASET, load_examples, local_source_files, to_prompt_rows
 
@@ -52,8 +53,8 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
     """The options, range-checked, and the output file checked before the data is read or generated."""
     args = parse_command(build_parser(), argv, values, caller)
     # Before the data is read or generated: the output is neither one of the input's files nor a file of yours.
-    check_output_file(args.output, "--output", owner="prepare",
-                      inputs=local_source_files(args.dataset_name, args.split))
+    ownership.check_file(args.output, "prepare", "--output",
+                         inputs=local_source_files(args.dataset_name, args.split))
     return args
 
 

@@ -132,6 +132,14 @@ TOUCHPOINTS = (
                "self._metrics['train'] lists averaged at logging; attributes reward_weights (a tensor), "
                "reward_func_names, num_generations, num_iterations, train_dataset",
                "tinyr1.training.curriculum, dynamic_sampling"),
+    Touchpoint("transformers", "Trainer._save_checkpoint (private): overridden, calling it with "
+               "args.save_total_limit set to None for the save so that the Trainer's rotation (which removes whole "
+               "folders) is not run; tinyr1 rotates the run's own checkpoints after it, file by file",
+               "tinyr1.training.run_trainer"),
+    Touchpoint("transformers", "Trainer._load_optimizer_and_scheduler (private): overridden, calling it, then "
+               "the run's own optimizer settings put back over the restored param groups; LambdaLR's base_lrs, "
+               "lr_lambdas, last_epoch and _last_lr (torch) recomputed for a changed schedule",
+               "tinyr1.training.run_trainer"),
     Touchpoint("accelerate", "model._hf_hook (private): a dispatched model keeps generate's loop (read with getattr; "
                "not gated)", "tinyr1.cpu.decode_loop"),
 )

@@ -186,7 +186,13 @@ def check_not_foreign(out: Path) -> None:
 
 def claim_output_dir(out: Path):
     """The folder, locked for this process and its marker naming both files, before a model loads; the lock."""
+    ownership.check_folder(out, "eval", "--output_dir")
     make_dirs(out, "--output_dir")
     lock = RunLock.acquire(out, "eval", "--output_dir")
-    ownership.claim_outputs(out, "eval", ["metrics.json", "samples.jsonl"])
+    try:
+        ownership.check_folder(out, "eval", "--output_dir")  # again: only now can no other process change it
+        ownership.claim_outputs(out, "eval", ["metrics.json", "samples.jsonl"])
+    except BaseException:
+        lock.release()
+        raise
     return lock

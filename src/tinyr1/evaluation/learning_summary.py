@@ -17,14 +17,14 @@ import argparse
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.infra.files import read_jsonl
+from tinyr1.run_folder.logs import read_rows
 from tinyr1.tasks.scoring import paired_evals, rescored_metrics
 from tinyr1.tasks.statistics import describe_paired, format_interval, wilson_interval
 
 
 def _steps(run_dir: Path) -> list[dict]:
-    # the shared reader: a killed run's truncated last line is skipped with a warning, not a traceback
-    return [r for r in read_jsonl(run_dir / "metrics.jsonl", missing_ok=True) if "reward" in r]
+    # the report's reader: a row a kill cut or a hand edit damaged is skipped (tinyr1.run_folder.logs)
+    return [r for r in read_rows(run_dir / "metrics.jsonl")[0] if isinstance(r.get("reward"), (int, float))]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -47,7 +47,7 @@ def reward_ends(steps: list[dict], window: int = 3) -> dict:
 
 
 def _fmt(value) -> str:
-    return "—" if value is None else f"{value:.3f}"
+    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
 
 
 def _interval(metrics: dict) -> str:

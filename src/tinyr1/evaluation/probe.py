@@ -19,10 +19,11 @@ import time
 from tinyr1.infra.device import configure_cpu
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
-from tinyr1.infra.paths import check_output_file, make_dirs, mark_written
+from tinyr1.infra.paths import make_dirs, mark_written
 from tinyr1.infra.validate import GRPO_RULES, at_least, check, flag_source, non_negative
 from tinyr1.models.generation import generate_batch
 from tinyr1.models.loading import load_model_and_tokenizer
+from tinyr1.run_folder import ownership
 from tinyr1.tasks import answers
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import build_prompt, load_examples, local_source_files
@@ -84,8 +85,8 @@ def check_args(args) -> None:
     check_dataset_options(args.dataset_name, args.dataset_options)
     if args.output:  # never a file of the user's, nor the data it reads (tinyr1.infra.paths)
 
-        check_output_file(args.output, "--output", owner="probe",
-                          inputs=local_source_files(args.dataset_name, args.split))
+        ownership.check_file(args.output, "probe", "--output",
+                             inputs=local_source_files(args.dataset_name, args.split))
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+import sys
 from pathlib import Path
 
 from tinyr1.evaluation.learning_summary import learning_lines
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.infra.files import atomic_file, read_json, read_jsonl, read_text, write_together
+from tinyr1.infra.files import atomic_file, read_json, read_text, write_together
 from tinyr1.infra.paths import check_output_dir, check_output_file
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder.folder import MARKER
+from tinyr1.run_folder.logs import read_objects, read_rows
 from tinyr1.run_folder.run_json import mark_if_killed
 from tinyr1.tasks import answers
 from tinyr1.tasks.scoring import rescored_metrics
@@ -36,16 +39,24 @@ EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward"
                 "worked_step_fraction", "mean_completion_tokens", "truncated_fraction", "tokens_per_second")
 
 
+# Values beyond this are not plotted (matplotlib cannot place ticks over a range near the float maximum).
+PLOTTABLE = 1e100
+
+
 def _read_jsonl(path: Path) -> list[dict]:
-    # What a killed run leaves (a truncated last line) is skipped with a warning by the shared reader.
-    return read_jsonl(path, missing_ok=True)
+    # A line a kill cut, or one damaged or edited by hand, is skipped, never a reason to stop (tinyr1.run_folder.logs)
+    return read_objects(path)[0]
 
 
 def series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
-    """Steps and values of one metric, skipping steps where it is missing or null (NaN)."""
-    points = [(m["step"], m[key]) for m in metrics
-              if isinstance(m.get(key), (int, float)) and isinstance(m.get("step"), (int, float))]
+    """Steps and values of one metric, skipping steps where it is missing, null (NaN) or not a number."""
+    points = [(m["step"], m[key]) for m in metrics if isinstance(m, dict) and _number(m.get(key))
+              and _number(m.get("step")) and abs(m[key]) <= PLOTTABLE]
     return [p[0] for p in points], [float(p[1]) for p in points]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def smooth(values: list[float]) -> list[float]:
@@ -117,10 +128,11 @@ def eval_table(before: dict | None, after: dict | None) -> list[str]:
         return ["No before/after evaluation in this run (train with `--eval_before_after true`).", ""]
     lines = ["| metric | before | after | change |", "|---|---:|---:|---:|"]
     for key in EVAL_METRICS:
-        b, a = (before or {}).get(key), (after or {}).get(key)
+        b, a = ((m or {}).get(key) for m in (before, after))
+        b, a = (v if _number(v) else None for v in (b, a))  # a hand-edited metrics.json: shown blank
         if b is None and a is None:
             continue
-        change = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
+        change = f"{a - b:+.3f}" if a is not None and b is not None else ""
         lines.append(f"| {key} | {'' if b is None else f'{b:.3f}'} | {'' if a is None else f'{a:.3f}'} | {change} |")
     n = (after or before or {}).get("n")
     return lines + ["", f"n = {n} questions from {(after or before or {}).get('dataset')} "
@@ -128,7 +140,8 @@ def eval_table(before: dict | None, after: dict | None) -> list[str]:
 
 
 def _sample_pairs(run_dir: Path, count: int = 3) -> list[str]:
-    before = {s.get("question"): s for s in _read_jsonl(run_dir / "eval" / "before" / "samples.jsonl")}
+    before = {s.get("question"): s for s in _read_jsonl(run_dir / "eval" / "before" / "samples.jsonl")
+              if isinstance(s.get("question"), str)}
     after = _read_jsonl(run_dir / "eval" / "after" / "samples.jsonl")
     lines = []
     for sample in [s for s in after if s.get("question") in before][:count]:
@@ -147,8 +160,13 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TinyR1Error(f"{run_dir}: no such run folder")
-
-    metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    # the rule every command follows (train's): a report goes only into a tinyr1 run's folder
+    ownership.check_folder(run_dir, "report", "tinyr1 report", owners=ownership.RUNS,
+                           fix="give the output_dir of a tinyr1 train or sft run")
+    metrics, skipped = read_rows(run_dir / "metrics.jsonl")
+    if skipped:
+        print(f"warning: {run_dir / 'metrics.jsonl'}: {skipped} malformed row(s) skipped (each row must be a JSON "
+              "object with a whole-number step and numeric values)", file=sys.stderr)
     mark_if_killed(run_dir)  # a run.json left "running" by a dead process says "killed" from now on
     run = read_json(run_dir / "run.json") or {}
     if not metrics and not run:

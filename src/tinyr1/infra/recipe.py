@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import enum
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -31,9 +32,35 @@ def _valid_names(parser) -> list[str]:
     return sorted({a.dest for a in parser._actions if a.dest != "help"})
 
 
+# What users type for a field, from other tools or by guess, and the field meant, in order of preference: the
+# first that the command has is suggested. Spelling alone would point elsewhere (--model -> --delta, --dataset ->
+# --data_seed, --batch_size -> --auto_find_batch_size, --max_prompt_length -> --max_completion_length).
+ALIASES = {
+    "model": ["model_name_or_path"], "model_name": ["model_name_or_path"], "model_path": ["model_name_or_path"],
+    "base_model": ["model_name_or_path"], "dataset": ["dataset_name"], "data": ["dataset_name"],
+    "dataset_path": ["dataset_name"], "data_path": ["dataset_name"], "split": ["dataset_split"],
+    "lr": ["learning_rate"], "epochs": ["num_train_epochs"], "num_epochs": ["num_train_epochs"],
+    "steps": ["max_steps"], "batch_size": ["per_device_train_batch_size"],
+    "train_batch_size": ["per_device_train_batch_size"], "grad_accum": ["gradient_accumulation_steps"],
+    "max_prompt_length": ["max_prompt_tokens"], "max_seq_length": ["max_length", "max_completion_length"],
+    "max_length": ["max_completion_length"], "max_new_tokens": ["max_completion_length", "max_length"],
+    "max_tokens": ["max_completion_length", "max_length"], "num_completions": ["num_generations"],
+    "group_size": ["num_generations"], "lora": ["use_peft"], "peft": ["use_peft"], "use_lora": ["use_peft"],
+    "eval": ["eval_before_after"], "evaluate": ["eval_before_after"], "resume": ["resume_from_checkpoint"],
+    "kl": ["beta"], "kl_coef": ["beta"], "output": ["output_dir"], "out": ["output_dir"], "threads": ["num_threads"],
+    "rewards": ["reward_funcs"], "reward": ["reward_funcs"], "weights": ["reward_weights"],
+    "warmup": ["warmup_steps"], "overwrite": ["overwrite_output_dir"], "system": ["system_prompt"],
+}
+
+
 def _unknown(key: str, valid: list[str], where: str | None) -> TinyR1Error:
-    """One line for a misspelt field: ``where`` (a file, a Python call) names it as a key; ``None``, a flag."""
-    close = difflib.get_close_matches(key, valid, n=1)
+    """One line for a misspelt field: ``where`` (a file, a Python call) names it as a key; ``None``, a flag.
+
+    >>> str(_unknown("model", ["delta", "model_name_or_path"], None))
+    '--model: unknown flag; did you mean --model_name_or_path?'
+    """
+    meant = [name for name in ALIASES.get(key.replace("-", "_").lower(), []) if name in valid]
+    close = meant[:1] or difflib.get_close_matches(key, valid, n=1)
     if where is None:
         hint = f"; did you mean --{close[0]}?" if close else "; see --help for the valid flags"
         return TinyR1Error(f"--{key}: unknown flag{hint}")
@@ -80,6 +107,41 @@ def _read_recipe(path: str) -> dict:
     if not isinstance(data, dict):
         raise TinyR1Error(f"{path}: a recipe must be a YAML mapping of field: value")
     return data
+
+
+# Variables that set a thread count: a value the runtimes would ignore (0, -2, "four") must not quietly become
+# "all cores".
+_THREAD_VARIABLES = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                     "TORCH_NUM_THREADS"}
+
+
+def check_env(env, path: str) -> dict[str, str]:
+    """A recipe's ``env:`` block checked like flags, each mistake one line naming the file and the variable: a
+    mapping of valid names to text or numbers, thread counts whole numbers of at least 1.
+
+    >>> check_env({"OMP_NUM_THREADS": 2, "HF_HUB_OFFLINE": "1"}, "r.yaml")
+    {'OMP_NUM_THREADS': '2', 'HF_HUB_OFFLINE': '1'}
+    >>> check_env({"OMP_NUM_THREADS": 0}, "r.yaml")
+    Traceback (most recent call last):
+    tinyr1.infra.errors.TinyR1Error: r.yaml: env: OMP_NUM_THREADS 0: must be a whole number of at least 1
+    """
+    if not isinstance(env, dict):
+        raise TinyR1Error(f"{path}: env must be a mapping of NAME: value")
+    checked = {}
+    for name, value in env.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise TinyR1Error(f"{path}: env: {name!r} is not an environment variable name (letters, digits and _, "
+                              "not starting with a digit)")
+        if value is None or isinstance(value, (dict, list)):
+            raise TinyR1Error(f"{path}: env: {name}: expected text or a number, got "
+                              f"{'null' if value is None else type(value).__name__}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if "\0" in text:
+            raise TinyR1Error(f"{path}: env: {name}: a value cannot hold a NUL character")
+        if name in _THREAD_VARIABLES and not (text.strip().isdigit() and int(text) >= 1):
+            raise TinyR1Error(f"{path}: env: {name} {value!r}: must be a whole number of at least 1")
+        checked[name] = text
+    return checked
 
 
 def _flags_given(parser, argv: list[str], valid: list[str]) -> set[str]:
@@ -166,9 +228,7 @@ def _file_values(parser, path: str, valid: list[str], nullable: dict[str, bool])
     data = _read_recipe(path)
     env = data.pop("env", None)
     if env is not None:  # trl's convention: an env mapping sets environment variables
-        if not isinstance(env, dict):
-            raise TinyR1Error(f"{path}: env must be a mapping of NAME: value")
-        os.environ.update({str(k): str(v) for k, v in env.items()})
+        os.environ.update(check_env(env, path))
     values = {}
     for key, value in data.items():
         if key not in valid:
@@ -197,6 +257,9 @@ def _python_values(parser, values: dict, valid: list[str], nullable: dict[str, b
             value = list(value)
         if isinstance(value, dict) and actions[key].nargs in ("+", "*"):  # dataset_options={"min_terms": 2}
             value = [f"{k}={v}" for k, v in value.items()]
+        if actions[key].type is str and not isinstance(value, (str, Path, list, dict)):
+            # a text field given a number or an object (model_name_or_path=42) would become its str(): "42"
+            raise TinyR1Error(f"{where}: expected text, got {type(value).__name__}")
         converted[key] = convert_value(actions[key], value, where)
     return converted
 

@@ -30,6 +30,11 @@ def non_negative() -> Rule:
     return (lambda v: v >= 0), "must be 0 or more"
 
 
+def between(low: int, high: int) -> Rule:
+    """A count with a bound of its own, far below ``MAX_VALUE``: past it a loop would run for hours or days."""
+    return (lambda v: low <= v <= high), f"must be between {low} and {high:,}"
+
+
 def fraction(upper_inclusive: bool = True) -> Rule:
     if upper_inclusive:
         return (lambda v: 0 <= v <= 1), "must be between 0 and 1"
@@ -87,10 +92,12 @@ RULES: dict[str, Rule] = {
 }
 
 # GRPO samples its completions: temperature 0 would divide the logits by zero.
-GRPO_RULES: dict[str, Rule] = {"temperature": positive(), "dynamic_sampling_max_rounds": non_negative(),
-                               "dynamic_sampling_tolerance": non_negative(), "curriculum_min_groups": at_least(1),
+# Counts that a step or a window loops over get bounds of their own: 100 refill rounds are 100 extra generations in
+# one step; a pass rate over more than 10,000 groups, or a verdict after more than 1,000 of them, never moves.
+GRPO_RULES: dict[str, Rule] = {"temperature": positive(), "dynamic_sampling_max_rounds": between(0, 100),
+                               "dynamic_sampling_tolerance": non_negative(), "curriculum_min_groups": between(1, 1000),
                                "curriculum_revisit": fraction(), "curriculum_level_threshold": fraction(),
-                               "curriculum_level_window": at_least(1)}
+                               "curriculum_level_window": between(1, 10_000)}
 
 
 # Every number in RULES is also at most this: above any real step count, batch, length, rate or time budget, and

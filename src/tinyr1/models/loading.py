@@ -157,6 +157,42 @@ def local_config(model: str) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def context_length(config) -> int | None:
+    """The most tokens the model's positions cover (``max_position_embeddings`` or its older names), from a config
+    object or its dict; None where the config says nothing.
+
+    >>> context_length({"max_position_embeddings": 2048}), context_length({"text_config": {"n_positions": 1024}})
+    (2048, 1024)
+    """
+    data = config if isinstance(config, dict) else getattr(config, "to_dict", dict)() if config is not None else {}
+    for source in (data, data.get("text_config") or {}):
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = source.get(key) if isinstance(source, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def check_context(config, name: str, lengths: list[tuple[str, int]]) -> None:
+    """One line when the tokens of ``lengths`` (flag, tokens; the first is the one to lower) together pass the
+    model's context: positions past it were never trained (rotary models drift, others fail mid-generation).
+
+    >>> check_context({"max_position_embeddings": 2048}, "m", [("--max_new_tokens", 3000)])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    tinyr1.infra.errors.TinyR1Error: --max_new_tokens 3000: beyond the 2,048-token context of m ...
+    """
+    limit = context_length(config)
+    total = sum(tokens for _, tokens in lengths if tokens)
+    if limit is None or total <= limit:
+        return
+    (flag, tokens), others = lengths[0], [(f, t) for f, t in lengths[1:] if t]
+    said = f" (with {', '.join(f'{f} {t:,}' for f, t in others)}: {total:,} tokens)" if others else ""
+    room = limit - (total - tokens)
+    fix = f"lower {flag} to at most {room:,}" if room > 0 else f"lower {' and '.join(f for f, _ in lengths)}"
+    raise TinyR1Error(f"{flag} {tokens}{said}: beyond the {limit:,}-token context of {name} "
+                      f"(max_position_embeddings); {fix}")
+
+
 # ---------------------------------------------------------------- loading
 
 

@@ -6,6 +6,10 @@ Each ``checkpoint-N`` a run saves holds a stamp, ``.tinyr1-run-id``, with the ru
 checkpoint's files, so a process killed at any instant of a save leaves either no folder, or a folder already
 stamped as the run's. ``latest`` resumes only a stamped, complete checkpoint: never one copied in from another run,
 nor one from before an ``--overwrite_output_dir``.
+
+After the Trainer has saved a checkpoint, a manifest, ``.tinyr1-files``, lists by name every file that save wrote
+(``write_manifest``): what an ``--overwrite_output_dir`` or ``save_total_limit``'s rotation deletes of that
+checkpoint (``tinyr1.run_folder.cleanup``), and nothing else. A file a user put there is in no manifest, so it stays.
 """
 
 from __future__ import annotations
@@ -19,6 +23,16 @@ from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
 
 STAMP = ".tinyr1-run-id"
+MANIFEST = ".tinyr1-files"
+# What a save writes at a checkpoint's top level (transformers, trl, peft, tinyr1): a checkpoint killed before its
+# manifest was written is cleaned by these names alone.
+CHECKPOINT_FILES = re.compile(
+    r"(model(-\d+-of-\d+)?\.safetensors(\.index\.json)?|pytorch_model(-\d+-of-\d+)?\.bin(\.index\.json)?|"
+    r"adapter_(config\.json|model\.safetensors|model\.bin)|config\.json|generation_config\.json|"
+    r"tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|chat_template\.(jinja|json)|vocab\.json|"
+    r"merges\.txt|added_tokens\.json|optimizer\.(pt|bin)|scheduler\.pt|scaler\.pt|rng_state(_\d+)?\.pth|"
+    r"trainer_state\.json|training_args\.bin|README\.md|curriculum\.json|entropy_ctrl_state\.json|"
+    r"\.tinyr1-run-id|\.tinyr1-files|\..+\.\d+\.tmp)")
 
 
 def stamp(folder: Path, run_id: str) -> None:
@@ -31,6 +45,38 @@ def stamp(folder: Path, run_id: str) -> None:
     staging.mkdir(parents=True, exist_ok=True)
     write_text(staging / STAMP, run_id, raw_errors=True)
     staging.rename(folder)
+
+
+def files_in(folder: Path) -> set[str]:
+    """Every file (or symlink) under ``folder``, as paths relative to it (``/``-separated); symlinked folders are
+    not followed."""
+    folder = Path(folder)
+    found = set()
+    for path in folder.rglob("*") if folder.is_dir() else ():
+        if path.is_symlink() or path.is_file():
+            found.add(path.relative_to(folder).as_posix())
+    return found
+
+
+def write_manifest(folder: Path, before: set[str]) -> None:
+    """List in ``folder``'s manifest what the save just made wrote: every file there now that was not there
+    before it (``before``), except the ones an earlier save of this run listed or that trl names at the top level
+    (a save replaces those)."""
+    listed = manifest(folder) or set()
+    theirs = {name for name in before if name not in listed and not ("/" not in name
+                                                                       and CHECKPOINT_FILES.fullmatch(name))}
+    written = sorted((files_in(folder) - theirs) | {STAMP, MANIFEST})
+    write_text(Path(folder) / MANIFEST, json.dumps(written, indent=0), raw_errors=True)
+
+
+def manifest(folder: Path) -> set[str] | None:
+    """The files a checkpoint's manifest lists, or None where it has none (a save killed before its end, or a
+    checkpoint from before manifests)."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {n for n in data if isinstance(n, str)} if isinstance(data, list) else None
 
 
 def stamped_by(folder: Path, run_id: str | None) -> bool:

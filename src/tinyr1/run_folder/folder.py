@@ -3,15 +3,17 @@
 A user's folder is never written into or emptied by accident. ``RunDir.claim`` accepts a folder that does not
 exist yet, an empty one, or one holding a tinyr1 run — recognised by the marker ``.tinyr1-run`` that tinyr1 writes
 there before anything else (``tinyr1.run_folder.ownership``: the one rule for what is tinyr1's). Anything else is
-refused with one line, with or without ``--overwrite_output_dir``. Overwriting removes only what is the run's, so a
-user's own files beside a run (notes, a README of theirs) survive it.
+refused with one line, with or without ``--overwrite_output_dir``. Overwriting removes only the files the run wrote,
+each by name (``tinyr1.run_folder.cleanup``), so a user's own files beside a run or inside its checkpoints (notes,
+a README of theirs, an eval saved in a checkpoint) survive it, named in one line.
 
 One process writes a run folder at a time: the claim takes the folder's lock (``tinyr1.run_folder.lock``) and holds
 it until the process ends; a second train, sft, resume or overwrite is refused naming the holder's PID. What a run
 records survives a kill at any instant: a run.json left ``running`` by a dead process is marked ``killed`` by the
 next command that looks (claim, eval, report); checkpoints are stamped as the run's before they are written
 (``tinyr1.run_folder.checkpoints``); a resume drops the half-written last line of metrics.jsonl and samples.jsonl
-before anything is appended, and checks what it resumes (``tinyr1.run_folder.resume``). A full disk is one
+and the rows of the steps it trains again (``tinyr1.run_folder.logs``), and checks what it resumes
+(``tinyr1.run_folder.resume``). A full disk is one
 line (``tinyr1.run_folder.disk_full``), run.json then says ``failed``, and no temporary file is left.
 
     run = RunDir.claim(training.output_dir, "train", resume=False, overwrite=False)
@@ -25,20 +27,21 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import shutil
 import time
 from pathlib import Path
 
-from tinyr1.infra.errors import OutOfMemoryError, TinyR1Error, first_line
+from tinyr1.infra.errors import CollapseError, OutOfMemoryError, TinyR1Error, first_line
 from tinyr1.infra.files import drop_torn_last_line, is_disk_full, read_json
 from tinyr1.infra.out_of_memory import is_out_of_memory
 from tinyr1.infra.paths import check_output_dir, make_dirs
 from tinyr1.infra.version import __version__
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder import resume as resume_checks
-from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint
+from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint, write_manifest
+from tinyr1.run_folder.cleanup import kept_line, remove_written, to_rotate
 from tinyr1.run_folder.disk_full import disk_full_error
 from tinyr1.run_folder.lock import RunLock
+from tinyr1.run_folder.logs import drop_rows_after
 from tinyr1.run_folder.run_json import mark_if_killed, status_in_place, write_json
 
 MARKER = ownership.MARKER
@@ -78,21 +81,18 @@ class RunDir:
             return run
         if folder.exists() and not folder.is_dir():
             raise TinyR1Error(f"--output_dir {folder}: is a file, not a folder")
-        run._marker_or_refuse(ownership.entries(folder))  # a user's folder gets not even a lock file
+        ownership.check_folder(folder, command, "--output_dir")  # a user's folder gets not even a lock file
         check_output_dir(folder, "--output_dir")  # probed only once the folder is known to be ours to use
         make_dirs(folder, "--output_dir")
         run.lock = RunLock.acquire(folder, command, "--output_dir")
         mark_if_killed(folder)
         names = ownership.entries(folder)
-        marker = run._marker_or_refuse(names)  # again: only now can no other process change the folder
+        marker = ownership.check_folder(folder, command, "--output_dir")  # again: now no other process changes it
         owned = ownership.owned_names(folder, marker, names)
-        if marker is not None and owned and marker.get("command") != command:
-            raise TinyR1Error(f"--output_dir {folder}: holds a tinyr1 {marker.get('command')} run, not a "
-                              f"{command} run; pick another folder")
         if owned and not resume:  # a claim that wrote nothing yet is no run
             if not overwrite:
                 raise TinyR1Error(run._already_a_run(marker, owned))
-            run._clear(owned)
+            run._say_kept(remove_written(folder, owned))  # file by file (tinyr1.run_folder.cleanup)
             owned, names = set(), ownership.entries(folder)
         keep_id = resume and owned and marker is not None
         run._written = owned
@@ -103,17 +103,6 @@ class RunDir:
             for name in ("metrics.jsonl", "samples.jsonl"):
                 drop_torn_last_line(folder / name)
         return run
-
-    def _marker_or_refuse(self, names: set[str]) -> dict | None:
-        """The folder's marker (or a run's from before markers, adopted); a folder holding anything else is
-        refused."""
-        marker = ownership.read_marker(self.path) if self.path.is_dir() else None
-        if names and marker is None and ownership.legacy_run(self.path, names):
-            marker = {"command": self.command, "paths": sorted(names), "foreign": None}
-        if names and marker is None:
-            raise TinyR1Error(f"--output_dir {self.path}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never "
-                              "writes into or deletes a folder it did not create: pick a new or empty folder")
-        return marker
 
     def _already_a_run(self, marker: dict, owned: set[str]) -> str:
         """The refusal of a fresh run into a run's folder; every way out it names works now (the lock is ours)."""
@@ -128,15 +117,23 @@ class RunDir:
                 + "pick another --output_dir, or start afresh with --overwrite_output_dir true (removes only the "
                 "files that run wrote)")
 
-    def _clear(self, names) -> None:
-        for name in names:
-            if not name or "/" in name or name in (".", ".."):  # a hand-edited marker must not reach outside
-                continue
-            target = self.path / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
+    def checkpoint_saved(self, folder: Path, before: set[str], limit: int | None) -> None:
+        """After the Trainer saved ``folder``: its manifest (what the save wrote, ``before`` being what was there
+        already), then ``save_total_limit``'s rotation of the run's own checkpoints, file by file."""
+        if not self.main or not folder.is_dir():
+            return
+        write_manifest(folder, before)
+        removed = to_rotate(self.owned(), folder.name, limit)
+        if removed:
+            kept = remove_written(self.path, removed)
+            self._written -= set(removed)
+            self._foreign |= {path.split("/")[0] for path in kept}  # what a user left there: that folder is theirs
+            ownership.write_marker(self.path, self.command, self._written, self._foreign, self.run_id)
+            self._say_kept(kept)
+
+    def _say_kept(self, kept: list[str]) -> None:
+        if kept:
+            print(kept_line(self.path, kept), flush=True)
 
     def owned(self) -> set[str]:
         """The top-level names here that are the run's, now."""
@@ -155,15 +152,17 @@ class RunDir:
     # ------------------------------------------------------------ resuming
 
     def resolve_resume(self, value: str | None, values: dict | None = None, accept_changes: bool = False,
-                       model_config: dict | None = None):
-        """None, or the checkpoint folder to resume from: ``latest`` (or true) is the run's newest complete one.
-        With the run's settings (``values``), also what ``tinyr1.run_folder.resume`` checks; a finished run
-        raises ``FinishedRun``."""
-        if not wants_resume(value):
-            return None
+                       model_config: dict | None = None, foreign: bool = False):
+        """None, or the checkpoint folder to resume from: ``latest`` (or true) is the run's newest complete one; a
+        path must be one of this run's checkpoints, unless ``foreign`` (``--resume_from_foreign_checkpoint``): then
+        this is a new run started from it. With the run's settings (``values``), also what
+        ``tinyr1.run_folder.resume`` checks; a finished run raises ``FinishedRun``."""
+        latest = value in ("latest", "true", "True")
+        if foreign or not wants_resume(value):
+            return self._start_from(value, values, model_config) if foreign else None
         if values is not None:
             resume_checks.check_not_finished(self.path, values)
-        if value in ("latest", "true", "True"):
+        if latest:
             found = latest_checkpoint(self.path, self.owned())  # every process picks the same one
             if found is None:
                 others = sorted(p.name for p in self.path.glob("checkpoint-*") if p.name in self._foreign
@@ -173,11 +172,30 @@ class RunDir:
                                   f"{self.path}{extra}")
             value = str(found)
         check_checkpoint(Path(value))
+        if not latest and self.main:
+            resume_checks.check_own(Path(value), self.run_id, self.path)
         if values is not None:
             resume_checks.check_fits(Path(value), values, model_config)
             if self.main:
                 resume_checks.check_changes(self.path, Path(value), values, accept_changes)
         return value
+
+    def _start_from(self, value, values: dict | None, model_config: dict | None) -> str:
+        """``--resume_from_foreign_checkpoint``: this new run starts from another run's checkpoint ``value``."""
+        resume_checks.check_foreign_start(value)
+        check_checkpoint(Path(value))
+        if values is not None:
+            resume_checks.check_fits(Path(value), values, model_config)
+        if self.main:
+            print(f"a new run in {self.path}, started from {value} (its weights, optimizer state and step; "
+                  "--resume_from_foreign_checkpoint true)", flush=True)
+        return value
+
+    def drop_logs_after(self, checkpoint: str) -> None:
+        """Before a resume trains: the logged rows of the steps after ``checkpoint``, which are trained again."""
+        step = (check_checkpoint(Path(checkpoint)) or {}).get("global_step")
+        if self.main and isinstance(step, int):
+            drop_rows_after(self.path, step)
 
     # ------------------------------------------------------------ run.json and the end of a run
 
@@ -190,7 +208,6 @@ class RunDir:
         import torch
         import transformers
         import trl
-
 
         info = {"command": self.command, **{k: v for k, v in self.facts.items() if k in ("model", "dataset")},
                 "status": status, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
@@ -219,6 +236,9 @@ class RunDir:
         modules the model lacks...): one line, not a traceback."""
         try:
             return factory()
+        except TinyR1Error:  # the trainer's own checks of what it was given (SFT rows all cut by max_length...)
+            self._note("failed")
+            raise
         except (ValueError, ImportError, TypeError, RuntimeError) as err:
             if is_out_of_memory(err):
                 raise
@@ -232,7 +252,8 @@ class RunDir:
             yield
         except BaseException as err:
             oom, full = is_out_of_memory(err), is_disk_full(err)
-            self._note("out of memory" if oom else "failed", global_step=global_step(),
+            collapsed = isinstance(err, CollapseError)  # a guard, or a reward that raised, stopped the run
+            self._note("out of memory" if oom else "collapsed" if collapsed else "failed", global_step=global_step(),
                        **({"error": "disk full"} if full else {}))
             if oom:
                 raise OutOfMemoryError(remedies()) from None

@@ -1,4 +1,6 @@
-"""The one rule for "did tinyr1 write this?", used by every command that replaces or deletes what it finds.
+"""The one rule for "did tinyr1 write this?" and "may this command write here?", used by every command that writes,
+replaces or deletes what it finds: ``check_folder`` for a folder (train, sft, eval's output_dir, report's run
+folder), ``check_file`` for a single file (prepare, compare, the probe; ``tinyr1.infra.paths``' sidecars).
 
 A folder tinyr1 writes into (a train or sft run, an eval output) holds the marker ``.tinyr1-run``:
 
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
+from tinyr1.infra.paths import check_output_file
 from tinyr1.infra.version import __version__
 from tinyr1.run_folder.checkpoints import stamped_by
 from tinyr1.run_folder.lock import LOCK
@@ -153,3 +156,46 @@ def legacy_run(folder: Path, entries: set[str]) -> bool:
     if "run.json" in entries:
         return _signed(folder / "run.json")
     return {"config.yaml", "metrics.jsonl"} <= entries and bool({"adapter_config.json", "config.json"} & entries)
+
+
+PICK = "pick a new or empty folder"
+# The commands whose folders are runs (the rest write outputs: eval).
+RUNS = ("train", "sft")
+
+
+def check_folder(folder: str | Path, command: str, what: str, owners: tuple[str, ...] | None = None,
+                 fix: str = PICK) -> dict | None:
+    """May ``command`` write into ``folder``? Yes when it does not exist, is empty, or is tinyr1's (its marker, or a
+    folder from before markers that tinyr1's own files sign) and was written by one of ``owners`` (default: the
+    command itself); otherwise one line naming ``what`` and ``fix``. Returns the folder's marker (None if none).
+    The same rule for every command: ``train`` and ``sft`` (their run folder), ``eval`` (its output_dir),
+    ``report`` (a run folder, ``owners`` train and sft)."""
+    folder = Path(folder).expanduser()
+    names = entries(folder)
+    marker = read_marker(folder) if folder.is_dir() else None
+    if names and marker is None:
+        if command == "eval" and _legacy_eval(folder, names):
+            marker = {"command": "eval", "paths": sorted(names), "foreign": None}
+        elif command != "eval" and legacy_run(folder, names):
+            marker = {"command": command if command in RUNS else None, "paths": sorted(names), "foreign": None}
+        else:
+            raise TinyR1Error(f"{what} {folder}: not empty and not a tinyr1 run (no {MARKER}); tinyr1 never writes "
+                              f"into or deletes a folder it did not create: {fix}")
+    theirs = marker.get("command") if marker else None
+    if theirs is not None and theirs not in (owners or (command,)) and owned_names(folder, marker, names):
+        kind = "run" if theirs in RUNS else "output"
+        wanted = f"a {command} run" if command in RUNS else f"a folder {command} writes"
+        raise TinyR1Error(f"{what} {folder}: holds a tinyr1 {theirs} {kind}, not {wanted}; "
+                          f"{'pick another folder' if fix == PICK else fix}")
+    return marker
+
+
+def check_file(path, command: str, what: str, inputs=()) -> Path:
+    """May ``command`` write the single file ``path``? The sidecar rule of ``tinyr1.infra.paths``: a new file, or one
+    tinyr1 ``command`` wrote and nobody changed since; never one of the command's ``inputs``."""
+    return check_output_file(path, what, owner=command, inputs=inputs)
+
+
+def _legacy_eval(folder: Path, names: set[str]) -> bool:
+    """An eval output from before the marker: its pair, metrics.json signed by tinyr1's version."""
+    return names <= {"metrics.json", "samples.jsonl"} and _signed(folder / "metrics.json")

@@ -3,8 +3,11 @@
 - A different model (another architecture than the checkpoint's) or a changed LoRA setting (``use_peft``,
   ``lora_r``, ``lora_target_modules``) cannot load: one line, exit 2, always.
 - A missing ``optimizer.pt`` (Adam would restart from zero) or settings that differ from the run's ``config.yaml``
-  are printed and refused, unless ``--resume_changed_settings true``: then the resume goes on and the run's first
-  settings stay beside the new ones, in ``config.original.yaml``.
+  are printed and refused, unless ``--resume_changed_settings true``: then the resume goes on with the new settings
+  applied (a new learning rate, schedule or optimizer hyperparameter included: ``tinyr1.training.run_trainer``)
+  and the run's first settings stay beside them, in ``config.original.yaml``. Lists are compared in order
+  (reordered ``reward_funcs`` or ``curriculum_levels`` are a change), except names of modules and generator
+  options (``UNORDERED``). A new ``optim`` is refused even then: the checkpoint holds the first optimizer's state.
 - A run that finished (run.json ``completed`` at ``max_steps``) is not trained again: it says so and exits 0.
 
 Raising ``max_steps`` to continue a finished run, and the settings that only change how a step is computed or
@@ -20,12 +23,19 @@ import yaml
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import read_json, read_text, write_text
+from tinyr1.run_folder.checkpoints import stamped_by
 
 IGNORED = {"resume_from_checkpoint", "output_dir", "overwrite_output_dir", "resume_changed_settings", "max_steps",
            "max_train_minutes", "num_threads", "cpu_fast_path", "save_steps", "save_strategy", "save_total_limit",
            "logging_steps", "logging_strategy", "logging_first_step", "sample_every", "report_to", "disable_tqdm",
            "run_name", "logging_dir", "config", "use_cpu", "bf16", "activation_checkpointing",
-           "gradient_checkpointing", "dataloader_num_workers", "preflight"}
+           "gradient_checkpointing", "dataloader_num_workers", "preflight", "resume_from_foreign_checkpoint"}
+# Settings whose order means nothing (names of modules, generator options): compared as sets. Every other list is a
+# sequence: reordered reward_funcs move their reward_weights to other rewards, reordered curriculum_levels are
+# another schedule.
+UNORDERED = {"lora_target_modules", "lora_modules_to_save", "dataset_options", "report_to"}
+# A change that no resume can make exactly: the optimizer's state is the checkpoint's optimizer's.
+FIXED = {"optim"}
 _ARCHITECTURE = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                  "intermediate_size", "vocab_size")
 
@@ -48,6 +58,22 @@ def check_not_finished(run_dir: Path, values: dict) -> None:
                           "To train further, raise --max_steps")
 
 
+def check_own(checkpoint: Path, run_id: str | None, run_dir: Path) -> None:
+    """A checkpoint named by its path continues this run only if it is one of this run's (its stamp): another run's
+    would roll this one back and save over its later checkpoints."""
+    if not stamped_by(checkpoint, run_id):
+        raise TinyR1Error(f"--resume_from_checkpoint {checkpoint}: not a checkpoint of this run ({run_dir}); a resume "
+                          "continues the run it names. To start a new run from it, give a new --output_dir and "
+                          "--resume_from_foreign_checkpoint true")
+
+
+def check_foreign_start(value) -> None:
+    """``--resume_from_foreign_checkpoint true`` starts a new run from a checkpoint's path, nothing else."""
+    if value in (None, "", "false", "False", "latest", "true", "True"):
+        raise TinyR1Error("--resume_from_foreign_checkpoint true starts a new run from another run's checkpoint: name "
+                          "it with --resume_from_checkpoint PATH (or drop the flag to continue a run)")
+
+
 def check_fits(checkpoint: Path, values: dict, model_config: dict | None = None) -> None:
     """One line when the checkpoint cannot load into this run's model: another architecture, or other LoRA.
     ``model_config``: the config.json of the model this run names, where it is on this machine."""
@@ -63,7 +89,7 @@ def check_fits(checkpoint: Path, values: dict, model_config: dict | None = None)
     if adapter is not None:
         for key, field in (("r", "lora_r"), ("target_modules", "lora_target_modules")):
             new, old = values.get(field), adapter.get(key)
-            if new is not None and old is not None and _normal(new) != _normal(old):
+            if new is not None and old is not None and not same_setting(field, new, old):
                 raise TinyR1Error(f"--{field} {new}: {name} holds a LoRA adapter with {key} {old}; resume with "
                                   f"--{field} {old}, or start a new run in another --output_dir")
         return
@@ -86,9 +112,14 @@ def differences(run_dir: Path, checkpoint: Path, values: dict) -> list[str]:
     old = _yaml(run_dir / "config.yaml")
     if old is not None:
         for key in sorted((set(old) | set(values)) - IGNORED):
-            if _normal(old.get(key)) != _normal(values.get(key)):
+            if not same_setting(key, old.get(key), values.get(key)):
                 found.append(f"{key}: {old.get(key)!r} -> {values.get(key)!r}")
     return found
+
+
+def same_setting(key: str, old, new) -> bool:
+    """Whether two values of a setting are the same: lists in order (except ``UNORDERED``), 2.0 equal to 2."""
+    return _normal(old, key in UNORDERED) == _normal(new, key in UNORDERED)
 
 
 def check_changes(run_dir: Path, checkpoint: Path, values: dict, accept: bool) -> None:
@@ -96,6 +127,12 @@ def check_changes(run_dir: Path, checkpoint: Path, values: dict, accept: bool) -
     found = differences(run_dir, checkpoint, values)
     if not found:
         return
+    fixed = [change for change in found if change.split(":")[0] in FIXED]
+    if fixed:
+        key = fixed[0].split(":")[0]
+        raise TinyR1Error(f"resuming {checkpoint} would change {fixed[0]}, which no resume can do: the checkpoint "
+                          f"holds the first optimizer's state. Resume with the run's {key} (see "
+                          f"{run_dir / 'config.yaml'}), or start a new run in another --output_dir")
     listing = "; ".join(found)
     if not accept:
         raise TinyR1Error(f"resuming {checkpoint} would change the run: {listing}. Resume with the run's settings "
@@ -107,9 +144,10 @@ def check_changes(run_dir: Path, checkpoint: Path, values: dict, accept: bool) -
         write_text(original, read_text(current))
 
 
-def _normal(value):
+def _normal(value, unordered: bool = False):
     if isinstance(value, (list, tuple)):
-        return sorted(map(str, value)) if all(isinstance(v, str) for v in value) else [_normal(v) for v in value]
+        items = [_normal(v) for v in value]
+        return sorted(map(str, items)) if unordered else items
     if isinstance(value, dict):
         return {k: _normal(v) for k, v in value.items()}
     if isinstance(value, float) and value.is_integer():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import numbers
+import os
 from collections.abc import Callable
 
 from tinyr1.infra.errors import TinyR1Error, first_line
@@ -244,8 +245,11 @@ def get_reward_func(name: str) -> RewardFunc:
         module_name, _, attr = name.partition(":")
         try:
             func = getattr(importlib.import_module(module_name), attr)
+        except ModuleNotFoundError as err:
+            raise TinyR1Error(f"reward_funcs: cannot import {name!r} ({err}); {_how_to_import(module_name)}") from None
         except (ImportError, AttributeError, ValueError) as err:  # ValueError: an empty module name
-            raise TinyR1Error(f"reward_funcs: cannot import {name!r} ({err})") from None
+            raise TinyR1Error(f"reward_funcs: cannot import {name!r} ({err}); give it as package.module:function, "
+                              "a function defined at the top level of an importable module") from None
         if not callable(func):
             raise TinyR1Error(f"reward_funcs: {name!r} is not a function")
         _try_once(name, func)
@@ -253,6 +257,14 @@ def get_reward_func(name: str) -> RewardFunc:
     raise TinyR1Error(
         f"reward_funcs: unknown reward {name!r}; use one of {', '.join(REWARD_FUNCS)} or 'package.module:function'"
     )
+
+
+def _how_to_import(module: str) -> str:
+    """How to make ``module`` importable, for a reward named ``package.module:function``."""
+    top = module.split(".")[0]
+    return (f"Python imports {module} from the folders on sys.path: run tinyr1 from the folder that holds {top}/ "
+            f"or {top}.py (now {os.getcwd()}), add that folder to PYTHONPATH (PYTHONPATH=/path/to/folder tinyr1 "
+            "...), or pip install your package")
 
 
 def _try_once(name: str, func) -> None:

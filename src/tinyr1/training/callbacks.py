@@ -23,10 +23,12 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from tinyr1.infra.errors import CollapseError, first_line
 from tinyr1.infra.files import append_jsonl
 from tinyr1.run_folder.checkpoints import stamp
 from tinyr1.run_folder.folder import RunDir
@@ -50,6 +52,21 @@ class MetricsLogger(TrainerCallback):
             append_jsonl(self.path, {"step": state.global_step, **{k: _number(v) for k, v in logs.items()}})
 
 
+def reward_failure(name: str, err: BaseException, kwargs: dict, completions: int) -> str:
+    """What a reward that raised (or called ``sys.exit``) mid-run did, in one line: the reward, the step, the call
+    trl made and the line that failed."""
+    state = kwargs.get("trainer_state")
+    step = f" at step {state.global_step + 1}" if getattr(state, "global_step", None) is not None else ""
+    what = (f"called sys.exit({err.code!r})" if isinstance(err, SystemExit)
+            else f"raised {type(err).__name__}: {first_line(err)}")
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" ({Path(frames[-1].filename).name} line {frames[-1].lineno})" if frames else ""
+    columns = ", ".join(f"{k}=..." for k in kwargs if k not in ("trainer_state", "log_extra", "log_metric"))
+    return (f"reward {name} {what}{where}{step}, called as {name}(prompts=..., completions=<{completions}>"
+            f"{', ' + columns if columns else ''}); fix the reward (it must return one float or None per "
+            "completion, never raise or exit), or drop it from reward_funcs")
+
+
 class SampleRecorder(TrainerCallback):
     """Sees every generation batch through the reward functions; prints and stores samples; watches for ``!!!!``."""
 
@@ -66,7 +83,10 @@ class SampleRecorder(TrainerCallback):
     def _wrap(self, func):
         @functools.wraps(func)
         def observed(prompts=None, completions=None, **kwargs):
-            rewards = func(prompts=prompts, completions=completions, **kwargs)
+            try:
+                rewards = func(prompts=prompts, completions=completions, **kwargs)
+            except (Exception, SystemExit) as err:  # a reward's bug or exit ends the run as a collapse, said once
+                raise CollapseError(reward_failure(func.__name__, err, kwargs, len(completions or []))) from None
             self.reward_guard.check(func.__name__, rewards, len(completions))
             if self._batch is None or self._batch["completions"] is not completions:
                 self._batch = {"prompts": prompts, "completions": completions, "answer": kwargs.get("answer"),
@@ -242,8 +262,12 @@ class TimeBudget(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.perf_counter()
 
+    def spent(self) -> bool:
+        """Whether the budget is used up (asked inside long loops of a step, too: dynamic sampling's refills)."""
+        return self.seconds is not None and self._start > 0 and time.perf_counter() - self._start >= self.seconds
+
     def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds is not None and time.perf_counter() - self._start >= self.seconds:
+        if self.spent():
             self.reached_at = state.global_step
             control.should_save = True
             control.should_training_stop = True

@@ -17,6 +17,8 @@ Rules:
 - fresh prompts are drawn at random from the training set (by pass rate, from the open levels, when the curriculum
   is on), each repeated ``num_generations`` times as trl's sampler lays them out; the batch keeps its size: the
   first groups with variance, in the order generated;
+- a first Ctrl-C/SIGTERM or a spent ``max_train_minutes`` ends the refills at once (``stop_requested``, from the
+  run folder's ``tinyr1.training.run_trainer``), as the bound does: no loop in a step waits for more rounds;
 - if the bound is reached with too few groups, the step trains on the groups with variance it has, rounded down to
   a size the step can split (``steps_per_generation`` slices of equal size); if none, it trains on the first
   generation as trl would have (every advantage zero: no update from the policy loss), and says so in its metrics.
@@ -152,6 +154,11 @@ class DynamicSamplingMixin:
             batches.append(batch)
             chosen.append(torch.tensor(rows, dtype=torch.long))
             if kept >= needed or rounds >= self.tinyr1.dynamic_sampling_max_rounds:
+                break
+            stop = self.stop_requested() if hasattr(self, "stop_requested") else None
+            if stop:  # a signal or the time budget waits for no refill: the step trains on what it has
+                print(f"dynamic_sampling: refills ended after {rounds} of {self.tinyr1.dynamic_sampling_max_rounds} "
+                      f"rounds ({stop}); this step trains on the groups it has", flush=True)
                 break
             rounds += 1
             inputs = self._tinyr1_fresh_inputs(len(inputs))

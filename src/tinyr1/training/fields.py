@@ -22,6 +22,8 @@ from tinyr1.tasks.rewards import DEFAULT_REWARDS
 RESUME_CHANGED_SETTINGS_HELP = ("resume even if the settings differ from the run's config.yaml or the checkpoint "
                                 "has no optimizer state (the differences are printed; the first config.yaml is "
                                 "kept as config.original.yaml)")
+FOREIGN_HELP = ("with --resume_from_checkpoint PATH naming another run's checkpoint: start a new run in a new "
+                "output_dir from it (its weights, optimizer state and step); without it such a path is refused")
 OVERWRITE_HELP = ("start afresh in an output_dir that already holds a tinyr1 run of this kind (only the files that "
                   "run wrote are deleted)")
 
@@ -32,6 +34,7 @@ class RunFolderFields:
 
     overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
     resume_changed_settings: bool = field(default=False, metadata={"help": RESUME_CHANGED_SETTINGS_HELP})
+    resume_from_foreign_checkpoint: bool = field(default=False, metadata={"help": FOREIGN_HELP})
     max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many "
                                             "minutes (checkpoint saved), then finish normally: final model, "
                                             "after-evaluation, report"})

@@ -36,7 +36,7 @@ from tinyr1.training.data import build_dataset, check_levels, source_rows
 from tinyr1.training.fields import GRPOScriptArguments
 from tinyr1.training.grpo_trainer import GRPOTrainer
 from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, claim_run_folder, parse_recipe
-from tinyr1.training.sampling import check_sampling_options
+from tinyr1.training.sampling import check_disabled_options, check_sampling_options
 
 DESCRIPTION = "GRPO with trl's GRPOTrainer from one YAML recipe plus --field overrides."
 
@@ -75,11 +75,37 @@ def reward_funcs(recipe: Recipe, given: list | None = None, argument: str = "--r
     check_dataset_options(script.dataset_name, script.dataset_options)
     check_levels(script, args.curriculum)
     check_sampling_options(args, args.world_size, [getattr(f, "__name__", str(f)) for f in funcs])
+    if args.curriculum:  # the level options are read only by a difficulty schedule
+        check_disabled_options(_LevelSwitch(script.curriculum_levels, args),
+                               {"curriculum_levels": ("curriculum_level_threshold", "curriculum_level_window")},
+                               "give a difficulty schedule with --curriculum_levels (one set of generator options a "
+                               "level)")
+    if script.merge_lora and not recipe.model_args.use_peft:
+        raise TinyR1Error("merge_lora true: merges a LoRA adapter, and this run trains none, so it would do nothing; "
+                          "add --use_peft true, or drop merge_lora")
     if args.reward_weights is not None and len(args.reward_weights) != len(funcs):
         names = ", ".join(getattr(f, "__name__", str(f)) for f in funcs)
         raise TinyR1Error(f"reward_weights: {len(args.reward_weights)} weights for {len(funcs)} reward_funcs "
                           f"({names}); give one weight per reward")
     return funcs
+
+
+def check_lengths(recipe: Recipe, config) -> None:
+    """Prompt and completion within the model's context (its config, where it is known before loading)."""
+    script, args, name = recipe.script, recipe.args, recipe.model_args.model_name_or_path
+    models.check_context(config, name, [("--max_completion_length", args.max_completion_length),
+                                        ("--max_prompt_tokens", script.max_prompt_tokens)])
+    if script.eval_before_after:
+        models.check_context(config, name, [("--eval_max_new_tokens", script.eval_max_new_tokens)])
+
+
+class _LevelSwitch:
+    """The curriculum's level options beside the switch that turns them on: a schedule in ``curriculum_levels``."""
+
+    def __init__(self, levels, args):
+        self.curriculum_levels = levels
+        self.curriculum_level_threshold = args.curriculum_level_threshold
+        self.curriculum_level_window = args.curriculum_level_window
 
 
 def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, tokenizer=None,
@@ -89,6 +115,7 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
     ``tokenizer``) and ``rows`` (prompt rows) replace the recipe's model and data source where given."""
     script, args, model_args = recipe.script, recipe.args, recipe.model_args
     resolved = models.resolve_model(model_args.model_name_or_path) if model is None else None
+    check_lengths(recipe, model.config if model is not None else models.local_config(model_args.model_name_or_path))
     source = "the rows given" if rows is not None else None
     rows = rows if rows is not None else source_rows(script, args.curriculum)  # a bad source: before the claim
     run_dir, resume = claim_run_folder(recipe, "train")

@@ -29,7 +29,7 @@ from pathlib import Path
 from tinyr1.cpu import touchpoints
 from tinyr1.cpu.trainer import CPUFastGRPOTrainer, generation_weights
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.models.loading import ensure_pad_token
+from tinyr1.models.loading import check_context, ensure_pad_token
 from tinyr1.run_folder.folder import RunDir
 from tinyr1.tasks.rewards import check_reward_funcs
 from tinyr1.training import guards
@@ -70,6 +70,10 @@ class GRPOTrainer(RunFolderMixin, CurriculumMixin, DynamicSamplingMixin, CPUFast
                               f"({', '.join(names)}); give one weight per reward")
         check_sampling_options(settings, args.world_size, names)
         _distinct_pad_token(model, processing_class)
+        if not isinstance(model, str):  # a name is loaded by trl; tinyr1 train checks it before loading
+            config = getattr(model, "config", None)
+            check_context(config, getattr(config, "_name_or_path", None) or type(model).__name__,
+                          [("max_completion_length", args.max_completion_length)])
         self._setup_run_folder(settings, args.output_dir, args.world_size, run_folder, recipe_values, finish)
         self._preflight_done = False
         self._nan = guards.NonFiniteGradGuard(settings.collapse_patience)

@@ -68,13 +68,16 @@ def claim_run_folder(recipe: Recipe, command: str) -> tuple[RunDir | None, str |
     to resume from, or None, checked against what it resumes (``tinyr1.run_folder.resume``). (None, None) when the
     run to resume has finished: nothing to train."""
     args, values = recipe.args, recipe.values
-    run = RunDir.claim(args.output_dir, command, resume=wants_resume(args.resume_from_checkpoint),
+    foreign = args.resume_from_foreign_checkpoint  # a new run started from another run's checkpoint
+    run = RunDir.claim(args.output_dir, command, resume=wants_resume(args.resume_from_checkpoint) and not foreign,
                        overwrite=args.overwrite_output_dir, main=args.process_index == 0)
     try:
         model = values.get("model_name_or_path")
         config = local_config(model) if model and wants_resume(args.resume_from_checkpoint) else None
-        resume = run.resolve_resume(args.resume_from_checkpoint, values, args.resume_changed_settings, config)
-        values["resume_changed_settings"] = False  # one resume's consent, not the run's: config.yaml keeps it off
+        resume = run.resolve_resume(args.resume_from_checkpoint, values, args.resume_changed_settings, config,
+                                    foreign=foreign)
+        # one resume's consent, not the run's: config.yaml keeps them off, so a later resume continues this run
+        values["resume_changed_settings"] = values["resume_from_foreign_checkpoint"] = False
         return run, resume
     except FinishedRun as done:
         if run.main:

@@ -10,12 +10,14 @@ recorded (``completed``, ``interrupted`` after a first Ctrl-C/SIGTERM with a che
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
-from tinyr1.infra.errors import CollapseError
+from tinyr1.infra.errors import CollapseError, TinyR1Error
 from tinyr1.infra.out_of_memory import oom_remedies
 from tinyr1.infra.recipe import dump_recipe, plain_values
 from tinyr1.infra.thread_governor import thread_governor
+from tinyr1.run_folder.checkpoints import files_in
 from tinyr1.run_folder.folder import RunDir, wants_resume
 from tinyr1.run_folder.resume import FinishedRun
 from tinyr1.training.callbacks import GracefulStop, MetricsLogger, RunRecorder, TimeBudget
@@ -52,6 +54,8 @@ class RunFolderMixin:
             return None
         self._prepare_training(checkpoint)
         run = self.run
+        if checkpoint:
+            run.drop_logs_after(checkpoint)
         run.facts.update(self.facts)
         run.write_run_json("running", model=run.facts.get("model") or model_name(self.model))
         remedies = lambda: oom_remedies(self.args, self.model, self.length_field)  # noqa: E731
@@ -72,6 +76,15 @@ class RunFolderMixin:
             run.write_run_json("completed")
         return output
 
+    def stop_requested(self) -> str | None:
+        """Why a loop inside a step (a refill) should end now: a first Ctrl-C/SIGTERM, or max_train_minutes spent;
+        the step then finishes with what it has and the run stops cleanly at its end."""
+        if self._signals.received is not None:
+            return signal.Signals(self._signals.received).name
+        if self._budget.spent():
+            return f"max_train_minutes={self.tinyr1.max_train_minutes} spent"
+        return None
+
     def _prepare_training(self, checkpoint: str | None) -> None:
         """After the claim, before step 1."""
 
@@ -85,11 +98,12 @@ class RunFolderMixin:
             self._run_recorder.run = self.run
             return value or None
         values = self._values if self._values is not None else self.recipe_values()
-        self.run = RunDir.claim(self.args.output_dir, self.command, resume=wants_resume(value),
+        foreign = self.tinyr1.resume_from_foreign_checkpoint
+        self.run = RunDir.claim(self.args.output_dir, self.command, resume=wants_resume(value) and not foreign,
                                 overwrite=self.tinyr1.overwrite_output_dir, main=self.args.process_index == 0)
         self._run_recorder.run = self.run
         checkpoint = self.run.resolve_resume(value or None, values, self.tinyr1.resume_changed_settings,
-                                             model_config(self.model))
+                                             model_config(self.model), foreign=foreign)
         if self.run.main:
             dump_recipe(self.run.path / "config.yaml", values)
         self._values = values
@@ -111,6 +125,31 @@ class RunFolderMixin:
                 print(f"max_train_minutes={self.tinyr1.max_train_minutes} reached at step {self._budget.reached_at}",
                       flush=True)
 
+    def _save_checkpoint(self, model, trial):
+        """trl's checkpoint save, then its manifest and ``save_total_limit``'s rotation done by tinyr1: only the
+        run's own checkpoints count, and only the files a save wrote are deleted (``tinyr1.run_folder.cleanup``);
+        the Trainer's own rotation, which removes whole folders, is held off for the save."""
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        before = files_in(folder)
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if self.run is not None:
+            self.run.checkpoint_saved(folder, before, limit)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        """trl's restore of the optimizer and scheduler, then this run's settings put back over the restored ones:
+        torch restores a checkpoint's learning rate, betas and weight decay with its state, so a change accepted
+        with ``resume_changed_settings`` would be announced and never applied (``keep_settings``)."""
+        fresh = None
+        if checkpoint is not None and not getattr(self, "is_deepspeed_enabled", False):
+            fresh = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if fresh is not None:
+            keep_settings(self.optimizer, self.lr_scheduler, fresh)
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """trl's save, the saved files recorded as the run's."""
         super().save_model(output_dir, _internal_call)
@@ -130,3 +169,36 @@ def model_config(model) -> dict | None:
     """The model's architecture, for the resume check that a checkpoint fits it."""
     config = getattr(model, "config", None)
     return config.to_dict() if config is not None and hasattr(config, "to_dict") else None
+
+
+def keep_settings(optimizer, scheduler, fresh: list[dict]) -> None:
+    """Put the settings of the optimizer built for this run (``fresh``: its param groups before the restore) back
+    over a checkpoint's, keeping the restored state (Adam's moments, the scheduler's step). The scheduler's base
+    rates follow, and the rate of the next step is recomputed from its schedule: the same numbers when nothing
+    changed, the new schedule's when something did. A scheduler that is not a ``LambdaLR`` (all of transformers'
+    but ``reduce_lr_on_plateau``) cannot be recomputed: a change there is refused."""
+    from torch.optim.lr_scheduler import LambdaLR  # lazy: run_trainer is imported before torch is needed
+
+    groups = optimizer.param_groups
+    base = [settings.get("initial_lr", settings["lr"]) for settings in fresh]
+    changed = len(groups) != len(fresh) or any(
+        _same(group.get(key)) != _same(value) for group, settings in zip(groups, fresh, strict=False)
+        for key, value in settings.items() if key != "lr") or any(
+        group.get("initial_lr") != rate for group, rate in zip(groups, base, strict=False))
+    if not changed:
+        return
+    if len(groups) != len(fresh) or not isinstance(scheduler, LambdaLR):
+        raise TinyR1Error(f"--resume_changed_settings: the optimizer or its schedule ({type(scheduler).__name__}) "
+                          "cannot take new settings exactly on a resume; resume with the run's optimizer settings "
+                          "(its config.yaml), or start a new run")
+    for group, settings, rate in zip(groups, fresh, base, strict=True):
+        group.update({k: v for k, v in settings.items() if k != "lr"}, initial_lr=rate)
+    scheduler.base_lrs = list(base)
+    for group, rate, schedule in zip(groups, base, scheduler.lr_lambdas, strict=True):
+        group["lr"] = rate * schedule(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]
+
+
+def _same(value):
+    """A setting as compared: betas restored from a checkpoint may come back a list where the optimizer has a tuple."""
+    return tuple(value) if isinstance(value, list) else value

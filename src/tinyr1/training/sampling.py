@@ -16,11 +16,40 @@ from tinyr1.cpu.touchpoints import fast_path_check
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.training.curriculum import INDEX, check_curriculum
 from tinyr1.training.dynamic_sampling import check_dynamic_sampling
+from tinyr1.training.fields import GRPOFields
+
+# feature switch -> the options that only it reads
+FEATURE_OPTIONS = {"dynamic_sampling": ("dynamic_sampling_max_rounds", "dynamic_sampling_tolerance"),
+                   "curriculum": ("curriculum_min_groups", "curriculum_revisit", "curriculum_level_threshold",
+                                  "curriculum_level_window")}
+
+
+def check_disabled_options(settings, switches: dict[str, tuple[str, ...]] | None = None,
+                           how: str | None = None) -> None:
+    """An option of a feature that is off does nothing: one set away from its default is refused, naming the flag
+    that turns the feature on (or ``how``). ``switches``: feature -> its options (default ``FEATURE_OPTIONS``)."""
+    for switch, options in (switches or FEATURE_OPTIONS).items():
+        if getattr(settings, switch, None):
+            continue
+        for option in options:
+            default = _default(settings, option)
+            value = getattr(settings, option, default)
+            if value != default:
+                raise TinyR1Error(f"{option} {value}: an option of {switch}, which is off, so it would do nothing; "
+                                  f"{how or f'turn it on with --{switch} true ({switch}: true in a recipe)'}, or "
+                                  f"drop {option}")
+
+
+def _default(settings, option: str):
+    fields = getattr(type(settings), "__dataclass_fields__", {})
+    found = fields.get(option) or GRPOFields.__dataclass_fields__.get(option)
+    return None if found is None else found.default
 
 
 def check_sampling_options(settings, world_size: int, reward_names: list[str]) -> None:
     """Dynamic sampling and the curriculum, where they are on: the trl version they were verified on, one process,
-    a correctness reward for the curriculum."""
+    a correctness reward for the curriculum; where they are off, none of their options set."""
+    check_disabled_options(settings)
     if settings.dynamic_sampling or settings.curriculum:
         check = fast_path_check("sampling")
         if not check.allowed:

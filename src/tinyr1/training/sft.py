@@ -80,6 +80,9 @@ def check_backend(recipe: Recipe) -> None:
         raise TinyR1Error("--backend unsloth needs both the unsloth package (pip install unsloth) and a CUDA GPU; "
                           f"here: unsloth {'installed' if _has('unsloth') else 'missing'}, GPU "
                           f"{'present' if cuda_available() else 'absent'}. Use --backend transformers")
+    if script.merge_lora and not model_args.use_peft:
+        raise TinyR1Error("merge_lora true: merges a LoRA adapter, and this run trains none, so it would do nothing; "
+                          "add --use_peft true, or drop merge_lora")
     quantized = model_args.load_in_4bit or model_args.load_in_8bit
     if quantized and not (cuda_available() and _has("bitsandbytes")):
         raise TinyR1Error("--load_in_4bit/--load_in_8bit need a CUDA GPU and bitsandbytes (pip install "
