@@ -8,7 +8,7 @@ scores the same, every advantage is zero, and no step changes the weights. This 
 ``<reasoning>\\n`` right after the chat template's assistant header for the first N GSM8K train prompts (the
 recipe's system prompt) and reports the probability of sampling it at temperature 1: per prompt, its median and
 maximum, and how many completions one would have to sample to see it once, at each ``--temperatures``
-value. Results go in docs/results.md.
+value. Results of an earlier version: CHANGELOG.md.
 """
 
 import argparse

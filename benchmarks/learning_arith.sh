@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The arithmetic runs of docs/results.md ("Arithmetic: 200 held-out sums"), end to end, offline on a 2-core CPU:
+# The arithmetic runs of an earlier version (CHANGELOG.md, "Arithmetic: 200 held-out sums"), end to end, offline:
 #   bash benchmarks/learning_arith.sh [OUT_DIR]
 # 1. base:        the offline model on 200 held-out generated sums (test seed stream), greedy, 128 new tokens;
 # 2. sft:         the LoRA cold start on 400 generated train sums with one-step-a-line solutions (~3.5 min);

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The GSM8K run of docs/results.md ("GSM8K with the tutorial's five rewards"), end to end, offline on a CPU (about an hour on a 2-core VM):
+# The GSM8K run of CHANGELOG.md ("GSM8K with the tutorial's five rewards"), end to end, offline on a CPU (about an hour):
 #   bash benchmarks/learning_curve.sh [OUT_DIR]
 # 1. the offline model's baseline on the first 200 GSM8K test questions;
 # 2. a 40-step LoRA SFT cold start on GSM8K train solutions in the <reasoning>/<answer> format (~9 min);
 # 3. GRPO from the cold start on GSM8K train, evaluated before and after on the same 200 questions, with the report.
-# A benchmark, not a test: it takes over an hour. Numbers it printed for us are in docs/results.md.
+# A benchmark, not a test: it takes over an hour. Numbers it printed for an earlier version are in CHANGELOG.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/learning-curve}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side by side: plain GRPO against dynamic sampling, the pass-rate curriculum and both, and trl's own options beside
 # dynamic sampling, from make demo's 8-step cold start, same budget, same CPU, the same 200 held-out sums
-# (docs/results.md, "Keeping GRPO learning"):
+# (one seed each; CHANGELOG.md, "Keeping GRPO learning"; the repeated measurement is learning_seeds.sh):
 #   ARMS="control both" bash benchmarks/learning_sampling.sh [OUT_DIR]    # two arms at once, one thread each
 #   ARMS="dynamic curriculum" bash benchmarks/learning_sampling.sh [OUT_DIR]
 #   ARMS="clip-higher low-lr" bash benchmarks/learning_sampling.sh [OUT_DIR]

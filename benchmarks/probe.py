@@ -4,7 +4,7 @@
         --dataset_name reasoning-gym:chain_sum --dataset_options min_terms=2 max_terms=2 max_digits=1 \
         --greedy_questions 48 --prompts 16 --k 8 --temperature 1.0 --max_new_tokens 128
 
-See ``tinyr1.evaluation.probe`` for what each number means; docs/results.md holds the numbers that chose the CPU task.
+See ``tinyr1.evaluation.probe`` for what each number means; CHANGELOG.md holds the numbers that chose the CPU task.
 """
 
 import sys

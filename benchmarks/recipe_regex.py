@@ -4,8 +4,8 @@
 
 Reads ``samples.jsonl`` files written by ``tinyr1 eval`` (or a run's ``eval/before|after``) and scores each
 completion with tinyr1's format and correctness rewards and with the recipe's originals (``*_seed``: no
-``re.DOTALL``, a trailing newline demanded, exact string equality). No model is loaded. Results go in
-docs/results.md.
+``re.DOTALL``, a trailing newline demanded, exact string equality). No model is loaded. Results of an
+earlier version: CHANGELOG.md.
 """
 
 import argparse
