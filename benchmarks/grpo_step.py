@@ -96,7 +96,8 @@ def run_variant(name: str, steps: int, rows) -> dict:
     from trl.extras import profiling
 
     from tinyr1.models.loading import ensure_pad_token, resolve_model
-    from tinyr1.tasks.rewards import DEFAULT_REWARDS, get_reward_funcs
+    from tinyr1.tasks.reward_lookup import get_reward_funcs
+    from tinyr1.tasks.rewards import DEFAULT_REWARDS
 
     generate_seconds: list[float] = []
     original = profiling.ProfilingContext._log_metrics

@@ -89,9 +89,9 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
         parse_recipe(TYPES, ["--config", str(path)], "t", defaults=CPU)
     merged = tmp_path / "merge.yaml"  # YAML's own override of merged keys stays allowed
     merged.write_text("base: &b {a: 1, b: 2}\nother:\n  <<: *b\n  a: 3\n")
-    from tinyr1.infra.recipe import _read_recipe
+    from tinyr1.infra.recipe_file import read_recipe_file
 
-    assert _read_recipe(str(merged))["other"] == {"a": 3, "b": 2}
+    assert read_recipe_file(str(merged))["other"] == {"a": 3, "b": 2}
 
 
 def test_deep_nesting_is_one_line(tmp_path):

@@ -4,7 +4,8 @@ import pytest
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.tasks import rewards
-from tinyr1.tasks.rewards import DEFAULT_REWARDS, REWARD_FUNCS, get_reward_funcs
+from tinyr1.tasks.reward_lookup import get_reward_funcs
+from tinyr1.tasks.rewards import DEFAULT_REWARDS, REWARD_FUNCS
 
 from ..conftest import chat
 

@@ -4,7 +4,7 @@ wrappers."""
 
 from transformers import TrainerControl, TrainerState
 
-from tinyr1.tasks.rewards import get_reward_funcs
+from tinyr1.tasks.reward_lookup import get_reward_funcs
 from tinyr1.training.callbacks import SampleRecorder
 from tinyr1.training.guards import DegenerateGuard, is_degenerate
 

@@ -28,7 +28,7 @@ from tinyr1.tasks import answers
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import build_prompt, load_examples, local_source_files
 from tinyr1.tasks.reasoning_gym import check_dataset_options
-from tinyr1.tasks.rewards import get_reward_funcs
+from tinyr1.tasks.reward_lookup import get_reward_funcs
 
 
 def group_stats(groups: list[list[dict]]) -> dict:

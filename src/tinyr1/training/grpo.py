@@ -29,7 +29,7 @@ from tinyr1.models import precision
 from tinyr1.run_folder.folder import RunDir
 from tinyr1.tasks.data import load_examples
 from tinyr1.tasks.reasoning_gym import check_dataset_options
-from tinyr1.tasks.rewards import check_reward_funcs, get_reward_funcs
+from tinyr1.tasks.reward_lookup import check_reward_funcs, get_reward_funcs
 from tinyr1.training import before_after
 from tinyr1.training.config import GRPOConfig
 from tinyr1.training.data import build_dataset, check_levels, source_rows

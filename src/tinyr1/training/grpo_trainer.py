@@ -31,7 +31,7 @@ from tinyr1.cpu.trainer import CPUFastGRPOTrainer, generation_weights
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.models.loading import check_context, ensure_pad_token
 from tinyr1.run_folder.folder import RunDir
-from tinyr1.tasks.rewards import check_reward_funcs
+from tinyr1.tasks.reward_lookup import check_reward_funcs
 from tinyr1.training import guards
 from tinyr1.training.callbacks import SampleRecorder
 from tinyr1.training.config import GRPOConfig, trainer_settings
