@@ -197,3 +197,21 @@ def test_a_redone_sft_step_replaces_its_logged_row(cli, tmp_path):
                 "latest", cwd=REPO)
     assert again.returncode == 0, again.stderr[-2000:]
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r] == [1, 2, 3]
+
+
+def test_a_checkpoint_folder_that_is_not_the_runs_is_never_saved_into(cli, run):
+    # A folder of yours where the resumed run would save its next checkpoint: refused before step 4, untouched.
+    yours = run / "checkpoint-4"
+    yours.mkdir()
+    (yours / "model.safetensors").write_text("my own weights")
+    refused = cli(*resume_args(run, "--max_steps", "4"), cwd=REPO)
+    assert refused.returncode == 2
+    line = one_line(refused)
+    assert "checkpoint-4: not this run's checkpoint" in line and "move it out" in line
+    assert (yours / "model.safetensors").read_text() == "my own weights"
+    assert sorted(p.name for p in yours.iterdir()) == ["model.safetensors"]
+    assert steps(run) == [1, 2, 3]
+    shutil.move(str(yours), str(run.parent / "moved-out"))  # as the line says: then the resume runs
+    resumed = cli(*resume_args(run, "--max_steps", "4"), cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert steps(run) == [1, 2, 3, 4] and (run / "checkpoint-4" / "trainer_state.json").is_file()

@@ -218,3 +218,24 @@ def test_one_ownership_rule_for_runs_evals_and_reports(tmp_path):
     (old / "samples.jsonl").write_text("")
     (tmp_path / "theirs.md").write_text("# my report\n")
     assert ownership.is_ours(old / "samples.jsonl") and not ownership.is_ours(tmp_path / "theirs.md")
+
+
+def test_stamping_a_checkpoint_folder_refuses_one_holding_files_of_another(tmp_path):
+    from tinyr1.infra.errors import TinyR1Error
+    from tinyr1.run_folder.checkpoints import STAMP, refuse_foreign_ahead, stamp
+
+    ours, theirs, empty = tmp_path / "checkpoint-1", tmp_path / "checkpoint-2", tmp_path / "checkpoint-3"
+    stamp(ours, "run-a")
+    stamp(ours, "run-a")  # a redone save of the run's own folder
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    empty.mkdir()
+    stamp(empty, "run-a")  # an empty folder holds nothing to overwrite
+    with pytest.raises(TinyR1Error, match="checkpoint-2: not this run's checkpoint"):
+        stamp(theirs, "run-a")
+    assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt"]
+    assert (ours / STAMP).read_text() == "run-a" and (empty / STAMP).read_text() == "run-a"
+    refuse_foreign_ahead(tmp_path, "run-a", after_step=2)  # checkpoint-2 is behind the start: never saved again
+    with pytest.raises(TinyR1Error, match="checkpoint-2"):
+        refuse_foreign_ahead(tmp_path, "run-a", after_step=1)
+    refuse_foreign_ahead(tmp_path, "run-a", after_step=0, max_steps=1)  # a run of one step never saves at 2

@@ -39,12 +39,32 @@ def stamp(folder: Path, run_id: str) -> None:
     """Mark ``folder`` (a checkpoint about to be saved) as the run's. A new folder is made stamped under a
     temporary name and renamed into place, so no instant exists at which it is there and not yet stamped."""
     if folder.is_dir():
+        refuse_foreign(folder, run_id)
         write_text(folder / STAMP, run_id, raw_errors=True)
         return
     staging = folder.with_name(f".tinyr1-tmp-{folder.name}")
     staging.mkdir(parents=True, exist_ok=True)
     write_text(staging / STAMP, run_id, raw_errors=True)
     staging.rename(folder)
+
+
+def refuse_foreign(folder: Path, run_id: str | None) -> None:
+    """A ``checkpoint-N`` folder holding files that are not this run's (another run's, or yours) is never saved
+    into: trl would write its files over what is there. One line naming it, before the step's save."""
+    if folder.is_dir() and not stamped_by(folder, run_id) and files_in(folder):
+        raise TinyR1Error(f"{folder}: not this run's checkpoint, and this run saves its step-{folder.name[11:]} "
+                          f"checkpoint there; tinyr1 does not write over it: move it out of {folder.parent}, then run "
+                          "again (--resume_from_checkpoint latest continues this run)")
+
+
+def refuse_foreign_ahead(run_dir: Path, run_id: str | None, after_step: int, max_steps: int | None = None) -> None:
+    """Before training from ``after_step`` up to ``max_steps`` (None or < 1: no limit): every ``checkpoint-N`` in
+    between, where the run could save, must be its own (``refuse_foreign``), so a run never stops mid-way at a
+    folder it found at the start."""
+    last = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
+    for folder in sorted(Path(run_dir).glob("checkpoint-*")):
+        if (number := folder.name[11:]).isdigit() and after_step < int(number) <= (last or int(number)):
+            refuse_foreign(folder, run_id)
 
 
 def files_in(folder: Path) -> set[str]:

@@ -37,7 +37,7 @@ from tinyr1.infra.paths import check_output_dir, make_dirs
 from tinyr1.infra.version import __version__
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder import resume as resume_checks
-from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint, write_manifest
+from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint, refuse_foreign_ahead, write_manifest
 from tinyr1.run_folder.cleanup import kept_line, remove_written, to_rotate
 from tinyr1.run_folder.disk_full import disk_full_error
 from tinyr1.run_folder.lock import RunLock
@@ -156,7 +156,16 @@ class RunDir:
         """None, or the checkpoint folder to resume from: ``latest`` (or true) is the run's newest complete one; a
         path must be one of this run's checkpoints, unless ``foreign`` (``--resume_from_foreign_checkpoint``): then
         this is a new run started from it. With the run's settings (``values``), also what
-        ``tinyr1.run_folder.resume`` checks; a finished run raises ``FinishedRun``."""
+        ``tinyr1.run_folder.resume`` checks; a finished run raises ``FinishedRun``. A ``checkpoint-N`` here that the
+        run would save into and that is not its own is refused now, not at step N."""
+        checkpoint = self._resolve(value, values, accept_changes, model_config, foreign)
+        if self.main:
+            step = (check_checkpoint(Path(checkpoint)) or {}).get("global_step") if checkpoint else 0
+            refuse_foreign_ahead(self.path, self.run_id, step if isinstance(step, int) else 0,
+                                 (values or {}).get("max_steps"))
+        return checkpoint
+
+    def _resolve(self, value, values, accept_changes, model_config, foreign):
         latest = value in ("latest", "true", "True")
         if foreign or not wants_resume(value):
             return self._start_from(value, values, model_config) if foreign else None
