@@ -18,8 +18,7 @@ import statistics as stats
 import sys
 from pathlib import Path
 
-from tinyr1.infra.jsonl import read_json, read_jsonl
-
+from tinyr1.infra.files import read_json, read_jsonl
 from tinyr1.tasks.scoring import score_completion
 from tinyr1.tasks.statistics import format_interval, paired_comparison, wilson_interval
 
