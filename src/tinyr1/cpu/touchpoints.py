@@ -12,7 +12,7 @@ The rule, ``fast_path_check(part)``: the fast path is taken only where the packa
 major.minor versions of one verified row (e.g. trl ``1.16.*``, transformers ``5.25.*``, torch ``2.14.*``) and, for
 training,
 trl's two overridden methods still take exactly the parameters the override was written for (a renamed or added
-parameter means the override no longer sees what trl passes). Two parts:
+parameter means the override no longer sees what trl passes). Three parts:
 
 - ``"training"`` (``CPUFastGRPOTrainer``): trl, transformers and torch;
 - ``"generation"`` (the decode loop that ``eval``, ``compare`` and the before/after evaluation use): transformers
