@@ -83,18 +83,18 @@ def test_kill_9_at_random_moments_then_latest_resumes_the_newest_complete_checkp
         time.sleep(0 if attempt == 0 else rng.uniform(0, 0.8))
         _kill(proc)
         marker = read_marker(out)
-        made = _checkpoints(out) - {"checkpoint-400"}
+        made = _checkpoints(out) - {"checkpoint-900"}
         assert made <= owned_names(out, marker), f"seed {seed}: a checkpoint the run made is not its own"
         newest = latest_checkpoint(out, owned_names(out, marker))
         assert newest is not None, f"seed {seed}"
-        if attempt == 0:  # someone else's checkpoint, newer than any of the run's: never resumed
-            planted = out / "checkpoint-400"
+        if attempt == 0:  # someone else's checkpoint, newer than any of the run's: never resumed (beyond
+            planted = out / "checkpoint-900"  # max_steps: a run that would save there is refused at its start)
             planted.mkdir()
             for f in newest.iterdir():
                 (planted / f.name).write_bytes(f.read_bytes())
             (planted / ".tinyr1-run-id").write_text("another-run")
             state = json.loads((planted / "trainer_state.json").read_text())
-            (planted / "trainer_state.json").write_text(json.dumps({**state, "global_step": 400}))
+            (planted / "trainer_state.json").write_text(json.dumps({**state, "global_step": 900}))
         step = int(newest.name.split("-")[1])
         text = (out / "metrics.jsonl").read_text() if (out / "metrics.jsonl").exists() else ""
         complete = [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]  # not a torn last line
@@ -110,4 +110,4 @@ def test_kill_9_at_random_moments_then_latest_resumes_the_newest_complete_checkp
         assert all(row in lines for row in before), f"seed {seed}: steps up to {step} were trained again"
     assert [row["step"] for row in lines if "loss" in row] == list(range(1, last + 3)), f"seed {seed}"
     assert json.loads((out / "run.json").read_text())["global_step"] == last + 2, f"seed {seed}"
-    assert (out / "checkpoint-400" / ".tinyr1-run-id").read_text() == "another-run"  # and never deleted
+    assert (out / "checkpoint-900" / ".tinyr1-run-id").read_text() == "another-run"  # and never deleted

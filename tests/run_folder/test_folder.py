@@ -228,12 +228,17 @@ def test_stamping_a_checkpoint_folder_refuses_one_holding_files_of_another(tmp_p
     stamp(ours, "run-a")
     stamp(ours, "run-a")  # a redone save of the run's own folder
     theirs.mkdir()
-    (theirs / "notes.txt").write_text("mine")
+    (theirs / "model.safetensors").write_text("mine")
+    notes = tmp_path / "checkpoint-4"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    stamp(notes, "run-a")  # nothing there a save would write: the save goes beside it
     empty.mkdir()
     stamp(empty, "run-a")  # an empty folder holds nothing to overwrite
     with pytest.raises(TinyR1Error, match="checkpoint-2: not this run's checkpoint"):
         stamp(theirs, "run-a")
-    assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in theirs.iterdir()) == ["model.safetensors"]
+    assert (notes / "notes.txt").read_text() == "mine"
     assert (ours / STAMP).read_text() == "run-a" and (empty / STAMP).read_text() == "run-a"
     refuse_foreign_ahead(tmp_path, "run-a", after_step=2)  # checkpoint-2 is behind the start: never saved again
     with pytest.raises(TinyR1Error, match="checkpoint-2"):

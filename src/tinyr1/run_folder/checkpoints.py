@@ -49,9 +49,11 @@ def stamp(folder: Path, run_id: str) -> None:
 
 
 def refuse_foreign(folder: Path, run_id: str | None) -> None:
-    """A ``checkpoint-N`` folder holding files that are not this run's (another run's, or yours) is never saved
-    into: trl would write its files over what is there. One line naming it, before the step's save."""
-    if folder.is_dir() and not stamped_by(folder, run_id) and files_in(folder):
+    """A ``checkpoint-N`` folder that is not this run's and holds a file a save writes (``CHECKPOINT_FILES``:
+    another run's checkpoint, or weights of yours) is never saved into: trl would write over it. One line naming
+    it, before the step's save. Files of yours under other names stay beside the save, as after an overwrite."""
+    theirs = not stamped_by(folder, run_id) and folder.is_dir()
+    if theirs and any(CHECKPOINT_FILES.fullmatch(p.name) for p in folder.iterdir() if not p.is_dir()):
         raise TinyR1Error(f"{folder}: not this run's checkpoint, and this run saves its step-{folder.name[11:]} "
                           f"checkpoint there; tinyr1 does not write over it: move it out of {folder.parent}, then run "
                           "again (--resume_from_checkpoint latest continues this run)")
