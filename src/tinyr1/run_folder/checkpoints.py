@@ -65,7 +65,8 @@ def refuse_foreign_ahead(run_dir: Path, run_id: str | None, after_step: int, max
     folder it found at the start."""
     last = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
     for folder in sorted(Path(run_dir).glob("checkpoint-*")):
-        if (number := folder.name[11:]).isdigit() and after_step < int(number) <= (last or int(number)):
+        match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+        if match and after_step < int(match.group(1)) <= (last or int(match.group(1))):
             refuse_foreign(folder, run_id)
 
 
@@ -114,6 +115,13 @@ def _trainer_state(folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and "global_step" in data else None
+
+
+def checkpoint_step(folder: str | Path) -> int | None:
+    """The step a checkpoint was saved at (its trainer_state.json's ``global_step``), None where it has none: read
+    once the checkpoint has been checked, without checking its files again."""
+    step = (_trainer_state(Path(folder)) or {}).get("global_step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def latest_checkpoint(run_dir: Path, owned: set[str] | None = None) -> Path | None:

@@ -37,7 +37,13 @@ from tinyr1.infra.paths import check_output_dir, make_dirs
 from tinyr1.infra.version import __version__
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder import resume as resume_checks
-from tinyr1.run_folder.checkpoints import check_checkpoint, latest_checkpoint, refuse_foreign_ahead, write_manifest
+from tinyr1.run_folder.checkpoints import (
+    check_checkpoint,
+    checkpoint_step,
+    latest_checkpoint,
+    refuse_foreign_ahead,
+    write_manifest,
+)
 from tinyr1.run_folder.cleanup import kept_line, remove_written, to_rotate
 from tinyr1.run_folder.disk_full import disk_full_error
 from tinyr1.run_folder.lock import RunLock
@@ -160,9 +166,8 @@ class RunDir:
         run would save into and that is not its own is refused now, not at step N."""
         checkpoint = self._resolve(value, values, accept_changes, model_config, foreign)
         if self.main:
-            step = (check_checkpoint(Path(checkpoint)) or {}).get("global_step") if checkpoint else 0
-            refuse_foreign_ahead(self.path, self.run_id, step if isinstance(step, int) else 0,
-                                 (values or {}).get("max_steps"))
+            step = checkpoint_step(checkpoint) if checkpoint else None
+            refuse_foreign_ahead(self.path, self.run_id, step or 0, (values or {}).get("max_steps"))
         return checkpoint
 
     def _resolve(self, value, values, accept_changes, model_config, foreign):
@@ -202,8 +207,8 @@ class RunDir:
 
     def drop_logs_after(self, checkpoint: str) -> None:
         """Before a resume trains: the logged rows of the steps after ``checkpoint``, which are trained again."""
-        step = (check_checkpoint(Path(checkpoint)) or {}).get("global_step")
-        if self.main and isinstance(step, int):
+        step = checkpoint_step(checkpoint)  # resolve_resume checked the checkpoint
+        if self.main and step is not None:
             drop_rows_after(self.path, step)
 
     # ------------------------------------------------------------ run.json and the end of a run
