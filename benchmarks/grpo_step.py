@@ -51,7 +51,7 @@ SETTINGS = {
     "trl-defaults": {},
     "trl-fp32": {"bf16": False, "activation_checkpointing": False},
     "trl-bf16": {"bf16": True, "activation_checkpointing": False},
-    "tinyr1": {},  # filled in by tinyr1's own policy in run_variant
+    "tinyr1": {},  # tinyr1.GRPOConfig's machine defaults (bf16 where native, no checkpointing on a CPU)
     "tinyr1-fp16-weights": {},  # the same, with cpu_generation_weights: fp16
 }
 CHOICES = ["trl-defaults", "trl-best", "tinyr1", "trl-fp32", "trl-bf16", "tinyr1-fp16-weights"]
@@ -118,22 +118,20 @@ def run_variant(name: str, steps: int, rows) -> dict:
             step_seconds.append(time.perf_counter() - self.start)
 
     settings, trainer_class, callbacks = dict(SETTINGS[name]), GRPOTrainer, [StepTimer()]
-    governor = None
+    config_class, governor = GRPOConfig, None
     if name.startswith("tinyr1"):
         from tinyr1.cpu.trainer import CPUFastGRPOTrainer
-        from tinyr1.infra.cpu_features import cpu_bf16
         from tinyr1.infra.thread_governor import thread_governor
+        from tinyr1.training.config import GRPOConfig as config_class  # bf16 and checkpointing: the machine's defaults
 
-        # tinyr1.GRPOConfig's machine defaults (tinyr1.training.config.MachineDefaults)
-        settings = {"bf16": cpu_bf16().native, "activation_checkpointing": False}
         trainer_class = CPUFastGRPOTrainer
         governor = thread_governor()  # as tinyr1 train adds it: only where tinyr1 chose the count
         callbacks += [governor] if governor else []
-    config = GRPOConfig(output_dir=f"/tmp/grpo_step_{name}", use_cpu=True, max_steps=steps,
-                        per_device_train_batch_size=COMPLETIONS, num_generations=COMPLETIONS,
-                        max_completion_length=NEW_TOKENS, generation_kwargs={"min_new_tokens": NEW_TOKENS},
-                        logging_steps=1, report_to="none", save_strategy="no", seed=0, disable_tqdm=True,
-                        log_level="error", **settings)
+    config = config_class(output_dir=f"/tmp/grpo_step_{name}", use_cpu=True, max_steps=steps,
+                          per_device_train_batch_size=COMPLETIONS, num_generations=COMPLETIONS,
+                          max_completion_length=NEW_TOKENS, generation_kwargs={"min_new_tokens": NEW_TOKENS},
+                          logging_steps=1, report_to="none", save_strategy="no", seed=0, disable_tqdm=True,
+                          log_level="error", **settings)
     model_path = resolve_model("smollm2-135m-instruct").path
     model = AutoModelForCausalLM.from_pretrained(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
