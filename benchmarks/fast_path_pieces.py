@@ -10,7 +10,7 @@
 
 ``sampling``: one decode step's token draw for 8 rows over SmolLM2's 49k vocabulary, then a whole 128-token
 generation of 8 rows (bf16 autocast, packed weights, shared prompt) with and without ``fast_sampling``, alternated
-4 times in one process. ``update``: ``tinyr1.cpu.trainer.completion_logps`` and its backward for one group (a
+4 times in one process. ``update``: ``tinyr1.cpu.fast_path.completion_logps`` and its backward for one group (a
 90-token prompt, 8 completions of 128 tokens) under bf16 autocast, as a GRPO step on a native-bf16 CPU runs it.
 ``decode``: a 128-token generation of 8 rows (two prompts x 4, shared prefill, inverse-CDF sampling) through
 ``generate``'s own loop (packed weights, roomy cache) and through ``tinyr1.cpu.decode_loop``, alternated 3 times, in
@@ -88,7 +88,7 @@ def sampling() -> None:
 
 def update(profile: bool) -> None:
     from tinyr1.cpu.attention import cpu_attention
-    from tinyr1.cpu.trainer import completion_logps
+    from tinyr1.cpu.fast_path import completion_logps
 
     torch.manual_seed(0)
     model = _model().train()
@@ -98,7 +98,7 @@ def update(profile: bool) -> None:
     mask, weights = torch.ones_like(ids), torch.randn(rows, completions)
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16), cpu_attention(model):  # as CPUFastGRPOTrainer runs it
+        with torch.autocast("cpu", dtype=torch.bfloat16), cpu_attention(model):  # as the fast path runs it
             logps, _ = completion_logps(model, ids, mask, completions, 1.0, compute_entropy=True)
         (logps * weights).mean().backward()
         model.zero_grad(set_to_none=True)
@@ -134,7 +134,7 @@ def decode() -> None:
                                   pad_token_id=2, eos_token_id=[2])
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), cpu_attention(model):
             return generate_shared_prompts(model, rows, 2, config, fast_sampling=True, fast_loop=loop,
-                                           pack_bf16=bf16)  # as CPUFastGRPOTrainer calls it
+                                           pack_bf16=bf16)  # as the fast path calls it
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -216,7 +216,7 @@ def compiled_update() -> None:
     import torch.nn.functional as F
 
     from tinyr1.cpu.attention import cpu_attention
-    from tinyr1.cpu.trainer import completion_logps
+    from tinyr1.cpu.fast_path import completion_logps
 
     torch.manual_seed(0)
     model = _model().train()

@@ -13,7 +13,7 @@ Variants:
   activation checkpointing by trl's defaults, whatever the CPU).
 - ``trl-best``: the faster, measured in this run, of ``trl-fp32`` and ``trl-bf16`` (activation checkpointing off,
   fp32 or bf16 autocast): the best a careful user reaches through ``GRPOConfig`` fields alone.
-- ``tinyr1``: what ``tinyr1 train`` does by default: ``CPUFastGRPOTrainer`` (``tinyr1.cpu.trainer``), precision
+- ``tinyr1``: what ``tinyr1 train`` does by default: ``tinyr1.GRPOTrainer`` on its CPU fast path, precision
   chosen by ``tinyr1.models.precision``, no activation checkpointing, freed memory kept for reuse
   (``tinyr1.infra.device.keep_freed_memory``; ``--trl-keep-freed-memory`` gives trl's variants the same), the
   command's OpenMP wait policy (``tinyr1.infra.threads.openmp_defaults``; trl's variants keep libgomp's default) and,
@@ -118,15 +118,16 @@ def run_variant(name: str, steps: int, rows) -> dict:
             step_seconds.append(time.perf_counter() - self.start)
 
     settings, trainer_class, callbacks = dict(SETTINGS[name]), GRPOTrainer, [StepTimer()]
-    config_class, governor = GRPOConfig, None
+    config_class = GRPOConfig
     if name.startswith("tinyr1"):
-        from tinyr1.cpu.trainer import CPUFastGRPOTrainer
-        from tinyr1.infra.thread_governor import thread_governor
-        from tinyr1.training.config import GRPOConfig as config_class  # bf16 and checkpointing: the machine's defaults
+        import tinyr1
 
-        trainer_class = CPUFastGRPOTrainer
-        governor = thread_governor()  # as tinyr1 train adds it: only where tinyr1 chose the count
-        callbacks += [governor] if governor else []
+        # bf16 and checkpointing: the machine's defaults; the thread governor as tinyr1 train adds it (only where
+        # tinyr1 chose the count); a fresh run folder each time
+        trainer_class, config_class = tinyr1.GRPOTrainer, tinyr1.GRPOConfig
+        settings.update(overwrite_output_dir=True)
+        if name == "tinyr1-fp16-weights":
+            settings.update(cpu_generation_weights="fp16")
     config = config_class(output_dir=f"/tmp/grpo_step_{name}", use_cpu=True, max_steps=steps,
                           per_device_train_batch_size=COMPLETIONS, num_generations=COMPLETIONS,
                           max_completion_length=NEW_TOKENS, generation_kwargs={"min_new_tokens": NEW_TOKENS},
@@ -136,15 +137,13 @@ def run_variant(name: str, steps: int, rows) -> dict:
     model = AutoModelForCausalLM.from_pretrained(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     ensure_pad_token(tokenizer, model)
-    if name == "tinyr1-fp16-weights":
-        from tinyr1.cpu.trainer import with_generation_weights
-
-        trainer_class, _ = with_generation_weights(trainer_class, "fp16", config, model, lora=False)
     trainer = trainer_class(model=model, args=config, reward_funcs=get_reward_funcs(DEFAULT_REWARDS),
                             train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                             callbacks=callbacks)
     trainer.train()
     profiling.ProfilingContext._log_metrics = original
+    run = getattr(trainer, "_run", None)
+    governor = run.governor if run is not None else None
     median = statistics.median(step_seconds[1:] or step_seconds)
     generation = statistics.median(generate_seconds[1:] or generate_seconds)
     prompt_tokens = statistics.mean(len(tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True,
@@ -157,7 +156,7 @@ def run_variant(name: str, steps: int, rows) -> dict:
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "params": model.num_parameters(), "prompt_tokens": round(prompt_tokens, 1),
             "thread_changes": [list(c) for c in governor.governor.changes] if governor else [],
-            "generation_weights": getattr(trainer_class, "generation_weights", "exact")}
+            "generation_weights": trainer.fast_path.generation_weights if hasattr(trainer, "fast_path") else "exact"}
 
 
 def run_in_own_process(name: str, steps: int, threads: str, trl_keep_freed_memory: bool) -> dict:

@@ -30,7 +30,7 @@ CHILD = r"""
 import statistics, sys, time, torch
 from transformers import AutoModelForCausalLM
 from tinyr1.cpu.attention import cpu_attention
-from tinyr1.cpu.trainer import completion_logps
+from tinyr1.cpu.fast_path import completion_logps
 from tinyr1.models.loading import resolve_model
 
 torch.set_num_threads(int(sys.argv[1]))

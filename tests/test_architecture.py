@@ -2,6 +2,7 @@
 an import of tinyr1 inside a function says why it is lazy."""
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "tinyr1"
@@ -57,7 +58,7 @@ def test_imports_run_down_the_layers_only():
 
 def test_the_cpu_fast_path_holds_only_the_fast_path():
     assert sorted(p.stem for p in (PACKAGE / "cpu").glob("*.py")) == [
-        "__init__", "attention", "decode_loop", "packing", "shared_prompts", "touchpoints", "trainer"]
+        "__init__", "attention", "decode_loop", "fast_path", "packing", "shared_prompts", "touchpoints"]
 
 
 def test_an_import_inside_a_function_says_why_it_is_lazy():
@@ -74,3 +75,71 @@ def test_the_layers_are_the_ones_documented():
     for folder in RANKS:
         if folder != "interface":
             assert f"`{folder}/`" in text, folder
+
+
+# ---------------------------------------------------------------- the trl-facing surface and the caller's language
+
+def overridden(cls, base) -> set[str]:
+    """The methods ``cls`` defines in its own body that ``base`` (or a class above it) has too."""
+    return {name for name, value in vars(cls).items() if callable(value) and name != "__init__"
+            and any(name in vars(k) for k in base.__mro__)}
+
+
+def test_the_override_table_of_docs_architecture_is_the_trainers():
+    import re
+
+    import trl
+
+    from tinyr1 import GRPOTrainer, SFTTrainer
+
+    text = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text()
+    table = {}
+    for method, classes in re.findall(r"^\| `(\w+)` \| ((?:`\w+`(?:, )?)+) \|", text, flags=re.M):
+        for cls in re.findall(r"`(\w+)`", classes):
+            table.setdefault(cls, set()).add(method)
+    assert table["GRPOTrainer"] == overridden(GRPOTrainer, trl.GRPOTrainer)
+    assert table["SFTTrainer"] == overridden(SFTTrainer, trl.SFTTrainer)
+    assert GRPOTrainer.__bases__ == (trl.GRPOTrainer,) and SFTTrainer.__bases__ == (trl.SFTTrainer,)
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z_0-9]*")
+
+
+def message_parts(tree):
+    """(line, text) of every string a message can be made of: every string constant but docstrings, the help texts
+    of options (``help=``, a field's ``metadata``, argparse's calls, a ``DESCRIPTION``)."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg in ("help", "description", "epilog", "usage", "metadata"):
+            skip |= {id(sub) for sub in ast.walk(node.value)}
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("add_argument", "add_parser"):
+            skip |= {id(sub) for sub in ast.walk(node)}
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body and \
+                isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+            skip.add(id(node.body[0].value))
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "").endswith(("DESCRIPTION", "HELP"))
+                                                for t in node.targets):
+            skip |= {id(sub) for sub in ast.walk(node.value)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            yield node.lineno, node.value
+
+
+def test_no_message_to_a_python_caller_names_a_command_line_flag():
+    """Settings are named through ``tinyr1.infra.naming.setting``, which speaks flags only on the command line. The
+    exceptions: ``tinyr1.cli`` itself, the commands' ``main`` (the command line's entry), argv parsing (a line
+    marked ``# the command line's own``), and pip's flags."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "cli.py":
+            continue
+        source = path.read_text()
+        lines, tree = source.splitlines(), ast.parse(source)
+        mains = [(f.lineno, f.end_lineno) for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "main"]
+        for line, text in message_parts(tree):
+            flags = [f for f in FLAG.findall(text) if f not in ("--no", "--force")]
+            near = range(max(0, line - 2), min(len(lines), line + 4))
+            own = any("# the command line's own" in lines[i] for i in near) or any(a <= line <= b for a, b in mains)
+            if flags and not own and "pip install" not in text:
+                found.append(f"{path.relative_to(PACKAGE)}:{line}: {text.strip()[:80]!r}")
+    assert found == [], "messages that name a flag whatever the caller (use tinyr1.infra.naming.setting)"

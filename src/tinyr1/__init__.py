@@ -11,13 +11,16 @@ As a library (``tinyr1.api``; examples/quickstart.ipynb walks through it):
     after = tinyr1.evaluate(run.model_path, dataset_name="reasoning-gym:chain_sum", limit=32)
 
 Every public name is loaded on first use, so ``import tinyr1`` stays cheap (no torch) and changes nothing in the
-process. docs/architecture.md describes the layers: ``commands/`` and the API at the top; ``training/``,
-``evaluation/``, ``models/``, ``run_folder/``, ``tasks/`` and ``cpu/`` (the fast path) as the library; ``infra/``
-below them all.
+process but the ``tinyr1`` logger (``tinyr1.infra.log``: what tinyr1 says goes through ``logging``).
+docs/architecture.md describes the layers: ``commands/`` and the API at the top; ``training/``, ``evaluation/``,
+``models/``, ``run_folder/``, ``tasks/`` and ``cpu/`` (the fast path) as the library; ``infra/`` below them all.
 """
 
 from tinyr1.infra.errors import CollapseError, OutOfMemoryError, TinyR1Error
+from tinyr1.infra.log import configure_library_logger
 from tinyr1.infra.version import __version__
+
+configure_library_logger()  # logging.getLogger("tinyr1"): INFO, printed unless the program configured logging
 
 # name -> the module that defines it, imported on first access (PEP 562).
 _LAZY = {

@@ -74,7 +74,7 @@ def train(config: str | Path | None = None, /, *, model=None, reward_funcs=None,
     reads what the run left. Fields (besides trl's):
     """
     caller = "tinyr1.train"
-    with call_scope():  # before the imports: importing the training stack sets environment variables
+    with call_scope(caller=caller):  # before the imports: importing the training stack sets environment variables
         from tinyr1.tasks.data import prompt_rows_from  # lazy: after call_scope, as the next line
         from tinyr1.training import grpo  # lazy: loads torch and trl, which import tinyr1 must not
 
@@ -109,7 +109,7 @@ def sft(config: str | Path | None = None, /, **fields) -> Run:
     """
     if "model_name_or_path" in fields:
         fields["model_name_or_path"] = _model(fields["model_name_or_path"])
-    with call_scope():  # before the import: importing the training stack sets environment variables
+    with call_scope(caller="tinyr1.sft"):  # before the import: importing the training stack sets environment variables
         from tinyr1.training import sft as library  # lazy: loads torch and trl, which import tinyr1 must not
 
         recipe = library.parse(config=config, python_values=fields, caller="tinyr1.sft")
@@ -143,6 +143,7 @@ def _document() -> None:
 
     def trl_docs(config: str, command: str, examples: str) -> str:
         text = (f"Every other field is trl's {config} or ModelConfig (https://huggingface.co/docs/trl), e.g. "
+                # the command line's own: its --help
                 f"{examples}; ``tinyr1 {command} --help`` lists them all with their defaults.")
         return "\n\n" + textwrap.fill(text, 116, initial_indent="    ", subsequent_indent="    ") + "\n"
 
@@ -210,7 +211,7 @@ def report(run) -> Report:
         raise TinyR1Error(f"tinyr1.report(run={run!r:.40}): expected a Run, a run folder's path or a trainer after "
                           f"train(); got {type(run).__name__}")
     folder = run.output_dir if isinstance(run, Run) else Path(run)
-    with call_scope(uses_torch=False):
+    with call_scope(uses_torch=False, caller="tinyr1.report"):
         markdown = write_report(folder)
     return Report(markdown, markdown.with_suffix(".html"), sorted((folder / "plots").glob("*.png")))
 
@@ -242,7 +243,8 @@ def prepare(dataset_name: str | None = None, /, *, output: str | Path | None = N
     limit, seed, dataset_options (a dict), system_prompt, skip_bad_rows. Returns the rows (a list)."""
     from tinyr1.commands import prepare as command  # lazy: each command loads what it needs
 
-    with call_scope(uses_torch=False), tempfile.TemporaryDirectory(prefix="tinyr1-prepare-") as scratch:
+    with (call_scope(uses_torch=False, caller="tinyr1.prepare"),
+          tempfile.TemporaryDirectory(prefix="tinyr1-prepare-") as scratch):
         fields = {"dataset_name": dataset_name, **options, "output": output or Path(scratch) / "rows.jsonl"}
         args = command.parse_args(values=fields, caller="tinyr1.prepare")
         rows, skipped = command.load_rows(args)

@@ -20,8 +20,10 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import speaking
 from tinyr1.infra.options import python_source
 from tinyr1.infra.validate import check
 
@@ -65,27 +67,32 @@ def _restore_environ(saved: dict[str, str]) -> None:
 
 @contextlib.contextmanager
 def call_scope(num_threads: int | None = None, uses_torch: bool = True, caller: str = "tinyr1"):
-    """Run one API call: ``num_threads`` (if given) for torch during it; afterwards the environment, torch's
-    thread count and the signal handlers are as they were before it."""
+    """Run one API call: ``num_threads`` (if given) for torch during it, messages naming settings as ``caller``'s
+    keyword arguments (``tinyr1.infra.naming``); afterwards the environment, torch's thread count and random state,
+    the warning filters and the signal handlers are as they were before it."""
     environ = dict(os.environ)
     signals = _signal_state()
-    threads = None
+    threads = rng = None
     if uses_torch:
+        import torch
+
         from tinyr1.infra import device  # lazy: loads torch, which import tinyr1 must not
 
-        threads = device.get_threads()
+        threads, rng = device.get_threads(), torch.random.get_rng_state()
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, int):
                 raise TinyR1Error(f"{caller}(num_threads={num_threads!r}): expected a whole number of CPU threads")
             check({"num_threads": num_threads}, python_source(caller))
             device.set_threads(num_threads)
     try:
-        yield
+        with speaking(caller), warnings.catch_warnings():  # the filters a library may change while it loads
+            yield
     finally:
         _restore_signals(signals)
         _restore_environ(environ)
         if threads is not None:
             device.set_threads(threads)
+            torch.random.set_rng_state(rng)
 
 
 def run_threads(num_threads: int | None) -> int | None:

@@ -15,6 +15,8 @@ import os
 import sys
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.log import cli_output
+from tinyr1.infra.naming import CLI, speaking
 from tinyr1.infra.threads import openmp_defaults
 from tinyr1.infra.version import __version__
 
@@ -57,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     os.environ.update(openmp_defaults())  # before torch loads libgomp, which reads it once
-    module = importlib.import_module(f"tinyr1.commands.{COMMANDS[command][0]}")
     try:
-        return int(module.main(rest) or 0)
+        with cli_output(), speaking(CLI):  # the library's lines printed as they are; settings named as flags
+            module = importlib.import_module(f"tinyr1.commands.{COMMANDS[command][0]}")
+            return int(module.main(rest) or 0)
     except TinyR1Error as err:
         print(f"tinyr1 {command}: error: {err}", file=sys.stderr)
         return err.exit_code

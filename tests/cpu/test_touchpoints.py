@@ -9,10 +9,10 @@ import pytest
 import torch
 from trl import GRPOTrainer
 
+import tinyr1
 from tinyr1.commands import train
 from tinyr1.cpu import touchpoints
 from tinyr1.cpu.decode_loop import decode_loop, on_cpu
-from tinyr1.cpu.trainer import CPUFastGRPOTrainer, ForcedCPUFastGRPOTrainer
 
 from ..commands.test_train import TINY, base_args
 from ..conftest import REPO
@@ -85,22 +85,22 @@ def test_every_touchpoint_names_a_gated_package_or_says_why_not():
 @pytest.mark.parametrize(("package", "found"), [("trl", "1.17.0"), ("trl", "1.15.2"), ("transformers", "5.24.0"),
                                                 ("transformers", "4.57.1"), ("torch", "2.14.0+cpu"),
                                                 ("torch", "2.12.1")])
-def test_a_newer_or_older_version_takes_the_plain_path_and_says_why(monkeypatch, capsys, tmp_path, package, found):
+def test_a_newer_or_older_version_takes_the_plain_path_and_says_why(monkeypatch, caplog, tmp_path, package, found):
     fake(monkeypatch, package, found)
     check = touchpoints.fast_path_check("training")
     assert not check.allowed
     assert check.line.startswith("CPU fast path (training) off: found trl ") and f"{package} {found}" in check.line
     assert "verified on trl 1.16.*, transformers 5.23.*, torch 2.13.* or trl 1.16.*, transformers 5.25.*, torch " \
         "2.14.*" in check.line
-    assert "--cpu_fast_path true forces it" in check.line and "\n" not in check.line
+    assert "cpu_fast_path=True forces it" in check.line and "\n" not in check.line
     # the decode loop of eval and compare uses nothing of trl: only transformers and torch gate it
     assert touchpoints.fast_path_check("generation").allowed == (package == "trl")
 
-    capsys.readouterr()
+    caplog.clear()
     trainer = decide(tmp_path)
     assert not trainer.uses_fast_path()
-    printed = [line for line in capsys.readouterr().out.splitlines() if "fast path" in line]
-    assert printed == [check.line]
+    printed = [line for line in caplog.messages if "fast path" in line]
+    assert printed == [check.line.replace("cpu_fast_path=True", "GRPOConfig(cpu_fast_path=True)")]
     assert trainer.facts["cpu_fast_path"] == {"setting": "auto", "used": False, "reason": check.reason}
 
 
@@ -121,11 +121,10 @@ def test_a_renamed_parameter_of_an_overridden_trl_method_takes_the_plain_path(mo
         in check.reason and "trl 1.16.0" in check.reason
 
 
-def test_the_verified_versions_take_the_fast_path_and_false_turns_it_off(capsys, tmp_path):
+def test_the_verified_versions_take_the_fast_path_and_false_turns_it_off(caplog, tmp_path):
     trainer = decide(tmp_path)
     assert trainer.uses_fast_path() and isinstance(trainer, GRPOTrainer)
-    printed = capsys.readouterr().out
-    assert "trainer: CPU fast path (tinyr1.cpu.trainer; cpu_fast_path false for trl's own)\n" in printed
+    assert "trainer: CPU fast path (tinyr1.cpu.fast_path; cpu_fast_path false for trl's own)" in caplog.messages
     assert trainer.facts["cpu_fast_path"]["setting"] == "auto" and trainer.facts["cpu_fast_path"]["used"]
     assert decide(tmp_path, cpu_fast_path=True).uses_fast_path()  # forcing inside the gate changes nothing
     off = decide(tmp_path, cpu_fast_path=False)
@@ -133,30 +132,31 @@ def test_the_verified_versions_take_the_fast_path_and_false_turns_it_off(capsys,
     assert off.facts["cpu_fast_path"] == {"setting": "false", "used": False, "reason": "cpu_fast_path false"}
 
 
-def test_activation_checkpointing_keeps_trls_step_and_says_why(capsys, tmp_path):
+def test_activation_checkpointing_keeps_trls_step_and_says_why(caplog, tmp_path):
     trainer = decide(tmp_path, activation_checkpointing=True)
     assert not trainer.uses_fast_path()
     assert "trainer: trl's own GRPOTrainer step, not the CPU fast path: activation checkpointing is on" in \
-        capsys.readouterr().out
+        caplog.text
     assert trainer.facts["cpu_fast_path"]["reason"].startswith("activation checkpointing is on")
 
 
-def test_forcing_outside_the_gate_takes_the_fast_path_with_a_warning(monkeypatch, capsys, tmp_path):
+def test_forcing_outside_the_gate_takes_the_fast_path_with_a_warning(monkeypatch, caplog, tmp_path):
     fake(monkeypatch, "trl", "1.17.0")
-    capsys.readouterr()
+    caplog.clear()
     trainer = decide(tmp_path, cpu_fast_path=True)
-    printed = [line for line in capsys.readouterr().out.splitlines() if "fast path" in line]
-    assert len(printed) == 1 and printed[0].startswith("warning: CPU fast path forced by --cpu_fast_path true")
+    printed = [line for line in caplog.messages if "fast path" in line]
+    assert len(printed) == 1
+    assert printed[0].startswith("warning: CPU fast path forced by GRPOConfig(cpu_fast_path=True)")
     assert "found trl 1.17.0" in printed[0] and "verified on trl 1.16.*" in printed[0]
     assert trainer.uses_fast_path() and trainer.facts["cpu_fast_path"]["used"]
 
 
-def test_the_trainer_outside_the_gate_runs_trls_own_code_unless_forced(monkeypatch, tmp_path, capsys):
+def test_the_trainer_outside_the_gate_runs_trls_own_code_unless_forced(monkeypatch, tmp_path, caplog):
     fake(monkeypatch, "transformers", "5.24.0")
-    fast = make_trainer(CPUFastGRPOTrainer, tmp_path)
-    forced = make_trainer(ForcedCPUFastGRPOTrainer, tmp_path)
+    fast = make_trainer(tinyr1.GRPOTrainer, tmp_path)
+    forced = make_trainer(tinyr1.GRPOTrainer, tmp_path / "forced", cpu_fast_path=True)
     assert not fast.uses_fast_path() and forced.uses_fast_path()
-    assert capsys.readouterr().out.count("CPU fast path (training) off: found") == 1  # announced once
+    assert caplog.text.count("CPU fast path (training) off: found") == 1  # announced once
     ids, mask = padded_batch(fast.processing_class)
     calls = []
     real = GRPOTrainer._get_per_token_logps_and_entropies
@@ -173,15 +173,14 @@ def test_the_trainer_outside_the_gate_runs_trls_own_code_unless_forced(monkeypat
     assert len(calls) == 1  # the forced trainer computed it on the fast path
 
 
-def test_the_decode_loop_of_eval_follows_the_gate_and_says_why_once(monkeypatch, capsys):
+def test_the_decode_loop_of_eval_follows_the_gate_and_says_why_once(monkeypatch, caplog):
     model = tiny_qwen2()
     fake(monkeypatch, "trl", "1.17.0")  # the decode loop uses nothing of trl
-    assert on_cpu(model) == {"custom_generate": decode_loop} and capsys.readouterr().out == ""
+    assert on_cpu(model) == {"custom_generate": decode_loop} and caplog.messages == []
     forget()
     fake(monkeypatch, "torch", "2.14.0")
     assert on_cpu(model) == {} and on_cpu(model) == {}
-    printed = capsys.readouterr().out.splitlines()
-    assert printed == ["CPU fast path (generation) off: found transformers 5.23.0, torch 2.14.0; verified on "
+    assert caplog.messages == ["CPU fast path (generation) off: found transformers 5.23.0, torch 2.14.0; verified on "
                        "transformers 5.23.*, torch 2.13.* or transformers 5.25.*, torch 2.14.*. Generation uses "
                        "generate's own loop (slower, the same tokens)"]
 

@@ -1,6 +1,7 @@
 """The CPU fast path computes what trl computes: log-probs, entropies, gradients, generated tokens and whole steps.
 
-Each test runs trl's own ``GRPOTrainer`` beside ``CPUFastGRPOTrainer`` on the tiny model in fp32, so a trl upgrade
+Each test runs trl's own ``GRPOTrainer`` beside ``tinyr1.GRPOTrainer`` on its fast path, on the tiny model in fp32
+(tinyr1's preflight and samples off: they would draw random numbers trl's run does not), so a trl upgrade
 that changes trl's side of the computation makes these fail instead of letting the two silently diverge.
 The generation pieces it uses have their own files (test_shared_prompts.py, test_packing.py, test_decode_loop.py).
 Tolerance: 1e-5 absolute on log-probs and entropies; 1e-5 relative (Frobenius norm) on gradients, since fp32 sums
@@ -15,8 +16,9 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
 
+import tinyr1
+from tinyr1.cpu.fast_path import _TokenLogProbs, generation_weights, token_logps
 from tinyr1.cpu.packing import fp16_weights_reason
-from tinyr1.cpu.trainer import CPUFastGRPOTrainer, _TokenLogProbs, token_logps, with_generation_weights
 from tinyr1.models.loading import ensure_pad_token
 
 from . import PROMPTS, TINY
@@ -37,12 +39,16 @@ def make_trainer(cls, tmp_path, seen=None, **overrides):
             seen.append(list(completions))
         return [float(len(c)) for c in completions]
 
-    settings = dict(output_dir=str(tmp_path / cls.__name__), use_cpu=True, bf16=False,
+    fast = cls is tinyr1.GRPOTrainer
+    settings = dict(output_dir=str(tmp_path / ("tinyr1" if fast else "trl")), use_cpu=True, bf16=False,
                     activation_checkpointing=False, per_device_train_batch_size=8, num_generations=4,
                     max_completion_length=12, learning_rate=1e-2, max_steps=2, logging_steps=1, report_to="none",
                     save_strategy="no", seed=0, disable_tqdm=True, log_level="error")
+    if fast:
+        settings.update(preflight=False, sample_every=0)
     settings.update(overrides)
-    return cls(model=model, reward_funcs=[length_reward], args=GRPOConfig(**settings),
+    config = (tinyr1.GRPOConfig if fast else GRPOConfig)(**settings)
+    return cls(model=model, reward_funcs=[length_reward], args=config,
                train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]), processing_class=tokenizer)
 
 
@@ -68,7 +74,7 @@ def padded_batch(tokenizer):
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_logps_entropies_and_gradients_equal_trls(tmp_path, temperature):
     trl_trainer = make_trainer(GRPOTrainer, tmp_path, temperature=temperature)
-    fast = make_trainer(CPUFastGRPOTrainer, tmp_path, temperature=temperature)
+    fast = make_trainer(tinyr1.GRPOTrainer, tmp_path, temperature=temperature)
     assert fast.uses_fast_path()
     ids, mask = padded_batch(fast.processing_class)
     weights = torch.randn(6, 8, generator=torch.Generator().manual_seed(2))
@@ -82,7 +88,7 @@ def test_logps_entropies_and_gradients_equal_trls(tmp_path, temperature):
         results.append((logps.detach(), entropies.detach(), grads))
     (trl_logps, trl_ent, trl_grads), (fast_logps, fast_ent, fast_grads) = results
     assert (fast_logps[mask[:, -8:] == 0] == 0).all()  # padding scores 0, as in trl
-    assert fast.fast_path_calls["logps"] == 1 and not trl_trainer.__dict__.get("_fast_path_calls")
+    assert fast.fast_path_calls["logps"] == 1
     torch.testing.assert_close(fast_logps, trl_logps, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast_ent, trl_ent, atol=1e-5, rtol=0)
     assert trl_grads.keys() == fast_grads.keys()
@@ -95,8 +101,8 @@ def test_two_training_steps_equal_trls(tmp_path):
     seen_trl, seen_fast = [], []
     trl_trainer = make_trainer(GRPOTrainer, tmp_path, seen_trl)
     trl_trainer.train()
-    fast = make_trainer(CPUFastGRPOTrainer, tmp_path, seen_fast)
-    fast.fast_sampling = False  # trl's own draws (multinomial), so the sampled completions can be compared
+    fast = make_trainer(tinyr1.GRPOTrainer, tmp_path, seen_fast)
+    fast.fast_path.fast_sampling = False  # trl's own draws (multinomial), so the sampled completions can be compared
     fast.train()
     # the fast path really ran (a closed version gate would make this compare trl with trl)
     assert fast.fast_path_calls["generation"] == 2 and fast.fast_path_calls["logps"] >= 2
@@ -112,7 +118,7 @@ def test_two_training_steps_equal_trls(tmp_path):
 
 
 def test_activation_checkpointing_falls_back_to_trl(tmp_path):
-    trainer = make_trainer(CPUFastGRPOTrainer, tmp_path, activation_checkpointing=True, max_steps=1)
+    trainer = make_trainer(tinyr1.GRPOTrainer, tmp_path, activation_checkpointing=True, max_steps=1)
     assert not trainer.uses_fast_path()
     trainer.train()
     assert trainer.state.global_step == 1
@@ -154,36 +160,32 @@ def test_fp16_generation_weights_reach_the_decode_steps_of_a_training_step(tmp_p
     loop, once per generation), and the step trains as usual."""
     from tinyr1.cpu import packing
 
-    model = AutoModelForCausalLM.from_pretrained(TINY)
-    args = GRPOConfig(output_dir=str(tmp_path / "args"), use_cpu=True, bf16=False, report_to="none")
-    cls, fact = with_generation_weights(CPUFastGRPOTrainer, "fp16", args, model, lora=False)
-    assert (cls.generation_weights, fact) == ("fp16", {"setting": "fp16", "used": "fp16"})
-    assert cls.__name__ == "CPUFastGRPOTrainer" and CPUFastGRPOTrainer.generation_weights == "exact"
     packed = []
     real = packing.fp16_linear
     monkeypatch.setattr(packing, "fp16_linear", lambda w, b: packed.append(w.shape) or real(w, b))
-    trainer = make_trainer(cls, tmp_path, max_steps=1)
+    trainer = make_trainer(tinyr1.GRPOTrainer, tmp_path, max_steps=1, cpu_generation_weights="fp16")
+    assert trainer.fast_path.generation_weights == "fp16"
+    assert trainer.facts["generation_weights"] == {"setting": "fp16", "used": "fp16"}
     trainer.train()
-    layers = model.config.num_hidden_layers
+    layers = trainer.model.config.num_hidden_layers
     assert len(packed) == 4 * layers + 1  # q/k/v, o, gate/up, down per layer, and the LM head
-    assert trainer.state.global_step == 1
+    assert trainer.state.global_step == 1 and trainer.fast_path_calls["generation"] == 1
 
 
-def test_fp16_generation_weights_say_why_they_do_not_apply(tmp_path, capsys):
+def test_fp16_generation_weights_say_why_they_do_not_apply(tmp_path, caplog):
     model = AutoModelForCausalLM.from_pretrained(TINY)
 
     def args(**settings):
         return GRPOConfig(output_dir=str(tmp_path / "args"), use_cpu=True, report_to="none",
                           **{"bf16": False, **settings})
 
-    cases = [(GRPOTrainer, args(), False, "needs the CPU fast path"),
-             (CPUFastGRPOTrainer, args(bf16=True), False, "already 16 bits"),
-             (CPUFastGRPOTrainer, args(), True, "LoRA"),
-             (CPUFastGRPOTrainer, args(generation_kwargs={"num_beams": 2}), False, "generation settings"),
-             (CPUFastGRPOTrainer, args(cache_implementation="static"), False, "generation settings")]
-    for trainer_class, settings, lora, why in cases:
-        cls, fact = with_generation_weights(trainer_class, "fp16", settings, model, lora)
-        assert cls is trainer_class and fact["used"] == "exact" and why in fact["reason"]
-        assert why in capsys.readouterr().out
-    assert with_generation_weights(CPUFastGRPOTrainer, "exact", args(), model, False) == \
-        (CPUFastGRPOTrainer, {"setting": "exact", "used": "exact"})
+    cases = [(False, args(), False, "needs the CPU fast path"),
+             (True, args(bf16=True), False, "already 16 bits"),
+             (True, args(), True, "LoRA"),
+             (True, args(generation_kwargs={"num_beams": 2}), False, "generation settings"),
+             (True, args(cache_implementation="static"), False, "generation settings")]
+    for fast, settings, lora, why in cases:
+        fact = generation_weights("fp16", fast, settings, model, lora)
+        assert fact["used"] == "exact" and why in fact["reason"]
+        assert why in caplog.text
+    assert generation_weights("exact", True, args(), model, False) == {"setting": "exact", "used": "exact"}

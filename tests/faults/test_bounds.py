@@ -25,7 +25,7 @@ def test_a_signal_ends_the_refills_and_the_run_stops_at_the_end_of_the_step(flat
     def signalled(self, inputs):  # a SIGTERM arrives while the step's first generation runs
         batch = generate(self, inputs)
         if len(calls) == 1:
-            self._signals._seen(signal.SIGTERM)
+            self._run.signals._seen(signal.SIGTERM)
         return batch
 
     monkeypatch.setattr(trl.GRPOTrainer, "_generate_and_score_completions", signalled)
@@ -37,7 +37,7 @@ def test_a_signal_ends_the_refills_and_the_run_stops_at_the_end_of_the_step(flat
 def test_the_time_budget_ends_the_refills(flat_trainer, tmp_path):
     trainer, _, calls = flat_trainer
     trainer.tinyr1.max_train_minutes = 1e-6
-    trainer._budget.seconds = 1e-6 * 60  # spent before the first generation ends
+    trainer._run.budget.seconds = 1e-6 * 60  # spent before the first generation ends
     trainer.train()
     assert len(calls) == 1 and trainer.state.global_step == 1
     run = json.loads((tmp_path / "out" / "run.json").read_text())

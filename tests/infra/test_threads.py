@@ -73,7 +73,7 @@ def test_unreadable_topology_counts_the_cpus(tmp_path):
 
 @pytest.mark.parametrize("env, flag, expected, why", [
     ("3", None, 3, "$OMP_NUM_THREADS"),
-    ("3", 5, 5, "--num_threads"),
+    ("3", 5, 5, "num_threads"),
     ("", None, 4, "all 4 physical cores"),
     ("zero", None, 4, "all 4 physical cores"),
 ])

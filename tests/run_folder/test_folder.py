@@ -94,7 +94,7 @@ def test_out_of_memory_is_exit_4_with_remedies(tmp_path):
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "out of memory"
 
 
-def test_max_prompt_tokens_drops_long_prompts(tmp_path, capsys):
+def test_max_prompt_tokens_drops_long_prompts(tmp_path, caplog):
     from tinyr1.models.loading import load_tokenizer
     from tinyr1.training.data import build_dataset
 
@@ -108,7 +108,7 @@ def test_max_prompt_tokens_drops_long_prompts(tmp_path, capsys):
                              dataset_options=None, curriculum=False, curriculum_levels=None)
     dataset = build_dataset(script, load_tokenizer(str(ASSETS / "tiny-qwen2")))
     assert len(dataset) == 1 and dataset[0]["answer"] == "2"
-    assert "dropped 1 longer than max_prompt_tokens=256" in capsys.readouterr().out
+    assert "dropped 1 longer than max_prompt_tokens=256" in caplog.text
 
 
 def test_a_run_from_before_the_marker_is_adopted_only_if_it_holds_nothing_else(tmp_path):

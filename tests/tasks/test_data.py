@@ -120,3 +120,20 @@ def test_bad_rows_are_named_by_their_line_or_their_row_from_one(tmp_path):
     array.write_text(json.dumps([{"question": "q", "answer": "#### 1"}, {"question": "q"}]))
     with pytest.raises(TinyR1Error, match="train.json row 2: missing field answer"):
         load_examples(str(tmp_path))  # a folder: the message names the file it read
+
+
+def test_rows_as_a_python_user_writes_them():
+    """A plain gold answer, GSM8K's ``#### 5``, prepared rows with a numeric gold, a pandas DataFrame: one rule."""
+    import pandas
+
+    from tinyr1.tasks.data import prompt_rows_from
+
+    plain = [{"question": "What is 2 + 3?", "answer": "5"}, {"question": "What is 4 + 4?", "answer": 8}]
+    gsm8k = [{"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}]
+    prepared = [{"prompt": [{"role": "user", "content": "What is 2 + 3?"}], "answer": 5}]
+    assert [r["answer"] for r in prompt_rows_from(plain, "rows")] == ["5", "8"]
+    assert prompt_rows_from(gsm8k, "rows")[0]["answer"] == "5"
+    assert prompt_rows_from(prepared, "rows")[0]["answer"] == "5"
+    assert prompt_rows_from(pandas.DataFrame(plain), "rows") == prompt_rows_from(plain, "rows")
+    with pytest.raises(TinyR1Error, match=r"rows\[0\]: answer must be text or a number \(the gold answer\)"):
+        prompt_rows_from([{"question": "q", "answer": ["5"]}], "rows")

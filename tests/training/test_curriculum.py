@@ -54,7 +54,7 @@ def test_solved_prompts_are_retired_and_failed_ones_revisited_less(tmp_path, mon
         lambda inputs, size: [(row[INDEX], row["kind"]) for row in inputs[::size]],
         curriculum_min_groups=1, curriculum_revisit=0.0,
         per_device_train_batch_size=8, num_generations=4, max_completion_length=8, learning_rate=1e-3, max_steps=8)
-    rates = trainer.curriculum_rates
+    rates = trainer.curriculum.rates
     settled, previous = set(), set()
     for batch in drawn:
         for index, kind in batch:
@@ -181,6 +181,6 @@ def test_refills_of_dynamic_sampling_come_from_the_open_levels(tmp_path, monkeyp
         dynamic_sampling=True, dynamic_sampling_max_rounds=2, curriculum_level_threshold=1.0,
         curriculum_level_window=1, per_device_train_batch_size=4, num_generations=2, max_completion_length=4,
         max_steps=2)
-    assert trainer.curriculum_levels.count == 2 and trainer.curriculum_levels.level == 0
+    assert trainer.curriculum.levels.count == 2 and trainer.curriculum.levels.level == 0
     assert len(drawn) == 2 * 3  # each step: its batch and two refill rounds, all groups dropped
     assert {level for batch in drawn for level in batch} == {0}, drawn

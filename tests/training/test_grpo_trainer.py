@@ -39,7 +39,7 @@ def script_trainer(out, reward_funcs=(correctness, length), **config):
                        processing_class=AutoTokenizer.from_pretrained(TINY))
 
 
-def test_a_trl_script_with_one_changed_import_runs_in_a_run_folder_and_resumes(tmp_path, capsys):
+def test_a_trl_script_with_one_changed_import_runs_in_a_run_folder_and_resumes(tmp_path, caplog):
     out = tmp_path / "run"
     trainer = script_trainer(out)
     assert isinstance(trainer, trl.GRPOTrainer) and trainer.uses_fast_path()
@@ -60,7 +60,7 @@ def test_a_trl_script_with_one_changed_import_runs_in_a_run_folder_and_resumes(t
     again.train(resume_from_checkpoint="latest")
     assert again.state.global_step == 3
     assert json.loads((out / "run.json").read_text())["global_step"] == 3
-    assert "resuming" not in capsys.readouterr().out  # the same settings: nothing to accept
+    assert "resuming" not in caplog.text  # the same settings: nothing to accept
 
 
 def test_the_run_folder_refuses_a_folder_of_yours_and_a_changed_resume(tmp_path):
@@ -86,9 +86,21 @@ def test_a_reward_trl_could_not_call_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_reward_that_never_gives_a_number_stops_the_run(tmp_path):
-    def broken(completions, **kwargs):
+def test_a_reward_that_never_applies_is_no_collapse_as_in_trl(tmp_path):
+    """None is trl's "does not apply to this sample" (multi-task rewards): a reward that is None for every completion
+    of every step trains on beside the others, as trl does."""
+    def other_task(completions, **kwargs):
         return [None] * len(completions)
+
+    out = tmp_path / "run"
+    trainer = script_trainer(out, reward_funcs=[other_task, length], max_steps=4)  # collapse_patience: 3
+    assert trainer.train().global_step == 4
+    assert json.loads((out / "run.json").read_text())["status"] == "completed"
+
+
+def test_a_reward_that_never_gives_a_finite_number_stops_the_run(tmp_path):
+    def broken(completions, **kwargs):
+        return [float("nan")] * len(completions)
 
     out = tmp_path / "run"
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[broken, length],
@@ -98,7 +110,8 @@ def test_a_reward_that_never_gives_a_number_stops_the_run(tmp_path):
                           train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
     with pytest.raises(CollapseError, match="reward broken returned no finite value"):
         trainer.train()
-    assert json.loads((out / "run.json").read_text())["status"] == "collapsed"
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "collapsed" and run["stopped_because"].startswith("reward broken returned no finite")
 
 
 def test_registry_names_and_a_plain_config_get_tinyr1s_defaults(tmp_path):
@@ -107,6 +120,6 @@ def test_registry_names_and_a_plain_config_get_tinyr1s_defaults(tmp_path):
     assert trainer.tinyr1.collapse_patience == 3 and trainer.tinyr1.dynamic_sampling is False
     bad = tinyr1.GRPOConfig(output_dir=str(tmp_path / "x"), dynamic_sampling=True, dynamic_sampling_max_rounds=-1,
                             report_to="none")
-    with pytest.raises(TinyR1Error, match=r"GRPOConfig.dynamic_sampling_max_rounds -1: must be between 0 and 100"):
+    with pytest.raises(TinyR1Error, match=r"GRPOConfig\(dynamic_sampling_max_rounds=-1\): must be between 0 and 100"):
         GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[length], args=bad,
                     train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))

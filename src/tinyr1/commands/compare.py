@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tinyr1.evaluation.compare import compare, compare_evals, write_output
+from tinyr1.evaluation.compare import DEFAULT_PROMPT, answer_both, compare_evals, to_markdown, verdict, write_output
 from tinyr1.infra.errors import TinyR1Error, one_line_errors
+from tinyr1.infra.naming import command_line, setting
 from tinyr1.infra.options import parse_command
 from tinyr1.run_folder import ownership
 from tinyr1.tasks.answers import SYSTEM_PROMPT
@@ -49,17 +50,19 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
     args = parse_command(build_parser(), argv, values, caller)
     two_models = bool(args.base and args.trained)
     if (args.evals and (args.base or args.trained)) or not (args.evals or two_models):
-        raise TinyR1Error("give --base and --trained (two models) or --evals BEFORE AFTER (two eval folders)")
+        raise TinyR1Error(f"give {setting('base')} and {setting('trained')} (two models) or {setting('evals')} "
+                          "BEFORE AFTER (two eval folders)")
     if args.output is not None:  # checked before two models generate, not after; never a file of the user's
-        ownership.check_file(args.output, "compare", "--output")
+        ownership.check_file(args.output, "compare", setting("output"))
     if two_models:
         from tinyr1.models.loading import check_context, local_config  # lazy: loads torch; --evals needs none
 
     for model in (args.base, args.trained) if two_models else ():
-        check_context(local_config(model), model, [("--max_new_tokens", args.max_new_tokens)])
+        check_context(local_config(model), model, [(setting("max_new_tokens"), args.max_new_tokens)])
     return args
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.evals:
@@ -72,11 +75,32 @@ def main(argv: list[str] | None = None) -> int:
     from tinyr1.infra.device import configure_cpu  # lazy: loads torch, which --evals needs not
 
     configure_cpu()
-    compare(args.base, args.trained, args.prompt, output=args.output, max_new_tokens=args.max_new_tokens,
-            system_prompt=args.system_prompt, display=True)
+    prompts = args.prompt or [DEFAULT_PROMPT]
+    answers = answer_both(args.base, args.trained, prompts, args.max_new_tokens, args.system_prompt)
+    show(args.base, args.trained, prompts, *answers)
     if args.output:
+        write_output(args.output, to_markdown(args.base, args.trained, prompts, *answers))
         print(f"wrote {args.output}")
     return 0
+
+
+def show(base: str, trained: str, prompts: list[str], base_answers: list[str], trained_answers: list[str]) -> None:
+    """Rich panels side by side in a terminal; plain text when piped."""
+    from rich.columns import Columns
+    from rich.console import Console
+    from rich.panel import Panel
+
+    console = Console()
+    for prompt, before, after in zip(prompts, base_answers, trained_answers, strict=True):
+        if console.is_terminal:
+            console.rule(prompt)
+            console.print(Columns([Panel(before.strip(), title=f"base: {base}", subtitle=verdict(before)),
+                                   Panel(after.strip(), title=f"trained: {trained}", subtitle=verdict(after))],
+                                  equal=True, expand=True))
+        else:
+            print(f"=== {prompt}")
+            for label, text in (("base", before), ("trained", after)):
+                print(f"--- {label}: {base if label == 'base' else trained} ({verdict(text)})\n{text.strip()}")
 
 
 if __name__ == "__main__":

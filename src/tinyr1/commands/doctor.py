@@ -27,6 +27,7 @@ from tinyr1.cpu.touchpoints import VERIFIED_ROWS, fast_path_check, same_minor
 from tinyr1.infra.cpu_features import cpu_bf16
 from tinyr1.infra.device import cuda_available
 from tinyr1.infra.errors import CollapseError, TinyR1Error, one_line_errors
+from tinyr1.infra.naming import command_line, setting
 from tinyr1.infra.out_of_memory import oom_remedies
 from tinyr1.infra.paths import looks_local
 from tinyr1.infra.threads import choose_threads
@@ -75,7 +76,7 @@ def check_hardware(checks: Checklist) -> dict:
     threads = choose_threads()
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     checks.add(OK, "CPU", f"{os.cpu_count()} CPUs, {ram / GiB:.0f} GiB RAM, no GPU; tinyr1 uses {threads} "
-               f"thread(s): {threads.why} (--num_threads or OMP_NUM_THREADS to change)")
+               f"thread(s): {threads.why} ({setting('num_threads')} or OMP_NUM_THREADS to change)")
 
     cpu = cpu_bf16()
 
@@ -174,7 +175,7 @@ def _model_shape(name: str, local: str | None) -> dict | None:
 
 def load_recipe(command: str, config: str | None):
     """(kind, script, training, model_args): the recipe parsed exactly as ``tinyr1 <command>`` parses it."""
-    argv = ["--config", config] if config else []
+    argv = ["--config", config] if config else []  # the command line's own: the recipe parsed as train's
     if command == "sft":
         recipe = sft.parse(argv, check_setup=False)
         return "sft", recipe.script, recipe.args, recipe.model_args
@@ -232,6 +233,7 @@ def check_generation(checks: Checklist, name: str, local: str | None, params: fl
     checks.add(OK, "generation", f"two tokens, logits finite ({plan.reason})")
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tinyr1 doctor", description="Pre-flight checklist for a recipe; exit 1 "
                                 "when something blocks the run.")

@@ -24,13 +24,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from tinyr1.evaluation.evaluate import check_not_foreign, claim_output_dir, evaluate, print_table
+from tinyr1.evaluation.evaluate import check_not_foreign, claim_output_dir, evaluate, format_metric
 from tinyr1.infra.errors import TinyR1Error, one_line_errors
+from tinyr1.infra.naming import command_line, setting
 from tinyr1.infra.options import parse_command
 from tinyr1.infra.paths import check_output_dir
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder.run_json import warn_if_unfinished
 from tinyr1.tasks.answers import SYSTEM_PROMPT
+from tinyr1.tasks.scoring import METRIC_FLAGS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,16 +61,17 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
                caller: str | None = None) -> argparse.Namespace:
     """The options, range-checked, and the output folder checked, before any model loads or generates."""
     args = parse_command(build_parser(), argv, values, caller)
-    check_output_dir(args.output_dir, "--output_dir")  # before any model loads or generates
-    ownership.check_folder(args.output_dir, "eval", "--output_dir")  # train's rule: never a folder of yours
+    check_output_dir(args.output_dir, setting("output_dir"))  # before any model loads or generates
+    ownership.check_folder(args.output_dir, "eval", setting("output_dir"))  # train's rule: never a folder of yours
     check_not_foreign(Path(args.output_dir))
     if not args.predictions and not args.model_name_or_path:
-        raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
+        raise TinyR1Error(f"give {setting('model_name_or_path')} (or {setting('predictions')} to score existing "
+                          "completions)")
     if args.model_name_or_path and not args.predictions:
         from tinyr1.models.loading import check_context, local_config  # lazy: loads torch; --predictions needs none
 
         check_context(local_config(args.model_name_or_path), args.model_name_or_path,
-                      [("--max_new_tokens", args.max_new_tokens)])
+                      [(setting("max_new_tokens"), args.max_new_tokens)])
     return args
 
 
@@ -95,6 +98,20 @@ def _evaluate_parsed(args: argparse.Namespace) -> dict:
                     dtype=args.dtype, dataset_options=args.dataset_options)
 
 
+def print_table(metrics: dict, title: str = "evaluation") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{title} (n={metrics['n']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (*METRIC_FLAGS, "mean_completion_tokens", "truncated_fraction", "tokens_per_second", "seconds"):
+        if metrics.get(key) is not None:
+            table.add_row(key, format_metric(metrics, key))
+    Console().print(table)
+
+
+@command_line
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.model_name_or_path:

@@ -16,6 +16,7 @@ import torch
 
 from tinyr1.infra.device import configure_cpu, default_device
 from tinyr1.infra.errors import TinyR1Error, one_line_errors
+from tinyr1.infra.naming import command_line, setting
 from tinyr1.infra.options import parse_command
 from tinyr1.models.generation import stop_token_ids
 from tinyr1.models.loading import check_context, load_model_and_tokenizer, local_config
@@ -60,9 +61,9 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
                caller: str | None = None) -> argparse.Namespace:
     args = parse_command(build_parser(), argv, values, caller)
     if not args.prompt and not args.interactive:
-        raise TinyR1Error("give --prompt TEXT or --interactive")
+        raise TinyR1Error(f"give {setting('prompt')} TEXT or {setting('interactive')}")
     check_context(local_config(args.model_name_or_path), args.model_name_or_path,
-                  [("--max_new_tokens", args.max_new_tokens)])
+                  [(setting("max_new_tokens"), args.max_new_tokens)])
     return args
 
 
@@ -76,6 +77,7 @@ def load_chat_model(args: argparse.Namespace):
     return model, tokenizer
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 

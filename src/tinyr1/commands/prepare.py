@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tinyr1.infra.errors import one_line_errors
 from tinyr1.infra.files import write_jsonl
+from tinyr1.infra.naming import command_line, setting
 from tinyr1.infra.options import parse_command
 from tinyr1.infra.paths import make_dirs, mark_written, written_by
 from tinyr1.run_folder import ownership
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
     """The options, range-checked, and the output file checked before the data is read or generated."""
     args = parse_command(build_parser(), argv, values, caller)
     # Before the data is read or generated: the output is neither one of the input's files nor a file of yours.
-    ownership.check_file(args.output, "prepare", "--output",
+    ownership.check_file(args.output, "prepare", setting("output"),
                          inputs=local_source_files(args.dataset_name, args.split))
     return args
 
@@ -68,12 +69,13 @@ def load_rows(args: argparse.Namespace) -> tuple[list[dict], int]:
 def write_rows(output: str | Path, rows: list[dict]) -> Path:
     """Write the rows as JSON lines, atomically, and mark the file as prepare's (so only prepare may replace it)."""
     output = Path(output).expanduser()
-    make_dirs(output.parent, "--output")
+    make_dirs(output.parent, setting("output"))
     write_jsonl(output, rows)
     mark_written(output, "prepare")
     return output
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     replacing = written_by(Path(args.output).expanduser()) is not None

@@ -17,8 +17,10 @@ import sys
 
 from tinyr1.evaluation.report import write_report
 from tinyr1.infra.errors import one_line_errors
+from tinyr1.infra.naming import command_line
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tinyr1 report", description="Plots and a Markdown/HTML report for a "
                                 "tinyr1 train output folder.")

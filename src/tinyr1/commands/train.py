@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 
 from tinyr1.infra.device import configure_cpu
+from tinyr1.infra.naming import command_line
 from tinyr1.training import grpo
 
 
@@ -24,6 +25,7 @@ def parse_args(argv: list[str] | None, check_setup: bool = True):
     return grpo.parse(argv, check_setup=check_setup)
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     """parse -> rewards -> the CLI's CPU tuning -> the run."""
     recipe = parse_args(argv)

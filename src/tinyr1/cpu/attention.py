@@ -1,4 +1,4 @@
-"""Attention for the CPU fast path, its one owner: what ``CPUFastGRPOTrainer`` (``tinyr1.cpu.trainer``) runs in
+"""Attention for the CPU fast path, its one owner: what the fast path (``tinyr1.cpu.fast_path``) runs in
 place of sdpa, and the decode loop's attention (``group_decode_attention``, for ``tinyr1.cpu.decode_loop``).
 
 transformers looks an attention function up by ``config._attn_implementation`` at every forward;

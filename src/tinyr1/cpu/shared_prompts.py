@@ -1,4 +1,4 @@
-"""Generation on the CPU fast path: what ``CPUFastGRPOTrainer`` (``tinyr1.cpu.trainer``) wraps around ``generate``.
+"""Generation on the CPU fast path: what ``tinyr1.cpu.fast_path`` wraps around ``generate``.
 
 Each piece gives ``generate``'s own tokens (greedy) or its own sampling distribution, faster on a CPU:
 

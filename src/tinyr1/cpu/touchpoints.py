@@ -14,11 +14,13 @@ training,
 trl's two overridden methods still take exactly the parameters the override was written for (a renamed or added
 parameter means the override no longer sees what trl passes). Three parts:
 
-- ``"training"`` (``CPUFastGRPOTrainer``): trl, transformers and torch;
+- ``"training"`` (``tinyr1.cpu.fast_path``): trl, transformers and torch;
 - ``"generation"`` (the decode loop that ``eval``, ``compare`` and the before/after evaluation use): transformers
   and torch (it uses nothing of trl);
-- ``"sampling"`` (the opt-in ``dynamic_sampling`` and ``curriculum`` mixins, CPU or GPU): trl and its three methods
-  they call through; outside it those options are refused with one line, not run unverified.
+- ``"sampling"`` (``tinyr1.GRPOTrainer``'s overrides of trl's ``_calculate_rewards``,
+  ``_generate_and_score_completions`` and ``_get_train_sampler``, CPU or GPU): trl and those three methods; outside
+  it the opt-in ``dynamic_sampling`` and ``curriculum`` are refused with one line, not run unverified, and the
+  no-signal guard (which reads the rewards there) is off, said in one line.
 
 Outside them a run prints one line naming the versions found and the versions verified, and takes the plain path:
 trl's own ``GRPOTrainer``, ``generate``'s own loop. The same step, slower. ``tinyr1 train --cpu_fast_path true``
@@ -31,9 +33,14 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import logging
 import re
 from importlib.metadata import PackageNotFoundError, version
 from typing import NamedTuple
+
+from tinyr1.infra.naming import setting
+
+logger = logging.getLogger(__name__)
 
 
 class VerifiedRow(NamedTuple):
@@ -69,27 +76,27 @@ class Touchpoint(NamedTuple):
 
 TOUCHPOINTS = (
     Touchpoint("trl", "GRPOTrainer._get_per_token_logps_and_entropies (private): overridden with a copy of its "
-               "signature; returns (logps, entropies, aux_loss)", "tinyr1.cpu.trainer"),
+               "signature; returns (logps, entropies, aux_loss)", "tinyr1.cpu.fast_path"),
     Touchpoint("trl", "GRPOTrainer._generate_single_turn (private): overridden with a copy of its signature; "
-               "returns (completion ids cut after the first EOS, logprobs or None)", "tinyr1.cpu.trainer"),
+               "returns (completion ids cut after the first EOS, logprobs or None)", "tinyr1.cpu.fast_path"),
     Touchpoint("trl", "GRPOTrainer._entropy_bonus_enabled (private): whether the entropy needs a gradient",
-               "tinyr1.cpu.trainer"),
-    Touchpoint("trl", "GRPOTrainer._tokenizer (private): the tokenizer, for its pad token", "tinyr1.cpu.trainer"),
+               "tinyr1.cpu.fast_path"),
+    Touchpoint("trl", "GRPOTrainer._tokenizer (private): the tokenizer, for its pad token", "tinyr1.cpu.fast_path"),
     Touchpoint("trl", "GRPOTrainer._is_vlm (private): a vision-language model takes trl's path",
-               "tinyr1.cpu.trainer"),
+               "tinyr1.cpu.fast_path"),
     Touchpoint("trl", "GRPOTrainer attributes use_vllm, use_transformers_continuous_batching, temperature, "
-               "generation_config, generation_kwargs, eos_token_ids, model_wrapped", "tinyr1.cpu.trainer"),
-    Touchpoint("trl", "trl.extras.profiling.profiling_context (internal module)", "tinyr1.cpu.trainer"),
-    Touchpoint("trl", "trl.models.utils.unwrap_model_for_generation (internal module)", "tinyr1.cpu.trainer"),
+               "generation_config, generation_kwargs, eos_token_ids, model_wrapped", "tinyr1.cpu.fast_path"),
+    Touchpoint("trl", "trl.extras.profiling.profiling_context (internal module)", "tinyr1.cpu.fast_path"),
+    Touchpoint("trl", "trl.models.utils.unwrap_model_for_generation (internal module)", "tinyr1.cpu.fast_path"),
     Touchpoint("trl", "the update's batch layout: [left-padded prompt | right-padded completion], positions counted "
-               "from the first column, no position_ids", "tinyr1.cpu.trainer"),
+               "from the first column, no position_ids", "tinyr1.cpu.fast_path"),
     Touchpoint("trl", "each prompt repeated in num_generations consecutive rows (RepeatSampler); elsewhere the "
                "decode loop shares nothing (slower, same tokens)", "tinyr1.cpu.decode_loop"),
     Touchpoint("transformers", "cache_utils.DynamicLayer subclassed: lazy_initialization, is_initialized, "
                "get_seq_length, and keys/values replaced by batch_select_indices, crop and reorder_cache",
                "tinyr1.cpu.shared_prompts"),
     Touchpoint("transformers", "DynamicCache(config=...).layers replaced; batch_select_indices differentiable",
-               "tinyr1.cpu.shared_prompts, tinyr1.cpu.trainer"),
+               "tinyr1.cpu.shared_prompts, tinyr1.cpu.fast_path"),
     Touchpoint("transformers", "config._attn_implementation (private) written for the length of a block; "
                "AttentionInterface / AttentionMaskInterface.register, masking_utils.sdpa_mask",
                "tinyr1.cpu.attention"),
@@ -122,9 +129,10 @@ TOUCHPOINTS = (
     Touchpoint("torch", "torch.ops.quantized.linear_prepack_fp16 / linear_dynamic_fp16 (fbgemm ops, not public "
                "API): fp32 weight and bias -> packed fp16; fp32 x -> fp32 result (cpu_generation_weights: fp16)",
                "tinyr1.cpu.packing"),
-    Touchpoint("trl", "GRPOTrainer._calculate_rewards (private): called through; returns the rewards of every "
-               "process's rows (rows x reward functions, NaN for None)",
-               "tinyr1.training.dynamic_sampling, curriculum"),
+    Touchpoint("trl", "GRPOTrainer._calculate_rewards (private): called through with (inputs, prompts, "
+               "completions, completion_ids_list); returns the rewards of every process's rows (rows x reward "
+               "functions, NaN for None); attribute eos_token_ids",
+               "tinyr1.training.grpo_trainer (no-signal guard, dynamic sampling, curriculum)"),
     Touchpoint("trl", "GRPOTrainer._generate_and_score_completions (private): called through, its batch filtered "
                "and refilled (keys prompt_ids, prompt_mask, completion_ids, completion_mask, advantages, "
                "num_items_in_batch, per-token log-probs)", "tinyr1.training.dynamic_sampling"),
@@ -135,11 +143,11 @@ TOUCHPOINTS = (
     Touchpoint("transformers", "Trainer._save_checkpoint (private): overridden, calling it with "
                "args.save_total_limit set to None for the save so that the Trainer's rotation (which removes whole "
                "folders) is not run; tinyr1 rotates the run's own checkpoints after it, file by file",
-               "tinyr1.training.run_trainer"),
+               "tinyr1.training.run_session"),
     Touchpoint("transformers", "Trainer._load_optimizer_and_scheduler (private): overridden, calling it, then "
                "the run's own optimizer settings put back over the restored param groups; LambdaLR's base_lrs, "
                "lr_lambdas, last_epoch and _last_lr (torch) recomputed for a changed schedule",
-               "tinyr1.training.run_trainer"),
+               "tinyr1.training.run_session"),
     Touchpoint("accelerate", "model._hf_hook (private): a dispatched model keeps generate's loop (read with getattr; "
                "not gated)", "tinyr1.cpu.decode_loop"),
 )
@@ -164,7 +172,20 @@ class FastPathCheck(NamedTuple):
     allowed: bool
     reason: str  # the versions found against those verified, or the trl signature that changed
     part: str
-    summary: str  # "on, ..." or "off: <reason>. <what runs instead; how to force>"
+
+    @property
+    def summary(self) -> str:
+        """"on: <reason>", or "off: <reason>. <what runs instead; how to force it>" (worded for the caller)."""
+        if self.allowed:
+            return f"on: {self.reason}"
+        if self.part == "training":
+            instead = ("Training uses trl's own GRPOTrainer (slower, the same step); "
+                       f"{setting('cpu_fast_path', True)} forces it")
+        elif self.part == "sampling":
+            instead = "dynamic_sampling and curriculum override these trl internals and are refused here"
+        else:
+            instead = "Generation uses generate's own loop (slower, the same tokens)"
+        return f"off: {self.reason}. {instead}"
 
     @property
     def line(self) -> str:
@@ -237,24 +258,18 @@ def fast_path_check(part: str = "training") -> FastPathCheck:
     overridden = {"training": OVERRIDDEN, "sampling": SAMPLING_OVERRIDDEN}.get(part)
     changed = changed_signatures(overridden) if overridden and not outside else []
     if not outside and not changed:
-        reason = f"{found_text}, the versions it was verified on"
-        return FastPathCheck(True, reason, part, f"on: {reason}")
+        return FastPathCheck(True, f"{found_text}, the versions it was verified on", part)
     if outside:
         reason = f"found {found_text}; verified on {verified_text(packages)}"
     else:
         reason = f"{found_text}, but trl's {'; '.join(changed)}"
-    if part == "training":
-        instead = "Training uses trl's own GRPOTrainer (slower, the same step); --cpu_fast_path true forces it"
-    elif part == "sampling":
-        instead = "dynamic_sampling and curriculum override these trl internals and are refused here"
-    else:
-        instead = "Generation uses generate's own loop (slower, the same tokens)"
-    return FastPathCheck(False, reason, part, f"off: {reason}. {instead}")
+    return FastPathCheck(False, reason, part)
 
 
 def forced_line(part: str = "training") -> str:
     """The warning a run prints when ``--cpu_fast_path true`` forces the fast path outside the gate."""
-    return (f"warning: CPU fast path forced by --cpu_fast_path true, unverified here: {fast_path_check(part).reason}; "
+    return (f"warning: CPU fast path forced by {setting('cpu_fast_path', True)}, unverified here: "
+            f"{fast_path_check(part).reason}; "
             "its step may differ from trl's (leave cpu_fast_path unset for trl's own trainer)")
 
 
@@ -263,5 +278,5 @@ def announce(part: str) -> bool:
     """``fast_path_check(part).allowed``; where it is False, its line is printed (once per process and part)."""
     check = fast_path_check(part)
     if not check.allowed:
-        print(check.line, flush=True)
+        logger.info(check.line)
     return check.allowed

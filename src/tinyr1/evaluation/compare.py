@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyr1.infra.files import write_text
+from tinyr1.infra.naming import setting
 from tinyr1.infra.paths import make_dirs, mark_written
 from tinyr1.tasks.answers import SYSTEM_PROMPT, extract_xml_answer, is_soft_format, is_strict_format
 from tinyr1.tasks.scoring import METRIC_FLAGS, paired_evals
@@ -47,44 +48,28 @@ def to_markdown(base: str, trained: str, prompts: list[str], base_answers: list[
     return "\n".join(lines)
 
 
-def show(base: str, trained: str, prompts: list[str], base_answers: list[str], trained_answers: list[str]) -> None:
-    """Rich panels side by side in a terminal; plain text when piped."""
-    from rich.columns import Columns
-    from rich.console import Console
-    from rich.panel import Panel
+def answer_both(base: str, trained: str, prompts: list[str], max_new_tokens: int = 256,
+                system_prompt: str = SYSTEM_PROMPT) -> tuple[list[str], list[str]]:
+    """Each prompt asked of both models, greedy: the base model's answers and the trained one's."""
+    from tinyr1.models.loading import resolve_model  # lazy: loads torch; scoring files needs none
 
-    console = Console()
-    for prompt, before, after in zip(prompts, base_answers, trained_answers, strict=True):
-        if console.is_terminal:
-            console.rule(prompt)
-            console.print(Columns([Panel(before.strip(), title=f"base: {base}", subtitle=verdict(before)),
-                                   Panel(after.strip(), title=f"trained: {trained}", subtitle=verdict(after))],
-                                  equal=True, expand=True))
-        else:
-            print(f"=== {prompt}")
-            for label, text in (("base", before), ("trained", after)):
-                print(f"--- {label}: {base if label == 'base' else trained} ({verdict(text)})\n{text.strip()}")
+    resolved = [resolve_model(base), resolve_model(trained)]  # a missing model fails before the other one loads
+    return (_answers(resolved[0], prompts, system_prompt, max_new_tokens),
+            _answers(resolved[1], prompts, system_prompt, max_new_tokens))
 
 
 def compare(base: str, trained: str, prompts: list[str] | None = None, *, output: str | Path | None = None,
-            max_new_tokens: int = 256, system_prompt: str = SYSTEM_PROMPT, display: bool = False) -> str:
+            max_new_tokens: int = 256, system_prompt: str = SYSTEM_PROMPT) -> str:
     """Ask each prompt of both models; return (and optionally write) the Markdown."""
-    from tinyr1.models.loading import resolve_model  # lazy: loads torch; scoring files needs none
-
     prompts = prompts or [DEFAULT_PROMPT]
-    resolved = [resolve_model(base), resolve_model(trained)]  # a missing model fails before the other one loads
-    base_answers = _answers(resolved[0], prompts, system_prompt, max_new_tokens)
-    trained_answers = _answers(resolved[1], prompts, system_prompt, max_new_tokens)
-    markdown = to_markdown(base, trained, prompts, base_answers, trained_answers)
-    if display:
-        show(base, trained, prompts, base_answers, trained_answers)
+    markdown = to_markdown(base, trained, prompts, *answer_both(base, trained, prompts, max_new_tokens, system_prompt))
     if output is not None:
         write_output(output, markdown)
     return markdown
 
 
 def write_output(output: str | Path, markdown: str) -> None:
-    make_dirs(Path(output).parent, "--output")
+    make_dirs(Path(output).parent, setting("output"))
     write_text(output, markdown)  # atomically: a full disk leaves the old file or none, never half of one
     mark_written(Path(output).expanduser(), "compare")  # so a later compare may replace it, and nothing else
 

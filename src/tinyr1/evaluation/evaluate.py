@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import jsonl_bytes, write_together
+from tinyr1.infra.naming import setting
 from tinyr1.infra.paths import make_dirs
 from tinyr1.infra.version import __version__
 from tinyr1.run_folder import ownership
@@ -21,14 +22,14 @@ from tinyr1.tasks import answers
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import build_prompt, load_examples, read_rows_file
 from tinyr1.tasks.reasoning_gym import parse_dataset_options
-from tinyr1.tasks.scoring import METRIC_FLAGS, score_completion, summarize
+from tinyr1.tasks.scoring import score_completion, summarize
 from tinyr1.tasks.statistics import format_interval
 
 
 def read_predictions(path: str) -> list[dict]:
     file = Path(path)
     if not file.is_file():
-        raise TinyR1Error(f"--predictions {path}: no such file")
+        raise TinyR1Error(f"{setting('predictions')} {path}: no such file")
     rows = read_rows_file(file)
     for index, row in enumerate(rows, 1):
         missing = [k for k in ("question", "answer", "completion") if k not in row]
@@ -66,11 +67,12 @@ def _generate_vllm(model_path: str, conversations, max_new_tokens: int):
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
-        raise TinyR1Error("--use_vllm: vllm is not installed; pip install vllm (needs a CUDA GPU)") from None
+        raise TinyR1Error(f"{setting('use_vllm')}: vllm is not installed; pip install vllm (needs a CUDA "
+                          "GPU)") from None
     from tinyr1.infra.device import cuda_available  # lazy: loads torch
 
     if not cuda_available():
-        raise TinyR1Error("--use_vllm needs a CUDA GPU; drop the flag to use transformers")
+        raise TinyR1Error(f"{setting('use_vllm')} needs a CUDA GPU; drop the flag to use transformers")
     from tinyr1.models.generation import Generation  # lazy: loads torch; scoring files needs none
 
     params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
@@ -104,7 +106,8 @@ def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=Non
             )
 
             if not model_name_or_path:
-                raise TinyR1Error("give --model_name_or_path (or --predictions to score existing completions)")
+                raise TinyR1Error(f"give {setting('model_name_or_path')} (or {setting('predictions')} to score "
+                                  "existing completions)")
             resolved = resolve_model(model_name_or_path, adapter)
             model_path = resolved.path
             if not use_vllm:
@@ -133,7 +136,7 @@ def _write_pair(out: Path, metrics: dict, samples: list[dict]) -> None:
     """``samples.jsonl`` and ``metrics.json`` as a pair: both written in full to hidden temporary files first, then
     renamed into place, metrics last. A failure while writing (a full disk: one line naming the path and the bytes
     needed) removes both temporary files and leaves the previous pair, or none, so the retry works."""
-    make_dirs(out, "--output_dir")
+    make_dirs(out, setting("output_dir"))
     write_together([(out / "samples.jsonl", jsonl_bytes(samples)),
                     (out / "metrics.json", json.dumps(metrics, indent=2).encode("utf-8"))])
 
@@ -145,19 +148,6 @@ def _versions() -> dict:
 
     return {"tinyr1": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version()}
-
-
-def print_table(metrics: dict, title: str = "evaluation") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{title} (n={metrics['n']})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in (*METRIC_FLAGS, "mean_completion_tokens", "truncated_fraction", "tokens_per_second", "seconds"):
-        if metrics.get(key) is not None:
-            table.add_row(key, format_metric(metrics, key))
-    Console().print(table)
 
 
 def format_metric(metrics: dict, key: str) -> str:
@@ -180,17 +170,17 @@ def check_not_foreign(out: Path) -> None:
     ``claim_output_dir``), and the marker names both files before they are written."""
     for name in ("metrics.json", "samples.jsonl"):
         if (out / name).exists() and not ownership.is_ours(out / name):
-            raise TinyR1Error(f"--output_dir {out}: holds a {name} that tinyr1 eval did not write; pick another "
-                              "folder (tinyr1 never replaces a file of yours)")
+            raise TinyR1Error(f"{setting('output_dir')} {out}: holds a {name} that tinyr1 eval did not write; pick "
+                              "another folder (tinyr1 never replaces a file of yours)")
 
 
 def claim_output_dir(out: Path):
     """The folder, locked for this process and its marker naming both files, before a model loads; the lock."""
-    ownership.check_folder(out, "eval", "--output_dir")
-    make_dirs(out, "--output_dir")
-    lock = RunLock.acquire(out, "eval", "--output_dir")
+    ownership.check_folder(out, "eval", setting("output_dir"))
+    make_dirs(out, setting("output_dir"))
+    lock = RunLock.acquire(out, "eval", setting("output_dir"))
     try:
-        ownership.check_folder(out, "eval", "--output_dir")  # again: only now can no other process change it
+        ownership.check_folder(out, "eval", setting("output_dir"))  # again: only now can no other process change it
         ownership.claim_outputs(out, "eval", ["metrics.json", "samples.jsonl"])
     except BaseException:
         lock.release()

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import command_line
 from tinyr1.run_folder.logs import read_rows
 from tinyr1.tasks.scoring import paired_evals, rescored_metrics
 from tinyr1.tasks.statistics import describe_paired, format_interval, wilson_interval
@@ -98,6 +99,7 @@ def learning_lines(run_dir: str | Path, base: str | Path | None = None) -> list[
     return lines + paired_lines(run_dir)
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run_dir", help="a tinyr1 train output_dir")

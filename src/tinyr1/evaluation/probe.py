@@ -19,6 +19,7 @@ import time
 from tinyr1.infra.device import configure_cpu
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
+from tinyr1.infra.naming import command_line, setting
 from tinyr1.infra.paths import make_dirs, mark_written
 from tinyr1.infra.validate import GRPO_RULES, at_least, check, flag_source, non_negative
 from tinyr1.models.generation import generate_batch
@@ -85,10 +86,11 @@ def check_args(args) -> None:
     check_dataset_options(args.dataset_name, args.dataset_options)
     if args.output:  # never a file of the user's, nor the data it reads (tinyr1.infra.paths)
 
-        ownership.check_file(args.output, "probe", "--output",
+        ownership.check_file(args.output, "probe", setting("output"),
                              inputs=local_source_files(args.dataset_name, args.split))
 
 
+@command_line
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     check_args(args)
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     funcs = get_reward_funcs(args.reward_funcs)
     weights = args.reward_weights or [1.0] * len(funcs)
     if len(weights) != len(funcs):
-        raise TinyR1Error(f"--reward_weights: {len(weights)} weights for {len(funcs)} reward_funcs "
+        raise TinyR1Error(f"{setting('reward_weights')}: {len(weights)} weights for {len(funcs)} reward_funcs "
                           f"({args.reward_funcs}); give one weight per reward")
     started = time.time()
     model, tokenizer = load_model_and_tokenizer(args.model)
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
         output = Path(args.output).expanduser()
-        make_dirs(output.parent, "--output")
+        make_dirs(output.parent, setting("output"))
         write_text(output, text + "\n")
         mark_written(output, "probe")
     return result

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import re
-import sys
 from pathlib import Path
 
 from tinyr1.evaluation.learning_summary import learning_lines
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import atomic_file, read_json, read_text, write_together
+from tinyr1.infra.log import TO_STDERR
+from tinyr1.infra.naming import setting
 from tinyr1.infra.paths import check_output_dir, check_output_file
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder.folder import MARKER
@@ -20,6 +22,8 @@ from tinyr1.run_folder.logs import read_objects, read_rows
 from tinyr1.run_folder.run_json import mark_if_killed
 from tinyr1.tasks import answers
 from tinyr1.tasks.scoring import rescored_metrics
+
+logger = logging.getLogger(__name__)
 
 # Opt-in sampling options' per-step counts (tinyr1.training.dynamic_sampling, tinyr1.training.curriculum),
 # plotted if logged.
@@ -125,7 +129,7 @@ def make_plots(metrics: list[dict], plot_dir: Path) -> list[Path]:
 
 def eval_table(before: dict | None, after: dict | None) -> list[str]:
     if not before and not after:
-        return ["No before/after evaluation in this run (train with `--eval_before_after true`).", ""]
+        return [f"No before/after evaluation in this run (train with `{setting('eval_before_after', True)}`).", ""]
     lines = ["| metric | before | after | change |", "|---|---:|---:|---:|"]
     for key in EVAL_METRICS:
         b, a = ((m or {}).get(key) for m in (before, after))
@@ -165,8 +169,8 @@ def write_report(run_dir: str | Path) -> Path:
                            fix="give the output_dir of a tinyr1 train or sft run")
     metrics, skipped = read_rows(run_dir / "metrics.jsonl")
     if skipped:
-        print(f"warning: {run_dir / 'metrics.jsonl'}: {skipped} malformed row(s) skipped (each row must be a JSON "
-              "object with a whole-number step and numeric values)", file=sys.stderr)
+        logger.warning(f"warning: {run_dir / 'metrics.jsonl'}: {skipped} malformed row(s) skipped (each row must be "
+                       "a JSON object with a whole-number step and numeric values)", extra=TO_STDERR)
     mark_if_killed(run_dir)  # a run.json left "running" by a dead process says "killed" from now on
     run = read_json(run_dir / "run.json") or {}
     if not metrics and not run:

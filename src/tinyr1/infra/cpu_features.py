@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting
 
 # Shapes of a 135M-0.5B model's update: (tokens x hidden) @ (hidden x mlp). Small enough to time in well under a
 # second even on the slow path, large enough that a kernel's real throughput shows.
@@ -140,8 +141,9 @@ def explicit_bf16_warning(info: CpuBf16) -> str | None:
     if info.native:
         return None
     slower = f"{1 / info.speedup:.1f}x slower" if info.speedup > 0 else "much slower"
-    return (f"warning: --bf16 true on a CPU without native bf16 ({info.cpu_name}, {info.capability}): its matmuls "
-            f"measured {slower} than fp32 here; honoured as asked (--bf16 false or leave it unset for fp32)")
+    return (f"warning: {setting('bf16', True)} on a CPU without native bf16 ({info.cpu_name}, {info.capability}): its "
+            f"matmuls measured {slower} than fp32 here; honoured as asked ({setting('bf16', False)} or leave it unset "
+            "for fp32)")
 
 
 if __name__ == "__main__":

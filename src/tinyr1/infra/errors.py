@@ -17,6 +17,11 @@ class TinyR1Error(Exception):
             self.exit_code = exit_code
 
 
+class TinyR1ValueError(TinyR1Error, ValueError):
+    """A bad argument where trl would raise ``ValueError`` (a reward's return, ``reward_funcs``,
+    ``reward_weights``): code that catches trl's ``ValueError`` catches it too."""
+
+
 class CollapseError(TinyR1Error):
     """The model produced non-finite numbers or degenerate text; training must stop before wasting hours."""
 
@@ -50,7 +55,7 @@ def one_line_errors(parser, prog: str):
     def error(message: str):
         # "argument --learning_rate/--learning-rate: invalid float value: 'abc'" -> "--learning_rate: invalid ..."
         message = re.sub(r"^argument (-[^/:\s]+)(?:/[^:\s]+)*: ", r"\1: ", message)
-        raise TinyR1Error(f"{message}; see {prog} --help")
+        raise TinyR1Error(f"{message}; see {prog} --help")  # the command line's own: argparse's errors
 
     parser.error = error  # argparse calls self.error for every bad flag, value or missing option
     return parser

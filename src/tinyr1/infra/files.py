@@ -23,12 +23,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.log import TO_STDERR
+
+logger = logging.getLogger(__name__)
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
 _DISK_FULL_WORDS = ("no space left on device", "disk quota exceeded", "file too large", "file write failed",
@@ -73,8 +76,8 @@ def read_jsonl_numbered(path: str | Path, missing_ok: bool = False) -> list[tupl
             # A crash can only leave the final line unterminated (every write ends with its newline); a bad line
             # anywhere else, or a bad final line that was terminated, is corruption.
             if index == last == len(lines) - 1:
-                print(f"warning: {path} line {index + 1}: truncated last line skipped (a run stopped while "
-                      "writing it)", file=sys.stderr)
+                logger.warning(f"warning: {path} line {index + 1}: truncated last line skipped (a run stopped while "
+                               "writing it)", extra=TO_STDERR)
                 break
             raise TinyR1Error(f"{path} line {index + 1}: not valid JSON ({err.msg}); expect one object per "
                               "line") from None
@@ -261,6 +264,6 @@ def drop_torn_last_line(path: Path) -> int:
                 break
             position = start
         f.truncate(keep)
-    print(f"{path}: dropped a half-written last line ({size - keep} bytes) left by a run that was stopped while "
-          "writing it", flush=True)
+    logger.info(f"{path}: dropped a half-written last line ({size - keep} bytes) left by a run that was stopped while "
+                "writing it")
     return size - keep

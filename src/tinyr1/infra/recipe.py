@@ -25,6 +25,7 @@ import yaml
 from tinyr1.infra import validate
 from tinyr1.infra.errors import TinyR1Error, first_line, one_line_errors
 from tinyr1.infra.files import write_text
+from tinyr1.infra.naming import listener
 from tinyr1.infra.recipe_file import check_env, read_recipe_file
 
 
@@ -61,10 +62,12 @@ def _unknown(key: str, valid: list[str], where: str | None) -> TinyR1Error:
     """
     meant = [name for name in ALIASES.get(key.replace("-", "_").lower(), []) if name in valid]
     close = meant[:1] or difflib.get_close_matches(key, valid, n=1)
-    if where is None:
+    if where is None:  # the command line's own: a flag it was given
         hint = f"; did you mean --{close[0]}?" if close else "; see --help for the valid flags"
         return TinyR1Error(f"--{key}: unknown flag{hint}")
-    hint = f"; did you mean {close[0]!r}?" if close else "; see --help for the valid fields"
+    caller = listener()
+    help_text = f"help({caller})" if caller and caller.startswith("tinyr1.") else "--help"  # the command line's own
+    hint = f"; did you mean {close[0]!r}?" if close else f"; see {help_text} for the valid fields"
     return TinyR1Error(f"{where}: unknown key {key!r}{hint}")
 
 
@@ -123,11 +126,11 @@ def _convert_one(action: argparse.Action, value, where: str):
 
 
 def _split_config(argv: list[str]) -> tuple[str | None, list[str]]:
-    if "--config" not in argv:
+    if "--config" not in argv:  # a command line: the flag itself
         return None, argv
     index = argv.index("--config")
     if index + 1 >= len(argv) or argv[index + 1].startswith("--"):
-        raise TinyR1Error("--config needs a path to a YAML recipe")
+        raise TinyR1Error("--config needs a path to a YAML recipe")  # the command line's own
     return argv[index + 1], argv[:index] + argv[index + 2:]
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import read_text
+from tinyr1.infra.naming import setting
 
 
 class _RecipeLoader(yaml.SafeLoader):
@@ -40,7 +41,7 @@ def read_recipe_file(path: str) -> dict:
     line naming the file."""
     file = Path(path)
     if not file.is_file():
-        raise TinyR1Error(f"--config {path}: no such file")
+        raise TinyR1Error(f"{setting('config')} {path}: no such file")
     try:
         data = yaml.load(read_text(file), Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:

@@ -25,20 +25,20 @@ import math
 import os
 from pathlib import Path
 
+from tinyr1.infra.naming import setting
+
 
 class Threads(int):
     """A thread count that says why it was chosen (``.why``), e.g. ``Threads(2, "all 2 physical cores")``."""
 
-    def __new__(cls, count: int, why: str, most: int | None = None):
+    def __new__(cls, count: int, why: str, most: int | None = None, fixed: bool | None = None):
         value = super().__new__(cls, count)
         value.why = why
         value.most = count if most is None else most  # what the governor may go back up to
+        # whether the user set the count (num_threads, $OMP_NUM_THREADS), which tinyr1 then keeps
+        named = ("--num_threads", "num_threads", "$OMP_NUM_THREADS")  # the command line's own, among the others
+        value.fixed = why in named if fixed is None else fixed
         return value
-
-    @property
-    def fixed(self) -> bool:
-        """Whether the user set the count (``--num_threads``, ``$OMP_NUM_THREADS``), which tinyr1 then keeps."""
-        return self.why in ("--num_threads", "$OMP_NUM_THREADS")
 
 
 def read_or_none(path: Path) -> str | None:
@@ -149,7 +149,7 @@ def choose_threads(num_threads: int | None = None, root: Path = Path("/"),
                    affinity: set[int] | None = None) -> Threads:
     """``num_threads`` (``--num_threads``), else ``$OMP_NUM_THREADS``, else ``usable_cores``."""
     if num_threads is not None:
-        return Threads(num_threads, "--num_threads")
+        return Threads(num_threads, setting("num_threads"), fixed=True)
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return Threads(int(env), "$OMP_NUM_THREADS")

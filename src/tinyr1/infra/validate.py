@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting
 
 Rule = tuple[Callable[[float], bool], str]
 
@@ -97,7 +98,7 @@ RULES: dict[str, Rule] = {
 GRPO_RULES: dict[str, Rule] = {"temperature": positive(), "dynamic_sampling_max_rounds": between(0, 100),
                                "dynamic_sampling_tolerance": non_negative(), "curriculum_min_groups": between(1, 1000),
                                "curriculum_revisit": fraction(), "curriculum_level_threshold": fraction(),
-                               "curriculum_level_window": between(1, 10_000)}
+                               "curriculum_level_window": between(1, 10_000), "no_signal_patience": between(0, 10_000)}
 
 
 # Every number in RULES is also at most this: above any real step count, batch, length, rate or time budget, and
@@ -160,14 +161,15 @@ def check_trainer_settings(training, has_eval_dataset: bool = False) -> None:
             continue
         modules = _INTEGRATION_MODULES.get(name, (name,))
         if not any(importlib.util.find_spec(m) for m in modules):
-            raise TinyR1Error(f"--report_to {name}: the {modules[0]} package is not installed "
-                              f"(pip install {modules[0]}), or use --report_to none")
+            raise TinyR1Error(f"{setting('report_to')} {name}: the {modules[0]} package is not installed "
+                              f"(pip install {modules[0]}), or use {setting('report_to', 'none')}")
     optim = str(getattr(training.optim, "value", training.optim))
     if any(word in optim for word in ("8bit", "bnb", "paged")) and not importlib.util.find_spec("bitsandbytes"):
-        raise TinyR1Error(f"--optim {optim}: needs bitsandbytes (pip install bitsandbytes, CUDA GPU); "
-                          "use --optim adamw_torch")
+        raise TinyR1Error(f"{setting('optim')} {optim}: needs bitsandbytes (pip install bitsandbytes, CUDA GPU); "
+                          f"use {setting('optim', 'adamw_torch')}")
     strategy = str(getattr(training.eval_strategy, "value", training.eval_strategy))
     if strategy != "no" and not has_eval_dataset:
-        raise TinyR1Error(f"--eval_strategy {strategy}: this command has no evaluation set during training; use "
-                          "--eval_strategy no" + (" (and --eval_before_after true for the before/after evaluation)"
-                                                   if hasattr(training, "num_generations") else ""))
+        also = (f" (and {setting('eval_before_after', True)} for the before/after evaluation)"
+                if hasattr(training, "num_generations") else "")
+        raise TinyR1Error(f"{setting('eval_strategy')} {strategy}: this command has no evaluation set during "
+                          f"training; use {setting('eval_strategy', 'no')}{also}")

@@ -18,18 +18,22 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from tinyr1.infra.errors import TinyR1Error, first_line
+from tinyr1.infra.log import TO_STDERR
+from tinyr1.infra.naming import setting
 from tinyr1.infra.paths import looks_local
 from tinyr1.models.precision import choose_precision
 from tinyr1.run_folder.checkpoints import latest_checkpoint
+
+logger = logging.getLogger(__name__)
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -73,7 +77,7 @@ def gguf_to_safetensors(gguf: Path) -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    print(f"converting {gguf.name} to safetensors in {target} (once)", flush=True)
+    logger.info(f"converting {gguf.name} to safetensors in {target} (once)")
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         # Without dequantize=True the Trainer refuses to train a quantized model.
@@ -98,9 +102,9 @@ def gguf_to_safetensors(gguf: Path) -> Path:
 def _check_adapter(adapter: str) -> None:
     folder = Path(adapter).expanduser()
     if not folder.is_dir():
-        raise TinyR1Error(f"--adapter {adapter}: " + ("not a folder" if folder.exists() else "no such folder"))
+        raise TinyR1Error(f"{setting('adapter')} {adapter}: {'not a folder' if folder.exists() else 'no such folder'}")
     if not (folder / "adapter_config.json").is_file():
-        raise TinyR1Error(f"--adapter {adapter}: not a LoRA adapter folder (no adapter_config.json)")
+        raise TinyR1Error(f"{setting('adapter')} {adapter}: not a LoRA adapter folder (no adapter_config.json)")
 
 
 def resolve_model(name_or_path: str | ResolvedModel, adapter: str | None = None) -> ResolvedModel:
@@ -251,7 +255,7 @@ def load_model(name_or_path: str | ResolvedModel, *, adapter: str | None = None,
         # A generation-only command: the weights' dtype is the plan's, said on stderr (stdout may be a reply).
         plan = choose_precision(dtype, training=False)
         dtype = torch.float16 if plan.fp16 else plan.dtype
-        print(plan.reason.replace("precision:", f"precision ({resolved.source}):", 1), file=sys.stderr)
+        logger.warning(plan.reason.replace("precision:", f"precision ({resolved.source}):", 1), extra=TO_STDERR)
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, trust_remote_code=trust_remote_code,
                                                      use_safetensors=True, **from_pretrained_kwargs)

@@ -15,6 +15,7 @@ import torch
 from tinyr1.infra.cpu_features import cpu_bf16, explicit_bf16_warning
 from tinyr1.infra.device import default_device
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting
 
 # ---------------------------------------------------------------- the policy, CPU and GPU
 
@@ -77,7 +78,7 @@ def choose_precision(requested: str | torch.dtype | None = None, *, model_type: 
             raise TinyR1Error(
                 f"fp16 with a {model_type} model is refused: its activations overflow fp16, logits become NaN and "
                 "the sampler emits token 0 ('!') forever — the recipe's collapse. Use bf16 (or fp32); "
-                "force with --force_fp16 true"
+                f"force with {setting('force_fp16', True)}"
             )
         if device != "cuda":
             raise TinyR1Error("fp16 mixed precision needs a CUDA GPU; on CPU use float32 or bfloat16")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
+from tinyr1.infra.naming import setting
 
 STAMP = ".tinyr1-run-id"
 MANIFEST = ".tinyr1-files"
@@ -56,7 +57,7 @@ def refuse_foreign(folder: Path, run_id: str | None) -> None:
     if theirs and any(CHECKPOINT_FILES.fullmatch(p.name) for p in folder.iterdir() if not p.is_dir()):
         raise TinyR1Error(f"{folder}: not this run's checkpoint, and this run saves its step-{folder.name[11:]} "
                           f"checkpoint there; tinyr1 does not write over it: move it out of {folder.parent}, then run "
-                          "again (--resume_from_checkpoint latest continues this run)")
+                          f"again ({setting('resume_from_checkpoint', 'latest')} continues this run)")
 
 
 def refuse_foreign_ahead(run_dir: Path, run_id: str | None, after_step: int, max_steps: int | None = None) -> None:
@@ -139,15 +140,15 @@ def check_checkpoint(folder: Path) -> dict:
     """A checkpoint trl can resume from, or one line naming the damaged or missing file; returns its
     trainer_state.json. A missing optimizer.pt is not checked here (``tinyr1.run_folder.resume`` reports it)."""
     if not folder.is_dir():
-        raise TinyR1Error(f"--resume_from_checkpoint {folder}: no such checkpoint folder")
+        raise TinyR1Error(f"{setting('resume_from_checkpoint')} {folder}: no such checkpoint folder")
     state = _trainer_state(folder)
     if state is None:
-        raise TinyR1Error(f"--resume_from_checkpoint {folder}: not a complete checkpoint (no readable "
+        raise TinyR1Error(f"{setting('resume_from_checkpoint')} {folder}: not a complete checkpoint (no readable "
                           "trainer_state.json)")
     weights = [f for f in ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
                if (folder / f).is_file()]
     if not weights:
-        raise TinyR1Error(f"--resume_from_checkpoint {folder}: no model weights (model.safetensors) in it")
+        raise TinyR1Error(f"{setting('resume_from_checkpoint')} {folder}: no model weights (model.safetensors) in it")
     if weights[0].endswith(".safetensors"):
         from safetensors import safe_open
 
@@ -155,7 +156,8 @@ def check_checkpoint(folder: Path) -> dict:
             with safe_open(str(folder / weights[0]), framework="pt"):
                 pass
         except Exception as err:  # safetensors raises its own error types for a damaged header
-            raise TinyR1Error(f"--resume_from_checkpoint {folder}: {weights[0]} is damaged ({err})") from None
+            raise TinyR1Error(f"{setting('resume_from_checkpoint')} {folder}: {weights[0]} is damaged "
+                              f"({err})") from None
     for file in sorted(folder.glob("*.pt")) + sorted(folder.glob("*.pth")) + sorted(folder.glob("*.bin")):
         _check_torch_file(file)
     return state
@@ -173,9 +175,9 @@ def _check_torch_file(file: Path) -> None:
         if f.read(1) == b"\x80" and file.stat().st_size > 64:  # torch's older pickle format: not checkable here
             return
     earlier = _earlier(file.parent)
-    instead = (f"resume from the one before with --resume_from_checkpoint {earlier}" if earlier else
-               "start afresh with --overwrite_output_dir true (removes only what the run wrote)")
-    raise TinyR1Error(f"--resume_from_checkpoint {file.parent}: {file.name} is {problem}; {instead}")
+    instead = (f"resume from the one before with {setting('resume_from_checkpoint')} {earlier}" if earlier else
+               f"start afresh with {setting('overwrite_output_dir', True)} (removes only what the run wrote)")
+    raise TinyR1Error(f"{setting('resume_from_checkpoint')} {file.parent}: {file.name} is {problem}; {instead}")
 
 
 def _earlier(folder: Path) -> Path | None:

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting
 from tinyr1.run_folder.checkpoints import latest_checkpoint
 
 
@@ -30,7 +31,7 @@ def disk_full_error(folder: Path, what: str = "a checkpoint") -> TinyR1Error:
         free = "unknown"
     last = latest_checkpoint(folder) if folder.is_dir() else None
     need = f"; {what} needs about {_mb(_size(last))} ({last.name})" if last is not None else ""
-    then = ("resume with --resume_from_checkpoint latest" if last is not None else
-            "start again with --overwrite_output_dir true (removes only what the run wrote)")
-    return TinyR1Error(f"{folder}: the disk is full ({free} free{need}); free some space (or pick an --output_dir "
-                       f"on another disk), then {then}")
+    then = (f"resume with {setting('resume_from_checkpoint', 'latest')}" if last is not None else
+            f"start again with {setting('overwrite_output_dir', True)} (removes only what the run wrote)")
+    return TinyR1Error(f"{folder}: the disk is full ({free} free{need}); free some space (or pick an "
+                       f"{setting('output_dir')} on another disk), then {then}")

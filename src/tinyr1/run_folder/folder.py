@@ -26,12 +26,14 @@ line (``tinyr1.run_folder.disk_full``), run.json then says ``failed``, and no te
 from __future__ import annotations
 
 import contextlib
+import logging
 import platform
 import time
 from pathlib import Path
 
 from tinyr1.infra.errors import CollapseError, OutOfMemoryError, TinyR1Error, first_line
 from tinyr1.infra.files import drop_torn_last_line, is_disk_full, read_json
+from tinyr1.infra.naming import on_command_line, setting
 from tinyr1.infra.out_of_memory import is_out_of_memory
 from tinyr1.infra.paths import check_output_dir, make_dirs
 from tinyr1.infra.version import __version__
@@ -49,6 +51,8 @@ from tinyr1.run_folder.disk_full import disk_full_error
 from tinyr1.run_folder.lock import RunLock
 from tinyr1.run_folder.logs import drop_rows_after
 from tinyr1.run_folder.run_json import mark_if_killed, status_in_place, write_json
+
+logger = logging.getLogger(__name__)
 
 MARKER = ownership.MARKER
 
@@ -77,23 +81,27 @@ class RunDir:
     # ------------------------------------------------------------ claiming
 
     @classmethod
-    def claim(cls, path, command: str, *, resume: bool, overwrite: bool, main: bool = True) -> RunDir:
-        """Take ``path`` for a run, or raise one line saying why not (see the module docstring)."""
+    def claim(cls, path, command: str, *, resume: bool, overwrite: bool, main: bool = True,
+              made_here: set[str] = frozenset()) -> RunDir:
+        """Take ``path`` for a run, or raise one line saying why not (see the module docstring). ``made_here``: what
+        the trainer claiming it wrote there while it was built (trl's ``completions/`` folder), the run's own."""
         if path is None or not str(path).strip():
-            raise TinyR1Error("--output_dir: empty; give a folder path")
+            raise TinyR1Error(f"{setting('output_dir')}: empty; give a folder path")
         folder = Path(path).expanduser()
         run = cls(folder, command, main)
         if not main:  # the main process locks, claims (and may clear); the others only write inside the folder
             return run
         if folder.exists() and not folder.is_dir():
-            raise TinyR1Error(f"--output_dir {folder}: is a file, not a folder")
-        ownership.check_folder(folder, command, "--output_dir")  # a user's folder gets not even a lock file
-        check_output_dir(folder, "--output_dir")  # probed only once the folder is known to be ours to use
-        make_dirs(folder, "--output_dir")
-        run.lock = RunLock.acquire(folder, command, "--output_dir")
+            raise TinyR1Error(f"{setting('output_dir')} {folder}: is a file, not a folder")
+        # a user's folder gets not even a lock file
+        ownership.check_folder(folder, command, setting("output_dir"), ignore=made_here)
+        check_output_dir(folder, setting("output_dir"))  # probed only once the folder is known to be ours to use
+        make_dirs(folder, setting("output_dir"))
+        run.lock = RunLock.acquire(folder, command, setting("output_dir"))
         mark_if_killed(folder)
-        names = ownership.entries(folder)
-        marker = ownership.check_folder(folder, command, "--output_dir")  # again: now no other process changes it
+        names = ownership.entries(folder) - set(made_here)
+        # again: now no other process changes it
+        marker = ownership.check_folder(folder, command, setting("output_dir"), ignore=made_here)
         owned = ownership.owned_names(folder, marker, names)
         if owned and not resume:  # a claim that wrote nothing yet is no run
             if not overwrite:
@@ -101,7 +109,7 @@ class RunDir:
             run._say_kept(remove_written(folder, owned))  # file by file (tinyr1.run_folder.cleanup)
             owned, names = set(), ownership.entries(folder)
         keep_id = resume and owned and marker is not None
-        run._written = owned
+        run._written = owned | set(made_here)
         run._foreign = set((marker or {}).get("foreign") or []) | (names - owned)
         run.run_id = ownership.write_marker(folder, command, owned, run._foreign,
                                             marker.get("run_id") if keep_id else None)
@@ -118,10 +126,10 @@ class RunDir:
             status = None
         resumable = latest_checkpoint(self.path, owned) is not None and status != "completed"
         said = f" ({status})" if status else ""
-        return (f"--output_dir {self.path}: already holds a tinyr1 {self.command} run{said}; "
-                + ("continue it with --resume_from_checkpoint latest, " if resumable else "")
-                + "pick another --output_dir, or start afresh with --overwrite_output_dir true (removes only the "
-                "files that run wrote)")
+        return (f"{setting('output_dir')} {self.path}: already holds a tinyr1 {self.command} run{said}; "
+                + (f"continue it with {setting('resume_from_checkpoint', 'latest')}, " if resumable else "")
+                + f"pick another {setting('output_dir')}, or start afresh with "
+                f"{setting('overwrite_output_dir', True)} (removes only the files that run wrote)")
 
     def checkpoint_saved(self, folder: Path, before: set[str], limit: int | None) -> None:
         """After the Trainer saved ``folder``: its manifest (what the save wrote, ``before`` being what was there
@@ -139,7 +147,7 @@ class RunDir:
 
     def _say_kept(self, kept: list[str]) -> None:
         if kept:
-            print(kept_line(self.path, kept), flush=True)
+            logger.info(kept_line(self.path, kept))
 
     def owned(self) -> set[str]:
         """The top-level names here that are the run's, now."""
@@ -182,8 +190,8 @@ class RunDir:
                 others = sorted(p.name for p in self.path.glob("checkpoint-*") if p.name in self._foreign
                                 or p.name not in self.owned())
                 extra = f" ({', '.join(others)}: not this run's, never resumed)" if others else ""
-                raise TinyR1Error(f"--resume_from_checkpoint latest: no complete checkpoint-N of this run in "
-                                  f"{self.path}{extra}")
+                raise TinyR1Error(f"{setting('resume_from_checkpoint', 'latest')}: no complete checkpoint-N of this "
+                                  f"run in {self.path}{extra}")
             value = str(found)
         check_checkpoint(Path(value))
         if not latest and self.main:
@@ -201,8 +209,8 @@ class RunDir:
         if values is not None:
             resume_checks.check_fits(Path(value), values, model_config)
         if self.main:
-            print(f"a new run in {self.path}, started from {value} (its weights, optimizer state and step; "
-                  "--resume_from_foreign_checkpoint true)", flush=True)
+            logger.info(f"a new run in {self.path}, started from {value} (its weights, optimizer state and step; "
+                        f"{setting('resume_from_foreign_checkpoint', True)})")
         return value
 
     def drop_logs_after(self, checkpoint: str) -> None:
@@ -238,7 +246,7 @@ class RunDir:
             status_in_place(self.path / "run.json", status, self.facts.get("global_step"))
             raise disk_full_error(self.path, "run.json") from None
 
-    def _note(self, status: str, **facts) -> None:
+    def note(self, status: str, **facts) -> None:
         """run.json's new status when a run fails; a failure to write it must not hide the first error."""
         try:
             self.write_run_json(status, **facts)
@@ -251,7 +259,7 @@ class RunDir:
         try:
             return factory()
         except TinyR1Error:  # the trainer's own checks of what it was given (SFT rows all cut by max_length...)
-            self._note("failed")
+            self.note("failed")
             raise
         except (ValueError, ImportError, TypeError, RuntimeError) as err:
             if is_out_of_memory(err):
@@ -267,8 +275,9 @@ class RunDir:
         except BaseException as err:
             oom, full = is_out_of_memory(err), is_disk_full(err)
             collapsed = isinstance(err, CollapseError)  # a guard, or a reward that raised, stopped the run
-            self._note("out of memory" if oom else "collapsed" if collapsed else "failed", global_step=global_step(),
-                       **({"error": "disk full"} if full else {}))
+            why = {"error": "disk full"} if full else {"stopped_because": str(err)} if collapsed else {}
+            self.note("out of memory" if oom else "collapsed" if collapsed else "failed", global_step=global_step(),
+                      **why)
             if oom:
                 raise OutOfMemoryError(remedies()) from None
             if full:
@@ -283,10 +292,19 @@ class RunDir:
         to resume (``resume``, default the CLI's command), and the shell's exit code for the signal (130 for Ctrl-C,
         143 for SIGTERM)."""
         self.write_run_json("interrupted")
-        config = self.path / "config.yaml"
-        resume = resume or f"tinyr1 {self.command} --config {config} --resume_from_checkpoint latest"
-        print(f"stopped at step {step}; checkpoint saved in {self.path}\nresume with: {resume}", flush=True)
+        resume = resume or self._resume_hint()
+        logger.info(f"stopped at step {step}; checkpoint saved in {self.path}\nresume with: {resume}")
         return 128 + signum
+
+    def _resume_hint(self) -> str:
+        """How the caller resumes this run: the command line, ``tinyr1.train("config.yaml", ...)`` or the trainer's
+        ``train(resume_from_checkpoint='latest')``."""
+        config, latest = self.path / "config.yaml", setting("resume_from_checkpoint", "latest")
+        if on_command_line():
+            return f"tinyr1 {self.command} --config {config} {latest}"  # the command line's own
+        if latest.startswith("trainer.train("):
+            return latest
+        return f"tinyr1.{self.command}({str(config)!r}, resume_from_checkpoint='latest')"
 
     def save_final(self, trainer, tokenizer, merge_lora: bool = False) -> None:
         """The final model (or LoRA adapter) and tokenizer; with ``merge_lora`` also a merged model in merged/."""
@@ -302,5 +320,5 @@ class RunDir:
         except Exception as err:
             if not is_disk_full(err):
                 raise
-            self._note("failed", error="disk full while saving the final model")
+            self.note("failed", error="disk full while saving the final model")
             raise disk_full_error(self.path, "the final model") from None

@@ -11,10 +11,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 from tinyr1.infra.files import read_text, write_text
+
+logger = logging.getLogger(__name__)
 
 LOGS = ("metrics.jsonl", "samples.jsonl")
 
@@ -47,8 +50,8 @@ def drop_rows_after(run_dir: Path, step: int) -> int:
             write_text(path, "\n".join(kept))
     if dropped:
         steps = f"step {last}" if last == step + 1 else f"steps {step + 1}-{last}"
-        print(f"{steps} trained again from the checkpoint of step {step}: {dropped} logged row(s) of "
-              f"{'it' if last == step + 1 else 'them'} dropped, so each step is logged once", flush=True)
+        logger.info(f"{steps} trained again from the checkpoint of step {step}: {dropped} logged row(s) of "
+                    f"{'it' if last == step + 1 else 'them'} dropped, so each step is logged once")
     return dropped
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
+from tinyr1.infra.naming import setting
 from tinyr1.infra.paths import check_output_file
 from tinyr1.infra.version import __version__
 from tinyr1.run_folder.checkpoints import stamped_by
@@ -42,7 +43,8 @@ ARTEFACTS = re.compile(r"(\..+\.\d+\.tmp|"
                        r"chat_template\.jinja|vocab\.json|merges\.txt|added_tokens\.json|"
                        r"model(-\d+-of-\d+)?\.safetensors(\.index\.json)?|pytorch_model(-\d+-of-\d+)?\.bin|"
                        r"adapter_(config\.json|model\.safetensors)|training_args\.bin|README\.md|report\.(md|html)|"
-                       r"compare\.md|checkpoint-\d+|eval|plots|merged|reference-model|runs|metrics\.json|\.tinyr1-tmp-.+)")
+                       r"compare\.md|checkpoint-\d+|eval|plots|merged|reference-model|runs|completions|metrics\.json|"
+                       r"\.tinyr1-tmp-.+)")
 CHECKPOINT = re.compile(r"checkpoint-\d+")
 
 
@@ -136,8 +138,8 @@ def claim_outputs(folder: Path, command: str, names: list[str]) -> None:
     that is there and is not tinyr1's."""
     for name in names:
         if (folder / name).exists() and not is_ours(folder / name):
-            raise TinyR1Error(f"--output_dir {folder}: holds a {name} that tinyr1 {command} did not write; pick "
-                              "another folder (tinyr1 never replaces a file of yours)")
+            raise TinyR1Error(f"{setting('output_dir')} {folder}: holds a {name} that tinyr1 {command} did not "
+                              "write; pick another folder (tinyr1 never replaces a file of yours)")
     marker = _read_quietly(folder)
     if marker is not None and set(names) <= set(marker["paths"]):
         return
@@ -164,14 +166,14 @@ RUNS = ("train", "sft")
 
 
 def check_folder(folder: str | Path, command: str, what: str, owners: tuple[str, ...] | None = None,
-                 fix: str = PICK) -> dict | None:
+                 fix: str = PICK, ignore=frozenset()) -> dict | None:
     """May ``command`` write into ``folder``? Yes when it does not exist, is empty, or is tinyr1's (its marker, or a
     folder from before markers that tinyr1's own files sign) and was written by one of ``owners`` (default: the
     command itself); otherwise one line naming ``what`` and ``fix``. Returns the folder's marker (None if none).
     The same rule for every command: ``train`` and ``sft`` (their run folder), ``eval`` (its output_dir),
-    ``report`` (a run folder, ``owners`` train and sft)."""
+    ``report`` (a run folder, ``owners`` train and sft). ``ignore``: names the caller itself wrote there."""
     folder = Path(folder).expanduser()
-    names = entries(folder)
+    names = entries(folder) - set(ignore)
     marker = read_marker(folder) if folder.is_dir() else None
     if names and marker is None:
         if command == "eval" and _legacy_eval(folder, names):

@@ -4,7 +4,7 @@
   ``lora_r``, ``lora_target_modules``) cannot load: one line, exit 2, always.
 - A missing ``optimizer.pt`` (Adam would restart from zero) or settings that differ from the run's ``config.yaml``
   are printed and refused, unless ``--resume_changed_settings true``: then the resume goes on with the new settings
-  applied (a new learning rate, schedule or optimizer hyperparameter included: ``tinyr1.training.run_trainer``)
+  applied (a new learning rate, schedule or optimizer hyperparameter included: ``tinyr1.training.optimizer_state``)
   and the run's first settings stay beside them, in ``config.original.yaml``. Lists are compared in order
   (reordered ``reward_funcs`` or ``curriculum_levels`` are a change), except names of modules and generator
   options (``UNORDERED``). A new ``optim`` is refused even then: the checkpoint holds the first optimizer's state.
@@ -17,13 +17,17 @@ logged (``IGNORED``), are not changes.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import yaml
 
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.infra.files import read_json, read_text, write_text
+from tinyr1.infra.files import read_json, read_jsonl, read_text, write_text
+from tinyr1.infra.naming import setting
 from tinyr1.run_folder.checkpoints import stamped_by
+
+logger = logging.getLogger(__name__)
 
 IGNORED = {"resume_from_checkpoint", "output_dir", "overwrite_output_dir", "resume_changed_settings", "max_steps",
            "max_train_minutes", "num_threads", "cpu_fast_path", "save_steps", "save_strategy", "save_total_limit",
@@ -41,7 +45,12 @@ _ARCHITECTURE = ("model_type", "hidden_size", "num_hidden_layers", "num_attentio
 
 
 class FinishedRun(Exception):
-    """The run this resume names has already finished: nothing to train (the command exits 0)."""
+    """The run this resume names has already finished: nothing to train (the command exits 0). ``step`` and
+    ``loss``: its last step and its training loss (what trl's ``train`` would have returned), where known."""
+
+    def __init__(self, message: str, step: int = 0, loss: float = 0.0):
+        super().__init__(message)
+        self.step, self.loss = step, loss
 
 
 def check_not_finished(run_dir: Path, values: dict) -> None:
@@ -55,23 +64,34 @@ def check_not_finished(run_dir: Path, values: dict) -> None:
     step, target = info.get("global_step"), values.get("max_steps")
     if isinstance(step, int) and (not isinstance(target, int) or target <= 0 or step >= target):
         raise FinishedRun(f"{run_dir}: this run finished ({step} steps, final model saved); nothing to resume. "
-                          "To train further, raise --max_steps")
+                          f"To train further, raise {setting('max_steps')}", step, _train_loss(run_dir))
+
+
+def _train_loss(run_dir: Path) -> float:
+    """The finished run's ``train_loss`` (the Trainer logs it once, at the end), or 0.0."""
+    try:
+        rows = read_jsonl(run_dir / "metrics.jsonl", missing_ok=True)
+    except TinyR1Error:
+        return 0.0
+    losses = [row["train_loss"] for row in rows if isinstance(row.get("train_loss"), (int, float))]
+    return float(losses[-1]) if losses else 0.0
 
 
 def check_own(checkpoint: Path, run_id: str | None, run_dir: Path) -> None:
     """A checkpoint named by its path continues this run only if it is one of this run's (its stamp): another run's
     would roll this one back and save over its later checkpoints."""
     if not stamped_by(checkpoint, run_id):
-        raise TinyR1Error(f"--resume_from_checkpoint {checkpoint}: not a checkpoint of this run ({run_dir}); a resume "
-                          "continues the run it names. To start a new run from it, give a new --output_dir and "
-                          "--resume_from_foreign_checkpoint true")
+        raise TinyR1Error(f"{setting('resume_from_checkpoint')} {checkpoint}: not a checkpoint of this run "
+                          f"({run_dir}); a resume continues the run it names. To start a new run from it, give a new "
+                          f"{setting('output_dir')} and {setting('resume_from_foreign_checkpoint', True)}")
 
 
 def check_foreign_start(value) -> None:
     """``--resume_from_foreign_checkpoint true`` starts a new run from a checkpoint's path, nothing else."""
     if value in (None, "", "false", "False", "latest", "true", "True"):
-        raise TinyR1Error("--resume_from_foreign_checkpoint true starts a new run from another run's checkpoint: name "
-                          "it with --resume_from_checkpoint PATH (or drop the flag to continue a run)")
+        raise TinyR1Error(f"{setting('resume_from_foreign_checkpoint', True)} starts a new run from another run's "
+                          f"checkpoint: name it with {setting('resume_from_checkpoint')} PATH (or drop "
+                          f"{setting('resume_from_foreign_checkpoint')} to continue a run)")
 
 
 def check_fits(checkpoint: Path, values: dict, model_config: dict | None = None) -> None:
@@ -81,17 +101,18 @@ def check_fits(checkpoint: Path, values: dict, model_config: dict | None = None)
     lora = bool(values.get("use_peft"))
     name = checkpoint.name
     if lora and adapter is None:
-        raise TinyR1Error(f"--use_peft true: {name} holds a full model, not a LoRA adapter; resume with the run's "
-                          "setting (--use_peft false), or start a new run for LoRA in another --output_dir")
+        raise TinyR1Error(f"{setting('use_peft', True)}: {name} holds a full model, not a LoRA adapter; resume with "
+                          f"the run's setting ({setting('use_peft', False)}), or start a new run for LoRA in another "
+                          f"{setting('output_dir')}")
     if not lora and adapter is not None:
-        raise TinyR1Error(f"--use_peft false: {name} holds a LoRA adapter; resume with --use_peft true, as the "
-                          "run started")
+        raise TinyR1Error(f"{setting('use_peft', False)}: {name} holds a LoRA adapter; resume with "
+                          f"{setting('use_peft', True)}, as the run started")
     if adapter is not None:
         for key, field in (("r", "lora_r"), ("target_modules", "lora_target_modules")):
             new, old = values.get(field), adapter.get(key)
             if new is not None and old is not None and not same_setting(field, new, old):
-                raise TinyR1Error(f"--{field} {new}: {name} holds a LoRA adapter with {key} {old}; resume with "
-                                  f"--{field} {old}, or start a new run in another --output_dir")
+                raise TinyR1Error(f"{setting(field, new)}: {name} holds a LoRA adapter with {key} {old}; resume with "
+                                  f"{setting(field, old)}, or start a new run in another {setting('output_dir')}")
         return
     saved = _json(checkpoint / "config.json")
     model = values.get("model_name_or_path")
@@ -100,7 +121,7 @@ def check_fits(checkpoint: Path, values: dict, model_config: dict | None = None)
         return
     differ = [f"{k} {saved.get(k)} vs {current.get(k)}" for k in _ARCHITECTURE if saved.get(k) != current.get(k)]
     if differ:
-        raise TinyR1Error(f"--model_name_or_path {model}: not the model {name} was trained from "
+        raise TinyR1Error(f"{setting('model_name_or_path')} {model}: not the model {name} was trained from "
                           f"({'; '.join(differ)}); resume with the run's model_name_or_path (see its config.yaml)")
 
 
@@ -132,13 +153,14 @@ def check_changes(run_dir: Path, checkpoint: Path, values: dict, accept: bool) -
         key = fixed[0].split(":")[0]
         raise TinyR1Error(f"resuming {checkpoint} would change {fixed[0]}, which no resume can do: the checkpoint "
                           f"holds the first optimizer's state. Resume with the run's {key} (see "
-                          f"{run_dir / 'config.yaml'}), or start a new run in another --output_dir")
+                          f"{run_dir / 'config.yaml'}), or start a new run in another {setting('output_dir')}")
     listing = "; ".join(found)
     if not accept:
         raise TinyR1Error(f"resuming {checkpoint} would change the run: {listing}. Resume with the run's settings "
-                          f"(--config {run_dir / 'config.yaml'}), or pass --resume_changed_settings true to go on "
-                          "(config.yaml's first version is kept as config.original.yaml)")
-    print(f"resuming with changes (--resume_changed_settings true): {listing}", flush=True)
+                          f"({setting('config')} {run_dir / 'config.yaml'}), or pass "
+                          f"{setting('resume_changed_settings', True)} to go on (config.yaml's first version is kept "
+                          "as config.original.yaml)")
+    logger.info(f"resuming with changes ({setting('resume_changed_settings', True)}): {listing}")
     original, current = run_dir / "config.original.yaml", run_dir / "config.yaml"
     if current.is_file() and not original.exists():
         write_text(original, read_text(current))

@@ -10,14 +10,19 @@ by a dead process once a command looks at it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import read_json, write_text
+from tinyr1.infra.log import TO_STDERR
+from tinyr1.infra.naming import setting
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder.lock import RunLock, holder
+
+logger = logging.getLogger(__name__)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -56,7 +61,7 @@ def mark_if_killed(folder: Path) -> dict | None:
     if pid is not None and pid != os.getpid():
         return info  # its process is still running
     try:  # held while marking, so a run starting now cannot have its own run.json overwritten
-        lock = None if pid == os.getpid() else RunLock.acquire(folder, "check", "--output_dir")
+        lock = None if pid == os.getpid() else RunLock.acquire(folder, "check", setting("output_dir"))
     except TinyR1Error:
         return info
     try:
@@ -73,9 +78,6 @@ def mark_if_killed(folder: Path) -> dict | None:
 def warn_if_unfinished(model: str | None) -> None:
     """For a command about to read a model from a run folder whose run.json says running: a warning that it is still
     training, or that it was killed while saving (it is then marked ``killed``)."""
-    import sys
-
-
     folder = Path(model or "").expanduser()
     if not model or not (folder / "run.json").is_file():
         return
@@ -84,12 +86,12 @@ def warn_if_unfinished(model: str | None) -> None:
     if before != "running":
         return
     if info.get("status") == "killed":
-        print(f"warning: {folder}: its run was killed before it finished (run.json said running; now killed): "
-              "the model there may be incomplete; evaluate one of its checkpoint-N folders instead",
-              file=sys.stderr, flush=True)
+        logger.warning(f"warning: {folder}: its run was killed before it finished (run.json said running; now "
+                       "killed): the model there may be incomplete; evaluate one of its checkpoint-N folders instead",
+                       extra=TO_STDERR)
     else:
-        print(f"warning: {folder}: its run is still training (PID {holder(folder)}): the model there is not the "
-              "final one yet", file=sys.stderr, flush=True)
+        logger.warning(f"warning: {folder}: its run is still training (PID {holder(folder)}): the model there is not "
+                       "the final one yet", extra=TO_STDERR)
 
 
 def _status(folder: Path):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error, first_line
 from tinyr1.infra.files import read_jsonl_numbered, read_text
+from tinyr1.infra.naming import setting
 from tinyr1.infra.paths import looks_local
 from tinyr1.tasks.answers import SYSTEM_PROMPT, extract_hash_answer
 from tinyr1.tasks.reasoning_gym import REASONING_GYM_PREFIX, check_dataset_options, reasoning_gym_rows
@@ -206,13 +207,62 @@ def check_messages(messages, where: str, field: str) -> None:
                           f'[{{"role": "user", "content": "..."}}], got {got}')
 
 
-def _normalise_row(row: dict, where: str, skip_bad_rows: bool) -> dict | None:
+# The rows of a dataset handed to a trainer whose prompts are checked for text no tokenizer can encode.
+MAX_CHECKED_ROWS = 100_000
+
+
+def invalid_text(value) -> str | None:
+    """The first text inside ``value`` (a string, or lists and dicts of them: chat turns) that is not valid Unicode
+    (a lone surrogate, which no tokenizer can encode), or None.
+
+    >>> invalid_text([{"role": "user", "content": "ok"}]), invalid_text("bad " + chr(0xD800)) is not None
+    (None, True)
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return next((bad for item in items if (bad := invalid_text(item)) is not None), None)
+
+
+def check_prompt_text(dataset, where: str, limit: int = MAX_CHECKED_ROWS) -> None:
+    """One line naming the row whose ``prompt`` holds text no tokenizer can encode (lone surrogates), for a dataset
+    handed to a trainer (its first ``limit`` rows)."""
+    columns = getattr(dataset, "column_names", None) or []
+    if "prompt" not in columns or not hasattr(dataset, "__len__"):
+        return
+    for index, prompt in enumerate(dataset.select(range(min(len(dataset), limit)))["prompt"]):
+        bad = invalid_text(prompt)
+        if bad is not None:
+            raise TinyR1Error(f"{where}[{index}]: prompt holds text that is not valid Unicode ({bad[:40]!r}: a lone "
+                              "surrogate, often from decoding bytes with errors='surrogateescape'); fix the row")
+
+
+def _gold(value, where: str) -> str:
+    """A gold answer as text: text or a number; anything else (a dict, a list) is refused naming the row."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise TinyR1Error(f"{where}: answer must be text or a number (the gold answer), got "
+                          f"{type(value).__name__} {repr(value)[:40]}")
+    return str(value)
+
+
+def _normalise_row(row: dict, where: str, skip_bad_rows: bool, plain_gold: bool = False) -> dict | None:
+    """A row as an example; ``plain_gold``: an answer without ``####`` on one line is the gold itself (rows given in
+    Python, ``{"question": "What is 2 + 3?", "answer": "5"}``)."""
+    bad = invalid_text([row.get("question"), row.get("prompt"), row.get("answer")])
+    if bad is not None:
+        raise TinyR1Error(f"{where}: holds text that is not valid Unicode ({bad[:40]!r}: a lone surrogate); fix the "
+                          "row")
     if "prompt" in row and "answer" in row:  # already prepared
         check_messages(row["prompt"], where, "prompt")
         if row["answer"] is None:
             raise TinyR1Error(f"{where}: answer is null")
+        gold = _gold(row["answer"], where)
         user = [m["content"] for m in row["prompt"] if m["role"] == "user"]
-        return {"question": user[-1] if user else "", "answer": str(row["answer"]), "solution": row.get("solution"),
+        return {"question": user[-1] if user else "", "answer": gold, "solution": row.get("solution"),
                 "prompt": row["prompt"]}
     missing = [k for k in ("question", "answer") if k not in row]
     if missing:
@@ -221,14 +271,17 @@ def _normalise_row(row: dict, where: str, skip_bad_rows: bool) -> dict | None:
         raise TinyR1Error(f"{where}: question must be text and answer must not be null")
     if row.get("_gold"):
         return {"question": row["question"], "answer": row["answer"], "solution": row.get("solution")}
-    gold = extract_hash_answer(str(row["answer"]))
+    answer = _gold(row["answer"], where)
+    gold = extract_hash_answer(answer)
+    if gold is None and plain_gold and "\n" not in answer.strip():
+        return {"question": row["question"], "answer": answer.strip(), "solution": None}
     if gold is None:
         if skip_bad_rows:
             return None
         raise TinyR1Error(
-            f"{where}: answer has no '#### <gold>' line; fix the row or pass --skip_bad_rows"
+            f"{where}: answer has no '#### <gold>' line; fix the row or pass {setting('skip_bad_rows')}"
         )
-    solution = strip_calculator_annotations(str(row["answer"]).split("####")[0]).strip()
+    solution = strip_calculator_annotations(answer.split("####")[0]).strip()
     return {"question": row["question"], "answer": gold, "solution": solution}
 
 
@@ -244,16 +297,21 @@ MAX_PYTHON_ROWS = 1_000_000
 
 def prompt_rows_from(rows, where: str, system_prompt: str = SYSTEM_PROMPT, skip_bad_rows: bool = False,
                      limit: int | None = None) -> list[dict]:
-    """Prompt rows from rows given in Python — a list of dicts, a ``datasets.Dataset`` or ``IterableDataset`` — by
-    the rules a file's rows follow (``question`` and ``answer`` with a ``#### <gold>`` line, or prepared ``prompt``
-    and ``answer``); a bad row is one line naming ``where`` and its position. The first ``limit`` are kept.
+    """Prompt rows from rows given in Python — a list of dicts, a ``datasets.Dataset`` or ``IterableDataset``, a
+    pandas ``DataFrame`` — by the rules a file's rows follow (``question`` and ``answer`` with a ``#### <gold>`` line,
+    or prepared ``prompt`` and ``answer``), except that an answer of one line without ``####`` is the gold answer
+    itself; a bad row is one line naming ``where`` and its position. The first ``limit`` are kept.
 
     >>> prompt_rows_from([{"question": "1 + 1?", "answer": "1 + 1 = 2 #### 2"}], "rows")[0]["answer"]
     '2'
+    >>> prompt_rows_from([{"question": "What is 2 + 3?", "answer": 5}], "rows")[0]["answer"]
+    '5'
     >>> prompt_rows_from([{"question": "1 + 1?"}], "rows")
     Traceback (most recent call last):
     tinyr1.infra.errors.TinyR1Error: rows[0]: missing field answer; rows need question, answer
     """
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a pandas DataFrame iterates its column names
+        rows = rows.to_dict("records")
     if isinstance(rows, (str, bytes, dict)) or not hasattr(rows, "__iter__"):
         raise TinyR1Error(f"{where}: expected a list of rows (dicts), a datasets.Dataset or an IterableDataset, got "
                           f"{type(rows).__name__}")
@@ -267,7 +325,7 @@ def prompt_rows_from(rows, where: str, system_prompt: str = SYSTEM_PROMPT, skip_
             break
         if not isinstance(row, dict):
             raise TinyR1Error(f"{where}[{index}]: expected a dict with question and answer, got {type(row).__name__}")
-        example = _normalise_row(row, f"{where}[{index}]", skip_bad_rows)
+        example = _normalise_row(row, f"{where}[{index}]", skip_bad_rows, plain_gold=True)
         if example is not None:
             examples.append(example)
     if not examples:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting
 
 REASONING_GYM_PREFIX = "reasoning-gym:"
 # reasoning-gym draws each split from its own seed stream so train and test never share generated questions.
@@ -33,7 +34,7 @@ def parse_dataset_options(options) -> dict:
     for item in options:
         key, sep, value = str(item).partition("=")
         if not sep or not key.strip():
-            raise TinyR1Error(f"--dataset_options {item!r}: expected key=value, e.g. min_terms=3")
+            raise TinyR1Error(f"{setting('dataset_options')} {item!r}: expected key=value, e.g. min_terms=3")
         try:
             parsed[key.strip()] = yaml.safe_load(value) if value.strip() else value
         except yaml.YAMLError:
@@ -57,27 +58,30 @@ def check_dataset_options(source: str, options) -> dict:
     if not parsed:
         return parsed
     if not source.startswith(REASONING_GYM_PREFIX):
-        raise TinyR1Error(f"--dataset_options {' '.join(parsed)}: options apply to reasoning-gym:<name> sources "
-                          f"only, not {source}")
+        raise TinyR1Error(f"{setting('dataset_options')} {' '.join(parsed)}: options apply to reasoning-gym:<name> "
+                          f"sources only, not {source}")
     name = source[len(REASONING_GYM_PREFIX):]
     config_cls = _generator_config(name)
     valid = [f.name for f in dataclasses.fields(config_cls) if f.name not in ("seed", "size")]
     defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
     for key, value in parsed.items():
         if key not in valid:
-            raise TinyR1Error(f"--dataset_options: {name} has no option {key!r}; its options are {', '.join(valid)}")
+            raise TinyR1Error(f"{setting('dataset_options')}: {name} has no option {key!r}; its options are "
+                              f"{', '.join(valid)}")
         default = defaults[key]
         if isinstance(default, (bool, int, float)) and not isinstance(value, type(default)) and not (
                 isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
             kind = {"bool": "true or false", "int": "an integer", "float": "a number"}[type(default).__name__]
-            raise TinyR1Error(f"--dataset_options {key}={value}: {name}'s {key} must be {kind} (default {default})")
+            raise TinyR1Error(f"{setting('dataset_options')} {key}={value}: {name}'s {key} must be {kind} (default "
+                              f"{default})")
     try:
         config = config_cls(**parsed, size=1, seed=0)
         if hasattr(config, "validate"):
             config.validate()
     except (AssertionError, ValueError, TypeError) as err:
         shown = " ".join(f"{k}={v}" for k, v in parsed.items())
-        raise TinyR1Error(f"--dataset_options {shown}: rejected by {name} ({err or 'invalid value'})") from None
+        raise TinyR1Error(f"{setting('dataset_options')} {shown}: rejected by {name} "
+                          f"({err or 'invalid value'})") from None
     return parsed
 
 

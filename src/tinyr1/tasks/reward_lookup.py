@@ -6,12 +6,15 @@ checks that a function can be called the way trl calls a reward, before any mode
 
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib
 import inspect
 import numbers
 import os
+from pathlib import Path
 
-from tinyr1.infra.errors import TinyR1Error, first_line
+from tinyr1.infra.errors import TinyR1Error, TinyR1ValueError, first_line
 from tinyr1.tasks.rewards import DEFAULT_REWARDS, REWARD_FUNCS, RewardFunc, chat
 
 
@@ -52,6 +55,9 @@ def _how_to_import(module: str) -> str:
 def _try_once(name: str, func) -> None:
     """Call a user's reward once on a sample, the way trl will, so a wrong signature or return value fails now
     rather than at step 1 after the model has loaded."""
+    if is_async_callable(func):  # awaited on trl's event loop; a sample call here could clash with a notebook's
+        check_reward_signature(func, "reward_funcs")
+        return
     prompt = [{"role": "system", "content": "sample"}, {"role": "user", "content": "What is 1 + 1?"}]
     completion = chat("<reasoning>\n1 + 1 = 2\n</reasoning>\n<answer>\n2\n</answer>")
     try:
@@ -98,28 +104,65 @@ def check_reward_signature(func, argument: str, columns: list[str] | None = None
                or (p.name not in passed and columns is not None)]
     unexpected = [] if takes_any else sorted(passed - named)
     if missing or unexpected or "completions" not in named | ({"completions"} if takes_any else set()):
-        name = getattr(func, "__name__", type(func).__name__)
+        name = callable_name(func)
         raise TinyR1Error(f"{argument}: {name}{signature} cannot be called the way trl calls a reward, "
                           f"{name}(prompts=..., completions=..., completion_ids=..., <each dataset column>=..., "
                           f"**kwargs); define it as def {name}(completions, **kwargs) returning one float (or None) "
                           "per completion")
 
 
-def check_reward_funcs(reward_funcs, argument: str = "reward_funcs", columns: list[str] | None = None) -> list:
+def callable_name(func) -> str:
+    """The name trl gives a reward function (and logs as ``rewards/<name>/mean``): a ``functools.partial``'s
+    function's, a callable object's class's.
+
+    >>> callable_name(functools.partial(int, base=2)), callable_name(callable_name)
+    ('int', 'callable_name')
+    """
+    while isinstance(func, functools.partial):
+        func = func.func
+    return getattr(func, "__name__", type(func).__name__)
+
+
+def is_async_callable(func) -> bool:
+    """Whether calling ``func`` gives a coroutine (trl then awaits it): an ``async def``, a partial of one, or an
+    object whose ``__call__`` is one."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or (callable(func) and inspect.iscoroutinefunction(type(func).__call__))
+
+
+def check_reward_funcs(reward_funcs, argument: str = "reward_funcs", columns: list[str] | None = None,
+                       optional: bool = False) -> list:
     """``reward_funcs`` as trl takes them (one, or a list), with tinyr1's registry names and
-    ``package.module:function`` resolved and every callable's signature checked (``check_reward_signature``); any
-    other string or a model is a reward model, left to trl."""
+    ``package.module:function`` resolved and every callable's signature checked (``check_reward_signature``); a
+    hub id (``org/name``) or a local folder is a reward model, left to trl; any other word is a misspelt name.
+    ``optional``: none may be given (trl's environments bring their own rewards)."""
+    if reward_funcs is None and optional:
+        return []
     items = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
     if not items or any(item is None for item in items):
-        raise TinyR1Error(f"{argument}: give at least one reward function, e.g. {', '.join(DEFAULT_REWARDS)}")
+        raise TinyR1ValueError(f"{argument}: give at least one reward function, e.g. {', '.join(DEFAULT_REWARDS)}")
     resolved = []
     for item in items:
         if isinstance(item, str) and (item in REWARD_FUNCS or ":" in item):
             item = get_reward_func(item)
+        elif isinstance(item, str):
+            _check_reward_model_name(item, argument)
         elif callable(item) and not hasattr(item, "forward"):  # a model is callable too: trl's to run
             check_reward_signature(item, argument, columns)
         resolved.append(item)
     return resolved
+
+
+def _check_reward_model_name(name: str, argument: str) -> None:
+    """A string that names no reward of the registry is a reward model for trl: a hub id (``org/name``) or a local
+    folder. A bare word that is neither is a misspelt reward name: one line, before trl tries the hub."""
+    if "/" in name or Path(name).expanduser().exists():
+        return
+    close = difflib.get_close_matches(name, list(REWARD_FUNCS), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise TinyR1ValueError(f"{argument}: unknown reward {name!r}; {hint}the rewards by name are "
+                           f"{', '.join(REWARD_FUNCS)}; a reward model is a hub id (org/name) or a local folder")
 
 
 def get_reward_funcs(names: list[str] | str) -> list[RewardFunc]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import read_json, read_jsonl
+from tinyr1.infra.naming import setting
 from tinyr1.tasks import answers, rewards
 from tinyr1.tasks.statistics import paired_comparison, wilson_interval
 
@@ -91,7 +92,8 @@ def eval_verdicts(eval_dir: str | Path, flag: str = "correct_strict") -> tuple[l
     under the current rules (so a folder written under an older rule pairs honestly with a new one)."""
     samples_file = Path(eval_dir) / "samples.jsonl"
     if not samples_file.is_file():
-        raise TinyR1Error(f"{eval_dir}: no samples.jsonl; give a folder that tinyr1 eval wrote (--output_dir)")
+        raise TinyR1Error(f"{eval_dir}: no samples.jsonl; give a folder that tinyr1 eval wrote "
+                          f"({setting('output_dir')})")
     questions, verdicts = [], []
     for index, s in enumerate(read_jsonl(samples_file), 1):
         if not isinstance(s.get("completion"), str) or s.get("answer") is None or "question" not in s:
@@ -111,8 +113,9 @@ def paired_evals(dir_a: str | Path, dir_b: str | Path, flag: str = "correct_stri
         where = next((i for i, (x, y) in enumerate(zip(questions_a, questions_b, strict=False)) if x != y), None)
         detail = (f"question {where + 1} differs" if where is not None else
                   f"{len(questions_a)} questions against {len(questions_b)}")
-        raise TinyR1Error(f"--evals {dir_a} {dir_b}: not the same questions ({detail}); evaluate both with the same "
-                          "--dataset_name, --dataset_options, --split and --limit")
+        raise TinyR1Error(f"{setting('evals')} {dir_a} {dir_b}: not the same questions ({detail}); evaluate both with "
+                          f"the same {setting('dataset_name')}, {setting('dataset_options')}, {setting('split')} and "
+                          f"{setting('limit')}")
     if not questions_a:
-        raise TinyR1Error(f"--evals {dir_a} {dir_b}: no questions in either samples.jsonl")
+        raise TinyR1Error(f"{setting('evals')} {dir_a} {dir_b}: no questions in either samples.jsonl")
     return paired_comparison(verdicts_a, verdicts_b)

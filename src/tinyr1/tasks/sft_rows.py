@@ -14,6 +14,7 @@ question). Three formats (``--dataset_format``):
 from __future__ import annotations
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting
 from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import build_prompt, check_messages, load_examples, load_raw_rows
 from tinyr1.tasks.reasoning_gym import check_dataset_options
@@ -45,7 +46,8 @@ def alpaca_rows(source: str, split: str, limit: int | None, as_chat: bool, eos_t
         missing = [k for k in ("instruction", "output") if k not in row]
         if missing:
             raise TinyR1Error(f"{raw.where(index)}: missing field {' and '.join(missing)}; alpaca rows need "
-                              "instruction, input (may be empty) and output — or pick another --dataset_format")
+                              "instruction, input (may be empty) and output — or pick another "
+                              f"{setting('dataset_format')}")
         if not all(isinstance(row.get(k), str) for k in ("instruction", "output")):
             raise TinyR1Error(f"{raw.where(index)}: instruction and output must be text")
         instruction, extra, output = row["instruction"], str(row.get("input") or ""), row["output"]
@@ -66,8 +68,8 @@ def reasoning_rows(source: str, split: str, limit: int | None, seed: int, system
              "completion": [{"role": "assistant", "content": reasoning_completion(ex["solution"], ex["answer"])}]}
             for ex in examples if ex.get("solution")]
     if not rows:
-        raise TinyR1Error(f"{source}: no row carries a worked solution; --dataset_format reasoning needs GSM8K-style "
-                          "answers or reasoning-gym's answer_cot")
+        raise TinyR1Error(f"{source}: no row carries a worked solution; {setting('dataset_format', 'reasoning')} "
+                          "needs GSM8K-style answers or reasoning-gym's answer_cot")
     return rows
 
 
@@ -77,11 +79,11 @@ def messages_rows(source: str, split: str, limit: int | None) -> list[dict]:
         messages = row.get("messages")
         if not isinstance(messages, list) or not messages:
             raise TinyR1Error(f"{raw.where(index)}: needs a 'messages' list of chat turns ending with the "
-                              "assistant's; or pick another --dataset_format")
+                              f"assistant's; or pick another {setting('dataset_format')}")
         check_messages(messages, raw.where(index), "messages")
         if messages[-1]["role"] != "assistant":
             raise TinyR1Error(f"{raw.where(index)}: needs a 'messages' list of chat turns ending with the "
-                              "assistant's; or pick another --dataset_format")
+                              f"assistant's; or pick another {setting('dataset_format')}")
         rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
     return rows
 
@@ -91,7 +93,7 @@ def load_sft_rows(source: str, dataset_format: str, split: str = "train", limit:
                   options=None) -> list[dict]:
     """Prompt/completion rows for SFTTrainer from any supported source and format."""
     if dataset_format not in FORMATS:
-        raise TinyR1Error(f"--dataset_format {dataset_format!r}: use one of {', '.join(FORMATS)}")
+        raise TinyR1Error(f"{setting('dataset_format')} {dataset_format!r}: use one of {', '.join(FORMATS)}")
     if dataset_format != "reasoning":
         check_dataset_options(source, options)
     if dataset_format == "alpaca":

@@ -3,11 +3,15 @@ with (the comparison on the tutorial's question and the report)."""
 
 from __future__ import annotations
 
+import logging
+
 from tinyr1.evaluation.compare import compare
 from tinyr1.evaluation.evaluate import evaluate
 from tinyr1.evaluation.report import eval_table, write_report
 from tinyr1.infra.files import read_json
 from tinyr1.run_folder.folder import RunDir
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate_stage(script, run: RunDir, model, tokenizer, stage: str) -> None:
@@ -33,5 +37,6 @@ def finish_story(script, model_args, run: RunDir) -> None:
             max_new_tokens=script.eval_max_new_tokens, system_prompt=script.system_prompt)
     report = write_report(run.path)
     run.record()
-    print("\n".join(eval_table(*(read_json(run.path / "eval" / s / "metrics.json") for s in ("before", "after")))))
-    print(f"report: {report}")
+    metrics = (read_json(run.path / "eval" / stage / "metrics.json") for stage in ("before", "after"))
+    logger.info("\n".join(eval_table(*metrics)))
+    logger.info(f"report: {report}")

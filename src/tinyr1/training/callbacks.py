@@ -1,13 +1,11 @@
-"""Trainer callbacks that leave a run's evidence on disk: metrics.jsonl, samples, and a clean stop on a signal.
+"""Trainer callbacks that leave a run's evidence on disk (metrics.jsonl, the run's files) and stop it cleanly.
+
+The samples and the reward guards are ``tinyr1.training.reward_observer``'s.
 
 - ``MetricsLogger``: every log trl makes, one JSON object per line in ``metrics.jsonl``, NaN/inf as null (never
   hidden, unlike the Trainer's ``logging_nan_inf_filter``). A resume first drops the half-written last line a
   killed run leaves (``tinyr1.infra.files.drop_torn_last_line``), so new lines never join onto it.
-- ``SampleRecorder``: wraps the reward functions (``functools.wraps`` keeps their names, so trl still logs
-  ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
-  ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard and the
-  broken-reward guard (``guards.RewardGuard``: a wrong return is one line at once, a reward with no finite
-  value ``patience`` steps in a row stops the run).
+- ``RunRecorder``: stamps each checkpoint as the run's before the Trainer writes it and records what appears.
 - ``GracefulStop``: Ctrl-C or SIGTERM asks the Trainer to save a checkpoint at the end of the current step and stop;
   a second one stops the process at once, even in the middle of a long generation, saying what was lost.
 - ``TimeBudget``: ``max_train_minutes`` of training wall time, then the same clean stop and the normal finish.
@@ -15,26 +13,23 @@
 
 from __future__ import annotations
 
-import functools
+import logging
 import math
 import os
 import signal
 import socket
-import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from tinyr1.infra.errors import CollapseError, first_line
 from tinyr1.infra.files import append_jsonl
+from tinyr1.infra.log import TO_STDERR
 from tinyr1.run_folder.checkpoints import stamp
 from tinyr1.run_folder.folder import RunDir
-from tinyr1.tasks.answers import strict_answer
-from tinyr1.tasks.rewards import completion_text
-from tinyr1.training.guards import DegenerateGuard, RewardGuard
+
+logger = logging.getLogger(__name__)
 
 
 def _number(value):
@@ -50,79 +45,6 @@ class MetricsLogger(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and state.is_world_process_zero:
             append_jsonl(self.path, {"step": state.global_step, **{k: _number(v) for k, v in logs.items()}})
-
-
-def reward_failure(name: str, err: BaseException, kwargs: dict, completions: int) -> str:
-    """What a reward that raised (or called ``sys.exit``) mid-run did, in one line: the reward, the step, the call
-    trl made and the line that failed."""
-    state = kwargs.get("trainer_state")
-    step = f" at step {state.global_step + 1}" if getattr(state, "global_step", None) is not None else ""
-    what = (f"called sys.exit({err.code!r})" if isinstance(err, SystemExit)
-            else f"raised {type(err).__name__}: {first_line(err)}")
-    frames = traceback.extract_tb(err.__traceback__)
-    where = f" ({Path(frames[-1].filename).name} line {frames[-1].lineno})" if frames else ""
-    columns = ", ".join(f"{k}=..." for k in kwargs if k not in ("trainer_state", "log_extra", "log_metric"))
-    return (f"reward {name} {what}{where}{step}, called as {name}(prompts=..., completions=<{completions}>"
-            f"{', ' + columns if columns else ''}); fix the reward (it must return one float or None per "
-            "completion, never raise or exit), or drop it from reward_funcs")
-
-
-class SampleRecorder(TrainerCallback):
-    """Sees every generation batch through the reward functions; prints and stores samples; watches for ``!!!!``."""
-
-    def __init__(self, reward_funcs: list, output_dir: str | Path, sample_every: int = 5,
-                 degenerate_guard: DegenerateGuard | None = None, reward_guard: RewardGuard | None = None):
-        self.path = Path(output_dir) / "samples.jsonl"
-        self.sample_every = sample_every
-        self.guard = degenerate_guard
-        # The broken-reward guard stops after as many steps as the degenerate guard (the run's collapse_patience).
-        self.reward_guard = reward_guard or RewardGuard(degenerate_guard.streak.patience if degenerate_guard else 3)
-        self._batch: dict | None = None
-        self.reward_funcs = [self._wrap(f) if callable(f) and not hasattr(f, "forward") else f for f in reward_funcs]
-
-    def _wrap(self, func):
-        @functools.wraps(func)
-        def observed(prompts=None, completions=None, **kwargs):
-            try:
-                rewards = func(prompts=prompts, completions=completions, **kwargs)
-            except (Exception, SystemExit) as err:  # a reward's bug or exit ends the run as a collapse, said once
-                raise CollapseError(reward_failure(func.__name__, err, kwargs, len(completions or []))) from None
-            self.reward_guard.check(func.__name__, rewards, len(completions))
-            if self._batch is None or self._batch["completions"] is not completions:
-                self._batch = {"prompts": prompts, "completions": completions, "answer": kwargs.get("answer"),
-                               "completion_ids": kwargs.get("completion_ids"), "rewards": {}}
-            self._batch["rewards"][func.__name__] = list(rewards)
-            return rewards
-
-        return observed
-
-    def on_step_end(self, args, state, control, **kwargs):
-        batch, self._batch = self._batch, None
-        if batch is None:  # this optimizer step reused an earlier generation batch
-            return control
-        texts = [completion_text(c) for c in batch["completions"]]
-        stop = self.reward_guard.end_step(state.global_step)
-        if self.guard is not None and self.guard.observe(state.global_step, texts, batch["completion_ids"]):
-            stop = True
-        if stop:
-            control.should_training_stop = True
-            control.should_save = False
-        due = self.sample_every > 0 and (state.global_step % self.sample_every == 0 or state.global_step == 1)
-        if due and state.is_world_process_zero:
-            self._record(state.global_step, batch, texts)
-        return control
-
-    def _record(self, step: int, batch: dict, texts: list[str]) -> None:
-        prompt = batch["prompts"][0]
-        question = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
-        answer = batch["answer"][0] if batch["answer"] else None
-        record = {"step": step, "question": question, "answer": answer, "completion": texts[0],
-                  "extracted": strict_answer(texts[0]),  # eval's rule: None without a closed <answer> block
-                  "rewards": {name: values[0] for name, values in batch["rewards"].items()}}
-        # The recipe's layout, printed by its correctness reward on every call.
-        print("-" * 20, f"\n[step {step}] Question:\n{question}", f"\nAnswer:\n{answer}",
-              f"\nResponse:\n{texts[0]}", f"\nExtracted:\n{record['extracted']}", flush=True)
-        append_jsonl(self.path, record)
 
 
 class GracefulStop(TrainerCallback):
@@ -160,16 +82,17 @@ class GracefulStop(TrainerCallback):
             first = self._count == 1
         if first:
             self.received = signum
-            print(f"\n[tinyr1] {signal.Signals(signum).name}: saving a checkpoint at the end of step {self.step + 1}, "
-                  "then stopping (Ctrl-C or SIGTERM again to stop at once without saving)", flush=True)
+            logger.info(f"\n[tinyr1] {signal.Signals(signum).name}: saving a checkpoint at the end of step "
+                        f"{self.step + 1}, then stopping (Ctrl-C or SIGTERM again to stop at once without saving)")
             return
         self.abort(signum)
 
     def abort(self, signum: int) -> None:
         """Stop the process now; the step in progress and anything after the last checkpoint are lost."""
         try:
-            print(f"\n[tinyr1] second {signal.Signals(signum).name}: stopping now; lost: step {self.step + 1} (in "
-                  f"progress) and everything after the last saved checkpoint", file=sys.stderr, flush=True)
+            logger.warning(f"\n[tinyr1] second {signal.Signals(signum).name}: stopping now; lost: step "
+                           f"{self.step + 1} (in progress) and everything after the last saved checkpoint",
+                           extra=TO_STDERR)
             if self.on_abort is not None:
                 self.on_abort()
         finally:

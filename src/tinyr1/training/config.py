@@ -70,5 +70,5 @@ def trainer_settings(args, kind: type[GRPOFields] | type[SFTFields]):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         values[f.name] = getattr(args, f.name, default)
     rules = validate.GRPO_RULES if kind is GRPOFields else None
-    validate.check(values, lambda name: f"{type(args).__name__}.{name}", rules)
+    validate.check(values, lambda name: f"{type(args).__name__}({name}={{value}})", rules)
     return kind(**values)

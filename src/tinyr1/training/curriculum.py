@@ -1,20 +1,20 @@
 """A curriculum by pass rate: each prompt's running pass rate, taken from its GRPO groups, steers what is drawn next.
 
-GRPO learns only from prompts the model sometimes gets right. ``CurriculumMixin``, one of ``tinyr1.GRPOTrainer``'s
-bases, replaces trl's prompt sampler with ``CurriculumSampler`` when the config says ``curriculum: true``; it draws
-each batch of prompts by weight:
+GRPO learns only from prompts the model sometimes gets right. With ``curriculum: true``, ``tinyr1.GRPOTrainer``
+holds a ``Curriculum`` and replaces trl's prompt sampler with its ``CurriculumSampler``, which draws each batch of
+prompts by weight:
 
 - a prompt not yet seen, or one the model gets right sometimes, has weight 1;
 - a solved prompt (right in every completion of its last ``min_groups`` groups) is retired: weight ``retired``;
 - a failed prompt (never right in its last ``min_groups`` groups) is revisited at weight ``revisit``.
 
 "Right" is the correctness reward (``tinyr1.tasks.rewards.correctness_index``) paying more than 0. The rates are
-updated from the rewards trl computes (an override of ``_calculate_rewards`` that calls trl's own) and each group's
-outcome is kept as a moving window of its last groups. The sampler lays prompts out as trl's does (each prompt repeated
-``num_generations`` times, each batch repeated for ``steps_per_generation`` x ``num_iterations``), so the rest of
-trl's step is unchanged. The draws lag the rates by one batch: accelerate's data loader fetches a batch ahead.
-Dynamic sampling's refills, where it is on too, are drawn the same way. The table and the sampler's random state
-are saved in every checkpoint (``curriculum.json``) and restored on resume. Metrics per step:
+updated from the rewards trl computes (the trainer's override of ``_calculate_rewards`` calls trl's own) and each
+group's outcome is kept as a moving window of its last groups. The sampler lays prompts out as trl's does (each
+prompt repeated ``num_generations`` times, each batch repeated for ``steps_per_generation`` x ``num_iterations``),
+so the rest of trl's step is unchanged. The draws lag the rates by one batch: accelerate's data loader fetches a
+batch ahead. Dynamic sampling's refills, where it is on too, are drawn the same way. The table and the sampler's
+random state are saved in every checkpoint (``curriculum.json``) and restored on resume. Metrics per step:
 ``curriculum/solved``, ``curriculum/failed``, ``curriculum/learning`` (prompts between the two) and
 ``curriculum/seen``.
 
@@ -31,6 +31,7 @@ One process only, like dynamic sampling: the rates come from each process's own 
 from __future__ import annotations
 
 import json
+import logging
 from collections import deque
 from pathlib import Path
 
@@ -40,6 +41,8 @@ from torch.utils.data import Sampler
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
 from tinyr1.tasks.rewards import correctness_index
+
+logger = logging.getLogger(__name__)
 
 INDEX = "_tinyr1_index"  # the dataset column that names each prompt's row
 LEVEL = "_tinyr1_level"  # with a difficulty schedule: the column that gives each prompt's level
@@ -182,71 +185,58 @@ class CurriculumSampler(Sampler):
                     yield from [index] * self.mini_repeat_count
 
 
-class CurriculumMixin:
-    """A base of ``tinyr1.GRPOTrainer`` (before trl's ``GRPOTrainer``); reads ``self.tinyr1`` (``GRPOFields``). With
-    the curriculum on, the dataset has the column ``INDEX`` (the trainer adds it) and ``curriculum_rates`` /
-    ``curriculum_levels`` hold the state (``setup_curriculum``)."""
+class Curriculum:
+    """The pass-rate table, the level schedule where the dataset has a ``LEVEL`` column, and the sampler that draws
+    by them (module docstring). ``tinyr1.GRPOTrainer`` holds one where the config turns it on and calls it from its
+    overrides of trl's ``_get_train_sampler`` and ``_calculate_rewards``."""
 
-    curriculum_rates: PassRates | None = None
-    curriculum_levels: LevelSchedule | None = None  # with a difficulty schedule; the dataset then has LEVEL
-    curriculum_generator_state: list | None = None  # the sampler's random state from a checkpoint, on resume
-
-    def setup_curriculum(self, dataset) -> None:
-        """The pass-rate table, and the level schedule where ``dataset`` has a ``LEVEL`` column."""
-        settings = self.tinyr1
-        self.curriculum_rates = PassRates(min_groups=settings.curriculum_min_groups,
-                                          revisit=settings.curriculum_revisit)
+    def __init__(self, settings, dataset, seed: int):
+        self.rates = PassRates(min_groups=settings.curriculum_min_groups, revisit=settings.curriculum_revisit)
+        self.levels: LevelSchedule | None = None
         if LEVEL in (dataset.column_names or []):
-            count = max(dataset[LEVEL]) + 1
-            self.curriculum_levels = LevelSchedule(count, settings.curriculum_level_threshold,
-                                                   settings.curriculum_level_window)
+            self.levels = LevelSchedule(max(dataset[LEVEL]) + 1, settings.curriculum_level_threshold,
+                                        settings.curriculum_level_window)
+        self.seed = seed
+        self.sampler: CurriculumSampler | None = None
+        self.generator_state: list | None = None  # the sampler's random state from a checkpoint, on resume
 
-    def resume_curriculum(self, checkpoint) -> None:
-        """The rates, schedule and sampler state a checkpoint saved (a warning where it holds none)."""
-        state = load_curriculum(self.curriculum_rates, checkpoint, self.curriculum_levels)
-        if state is None:
-            print(f"warning: {checkpoint} holds no curriculum state; pass rates start afresh", flush=True)
-        self.curriculum_generator_state = state.get("generator") if state else None
+    def make_sampler(self, dataset, group_size: int, prompts_per_batch: int, repeat_count: int) -> CurriculumSampler:
+        """trl's sampler replaced: ``prompts_per_batch`` distinct prompts a batch, each repeated ``group_size``
+        times, each batch ``repeat_count`` times (trl's ``RepeatSampler`` layout)."""
+        self.sampler = CurriculumSampler(len(dataset), self.rates, group_size, prompts_per_batch, repeat_count,
+                                         self.seed, self.levels,
+                                         list(dataset[LEVEL]) if self.levels is not None else None)
+        if self.generator_state is not None:
+            self.sampler.generator.set_state(torch.tensor(self.generator_state, dtype=torch.uint8))
+        return self.sampler
 
-    def _get_train_sampler(self, dataset=None):
-        if not self.tinyr1.curriculum:
-            return super()._get_train_sampler(dataset)
-        dataset = self.train_dataset if dataset is None else dataset
-        self._tinyr1_sampler = CurriculumSampler(
-            len(dataset), self.curriculum_rates, self.num_generations,
-            self.args.generation_batch_size // self.num_generations,
-            self.num_iterations * self.args.steps_per_generation, self.args.seed, self.curriculum_levels,
-            list(dataset[LEVEL]) if self.curriculum_levels is not None else None)
-        if self.curriculum_generator_state is not None:
-            self._tinyr1_sampler.generator.set_state(torch.tensor(self.curriculum_generator_state, dtype=torch.uint8))
-        return self._tinyr1_sampler
+    def update(self, inputs: list[dict], right: list[bool], group_size: int) -> dict[str, float]:
+        """The rates (and levels) after a scored batch (``right``: each completion's correctness); the metrics."""
+        self.rates.update([row[INDEX] for row in inputs], right, group_size)
+        metrics = {f"curriculum/{name}": float(count) for name, count in self.rates.counts().items()}
+        if self.levels is not None:
+            self.levels.update([row[LEVEL] for row in inputs], right, group_size)
+            metrics["curriculum/level"] = float(self.levels.level)
+        return metrics
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self.tinyr1.curriculum and self.model.training and len(rewards) == len(inputs):  # one process
-            right = torch.nan_to_num(rewards[:, correctness_index(self.reward_func_names)]) > 0
-            self.curriculum_rates.update([row[INDEX] for row in inputs], right.tolist(), self.num_generations)
-            for name, count in self.curriculum_rates.counts().items():
-                self._metrics["train"][f"curriculum/{name}"].append(float(count))
-            if self.curriculum_levels is not None:
-                self.curriculum_levels.update([row[LEVEL] for row in inputs], right.tolist(), self.num_generations)
-                self._metrics["train"]["curriculum/level"].append(float(self.curriculum_levels.level))
-        return rewards
-
-    def _tinyr1_refill_prompts(self, groups: int, generator) -> list[int]:
-        """Dynamic sampling's refills (``tinyr1.training.dynamic_sampling``) drawn like every batch: by pass rate,
-        from the open levels (with replacement only where the training set holds fewer prompts than ``groups``)."""
-        if not self.tinyr1.curriculum:
-            return super()._tinyr1_refill_prompts(groups, generator)
-        picks = self._tinyr1_sampler.draw(groups)
+    def draw(self, groups: int) -> list[int]:
+        """Dynamic sampling's refills drawn like every batch: by pass rate, from the open levels (with replacement
+        only where the training set holds fewer prompts than ``groups``)."""
+        picks = self.sampler.draw(groups)
         return (picks * groups)[:groups]
 
-    def save_curriculum(self, folder: Path) -> None:
-        sampler = getattr(self, "_tinyr1_sampler", None)
-        state = {"rates": self.curriculum_rates.to_dict(),
-                 "generator": sampler.generator.get_state().tolist() if sampler else None}
-        if self.curriculum_levels is not None:
-            state["levels"] = self.curriculum_levels.to_dict()
+    def resume(self, checkpoint) -> None:
+        """The rates, schedule and sampler state a checkpoint saved (a warning where it holds none)."""
+        state = load_curriculum(self.rates, checkpoint, self.levels)
+        if state is None:
+            logger.warning(f"warning: {checkpoint} holds no curriculum state; pass rates start afresh")
+        self.generator_state = state.get("generator") if state else None
+
+    def save(self, folder: Path) -> None:
+        state = {"rates": self.rates.to_dict(),
+                 "generator": self.sampler.generator.get_state().tolist() if self.sampler else None}
+        if self.levels is not None:
+            state["levels"] = self.levels.to_dict()
         write_text(Path(folder) / STATE_FILE, json.dumps(state))  # whole or not at all: a kill mid-write
 
 

@@ -3,13 +3,18 @@ Python, those longer than ``max_prompt_tokens`` dropped and counted, as a ``data
 
 from __future__ import annotations
 
+import logging
+
 from datasets import Dataset
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting
 from tinyr1.tasks.data import load_prompt_rows
 from tinyr1.tasks.reasoning_gym import REASONING_GYM_PREFIX, check_dataset_options, parse_dataset_options
 from tinyr1.training.curriculum import LEVEL
 from tinyr1.training.sampling import index_rows
+
+logger = logging.getLogger(__name__)
 
 
 def prompt_length(tokenizer, prompt: list[dict]) -> int:
@@ -25,8 +30,8 @@ def check_levels(script, curriculum: bool) -> list[dict]:
     if not script.curriculum_levels:
         return []
     if not curriculum:
-        raise TinyR1Error("curriculum_levels: a difficulty schedule runs inside the curriculum; add --curriculum "
-                          "true, or drop curriculum_levels")
+        raise TinyR1Error("curriculum_levels: a difficulty schedule runs inside the curriculum; add "
+                          f"{setting('curriculum', True)}, or drop curriculum_levels")
     if not script.dataset_name.startswith(REASONING_GYM_PREFIX):
         raise TinyR1Error(f"curriculum_levels: levels are reasoning-gym generator options; dataset_name "
                           f"{script.dataset_name} is not a reasoning-gym:<name> source")
@@ -64,8 +69,8 @@ def build_dataset(script, tokenizer, rows: list[dict] | None = None, curriculum:
             if prompt_length(tokenizer, r["prompt"]) <= script.max_prompt_tokens]
     dropped = len(rows) - len(kept)
     levels = f" in {len(script.curriculum_levels)} levels" if script.curriculum_levels and LEVEL in rows[0] else ""
-    print(f"data: {len(kept)} prompts from {source}{levels}"
-          + (f"; dropped {dropped} longer than max_prompt_tokens={script.max_prompt_tokens}" if dropped else ""))
+    logger.info(f"data: {len(kept)} prompts from {source}{levels}"
+                + (f"; dropped {dropped} longer than max_prompt_tokens={script.max_prompt_tokens}" if dropped else ""))
     if not kept:
         raise TinyR1Error(f"max_prompt_tokens={script.max_prompt_tokens}: every prompt is longer; raise it")
     return Dataset.from_list(index_rows(kept) if curriculum else kept)

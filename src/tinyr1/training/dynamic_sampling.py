@@ -2,11 +2,11 @@
 the batch is refilled with groups from fresh prompts, up to a bound on extra generation rounds.
 
 A GRPO group whose rewards are all equal has zero advantage everywhere: it teaches nothing, yet costs a forward and
-a backward pass. ``DynamicSamplingMixin`` is one of ``tinyr1.GRPOTrainer``'s bases and overrides two of trl's
-methods, each calling trl's own: ``_calculate_rewards`` (to keep the step's rewards, which trl gathers across
-processes) and ``_generate_and_score_completions`` (to drop and refill). Everything else — advantages, the loss,
-logging — is trl's. It is off unless the config says ``dynamic_sampling: true``; ``dynamic_sampling_max_rounds``
-bounds the extra generation rounds a step may spend on refills (the trainer's ``tinyr1`` settings).
+a backward pass. ``DynamicSampling`` is a plain object ``tinyr1.GRPOTrainer`` calls from its overrides of two of
+trl's methods: ``_calculate_rewards`` (the step's rewards, which trl gathers across processes) and
+``_generate_and_score_completions`` (to drop and refill). Everything else — advantages, the loss, logging — is
+trl's. It is off unless the config says ``dynamic_sampling: true``; ``dynamic_sampling_max_rounds`` bounds the
+extra generation rounds a step may spend on refills.
 
 Rules:
 - a group is dropped when the range of its summed, weighted rewards is within ``tolerance`` (relative to the largest
@@ -18,7 +18,7 @@ Rules:
   is on), each repeated ``num_generations`` times as trl's sampler lays them out; the batch keeps its size: the
   first groups with variance, in the order generated;
 - a first Ctrl-C/SIGTERM or a spent ``max_train_minutes`` ends the refills at once (``stop_requested``, from the
-  run folder's ``tinyr1.training.run_trainer``), as the bound does: no loop in a step waits for more rounds;
+  run folder's ``tinyr1.training.run_session``), as the bound does: no loop in a step waits for more rounds;
 - if the bound is reached with too few groups, the step trains on the groups with variance it has, rounded down to
   a size the step can split (``steps_per_generation`` slices of equal size); if none, it trains on the first
   generation as trl would have (every advantage zero: no update from the policy loss), and says so in its metrics.
@@ -32,10 +32,13 @@ would leave processes with different batches. ``check_dynamic_sampling`` refuses
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.tasks.rewards import correctness_index
+
+logger = logging.getLogger(__name__)
 
 METRIC = "dynamic_sampling/"
 # Row-aligned keys that hold per-prompt tokens (left-padded) or per-completion tokens (right-padded).
@@ -116,95 +119,88 @@ def concat_batches(batches: list[dict], rows: list[torch.Tensor], pad_token_id: 
     return out
 
 
-class DynamicSamplingMixin:
-    """A base of ``tinyr1.GRPOTrainer`` (before trl's ``GRPOTrainer``); reads ``self.tinyr1`` (``GRPOFields``)."""
+class DynamicSampling:
+    """Drops groups without reward variance and refills the batch (module docstring). ``tinyr1.GRPOTrainer`` holds
+    one where the config turns it on, tells it each round's rewards (``saw``) and hands it trl's
+    ``_generate_and_score_completions`` to call (``generate``)."""
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._tinyr1_rewards = rewards  # (rows of every process, reward functions), NaN where a reward gave None
-        return rewards
+    def __init__(self, settings, seed: int):
+        self.tolerance, self.max_rounds = settings.dynamic_sampling_tolerance, settings.dynamic_sampling_max_rounds
+        self.generator = torch.Generator().manual_seed(seed)  # the refills' draws
+        self.rewards: torch.Tensor | None = None  # the last round's (rows of every process, reward functions)
+        self._warned = False
 
-    def _generate_and_score_completions(self, inputs):
-        if not (self.tinyr1.dynamic_sampling and self.model.training):
-            return super()._generate_and_score_completions(inputs)
-        size = self.num_generations
-        needed = len(inputs) // size
+    def saw(self, rewards: torch.Tensor) -> None:
+        """trl's rewards of the round just scored (NaN where a reward gave None), from ``_calculate_rewards``."""
+        self.rewards = rewards
+
+    def generate(self, inputs: list[dict], trl_generate, fresh_inputs, stop_requested, *, group_size: int,
+                 weights: torch.Tensor, correctness: int | None, slices: int, pad_token_id: int):
+        """The step's batch: ``trl_generate(inputs)`` rounds until ``len(inputs) // group_size`` groups with
+        variance are found, the bound is reached or ``stop_requested()`` says why not; refills from
+        ``fresh_inputs(count)``. Returns the batch and the step's metrics (``METRIC`` + name -> value)."""
+        needed = len(inputs) // group_size
         batches, chosen, counts = [], [], {"all_right": 0, "all_wrong": 0, "other": 0}
         kept, rounds, generated = 0, 0, 0
         while True:
-            batch = super()._generate_and_score_completions(inputs)
+            batch = trl_generate(inputs)
             unknown = set(k for k, v in batch.items() if v is not None) - _SUPPORTED
             if unknown:  # a multimodal batch: its extra tensors are not re-padded here, so keep trl's batch
-                if not getattr(self, "_tinyr1_warned", False):
-                    self._tinyr1_warned = True
-                    print(f"warning: dynamic_sampling is off for batches with {', '.join(sorted(unknown))} "
-                          "(text-only batches are supported); training on trl's batches", flush=True)
-                return batch
-            verdicts = group_verdicts(self._tinyr1_rewards, self.reward_weights, size,
-                                      self.tinyr1.dynamic_sampling_tolerance,
-                                      self._tinyr1_correctness_index())
+                if not self._warned:
+                    self._warned = True
+                    logger.warning(f"warning: dynamic_sampling is off for batches with {', '.join(sorted(unknown))} "
+                                   "(text-only batches are supported); training on trl's batches")
+                return batch, {}
+            verdicts = group_verdicts(self.rewards, weights, group_size, self.tolerance, correctness)
             generated += len(verdicts)
             rows = []
             for group, verdict in enumerate(verdicts):
                 if verdict == "keep" and kept < needed:
-                    rows.extend(range(group * size, (group + 1) * size))
+                    rows.extend(range(group * group_size, (group + 1) * group_size))
                     kept += 1
                 elif verdict != "keep":
                     counts[verdict] += 1
             batches.append(batch)
             chosen.append(torch.tensor(rows, dtype=torch.long))
-            if kept >= needed or rounds >= self.tinyr1.dynamic_sampling_max_rounds:
+            if kept >= needed or rounds >= self.max_rounds:
                 break
-            stop = self.stop_requested() if hasattr(self, "stop_requested") else None
+            stop = stop_requested()
             if stop:  # a signal or the time budget waits for no refill: the step trains on what it has
-                print(f"dynamic_sampling: refills ended after {rounds} of {self.tinyr1.dynamic_sampling_max_rounds} "
-                      f"rounds ({stop}); this step trains on the groups it has", flush=True)
+                logger.info(f"dynamic_sampling: refills ended after {rounds} of {self.max_rounds} rounds ({stop}); "
+                            "this step trains on the groups it has")
                 break
             rounds += 1
-            inputs = self._tinyr1_fresh_inputs(len(inputs))
-        trained = self._tinyr1_trainable_groups(kept)
-        self._tinyr1_log(generated, counts, rounds, trained)
+            inputs = fresh_inputs(len(inputs))
+        trained = trainable_groups(kept, group_size, slices)
+        metrics = {METRIC + "groups_generated": generated, **{METRIC + f"dropped_{v}": n for v, n in counts.items()},
+                   METRIC + "rounds": rounds, METRIC + "groups_trained": trained}
         if trained == 0:
-            return batches[0]  # no group with variance: the first generation as plain trl trains on it
-        if len(batches) == 1 and trained * size == len(inputs):
-            return batches[0]  # every group of the first generation kept: nothing to drop or re-pad
-        result = concat_batches(batches, chosen, self.processing_class.pad_token_id)
+            return batches[0], metrics  # no group with variance: the first generation as plain trl trains on it
+        if len(batches) == 1 and trained * group_size == len(inputs):
+            return batches[0], metrics  # every group of the first generation kept: nothing to drop or re-pad
+        result = concat_batches(batches, chosen, pad_token_id)
         if trained < kept:
-            result = {k: v if k == "num_items_in_batch" else v[: trained * size] for k, v in result.items()}
+            result = {k: v if k == "num_items_in_batch" else v[: trained * group_size] for k, v in result.items()}
             result["num_items_in_batch"] = result["completion_mask"].sum()
-        return result
+        return result, metrics
 
-    def _tinyr1_trainable_groups(self, kept: int) -> int:
-        # trl splits the generated batch into steps_per_generation equal slices; a smaller batch must still split
-        slices = self.args.steps_per_generation
-        for groups in range(kept, 0, -1):
-            rows = groups * self.num_generations
-            if rows % slices == 0:
-                return groups
-        return 0
 
-    def _tinyr1_correctness_index(self) -> int | None:
-        return correctness_index(self.reward_func_names)
+def trainable_groups(kept: int, group_size: int, slices: int) -> int:
+    """The most of ``kept`` groups a step can train on: trl splits the generated batch into ``slices``
+    (``steps_per_generation``) equal parts.
 
-    def _tinyr1_fresh_inputs(self, count: int) -> list[dict]:
-        """``count`` rows for new groups: random training prompts, each repeated ``num_generations`` times."""
-        generator = getattr(self, "_tinyr1_generator", None)
-        if generator is None:
-            generator = self._tinyr1_generator = torch.Generator().manual_seed(self.args.seed)
-        picks = self._tinyr1_refill_prompts(count // self.num_generations, generator)
-        return [self.train_dataset[i] for i in picks for _ in range(self.num_generations)]
+    >>> trainable_groups(3, 4, 2), trainable_groups(3, 3, 2), trainable_groups(1, 3, 2)
+    (3, 2, 0)
+    """
+    for groups in range(kept, 0, -1):
+        if groups * group_size % slices == 0:
+            return groups
+    return 0
 
-    def _tinyr1_refill_prompts(self, groups: int, generator: torch.Generator) -> list[int]:
-        """The rows of the refill's prompts: uniform at random (the curriculum draws them by pass rate instead)."""
-        picks = torch.randperm(len(self.train_dataset), generator=generator)[:groups].tolist()
-        while len(picks) < groups:  # a training set smaller than one batch of groups
-            picks += torch.randint(len(self.train_dataset), (groups - len(picks),), generator=generator).tolist()
-        return picks
 
-    def _tinyr1_log(self, generated: int, counts: dict, rounds: int, trained: int) -> None:
-        metrics = self._metrics["train"]
-        metrics[METRIC + "groups_generated"].append(float(generated))
-        for verdict, count in counts.items():
-            metrics[METRIC + f"dropped_{verdict}"].append(float(count))
-        metrics[METRIC + "rounds"].append(float(rounds))
-        metrics[METRIC + "groups_trained"].append(float(trained))
+def uniform_prompts(dataset_size: int, groups: int, generator: torch.Generator) -> list[int]:
+    """``groups`` training rows for refills, uniformly at random (with replacement only past the set's size)."""
+    picks = torch.randperm(dataset_size, generator=generator)[:groups].tolist()
+    while len(picks) < groups:  # a training set smaller than one batch of groups
+        picks += torch.randint(dataset_size, (groups - len(picks),), generator=generator).tolist()
+    return picks

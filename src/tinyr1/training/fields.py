@@ -48,11 +48,15 @@ class GRPOFields(RunFolderFields):
                             "(exit 3) if logits are NaN/inf"})
     collapse_patience: int = field(default=3, metadata={"help": "consecutive non-finite or degenerate steps "
                                    "that stop the run (exit 3)"})
+    no_signal_patience: int = field(default=10, metadata={"help": "GRPO steps in a row in which no group's "
+                                    "rewards vary (nothing to learn from) that stop the run (exit 3) with a "
+                                    "diagnosis: completions cut at max_completion_length, no completion in the "
+                                    "format the rewards pay for, a constant reward; 0 turns the guard off"})
     degenerate_threshold: float = field(default=0.8, metadata={"help": "fraction of a step's completions that "
                                         "must be one repeated character/token to count as degenerate; 0 = off"})
     sample_every: int = field(default=5, metadata={"help": "print a sample (question, answer, response, "
                               "extracted) every N steps and append it to samples.jsonl; 0 turns it off"})
-    cpu_fast_path: bool | None = field(default=None, metadata={"help": "on CPU, train with tinyr1.cpu.trainer (the "
+    cpu_fast_path: bool | None = field(default=None, metadata={"help": "on CPU, train with tinyr1.cpu.fast_path (the "
                                        "same step as trl's, computed faster). Unset: where trl, transformers and "
                                        "torch are the versions it was verified on (tinyr1 doctor says); true: "
                                        "always, with a warning outside them; false: trl's GRPOTrainer as it is"})

@@ -11,6 +11,7 @@ comparison and the report (``tinyr1.training.before_after``).
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from trl import ModelConfig, get_peft_config
 from tinyr1.infra.cpu_features import cpu_bf16
 from tinyr1.infra.device import default_device
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.infra.validate import GRPO_RULES
 from tinyr1.models import loading as models
@@ -37,6 +39,8 @@ from tinyr1.training.fields import GRPOScriptArguments
 from tinyr1.training.grpo_trainer import GRPOTrainer
 from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, claim_run_folder, parse_recipe
 from tinyr1.training.sampling import check_disabled_options, check_sampling_options
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = "GRPO with trl's GRPOTrainer from one YAML recipe plus --field overrides."
 
@@ -67,10 +71,11 @@ def parse(argv: list[str] | None = None, *, config=None, python_values: dict | N
                         config=config, python_values=python_values, caller=caller, check_setup=check_setup)
 
 
-def reward_funcs(recipe: Recipe, given: list | None = None, argument: str = "--reward_funcs") -> list:
+def reward_funcs(recipe: Recipe, given: list | None = None, argument: str | None = None) -> list:
     """The reward functions (``given``: functions and names from Python, else the recipe's names), each checked
-    before the model loads, and the data options checked with them."""
+    before the model loads, and the data options checked with them; ``argument`` names them in messages."""
     script, args = recipe.script, recipe.args
+    argument = argument or setting("reward_funcs")
     funcs = check_reward_funcs(given, argument) if given is not None else get_reward_funcs(script.reward_funcs)
     check_dataset_options(script.dataset_name, script.dataset_options)
     check_levels(script, args.curriculum)
@@ -78,11 +83,11 @@ def reward_funcs(recipe: Recipe, given: list | None = None, argument: str = "--r
     if args.curriculum:  # the level options are read only by a difficulty schedule
         check_disabled_options(_LevelSwitch(script.curriculum_levels, args),
                                {"curriculum_levels": ("curriculum_level_threshold", "curriculum_level_window")},
-                               "give a difficulty schedule with --curriculum_levels (one set of generator options a "
-                               "level)")
+                               f"give a difficulty schedule with {setting('curriculum_levels')} (one set of "
+                               "generator options a level)")
     if script.merge_lora and not recipe.model_args.use_peft:
         raise TinyR1Error("merge_lora true: merges a LoRA adapter, and this run trains none, so it would do nothing; "
-                          "add --use_peft true, or drop merge_lora")
+                          f"add {setting('use_peft', True)}, or drop merge_lora")
     if args.reward_weights is not None and len(args.reward_weights) != len(funcs):
         names = ", ".join(getattr(f, "__name__", str(f)) for f in funcs)
         raise TinyR1Error(f"reward_weights: {len(args.reward_weights)} weights for {len(funcs)} reward_funcs "
@@ -93,10 +98,10 @@ def reward_funcs(recipe: Recipe, given: list | None = None, argument: str = "--r
 def check_lengths(recipe: Recipe, config) -> None:
     """Prompt and completion within the model's context (its config, where it is known before loading)."""
     script, args, name = recipe.script, recipe.args, recipe.model_args.model_name_or_path
-    models.check_context(config, name, [("--max_completion_length", args.max_completion_length),
-                                        ("--max_prompt_tokens", script.max_prompt_tokens)])
+    models.check_context(config, name, [(setting("max_completion_length"), args.max_completion_length),
+                                        (setting("max_prompt_tokens"), script.max_prompt_tokens)])
     if script.eval_before_after:
-        models.check_context(config, name, [("--eval_max_new_tokens", script.eval_max_new_tokens)])
+        models.check_context(config, name, [(setting("eval_max_new_tokens"), script.eval_max_new_tokens)])
 
 
 class _LevelSwitch:
@@ -152,8 +157,8 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
         if script.eval_before_after and run_dir.main:
             before_after.finish_story(script, model_args, run_dir)
         if run_dir.main:
-            print(f"done: {trainer.state.global_step} steps in {time.time() - run_dir.started:.0f}s; outputs in "
-                  f"{run_dir.path}")
+            logger.info(f"done: {trainer.state.global_step} steps in {time.time() - run_dir.started:.0f}s; outputs in "
+                        f"{run_dir.path}")
         return 0
     finally:
         _close_process_group()
@@ -190,9 +195,9 @@ def describe(model, name: str, run_dir: RunDir, threads: int | None, reason: str
     """The run header (model, device, threads, precision) and run.json's facts about them."""
     device = default_device()
     if run_dir.main:
-        print(f"model: {name} ({model.num_parameters() / 1e6:.0f}M parameters) on {device}"
-              + (f", {threads} CPU thread(s) ({getattr(threads, 'why', 'set by the caller')})" if threads else ""))
-        print(reason)
+        cpu = f", {threads} CPU thread(s) ({getattr(threads, 'why', 'set by the caller')})" if threads else ""
+        logger.info(f"model: {name} ({model.num_parameters() / 1e6:.0f}M parameters) on {device}{cpu}")
+        logger.info(reason)
     run_dir.facts.update(device=device, dtype=str(dtype).replace("torch.", ""), precision_reason=reason,
                          num_threads=None if threads is None else int(threads),
                          threads_reason=getattr(threads, "why", None), num_gpus=torch.cuda.device_count())

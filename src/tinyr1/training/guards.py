@@ -1,6 +1,6 @@
 """The collapse guard: catch the recipe's failure (every completion ``!!!!``, loss 0, grad_norm NaN) in seconds.
 
-Three checks, each ending the run with ``CollapseError`` (exit code 3) and a diagnosis instead of burning hours:
+Four checks, each ending the run with ``CollapseError`` (exit code 3) and a diagnosis instead of burning hours:
 
 1. ``preflight_check`` before the first step: the loaded model, in the precision it will train in, generates a few
    tokens; non-finite weights or logits stop the run there.
@@ -9,11 +9,13 @@ Three checks, each ending the run with ``CollapseError`` (exit code 3) and a dia
    consecutive skips stop the run. Checkpoints on disk stay as they were.
 3. ``DegenerateGuard``: when most of a step's completions are one repeated character or token (``!!!!``), warn;
    when that persists for ``patience`` steps, stop.
-4. ``RewardGuard``, fed through the reward wrappers of ``callbacks.SampleRecorder``: a reward function that
-   returns no finite value for any completion (all None, NaN or inf) warns; ``patience`` such steps in a row stop
-   the run, naming the reward and its values. trl reads None as "not applicable to this completion" (multi-task
-   rewards), so a reward that is None for *some* completions is fine; only all of them, step after step, is
-   broken. A return of the wrong length or type is one line naming the reward at once (exit 2).
+4. ``RewardGuard``, fed by ``tinyr1.training.reward_observer``: a reward function whose values are all NaN or inf
+   warns; ``patience`` such steps in a row stop the run, naming the reward and its values. trl reads None as "not
+   applicable to this completion" (multi-task rewards), so None — for some completions or a whole batch — is never
+   a collapse. A return of the wrong length or type is one line naming the reward at once (exit 2).
+
+A run whose rewards never vary within a group has nothing to learn from: ``tinyr1.training.signal_guard`` stops
+it, with its own diagnosis.
 
 Once logits are NaN, sampling returns token id 0 forever; in Qwen's vocabulary that is ``!``. The Trainer's
 ``logging_nan_inf_filter`` then hides the NaN loss as 0.0 — tinyr1 turns that filter off.
@@ -22,21 +24,25 @@ Once logits are NaN, sampling returns token id 0 forever; in Qwen's vocabulary t
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-import numbers
 from collections import Counter
 
 import torch
 from transformers import TrainerCallback
 
-from tinyr1.infra.errors import CollapseError, TinyR1Error
-from tinyr1.tasks.answers import SYSTEM_PROMPT
+from tinyr1.infra.errors import CollapseError
+from tinyr1.infra.naming import setting
 
-REMEDIES = (
-    "likely causes: fp16 overflow (Qwen2.5 in float16 — use bf16 or fp32), NaN/inf in the checkpoint's weights, a "
-    "learning rate too high for this model, pad token = eos; try --bf16 true on a bf16 GPU or fp32 on CPU, a lower "
-    "--learning_rate, --max_grad_norm 0.1, and `tinyr1 doctor`"
-)
+logger = logging.getLogger(__name__)
+
+
+def remedies() -> str:
+    """What to try after a collapse, with settings named as the caller sets them (``tinyr1.infra.naming``)."""
+    return ("likely causes: fp16 overflow (Qwen2.5 in float16 — use bf16 or fp32), NaN/inf in the checkpoint's "
+            f"weights, a learning rate too high for this model, pad token = eos; try {setting('bf16', True)} on a "
+            f"bf16 GPU or fp32 on CPU, a lower {setting('learning_rate')}, {setting('max_grad_norm', 0.1)}, and "
+            "`tinyr1 doctor`")
 
 
 def _autocast(model, bf16: bool):
@@ -51,9 +57,11 @@ def preflight_check(model, tokenizer, max_new_tokens: int = 4, bf16: bool = Fals
     if bad_weights:
         raise CollapseError(
             f"preflight: {len(bad_weights)} weight tensors contain NaN/inf (first: {bad_weights[0]}) before any "
-            f"training; this model would only ever emit token 0 ('!' for Qwen). Reload or re-download it; {REMEDIES}"
+            f"training; this model would only ever emit token 0 ('!' for Qwen). Reload or re-download it; {remedies()}"
         )
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "What is 2 + 3?"}]
+    # A user turn only: every chat template takes one (Gemma's refuses a system turn), and finite logits are all
+    # this checks.
+    messages = [{"role": "user", "content": "What is 2 + 3?"}]
     device = next(model.parameters()).device
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True).to(device)
@@ -70,7 +78,7 @@ def preflight_check(model, tokenizer, max_new_tokens: int = 4, bf16: bool = Fals
             dtype = "bf16 autocast" if bf16 else str(next(model.parameters()).dtype).replace("torch.", "")
             raise CollapseError(
                 f"preflight: logits are NaN/inf at generated token {index} in {dtype} before any training; sampling "
-                f"would emit token 0 ('!' for Qwen) forever and the run would waste its time; {REMEDIES}"
+                f"would emit token 0 ('!' for Qwen) forever and the run would waste its time; {remedies()}"
             )
 
 
@@ -88,9 +96,9 @@ class Streak:
     def bad(self, step: int, warning: str, diagnosis: str) -> bool:
         """Count one bad step; True once the streak reaches ``patience``."""
         self.consecutive += 1
-        print(f"[tinyr1 guard] step {step}: {warning} ({self.consecutive}/{self.patience} in a row)", flush=True)
+        logger.info(f"[tinyr1 guard] step {step}: {warning} ({self.consecutive}/{self.patience} in a row)")
         if self.consecutive >= self.patience:
-            self.collapsed = f"{self.consecutive} consecutive {diagnosis}; {REMEDIES}"
+            self.collapsed = f"{self.consecutive} consecutive {diagnosis}; {remedies()}"
         return self.collapsed is not None
 
 
@@ -148,7 +156,7 @@ def is_degenerate(text: str, token_ids: list[int] | None = None, min_length: int
 
 
 class DegenerateGuard:
-    """Counts steps where most completions are degenerate; fed by ``callbacks.SampleRecorder`` each step."""
+    """Counts steps where most completions are degenerate; fed by ``reward_observer.RewardObserver`` each step."""
 
     def __init__(self, threshold: float = 0.8, patience: int = 3):
         self.threshold = threshold
@@ -173,25 +181,15 @@ class DegenerateGuard:
                                f"(e.g. {example!r})")
 
 
-def _reward_value(value):
-    """A reward as a float (None kept), or raise TypeError for what trl could not turn into one."""
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.item())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(type(value).__name__)
-    return float(value)
-
-
-def _kind(value: float | None) -> str:
-    return "None" if value is None else ("nan" if math.isnan(value) else str(value))
+def _kind(value: float) -> str:
+    return "nan" if math.isnan(value) else str(value)
 
 
 class RewardGuard:
-    """Checks every reward function's return; stops the run when one gives no finite reward ``patience`` steps in a
-    row (``collapsed`` holds why). Fed by ``callbacks.SampleRecorder``: ``check`` per call, ``end_step`` per
-    optimizer step."""
+    """Stops the run when a reward returns values and none is finite (NaN, inf) ``patience`` steps in a row
+    (``collapsed`` holds why). None is trl's "does not apply to this completion" (multi-task rewards), so a reward
+    that is None for some completions, or for a whole batch, is fine. Fed by
+    ``tinyr1.training.reward_observer.RewardObserver``: ``saw`` per call, ``end_step`` per optimizer step."""
 
     def __init__(self, patience: int = 3):
         self.patience = patience
@@ -199,36 +197,26 @@ class RewardGuard:
         self._streaks: dict[str, int] = {}
         self._seen: dict[str, list] = {}
 
-    def check(self, name: str, rewards, expected: int) -> list:
-        """The rewards as a list of floats or None; a wrong type or length is one line naming the reward."""
-        what = f"reward {name}"
-        if isinstance(rewards, (str, bytes, dict)) or not hasattr(rewards, "__len__"):
-            raise TinyR1Error(f"{what} returned {type(rewards).__name__} {repr(rewards)[:40]}; it must return a list "
-                              f"with one float (or None) per completion ({expected} here)")
-        if len(rewards) != expected:
-            raise TinyR1Error(f"{what} returned {len(rewards)} values for {expected} completions; it must return one "
-                              "float (or None) per completion")
-        try:
-            values = [_reward_value(v) for v in rewards]
-        except TypeError as err:
-            raise TinyR1Error(f"{what} returned a {err} among its values; each must be a number or None") from None
+    def saw(self, name: str, values: list[float | None]) -> None:
+        """One call's rewards (``tinyr1.training.reward_observer.reward_values``'s floats or None)."""
         self._seen.setdefault(name, []).extend(values)
-        return values
 
     def end_step(self, step: int) -> bool:
         """Count this step's rewards (if any were computed); True when the run should stop."""
         seen, self._seen = self._seen, {}
         for name, values in seen.items():
-            if any(v is not None and math.isfinite(v) for v in values):
+            values = [v for v in values if v is not None]  # None: "does not apply here", as trl reads it: no evidence
+            if not values:
+                continue
+            if any(math.isfinite(v) for v in values):
                 self._streaks[name] = 0
                 continue
             count = self._streaks[name] = self._streaks.get(name, 0) + 1
             kinds = ", ".join(f"{n} x {k}" for k, n in Counter(map(_kind, values)).most_common())
-            print(f"[tinyr1 guard] step {step}: reward {name} returned no finite value ({kinds}) ({count}/"
-                  f"{self.patience} in a row)", flush=True)
+            logger.info(f"[tinyr1 guard] step {step}: reward {name} returned no finite value ({kinds}) ({count}/"
+                        f"{self.patience} in a row)")
             if count >= self.patience and self.collapsed is None:
                 self.collapsed = (f"reward {name} returned no finite value for any completion at {count} consecutive "
                                   f"steps (last step: {kinds}), so it taught nothing; fix the function or drop it "
-                                  "from --reward_funcs (None may mark completions a reward does not apply to, not "
-                                  "every completion step after step)")
+                                  f"from {setting('reward_funcs')} (return None where a reward does not apply)")
         return self.collapsed is not None

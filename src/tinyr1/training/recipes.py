@@ -10,6 +10,7 @@ the automatic output folder, and the claim of the run folder before anything hea
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from tinyr1.infra.validate import check_trainer_settings
 from tinyr1.models.loading import local_config
 from tinyr1.run_folder.folder import RunDir, wants_resume
 from tinyr1.run_folder.resume import FinishedRun
+
+logger = logging.getLogger(__name__)
 
 AUTO_OUTPUT = "outputs/auto"  # the recipes' default output_dir: replaced by outputs/<model>-<kind>-<time>
 
@@ -81,5 +84,5 @@ def claim_run_folder(recipe: Recipe, command: str) -> tuple[RunDir | None, str |
         return run, resume
     except FinishedRun as done:
         if run.main:
-            print(done, flush=True)
+            logger.info(done)
         return None, None

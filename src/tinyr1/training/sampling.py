@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 
 from tinyr1.cpu.touchpoints import fast_path_check
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting
 from tinyr1.training.curriculum import INDEX, check_curriculum
 from tinyr1.training.dynamic_sampling import check_dynamic_sampling
 from tinyr1.training.fields import GRPOFields
@@ -35,9 +36,9 @@ def check_disabled_options(settings, switches: dict[str, tuple[str, ...]] | None
             default = _default(settings, option)
             value = getattr(settings, option, default)
             if value != default:
+                how = how or f"turn it on with {setting(switch, True)} ({switch}: true in a recipe)"
                 raise TinyR1Error(f"{option} {value}: an option of {switch}, which is off, so it would do nothing; "
-                                  f"{how or f'turn it on with --{switch} true ({switch}: true in a recipe)'}, or "
-                                  f"drop {option}")
+                                  f"{how}, or drop {option}")
 
 
 def _default(settings, option: str):
@@ -74,12 +75,12 @@ def with_index(dataset):
 
 
 class CurriculumCheckpoint(TrainerCallback):
-    """Writes the curriculum's state into every checkpoint the Trainer saves."""
+    """Writes the curriculum's state (``tinyr1.training.curriculum.Curriculum``) into every checkpoint saved."""
 
-    def __init__(self, trainer):
-        self.trainer = trainer
+    def __init__(self, curriculum):
+        self.curriculum = curriculum
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.trainer.tinyr1.curriculum and folder.is_dir() and state.is_world_process_zero:
-            self.trainer.save_curriculum(folder)
+        if folder.is_dir() and state.is_world_process_zero:
+            self.curriculum.save(folder)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from trl import ModelConfig, get_peft_config, get_quantization_config
 from tinyr1.infra.device import cuda_available
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
+from tinyr1.infra.naming import setting
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.models import loading as models
 from tinyr1.models import precision
@@ -35,6 +37,8 @@ from tinyr1.training.config import SFTConfig
 from tinyr1.training.fields import SFTScriptArguments
 from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, claim_run_folder, parse_recipe
 from tinyr1.training.sft_trainer import SFTTrainer
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = "LoRA/QLoRA supervised fine-tuning with trl's SFTTrainer from one YAML recipe plus --field overrides."
 
@@ -67,7 +71,8 @@ def parse(argv: list[str] | None = None, *, config=None, python_values: dict | N
                           description=DESCRIPTION, defaults=recipe_defaults(), argv=argv, config=config,
                           python_values=python_values, caller=caller, check_setup=check_setup)
     if recipe.script.dataset_format not in FORMATS:
-        raise TinyR1Error(f"--dataset_format {recipe.script.dataset_format!r}: use one of {', '.join(FORMATS)}")
+        raise TinyR1Error(f"{setting('dataset_format')} {recipe.script.dataset_format!r}: use one of "
+                          f"{', '.join(FORMATS)}")
     return recipe
 
 
@@ -75,18 +80,19 @@ def check_backend(recipe: Recipe) -> None:
     """One line, before anything heavy loads, where the backend or quantization cannot run here."""
     script, model_args = recipe.script, recipe.model_args
     if script.backend not in ("transformers", "unsloth"):
-        raise TinyR1Error(f"--backend {script.backend!r}: use transformers or unsloth")
+        raise TinyR1Error(f"{setting('backend')} {script.backend!r}: use transformers or unsloth")
     if script.backend == "unsloth" and not (_has("unsloth") and cuda_available()):
-        raise TinyR1Error("--backend unsloth needs both the unsloth package (pip install unsloth) and a CUDA GPU; "
-                          f"here: unsloth {'installed' if _has('unsloth') else 'missing'}, GPU "
-                          f"{'present' if cuda_available() else 'absent'}. Use --backend transformers")
+        raise TinyR1Error(f"{setting('backend', 'unsloth')} needs both the unsloth package (pip install unsloth) "
+                          f"and a CUDA GPU; here: unsloth {'installed' if _has('unsloth') else 'missing'}, GPU "
+                          f"{'present' if cuda_available() else 'absent'}. Use "
+                          f"{setting('backend', 'transformers')}")
     if script.merge_lora and not model_args.use_peft:
         raise TinyR1Error("merge_lora true: merges a LoRA adapter, and this run trains none, so it would do nothing; "
-                          "add --use_peft true, or drop merge_lora")
+                          f"add {setting('use_peft', True)}, or drop merge_lora")
     quantized = model_args.load_in_4bit or model_args.load_in_8bit
     if quantized and not (cuda_available() and _has("bitsandbytes")):
-        raise TinyR1Error("--load_in_4bit/--load_in_8bit need a CUDA GPU and bitsandbytes (pip install "
-                          "bitsandbytes); on CPU train the LoRA adapter without quantization")
+        raise TinyR1Error(f"{setting('load_in_4bit')}/{setting('load_in_8bit')} need a CUDA GPU and bitsandbytes (pip "
+                          "install bitsandbytes); on CPU train the LoRA adapter without quantization")
 
 
 def load_for_sft(recipe: Recipe, resolved, tokenizer):
@@ -113,7 +119,7 @@ def load_for_sft(recipe: Recipe, resolved, tokenizer):
                               trust_remote_code=training.trust_remote_code, **extra)
     models.ensure_pad_token(tokenizer, model)
     tokenizer.padding_side = "right"  # training pads on the right; generation code sets left itself
-    print(plan.reason)
+    logger.info(plan.reason)
     return model, tokenizer, get_peft_config(model_args)
 
 
@@ -125,13 +131,13 @@ def run(recipe: Recipe, threads: int | None = None) -> int:
     if run_dir is None:  # a finished run named for resuming: said so, nothing to train
         return 0
     if threads:
-        print(f"cpu: {threads} thread(s) ({getattr(threads, 'why', 'set by the caller')})")
+        logger.info(f"cpu: {threads} thread(s) ({getattr(threads, 'why', 'set by the caller')})")
     resolved = models.resolve_model(model_args.model_name_or_path)
     tokenizer = models.load_tokenizer(resolved)  # cheap: the data is rendered and checked before the model loads
     rows = load_sft_rows(script.dataset_name, script.dataset_format, script.dataset_split, script.dataset_limit,
                          script.dataset_seed, script.system_prompt, script.alpaca_as_chat, tokenizer.eos_token or "",
                          options=script.dataset_options)
-    print(f"data: {len(rows)} {script.dataset_format} rows from {script.dataset_name}")
+    logger.info(f"data: {len(rows)} {script.dataset_format} rows from {script.dataset_name}")
     model, tokenizer, peft_config = load_for_sft(recipe, resolved, tokenizer)
     if run_dir.main:
         dump_recipe(run_dir.path / "config.yaml", recipe.values)
@@ -147,7 +153,8 @@ def run(recipe: Recipe, threads: int | None = None) -> int:
     if run_dir.main:
         _point_adapter_at(run_dir.path, model_args.model_name_or_path)
     run_dir.write_run_json("completed")
-    print(f"done: {trainer.state.global_step} steps in {time.time() - run_dir.started:.0f}s; saved to {run_dir.path}")
+    logger.info(f"done: {trainer.state.global_step} steps in {time.time() - run_dir.started:.0f}s; saved to "
+                f"{run_dir.path}")
     _sample(trainer.model, tokenizer, script)
     return 0
 
@@ -169,4 +176,4 @@ def _sample(model, tokenizer, script) -> None:
         [{"role": "user", "content": script.sample_prompt}]
     if tokenizer.chat_template:
         answer = generate_batch(model, tokenizer, [conversation], max_new_tokens=128, progress=False)[0].text
-        print(f"sample from the fine-tuned model:\nQ: {script.sample_prompt}\nA: {answer}")
+        logger.info(f"sample from the fine-tuned model:\nQ: {script.sample_prompt}\nA: {answer}")

@@ -4,7 +4,7 @@
     trainer = SFTTrainer(model=model, args=SFTConfig(...), train_dataset=dataset, peft_config=lora)
     trainer.train()
 
-What changing the import adds (``tinyr1.training.run_trainer``): ``output_dir`` claimed when training starts
+What changing the import adds (``tinyr1.training.run_session``): ``output_dir`` claimed when training starts
 (a folder of yours is refused), run.json, config.yaml and metrics.jsonl, checkpoints stamped as the run's and a
 ``resume_from_checkpoint="latest"`` checked against the run's settings, out of memory answered with remedies sized
 to the settings (``tinyr1.OutOfMemoryError``), a clean stop on Ctrl-C/SIGTERM and ``max_train_minutes``. ``args``
@@ -13,32 +13,76 @@ is trl's ``SFTConfig`` or ``tinyr1.SFTConfig`` (trl's plus ``tinyr1.training.fie
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import trl
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.naming import setting, speaking
 from tinyr1.run_folder.folder import RunDir
+from tinyr1.run_folder.ownership import entries
 from tinyr1.training.config import SFTConfig, trainer_settings
 from tinyr1.training.fields import SFTFields
-from tinyr1.training.run_trainer import RunFolderMixin
+from tinyr1.training.run_session import RunSession
+
+logger = logging.getLogger(__name__)
 
 
-class SFTTrainer(RunFolderMixin, trl.SFTTrainer):
+class SFTTrainer(trl.SFTTrainer):
     """trl's ``SFTTrainer`` inside a tinyr1 run folder (module docstring). Beyond trl's arguments: ``run_folder``,
-    ``recipe_values`` and ``finish``, as ``tinyr1.GRPOTrainer`` takes them."""
-
-    command = "sft"
+    ``recipe_values`` and ``finish``, as ``tinyr1.GRPOTrainer`` takes them. Every method of trl's it overrides is
+    below, handing the work to its ``RunSession``."""
 
     def __init__(self, model, args=None, *trl_args, callbacks=None, run_folder: RunDir | None = None,
                  recipe_values: dict | None = None, finish: bool = True, **trl_kwargs):
         if args is None:  # trl's own default, with tinyr1's fields
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
             args = SFTConfig(f"{str(name).rstrip('/').split('/')[-1]}-SFT")
-        self._setup_run_folder(trainer_settings(args, SFTFields), args.output_dir, args.world_size, run_folder,
-                               recipe_values, finish)
-        given = trl_kwargs.get("train_dataset")
-        super().__init__(model, args, *trl_args, callbacks=[*(callbacks or []), *self._run_callbacks], **trl_kwargs)
-        self.facts = {"trainer": type(self).__name__}
-        check_trainable(self.train_dataset, len(given) if hasattr(given, "__len__") else None, args.max_length)
+        with speaking(type(args).__name__):
+            self._run = RunSession(trainer_settings(args, SFTFields), "sft", args, run_folder, recipe_values, finish,
+                                   "max_length")
+            given = trl_kwargs.get("train_dataset")
+            before = entries(Path(args.output_dir))
+            super().__init__(model, args, *trl_args, callbacks=[*(callbacks or []), *self._run.callbacks],
+                             **trl_kwargs)
+            self._run.made_by_trainer = entries(Path(args.output_dir)) - before
+            self.facts = {"trainer": type(self).__name__}
+            self._run.facts.update(self.facts)
+            # trl turns a plain TrainingArguments into its SFTConfig: read the one it keeps
+            check_trainable(self.train_dataset, len(given) if hasattr(given, "__len__") else None,
+                            getattr(self.args, "max_length", None))
+
+    @property
+    def run(self) -> RunDir | None:
+        return self._run.run
+
+    @property
+    def stopped_by(self) -> int | None:
+        return self._run.stopped_by
+
+    def recipe_values(self) -> dict:
+        return self._run.recipe_values(self)
+
+    # ------------------------------------------------------------ trl's and transformers' methods overridden
+
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        """trl's ``train`` inside the run folder (``tinyr1.training.run_session``); returns trl's ``TrainOutput``."""
+        with speaking(type(self.args).__name__):
+            if self._run.values is None:
+                self._run.values = self.recipe_values()
+            return self._run.train(self, super().train, resume_from_checkpoint, lambda checkpoint: None,
+                                   lambda: None, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        self._run.save_checkpoint(self, super()._save_checkpoint, model, trial)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        self._run.load_optimizer_and_scheduler(self, super()._load_optimizer_and_scheduler, checkpoint)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        super().save_model(output_dir, _internal_call)
+        self._run.saved()
 
 
 def _segments(labels: list[int], lengths: list[int] | None) -> list[list[int]]:
@@ -71,9 +115,9 @@ def check_trainable(dataset, rows: int | None, max_length: int | None) -> None:
     cut = total - learning
     if learning == 0:
         raise TinyR1Error(f"max_length {max_length}: every one of the {total} training rows is cut before its answer "
-                          "begins, so there is nothing to train on (loss 0); raise --max_length above the longest "
-                          "prompt's tokens, or shorten the prompts")
+                          f"begins, so there is nothing to train on (loss 0); raise {setting('max_length')} above the "
+                          "longest prompt's tokens, or shorten the prompts")
     if cut:
-        print(f"max_length {max_length}: {cut} of {total} training rows are cut before their answer begins and teach "
-              "nothing; raise --max_length to train on them", flush=True)
+        logger.info(f"max_length {max_length}: {cut} of {total} training rows are cut before their answer begins "
+                    f"and teach nothing; raise {setting('max_length')} to train on them")
 

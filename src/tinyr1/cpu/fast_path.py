@@ -1,4 +1,4 @@
-"""The CPU fast path: trl's ``GRPOTrainer`` with three costs of its CPU step removed and the algorithm unchanged.
+"""The CPU fast path: trl's GRPO step with three costs of its CPU step removed and the algorithm unchanged.
 
 A GRPO step samples ``num_generations`` completions of the *same* prompt, then scores them in one forward and
 backward. On a CPU trl spends much of that step on work a GPU hides:
@@ -24,29 +24,33 @@ backward. On a CPU trl spends much of that step on work a GPU hides:
    ``tinyr1.cpu.decode_loop`` (a ``custom_generate``: the same layer math with fused weights and batched fp32
    attention, without the modules' and the cache object's per-step costs).
 
-Everything else — rewards, advantages, the loss, logging, checkpoints — is trl's own code. For one seed the sampled
-completions differ from trl's (other random draws from the same distribution); ``fast_sampling = False`` gives trl's
-draws. The path is taken only where it is known to be equal: on CPU, a text-only model, no activation
-checkpointing, no vLLM, and the trl / transformers / torch versions it was verified on (``tinyr1.cpu.touchpoints``,
-which lists every private internal it relies on); anything else is trl's own code, unchanged (``uses_fast_path``
-says which). ``tinyr1 train`` uses it on CPU where that gate allows it (``--cpu_fast_path false`` turns it off,
-``--cpu_fast_path true`` forces it outside the verified versions, with a warning: ``ForcedCPUFastGRPOTrainer``); it
-is never used on a GPU, where it has not been measured.
+``FastPath`` holds the two replacements; ``tinyr1.GRPOTrainer`` overrides trl's ``_get_per_token_logps_and_entropies``
+and ``_generate_single_turn`` in its own body and hands them to it where it is ``on``. Everything else — rewards,
+advantages, the loss, logging, checkpoints — is trl's own code. For one seed the sampled completions differ from
+trl's (other random draws from the same distribution); ``fast_sampling = False`` gives trl's draws. The path is
+taken only where it is known to be equal: on CPU, a text-only model, no activation checkpointing, no vLLM, and the
+trl / transformers / torch versions it was verified on (``tinyr1.cpu.touchpoints``, which lists every private
+internal it relies on); anything else is trl's own code, unchanged (``FastPath.on`` says which). ``cpu_fast_path``
+false turns it off, true forces it outside the verified versions, with a warning; it is never used on a GPU, where
+it has not been measured.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 
 import torch
 import torch.nn.functional as F
-from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models.utils import unwrap_model_for_generation
 
 from tinyr1.cpu import decode_loop, packing, touchpoints
 from tinyr1.cpu.attention import cpu_attention
 from tinyr1.cpu.shared_prompts import distinct_rows, generate_shared_prompts, loop_decodes
+from tinyr1.infra.naming import setting
+
+logger = logging.getLogger(__name__)
 
 
 def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
@@ -141,91 +145,82 @@ def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return logits.float() / temperature if temperature != 1.0 else logits.float()
 
 
-class CPUFastGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` whose log-probs and generation take the CPU fast path where it applies (module docstring)."""
+class FastPath:
+    """The CPU fast path of one trainer (module docstring): ``tinyr1.GRPOTrainer`` builds it, asks ``decide`` once
+    trl's constructor has run, and hands it trl's two methods it replaces where it is ``on``.
 
-    # Sample by inverse CDF (``tinyr1.cpu.shared_prompts``): trl's distribution, but not trl's draws for a given seed.
-    # The whole-step equivalence test turns it off to compare sampled completions token for token.
-    fast_sampling = True
+    ``setting``: the config's ``cpu_fast_path`` (None: where the gate allows it; True: also outside the verified
+    versions, with a warning; False: never). ``fast_sampling``: draw tokens by inverse CDF (trl's distribution, not
+    trl's draws for a given seed; the whole-step equivalence test turns it off to compare sampled completions token
+    for token). ``generation_weights``: what the decode steps multiply by (``tinyr1.cpu.packing
+    .GENERATION_WEIGHTS``), set by ``decide``."""
 
-    # Take the fast path even outside the versions it was verified on (``ForcedCPUFastGRPOTrainer``).
-    forced = False
+    def __init__(self, setting: bool | None = None, weights: str = "exact"):
+        self.setting, self.weights_setting = setting, weights
+        self.forced = setting is True
+        self.on = False
+        self.fast_sampling = True
+        self.generation_weights = "exact"
+        self.calls: collections.Counter = collections.Counter()  # what a test of the fast path asserts ran
 
-    # The weights the decode steps multiply by (``tinyr1.cpu.packing.GENERATION_WEIGHTS``): "exact", or the opt-in
-    # "fp16" that ``with_generation_weights`` sets where it applies.
-    generation_weights = "exact"
+    def decide(self, trainer, lora: bool) -> dict:
+        """Take the fast path where the gate and the run allow it, said in one line; run.json's facts about it."""
+        blocker = blocker_of(trainer)
+        if self.setting is False:
+            reason = "cpu_fast_path false"
+        elif blocker:
+            reason = blocker
+        else:
+            reason = touchpoints.fast_path_check("training").reason
+        self.on = self.setting is not False and blocker is None and (self.forced or touchpoints.announce("training"))
+        if trainer.accelerator.is_main_process and blocker != "not on a CPU":
+            if self.on:
+                logger.info(touchpoints.forced_line("training") if self.forced else
+                            "trainer: CPU fast path (tinyr1.cpu.fast_path; cpu_fast_path false for trl's own)")
+            elif blocker and self.setting is not False:
+                logger.warning(f"trainer: trl's own GRPOTrainer step, not the CPU fast path: {blocker}")
+        weights = generation_weights(self.weights_setting, self.on, trainer.args,
+                                     trainer.accelerator.unwrap_model(trainer.model), lora)
+        self.generation_weights = weights["used"]
+        wanted = {None: "auto", True: "true", False: "false"}[self.setting]
+        return {"cpu_fast_path": {"setting": wanted, "used": self.on, "reason": reason}, "generation_weights": weights}
 
-    @property
-    def fast_path_calls(self) -> collections.Counter:
-        """How often each part ran on the fast path (``logps``, ``generation``): what a test of the fast path asserts,
-        so a closed gate (trl's own code) fails it instead of comparing trl with trl."""
-        if "_fast_path_calls" not in self.__dict__:
-            self._fast_path_calls = collections.Counter()
-        return self._fast_path_calls
-
-    def uses_fast_path(self) -> bool:
-        return self.fast_path_blocker() is None and (self.forced or touchpoints.announce("training"))
-
-    def fast_path_blocker(self) -> str | None:
-        """What in this run keeps trl's own path (versions aside: ``tinyr1.cpu.touchpoints``), or None."""
-        if self.accelerator.device.type != "cpu":
-            return "not on a CPU"
-        # Activation checkpointing makes the model drop its key/value cache, which the shared prompt needs.
-        if getattr(self.args, "activation_checkpointing", False) or self.args.gradient_checkpointing:
-            return "activation checkpointing is on (a small model on a CPU does not need it: set it to False)"
-        if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False):
-            return "generation runs in vLLM or continuous batching"
-        if getattr(self, "_is_vlm", False):
-            return "a vision-language model"
-        return None
-
-    # Off the fast path both overrides hand trl exactly what trl passed, so a trl whose signatures changed (outside
-    # the gate's versions) still runs its own code.
-    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-        if not self.uses_fast_path():
-            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
-        return self._fast_logps_and_entropies(*args, **kwargs)
-
-    def _generate_single_turn(self, *args, **kwargs):
-        if not self.uses_fast_path():
-            return super()._generate_single_turn(*args, **kwargs)
-        return self._fast_single_turn(*args, **kwargs)
-
-    def _fast_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
-                                  compute_entropy=False, compute_aux_loss=False, **multimodal):
+    def logps_and_entropies(self, trainer, trl_method, model, input_ids, attention_mask, logits_to_keep,
+                            batch_size=None, compute_entropy=False, compute_aux_loss=False, **multimodal):
+        """trl's ``_get_per_token_logps_and_entropies`` on the fast path (``trl_method`` where it does not apply)."""
         if compute_aux_loss or any(v is not None for v in multimodal.values()):
-            return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **multimodal)
-        self.fast_path_calls["logps"] += 1
+            return trl_method(model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                              compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **multimodal)
+        self.calls["logps"] += 1
         batch_size = batch_size or input_ids.size(0)
         logps, entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):  # trl's chunking, kept for its memory bound
             rows = slice(start, start + batch_size)
-            with self.accelerator.autocast(), cpu_attention(self.accelerator.unwrap_model(model)):
+            with trainer.accelerator.autocast(), cpu_attention(trainer.accelerator.unwrap_model(model)):
                 lp, ent = completion_logps(model, input_ids[rows], attention_mask[rows], logits_to_keep,
-                                           self.temperature, compute_entropy, self._entropy_bonus_enabled)
+                                           trainer.temperature, compute_entropy, trainer._entropy_bonus_enabled)
             logps.append(lp)
             entropies.append(ent)
         return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
-    def _fast_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+    def generate_single_turn(self, trainer, trl_method, prompt_ids, images, multimodal_fields, num_generations,
+                             has_tool_images=False):
+        """trl's ``_generate_single_turn`` on the fast path (``trl_method`` for images and tools)."""
         if images is not None and any(i is not None for i in images) or multimodal_fields or has_tool_images:
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
-                                                 has_tool_images)
-        self.fast_path_calls["generation"] += 1
+            return trl_method(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        self.calls["generation"] += 1
         # One autocast around the whole generate: weights are cast to bf16 once, not at every decode step.
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.args.bf16))
-        with (profiling_context(self, "transformers.generate"),
-              unwrap_model_for_generation(self.model_wrapped, self.accelerator,
-                                          generation_kwargs=self.generation_kwargs) as unwrapped,
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(trainer.args.bf16))
+        with (profiling_context(trainer, "transformers.generate"),
+              unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                          generation_kwargs=trainer.generation_kwargs) as unwrapped,
               torch.no_grad(), autocast, cpu_attention(unwrapped)):
-            completion_ids = generate_shared_prompts(unwrapped, prompt_ids, self._tokenizer.pad_token_id,
-                                                     self.generation_config, fast_sampling=self.fast_sampling,
-                                                     pack_bf16=bool(self.args.bf16),
+            completion_ids = generate_shared_prompts(unwrapped, prompt_ids, trainer._tokenizer.pad_token_id,
+                                                     trainer.generation_config, fast_sampling=self.fast_sampling,
+                                                     pack_bf16=bool(trainer.args.bf16),
                                                      generation_weights=self.generation_weights)
         # trl's rule: a completion ends at its first EOS (kept); what follows is padding.
-        eos = set(self.eos_token_ids)
+        eos = set(trainer.eos_token_ids)
         completions = []
         for row in completion_ids.tolist():
             end = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
@@ -233,19 +228,33 @@ class CPUFastGRPOTrainer(GRPOTrainer):
         return completions, None
 
 
-def generation_weights(setting: str, fast_path: bool, args, model, lora: bool) -> dict:
-    """The weights a run decodes with: ``setting`` (``tinyr1.cpu.packing.GENERATION_WEIGHTS``) where that applies —
+def blocker_of(trainer) -> str | None:
+    """What in this run keeps trl's own path (versions aside: ``tinyr1.cpu.touchpoints``), or None."""
+    if trainer.accelerator.device.type != "cpu":
+        return "not on a CPU"
+    # Activation checkpointing makes the model drop its key/value cache, which the shared prompt needs.
+    if getattr(trainer.args, "activation_checkpointing", False) or trainer.args.gradient_checkpointing:
+        return ("activation checkpointing is on (trl's GRPOConfig turns it on by default; a small model on a CPU "
+                f"does not need it): {setting('gradient_checkpointing', False)} takes the fast path")
+    if trainer.use_vllm or getattr(trainer, "use_transformers_continuous_batching", False):
+        return "generation runs in vLLM or continuous batching"
+    if getattr(trainer, "_is_vlm", False):
+        return "a vision-language model"
+    return None
+
+
+def generation_weights(wanted: str, fast_path: bool, args, model, lora: bool) -> dict:
+    """The weights a run decodes with: ``wanted`` (``tinyr1.cpu.packing.GENERATION_WEIGHTS``) where that applies —
     the CPU fast path (``fast_path``), a model and generation settings (``args``, the run's GRPOConfig: ``bf16``,
     ``cache_implementation``, ``generation_kwargs``) that ``tinyr1.cpu.decode_loop`` runs, no LoRA, an fp32 decode
     on an x86 torch — else the exact weights, with one line saying why. Returns the fact for run.json
     (``used``: what the decode steps multiply by)."""
     from transformers import GenerationConfig
 
-
-    if setting == "exact":
-        return {"setting": setting, "used": "exact"}
+    if wanted == "exact":
+        return {"setting": wanted, "used": "exact"}
     if not fast_path:
-        reason = "it needs the CPU fast path (tinyr1.cpu.trainer), which this run does not take"
+        reason = "it needs the CPU fast path (tinyr1.cpu.fast_path), which this run does not take"
     elif lora:
         reason = "a LoRA model generates through generate's own loop"
     elif not decode_loop.supports(model):
@@ -256,23 +265,8 @@ def generation_weights(setting: str, fast_path: bool, args, model, lora: bool) -
     else:
         reason = packing.fp16_weights_reason(torch.bfloat16 if args.bf16 else torch.float32)
     if reason:
-        print(f"cpu_generation_weights={setting} does not apply: {reason}; generating with the exact weights",
-              flush=True)
-        return {"setting": setting, "used": "exact", "reason": reason}
-    print(f"generation: decode steps multiply by weights rounded to {setting} (cpu_generation_weights; the sampler "
-          "differs slightly from the trained policy)", flush=True)
-    return {"setting": setting, "used": setting}
-
-
-def with_generation_weights(trainer_class: type, setting: str, args, model, lora: bool) -> tuple[type, dict]:
-    """``trainer_class`` decoding with the weights ``generation_weights`` chooses, and the fact for run.json."""
-    fact = generation_weights(setting, issubclass(trainer_class, CPUFastGRPOTrainer), args, model, lora)
-    if fact["used"] == "exact":
-        return trainer_class, fact
-    return type(trainer_class.__name__, (trainer_class,), {"generation_weights": fact["used"]}), fact
-
-
-class ForcedCPUFastGRPOTrainer(CPUFastGRPOTrainer):
-    """``CPUFastGRPOTrainer`` outside the versions it was verified on, as ``--cpu_fast_path true`` asks: unverified."""
-
-    forced = True
+        logger.info(f"cpu_generation_weights={wanted} does not apply: {reason}; generating with the exact weights")
+        return {"setting": wanted, "used": "exact", "reason": reason}
+    logger.info(f"generation: decode steps multiply by weights rounded to {wanted} (cpu_generation_weights; the "
+                "sampler differs slightly from the trained policy)")
+    return {"setting": wanted, "used": wanted}

@@ -6,7 +6,7 @@ import torch
 from transformers import get_scheduler
 
 from tinyr1.infra.errors import TinyR1Error
-from tinyr1.training.run_trainer import keep_settings
+from tinyr1.training.optimizer_state import keep_settings
 
 
 def _optimizer(lr, schedule="cosine", weight_decay=0.1):
