@@ -24,6 +24,11 @@ def test_doctor_on_a_good_recipe(cli, tmp_path):
     for line in ("[   ok] torch:", "[   ok] model", "[   ok] memory: ~",
                  "[   ok] generation: two tokens, logits finite", "ready to run"):
         assert line in result.stdout
+    # The recipe's rewards on groups sampled as training would: a random model never writes the tags, so nothing
+    # varies; a warning with the no-signal guard's diagnosis, before anyone spends a budget.
+    signal = next(line for line in result.stdout.splitlines() if "reward signal:" in line)
+    assert "0% of 4 groups of 4 completions have rewards that vary" in signal
+    assert "no completion has the <reasoning>/<answer> format" in signal and "tinyr1 sft" in signal
 
 
 def test_doctor_blocks_a_missing_model_and_a_nan_model(cli, tmp_path):

@@ -192,10 +192,6 @@ def test_a_model_that_cannot_train_is_refused_before_its_folder_is_made(tmp_path
     with pytest.raises(TinyR1Error, match="model: every parameter is frozen"):
         GRPOTrainer(model=model, reward_funcs=[length], args=args, train_dataset=Dataset.from_list(ROWS),
                     processing_class=AutoTokenizer.from_pretrained(TINY))
-    bad = [{"prompt": [{"role": "user", "content": "bad " + chr(0xD800)}]}]
-    with pytest.raises(TinyR1Error, match=r"train_dataset\[0\]: prompt holds text that is not valid Unicode"):
-        GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[length], args=args,
-                    train_dataset=Dataset.from_list(bad), processing_class=AutoTokenizer.from_pretrained(TINY))
     assert not (tmp_path / "run").exists()
 
 

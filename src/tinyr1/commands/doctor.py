@@ -24,6 +24,7 @@ import torch
 
 from tinyr1.cpu.packing import fp16_weights_reason
 from tinyr1.cpu.touchpoints import VERIFIED_ROWS, fast_path_check, same_minor
+from tinyr1.evaluation.probe import sample_groups
 from tinyr1.infra.cpu_features import cpu_bf16
 from tinyr1.infra.device import cuda_available
 from tinyr1.infra.errors import CollapseError, TinyR1Error, one_line_errors
@@ -33,8 +34,12 @@ from tinyr1.infra.paths import looks_local
 from tinyr1.infra.threads import choose_threads
 from tinyr1.infra.validate import check_trainer_settings
 from tinyr1.models.loading import choose_precision, load_model_and_tokenizer, resolve_model
+from tinyr1.tasks.data import load_examples
+from tinyr1.tasks.reward_lookup import callable_name, get_reward_funcs
+from tinyr1.tasks.rewards import correctness_index
 from tinyr1.training import grpo, sft
 from tinyr1.training.guards import preflight_check
+from tinyr1.training.signal_guard import NoSignalGuard
 
 GiB = 1024**3
 OK, WARN, BLOCK = "ok", "warn", "BLOCK"
@@ -215,13 +220,14 @@ def check_memory(checks: Checklist, kind, script, training, model_args, shape, h
     checks.add(BLOCK, "memory", f"{detail}; will not fit: {oom_remedies(training, model_args, length_field)}")
 
 
-def check_generation(checks: Checklist, name: str, local: str | None, params: float | None, hardware: dict) -> None:
+def check_generation(checks: Checklist, name: str, local: str | None, params: float | None, hardware: dict):
+    """Two tokens of the model, finite; the loaded model and tokenizer, or None where it could not be checked."""
     if local is None:
         checks.add(WARN, "generation", "skipped: the model is not available locally")
-        return
+        return None
     if params and params * 4 > 0.5 * hardware["memory"]:
         checks.add(WARN, "generation", "skipped: the model is too large to load on this machine for a check")
-        return
+        return None
 
     plan = choose_precision()
     model, tokenizer = load_model_and_tokenizer(name, dtype=plan.dtype, device=hardware["device"])
@@ -229,8 +235,40 @@ def check_generation(checks: Checklist, name: str, local: str | None, params: fl
         preflight_check(model, tokenizer, max_new_tokens=2, bf16=plan.bf16)
     except CollapseError as err:
         checks.add(BLOCK, "generation", str(err))
-        return
+        return None
     checks.add(OK, "generation", f"two tokens, logits finite ({plan.reason})")
+    return model, tokenizer
+
+
+# The reward-signal probe: prompts, and completions each (at most: the recipe's num_generations if fewer).
+SIGNAL_PROMPTS, SIGNAL_GROUP = 4, 4
+
+
+def check_reward_signal(checks: Checklist, script, training, loaded) -> None:
+    """GRPO learns only where a group's rewards vary: sample a few groups the way training will (the recipe's data,
+    system prompt, rewards, length and temperature) and say whether any varies, with the no-signal guard's
+    diagnosis (``tinyr1.training.signal_guard``) where none does."""
+    model, tokenizer = loaded
+    funcs = get_reward_funcs(script.reward_funcs)
+    names = [callable_name(f) for f in funcs]
+    size = max(2, min(SIGNAL_GROUP, training.num_generations))
+    examples, _ = load_examples(script.dataset_name, script.dataset_split, SIGNAL_PROMPTS, script.dataset_seed,
+                                options=script.dataset_options)
+    groups = sample_groups(model, tokenizer, examples, funcs, size, training.max_completion_length,
+                           training.temperature, script.system_prompt)
+    guard = NoSignalGuard(1, names, correctness_index(names), training.max_completion_length)
+    for group in groups:
+        rewards = torch.tensor([[float("nan") if r is None else float(r) for r in row] for row in group["rewards"]])
+        weights = torch.tensor(training.reward_weights or [1.0] * len(funcs))
+        guard.observe(rewards, weights, size, [o.text for o in group["outputs"]],
+                      [o.truncated for o in group["outputs"]])
+    share, diagnosis = guard.verdict()
+    said = f"{share:.0%} of {len(groups)} groups of {size} completions have rewards that vary"
+    if share > 0:
+        checks.add(OK, "reward signal", said)
+        return
+    checks.add(WARN, "reward signal", f"{said}: GRPO would learn nothing and the no-signal guard would stop the "
+                                      f"run; {diagnosis}")
 
 
 @command_line
@@ -261,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     shape = _model_shape(model_args.model_name_or_path, local)
     check_memory(checks, kind, script, training, model_args, shape, hardware)
     if not args.skip_generation and status != BLOCK:
-        check_generation(checks, model_args.model_name_or_path, local, shape and shape["params"], hardware)
+        loaded = check_generation(checks, model_args.model_name_or_path, local, shape and shape["params"], hardware)
+        if loaded and kind == "grpo" and args.config and data_status != BLOCK:
+            check_reward_signal(checks, script, training, loaded)
     blockers = sum(s == BLOCK for s, _, _ in checks.rows)
     print(f"\n{blockers} blocking problem(s)" if blockers else "\nready to run")
     return 1 if checks.blocked else 0

@@ -57,6 +57,22 @@ def group_stats(groups: list[list[dict]]) -> dict:
     }
 
 
+def sample_groups(model, tokenizer, examples: list[dict], funcs: list, k: int, max_new_tokens: int,
+                  temperature: float, system_prompt: str) -> list[dict]:
+    """Each example's prompt sampled ``k`` times, as GRPO samples a group, and scored by each reward function:
+    per group ``{"example", "outputs"`` (``tinyr1.models.generation.Generation``), ``"rewards"`` (k rows, one
+    value or None per function)``}``."""
+    groups = []
+    for example in examples:
+        conversations = [build_prompt(example["question"], system_prompt)] * k
+        outs = generate_batch(model, tokenizer, conversations, max_new_tokens=max_new_tokens, batch_size=k,
+                              temperature=temperature, progress=False)
+        chats = [[{"role": "assistant", "content": o.text}] for o in outs]
+        columns = [f(prompts=conversations, completions=chats, answer=[example["answer"]] * k) for f in funcs]
+        groups.append({"example": example, "outputs": outs, "rewards": [list(row) for row in zip(*columns, strict=True)]})
+    return groups
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="smollm2-135m-instruct", help="model, run folder or SFT adapter folder")
@@ -120,19 +136,14 @@ def main(argv: list[str] | None = None) -> dict:
         result["greedy_mean_tokens"] = sum(o.num_tokens for o in outs) / len(outs)
         result["greedy_worked_step_fraction"] = sum(answers.has_worked_step(o.text) for o in outs) / len(outs)
     groups = []
-    for e in examples[:args.prompts]:
-        conv = [build_prompt(e["question"], args.system_prompt)] * args.k
-        outs = generate_batch(model, tokenizer, conv, max_new_tokens=args.max_new_tokens, batch_size=args.k,
-                              temperature=args.temperature, progress=False)
-        chats = [[{"role": "assistant", "content": o.text}] for o in outs]
-        totals = [0.0] * len(outs)
-        for w, f in zip(weights, funcs, strict=True):
-            for i, r in enumerate(f(prompts=conv, completions=chats, answer=[e["answer"]] * len(outs))):
-                totals[i] += w * (r or 0.0)
-        groups.append([{"correct": answers.is_correct(o.text, e["answer"], scoring=args.scoring), "reward": t,
+    for group in sample_groups(model, tokenizer, examples[:args.prompts], funcs, args.k, args.max_new_tokens,
+                               args.temperature, args.system_prompt):
+        gold = group["example"]["answer"]
+        totals = [sum(w * (r or 0.0) for w, r in zip(weights, row, strict=True)) for row in group["rewards"]]
+        groups.append([{"correct": answers.is_correct(o.text, gold, scoring=args.scoring), "reward": t,
                         "num_tokens": o.num_tokens, "truncated": o.truncated,
                         "worked_step": answers.has_worked_step(o.text), "text": o.text}
-                       for o, t in zip(outs, totals, strict=True)])
+                       for o, t in zip(group["outputs"], totals, strict=True)])
     result.update(prompts=len(groups), k=args.k, **group_stats(groups))
     result["mean_reward"] = sum(s["reward"] for g in groups for s in g) / sum(len(g) for g in groups)
     result["example"] = groups[0][0]["text"][:300] if groups else None

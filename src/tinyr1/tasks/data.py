@@ -207,10 +207,6 @@ def check_messages(messages, where: str, field: str) -> None:
                           f'[{{"role": "user", "content": "..."}}], got {got}')
 
 
-# The rows of a dataset handed to a trainer whose prompts are checked for text no tokenizer can encode.
-MAX_CHECKED_ROWS = 100_000
-
-
 def invalid_text(value) -> str | None:
     """The first text inside ``value`` (a string, or lists and dicts of them: chat turns) that is not valid Unicode
     (a lone surrogate, which no tokenizer can encode), or None.
@@ -226,19 +222,6 @@ def invalid_text(value) -> str | None:
         return None
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
     return next((bad for item in items if (bad := invalid_text(item)) is not None), None)
-
-
-def check_prompt_text(dataset, where: str, limit: int = MAX_CHECKED_ROWS) -> None:
-    """One line naming the row whose ``prompt`` holds text no tokenizer can encode (lone surrogates), for a dataset
-    handed to a trainer (its first ``limit`` rows)."""
-    columns = getattr(dataset, "column_names", None) or []
-    if "prompt" not in columns or not hasattr(dataset, "__len__"):
-        return
-    for index, prompt in enumerate(dataset.select(range(min(len(dataset), limit)))["prompt"]):
-        bad = invalid_text(prompt)
-        if bad is not None:
-            raise TinyR1Error(f"{where}[{index}]: prompt holds text that is not valid Unicode ({bad[:40]!r}: a lone "
-                              "surrogate, often from decoding bytes with errors='surrogateescape'); fix the row")
 
 
 def _gold(value, where: str) -> str:

@@ -32,7 +32,6 @@ from tinyr1.infra.naming import speaking
 from tinyr1.models.loading import check_context
 from tinyr1.run_folder.folder import RunDir
 from tinyr1.run_folder.ownership import entries
-from tinyr1.tasks.data import check_prompt_text
 from tinyr1.tasks.reward_lookup import callable_name, check_reward_funcs
 from tinyr1.tasks.rewards import completion_text, correctness_index
 from tinyr1.training import guards
@@ -78,7 +77,6 @@ class GRPOTrainer(trl.GRPOTrainer):
                                        f"reward_funcs ({', '.join(names)}); give one weight per reward")
             check_sampling_options(settings, args.world_size, names)
             fit_model_and_tokenizer(model, processing_class, peft_config)
-            check_prompt_text(train_dataset, "train_dataset")
             if not isinstance(model, str):  # a name is loaded by trl; tinyr1 train checks it before loading
                 config = getattr(model, "config", None)
                 check_context(config, getattr(config, "_name_or_path", None) or type(model).__name__,
@@ -196,7 +194,7 @@ class GRPOTrainer(trl.GRPOTrainer):
         """trl's ``train`` inside the run folder (``run_session``); returns trl's ``TrainOutput``. Raises
         ``tinyr1.CollapseError`` when a guard stopped the run (run.json then says ``collapsed`` and why)."""
         with speaking(type(self.args).__name__):
-            if self._run.values is None:  # built in Python: config.yaml records the config, the model and rewards
+            if not self._run.given:  # built in Python: config.yaml records the config (as it is now), model, rewards
                 self._run.values = self.recipe_values()
             return self._run.train(self, super().train, resume_from_checkpoint, self._before_training,
                                    self._collapse, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)

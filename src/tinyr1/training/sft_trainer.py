@@ -69,7 +69,7 @@ class SFTTrainer(trl.SFTTrainer):
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
         """trl's ``train`` inside the run folder (``tinyr1.training.run_session``); returns trl's ``TrainOutput``."""
         with speaking(type(self.args).__name__):
-            if self._run.values is None:
+            if not self._run.given:  # built in Python: config.yaml records the config as it is now
                 self._run.values = self.recipe_values()
             return self._run.train(self, super().train, resume_from_checkpoint, lambda checkpoint: None,
                                    lambda: None, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)

@@ -100,6 +100,14 @@ class NoSignalGuard(TrainerCallback):
             control.should_save = True  # the weights are sound: a checkpoint to resume from after the fix
         return control
 
+    def verdict(self) -> tuple[float, str]:
+        """Outside training (``tinyr1 doctor``'s probe): the share of the groups observed so far whose rewards vary,
+        and the diagnosis of what was observed."""
+        step, self._step = self._step, self._empty()
+        self._window = self._empty()
+        self._merge(step)
+        return step["varied"] / max(step["groups"], 1), self.diagnosis()
+
     def _merge(self, step: dict) -> None:
         window = self._window
         for key in ("scored", "groups", "varied", "cut", "completions", "formatted", "right"):
@@ -124,15 +132,15 @@ class NoSignalGuard(TrainerCallback):
             causes.append(f"{cut:.0%} of completions were cut at max_completion_length={self.max_length} before they "
                           "finished, so a reward that needs the closing </answer> cannot pay: raise "
                           f"{setting('max_completion_length', self.max_length * 2)}, or reward a partial answer")
-        if self.correctness is not None and window["count"].get(self.names[self.correctness]) and right >= 1.0:
+        judged = self.correctness is not None and window["count"].get(self.names[self.correctness])
+        if judged and right >= 1.0:
             causes.append("every completion is already right, so the task is too easy to learn from: a harder "
                           f"split, harder levels ({setting('curriculum_levels')}) or larger numbers")
-        elif self.correctness is not None and window["count"].get(self.names[self.correctness]) and right == 0.0 \
-                and formatted > 0.0:
+        elif judged and right == 0.0 and formatted > 0.0:
             causes.append("every completion is wrong, so there is nothing to reinforce: easier questions (a "
                           f"curriculum, {setting('curriculum_levels')}), more completions per prompt "
                           f"({setting('num_generations')}) or a cold start on worked solutions")
-        elif formatted == 0.0 and cut < CUT:
+        if formatted == 0.0:
             causes.append("no completion has the <reasoning>/<answer> format that the format and correctness "
                           "rewards pay for: a cold start teaches it first (tinyr1 sft on worked solutions, e.g. "
                           "recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml, then train from its output), "
