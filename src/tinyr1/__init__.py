@@ -16,7 +16,7 @@ docs/architecture.md describes the layers: ``commands/`` and the API at the top;
 ``models/``, ``run_folder/``, ``tasks/`` and ``cpu/`` (the fast path) as the library; ``infra/`` below them all.
 """
 
-from tinyr1.infra.errors import CollapseError, OutOfMemoryError, TinyR1Error
+from tinyr1.infra.errors import CollapseError, OutOfMemoryError, TinyR1Error, TinyR1ValueError
 from tinyr1.infra.log import configure_library_logger
 from tinyr1.infra.version import __version__
 
@@ -32,7 +32,7 @@ _LAZY = {
     **dict.fromkeys(("GRPOConfig", "SFTConfig"), "tinyr1.training.config"),
 }
 
-__all__ = ["__version__", "TinyR1Error", "CollapseError", "OutOfMemoryError", *_LAZY]
+__all__ = ["__version__", "TinyR1Error", "TinyR1ValueError", "CollapseError", "OutOfMemoryError", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -125,3 +125,20 @@ def test_the_command_line_and_the_api_stop_with_the_diagnosis(cli, gsm8k_dir, tm
                      per_device_train_batch_size=4, num_generations=4, max_steps=6, no_signal_patience=2,
                      max_completion_length=2, save_steps=1000, sample_every=0, output_dir=tmp_path / "c")
     assert "max_completion_length=4" in json.loads((tmp_path / "c" / "run.json").read_text())["stopped_because"]
+
+
+@pytest.mark.slow
+def test_the_tutorials_rewards_on_the_base_smollm2_stop_naming_the_format_and_the_cold_start(cli, gsm8k_dir,
+                                                                                             tmp_path):
+    """The trl_script notebook's scenario on the command line, with a shorter patience: the base model never writes
+    the tags, so the tutorial's five rewards never vary."""
+    result = cli("train", "--model_name_or_path", "smollm2-135m-instruct", "--dataset_name", str(gsm8k_dir),
+                 "--dataset_limit", "16", "--per_device_train_batch_size", "8", "--num_generations", "4",
+                 "--max_completion_length", "128", "--max_steps", "6", "--no_signal_patience", "3",
+                 "--save_steps", "1000", "--sample_every", "0", "--seed", "0", "--output_dir", str(tmp_path / "run"),
+                 cwd=REPO)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "no reward signal for 3 consecutive steps" in result.stderr
+    assert "no completion has the <reasoning>/<answer> format" in result.stderr and "tinyr1 sft" in result.stderr
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "collapsed" and run["global_step"] == 3
