@@ -69,7 +69,8 @@ def sample_groups(model, tokenizer, examples: list[dict], funcs: list, k: int, m
                               temperature=temperature, progress=False)
         chats = [[{"role": "assistant", "content": o.text}] for o in outs]
         columns = [f(prompts=conversations, completions=chats, answer=[example["answer"]] * k) for f in funcs]
-        groups.append({"example": example, "outputs": outs, "rewards": [list(row) for row in zip(*columns, strict=True)]})
+        rows = [list(row) for row in zip(*columns, strict=True)]
+        groups.append({"example": example, "outputs": outs, "rewards": rows})
     return groups
 
 

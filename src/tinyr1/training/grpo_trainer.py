@@ -40,6 +40,7 @@ from tinyr1.training.curriculum import Curriculum
 from tinyr1.training.dynamic_sampling import DynamicSampling, uniform_prompts
 from tinyr1.training.fields import GRPOFields
 from tinyr1.training.model_checks import fit_model_and_tokenizer
+from tinyr1.training.rank_agreement import RankAgreement
 from tinyr1.training.reward_observer import RewardObserver
 from tinyr1.training.run_session import RunSession
 from tinyr1.training.sampling import CurriculumCheckpoint, check_sampling_options, with_index
@@ -85,14 +86,17 @@ class GRPOTrainer(trl.GRPOTrainer):
                                    "max_completion_length")
             self._nan = guards.NonFiniteGradGuard(settings.collapse_patience)
             self._degenerate = guards.DegenerateGuard(settings.degenerate_threshold, settings.collapse_patience)
-            self._observer = RewardObserver(funcs, Path(args.output_dir), settings.sample_every, self._degenerate)
+            self._observer = RewardObserver(funcs, Path(args.output_dir), settings.sample_every, self._degenerate,
+                                            distributed=args.world_size > 1)
             self._no_signal = NoSignalGuard(settings.no_signal_patience, names, None, args.max_completion_length)
             self._fast = FastPath(settings.cpu_fast_path, settings.cpu_generation_weights)
             self._sampling = DynamicSampling(settings, args.seed) if settings.dynamic_sampling else None
             self._curriculum = Curriculum(settings, train_dataset, args.seed) if settings.curriculum else None
             self._preflight_done = False
+            self._agreement = RankAgreement(self._local_collapse, self._run.signals, self._run.budget)
             ours = [self._nan, self._observer, self._no_signal, *self._run.callbacks,
-                    *([CurriculumCheckpoint(self._curriculum)] if self._curriculum else [])]
+                    *([CurriculumCheckpoint(self._curriculum)] if self._curriculum else []),
+                    self._agreement]  # last: it sees every other callback's decision of the step
             before = entries(Path(args.output_dir))
             super().__init__(model=model, reward_funcs=self._observer.reward_funcs, args=args,
                              train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processing_class,
@@ -160,9 +164,13 @@ class GRPOTrainer(trl.GRPOTrainer):
             self._curriculum.resume(checkpoint)
 
     def _collapse(self) -> str | None:
+        """Why the run stopped with exit 3, the same on every process (``rank_agreement``), or None."""
         self._run.run.facts["skipped_steps"] = self._nan.skipped
+        return self._agreement.agreed or self._local_collapse()
+
+    def _local_collapse(self) -> str | None:
         return (self._nan.collapsed or self._degenerate.collapsed or self._observer.reward_guard.collapsed
-                or self._no_signal.collapsed)
+                or self._observer.failure or self._no_signal.collapsed)
 
     def recipe_values(self) -> dict:
         return {**self._run.recipe_values(self), "reward_funcs": list(self.reward_func_names)}

@@ -87,13 +87,18 @@ class RewardObserver(TrainerCallback):
     """Sees every generation batch through the reward functions (module docstring)."""
 
     def __init__(self, reward_funcs: list, output_dir: str | Path, sample_every: int = 5,
-                 degenerate_guard: DegenerateGuard | None = None, reward_guard: RewardGuard | None = None):
+                 degenerate_guard: DegenerateGuard | None = None, reward_guard: RewardGuard | None = None,
+                 distributed: bool = False):
         self.path = Path(output_dir) / "samples.jsonl"
         self.sample_every = sample_every
         self.guard = degenerate_guard
         # The broken-reward guard stops after as many steps as the degenerate guard (the run's collapse_patience).
         self.reward_guard = reward_guard or RewardGuard(degenerate_guard.streak.patience if degenerate_guard else 3)
         self.batch: dict | None = None  # the step's completions and each reward's values
+        # With several processes a reward that raises must not stop its process alone (the others would wait in
+        # trl's gather of the rewards): its values become None, and the step's end stops every process alike.
+        self.distributed = distributed
+        self.failure: str | None = None
         self.reward_funcs = [self._wrap(f) if callable(f) and not hasattr(f, "forward") else f for f in reward_funcs]
 
     def _wrap(self, func):
@@ -106,21 +111,27 @@ class RewardObserver(TrainerCallback):
             return values
 
         def failed(err, completions, kwargs):
-            return CollapseError(reward_failure(name, err, kwargs, len(completions or [])))
+            """A reward's bug or exit ends the run, said once: at once with one process, at the step's end with
+            several (``distributed``)."""
+            why = reward_failure(name, err, kwargs, len(completions or []))
+            if not self.distributed:
+                raise CollapseError(why) from err
+            self.failure = self.failure or why
+            return [None] * len(completions or [])
 
         if is_async_callable(func):
             async def observed(prompts=None, completions=None, **kwargs):
                 try:
                     rewards = await func(prompts=prompts, completions=completions, **kwargs)
-                except (Exception, SystemExit) as err:  # a reward's bug or exit ends the run, said once
-                    raise failed(err, completions, kwargs) from err
+                except (Exception, SystemExit) as err:
+                    return failed(err, completions, kwargs)
                 return seen(rewards, prompts, completions, kwargs)
         else:
             def observed(prompts=None, completions=None, **kwargs):
                 try:
                     rewards = func(prompts=prompts, completions=completions, **kwargs)
-                except (Exception, SystemExit) as err:  # a reward's bug or exit ends the run, said once
-                    raise failed(err, completions, kwargs) from err
+                except (Exception, SystemExit) as err:
+                    return failed(err, completions, kwargs)
                 return seen(rewards, prompts, completions, kwargs)
 
         with_name = getattr(func, "__name__", None) is not None and not isinstance(func, functools.partial)
@@ -137,6 +148,10 @@ class RewardObserver(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         batch, self.batch = self.batch, None
+        if self.failure is not None:  # a reward raised (several processes): every process stops at this step's end
+            control.should_training_stop = True
+            control.should_save = False
+            return control
         if batch is None:  # this optimizer step reused an earlier generation batch
             return control
         texts = [completion_text(c) for c in batch["completions"]]

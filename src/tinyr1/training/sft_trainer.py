@@ -24,6 +24,7 @@ from tinyr1.run_folder.folder import RunDir
 from tinyr1.run_folder.ownership import entries
 from tinyr1.training.config import SFTConfig, trainer_settings
 from tinyr1.training.fields import SFTFields
+from tinyr1.training.rank_agreement import RankAgreement
 from tinyr1.training.run_session import RunSession
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class SFTTrainer(trl.SFTTrainer):
                                    "max_length")
             given = trl_kwargs.get("train_dataset")
             before = entries(Path(args.output_dir))
-            super().__init__(model, args, *trl_args, callbacks=[*(callbacks or []), *self._run.callbacks],
+            agreement = RankAgreement(lambda: None, self._run.signals, self._run.budget)  # last: sees the others
+            super().__init__(model, args, *trl_args, callbacks=[*(callbacks or []), *self._run.callbacks, agreement],
                              **trl_kwargs)
             self._run.made_by_trainer = entries(Path(args.output_dir)) - before
             self.facts = {"trainer": type(self).__name__}
