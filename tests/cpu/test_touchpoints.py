@@ -137,6 +137,7 @@ def test_activation_checkpointing_keeps_trls_step_and_says_why(caplog, tmp_path)
     assert not trainer.uses_fast_path()
     assert "trainer: trl's own GRPOTrainer step, not the CPU fast path: activation checkpointing is on" in \
         caplog.text
+    assert "GRPOConfig(gradient_checkpointing=False) takes the fast path" in caplog.text  # the one field to change
     assert trainer.facts["cpu_fast_path"]["reason"].startswith("activation checkpointing is on")
 
 
