@@ -16,7 +16,8 @@ import torch
 from tinyr1.infra.device import configure_cpu
 from tinyr1.models.generation import generate_batch
 from tinyr1.models.loading import load_model_and_tokenizer
-from tinyr1.tasks.data import build_prompt, default_gsm8k_dir, load_examples
+from tinyr1.tasks.data import default_gsm8k_dir, load_examples
+from tinyr1.tasks.rows import build_prompt
 
 
 def run(model, tokenizer, conversations, batch_size, max_new_tokens):

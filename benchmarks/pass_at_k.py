@@ -85,7 +85,8 @@ def main() -> None:
     from tinyr1.models.generation import generate_batch
     from tinyr1.models.loading import load_model_and_tokenizer
     from tinyr1.tasks.answers import SYSTEM_PROMPT
-    from tinyr1.tasks.data import build_prompt, load_examples
+    from tinyr1.tasks.data import load_examples
+    from tinyr1.tasks.rows import build_prompt
     from tinyr1.tasks.scoring import score_completion
 
     threads = configure_cpu()

@@ -75,7 +75,7 @@ def train(config: str | Path | None = None, /, *, model=None, reward_funcs=None,
     """
     caller = "tinyr1.train"
     with call_scope(caller=caller):  # before the imports: importing the training stack sets environment variables
-        from tinyr1.tasks.data import prompt_rows_from  # lazy: after call_scope, as the next line
+        from tinyr1.tasks.rows import prompt_rows_from  # lazy: after call_scope, as the next line
         from tinyr1.training import grpo  # lazy: loads torch and trl, which import tinyr1 must not
 
         given = None

@@ -126,7 +126,7 @@ def test_rows_as_a_python_user_writes_them():
     """A plain gold answer, GSM8K's ``#### 5``, prepared rows with a numeric gold, a pandas DataFrame: one rule."""
     import pandas
 
-    from tinyr1.tasks.data import prompt_rows_from
+    from tinyr1.tasks.rows import prompt_rows_from
 
     plain = [{"question": "What is 2 + 3?", "answer": "5"}, {"question": "What is 4 + 4?", "answer": 8}]
     gsm8k = [{"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}]

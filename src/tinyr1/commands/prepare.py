@@ -25,7 +25,8 @@ from tinyr1.infra.options import parse_command
 from tinyr1.infra.paths import make_dirs, mark_written, written_by
 from tinyr1.run_folder import ownership
 from tinyr1.tasks.answers import SYSTEM_PROMPT
-from tinyr1.tasks.data import DEFAULT_DATASET, load_examples, local_source_files, to_prompt_rows
+from tinyr1.tasks.data import DEFAULT_DATASET, load_examples, local_source_files
+from tinyr1.tasks.rows import to_prompt_rows
 
 
 def build_parser() -> argparse.ArgumentParser:

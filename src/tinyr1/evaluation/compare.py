@@ -18,7 +18,7 @@ DEFAULT_PROMPT = "Xiao Ming bought 4 apples, ate 1, and gave 1 to his sister. Ho
 def _answers(model_name, prompts: list[str], system_prompt: str, max_new_tokens: int) -> list[str]:
     from tinyr1.models.generation import generate_batch  # lazy: loads torch; scoring files needs none
     from tinyr1.models.loading import load_model_and_tokenizer  # lazy: loads torch; scoring files needs none
-    from tinyr1.tasks.data import build_prompt
+    from tinyr1.tasks.rows import build_prompt
 
     model, tokenizer = load_model_and_tokenizer(model_name)
     model.eval()

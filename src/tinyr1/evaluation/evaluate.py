@@ -20,8 +20,9 @@ from tinyr1.run_folder import ownership
 from tinyr1.run_folder.lock import RunLock
 from tinyr1.tasks import answers
 from tinyr1.tasks.answers import SYSTEM_PROMPT
-from tinyr1.tasks.data import build_prompt, load_examples, read_rows_file
+from tinyr1.tasks.data import load_examples, read_rows_file
 from tinyr1.tasks.reasoning_gym import parse_dataset_options
+from tinyr1.tasks.rows import build_prompt
 from tinyr1.tasks.scoring import score_completion, summarize
 from tinyr1.tasks.statistics import format_interval
 

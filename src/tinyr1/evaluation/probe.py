@@ -27,9 +27,10 @@ from tinyr1.models.loading import load_model_and_tokenizer
 from tinyr1.run_folder import ownership
 from tinyr1.tasks import answers
 from tinyr1.tasks.answers import SYSTEM_PROMPT
-from tinyr1.tasks.data import build_prompt, load_examples, local_source_files
+from tinyr1.tasks.data import load_examples, local_source_files
 from tinyr1.tasks.reasoning_gym import check_dataset_options
 from tinyr1.tasks.reward_lookup import get_reward_funcs
+from tinyr1.tasks.rows import build_prompt
 
 
 def group_stats(groups: list[list[dict]]) -> dict:

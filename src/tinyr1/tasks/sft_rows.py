@@ -16,8 +16,9 @@ from __future__ import annotations
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.naming import setting
 from tinyr1.tasks.answers import SYSTEM_PROMPT
-from tinyr1.tasks.data import build_prompt, check_messages, load_examples, load_raw_rows
+from tinyr1.tasks.data import load_examples, load_raw_rows
 from tinyr1.tasks.reasoning_gym import check_dataset_options
+from tinyr1.tasks.rows import build_prompt, check_messages
 
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "

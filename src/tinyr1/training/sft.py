@@ -31,7 +31,7 @@ from tinyr1.infra.recipe import dump_recipe
 from tinyr1.models import loading as models
 from tinyr1.models import precision
 from tinyr1.models.generation import generate_batch
-from tinyr1.tasks.data import build_prompt
+from tinyr1.tasks.rows import build_prompt
 from tinyr1.tasks.sft_rows import FORMATS, load_sft_rows
 from tinyr1.training.config import SFTConfig
 from tinyr1.training.fields import SFTScriptArguments
