@@ -11,6 +11,7 @@ so ``tinyr1 prepare`` does not pay for importing torch and trl.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     os.environ.update(openmp_defaults())  # before torch loads libgomp, which reads it once
+    # bitsandbytes (the qlora extra) warns as it is imported, on a CPU with AVX-512 bf16, that an optional kernel
+    # from the hub is missing, and uses its own; that line would stand beside every command's output and errors.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     module = importlib.import_module(f"tinyr1.commands.{COMMANDS[command][0]}")
     try:
         return int(module.main(rest) or 0)

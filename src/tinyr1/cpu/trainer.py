@@ -177,6 +177,9 @@ class CPUFastGRPOTrainer(GRPOTrainer):
             return "generation runs in vLLM or continuous batching"
         if getattr(self, "_is_vlm", False):
             return "a vision-language model"
+        # The decode loop multiplies by each layer's weight itself; bitsandbytes' packed weights need its own product.
+        if getattr(self.model, "is_loaded_in_4bit", False) or getattr(self.model, "is_loaded_in_8bit", False):
+            return "the weights are 4-bit or 8-bit (bitsandbytes)"
         return None
 
     # Off the fast path both overrides hand trl exactly what trl passed, so a trl whose signatures changed (outside

@@ -164,7 +164,7 @@ def check_trainer_settings(training, has_eval_dataset: bool = False) -> None:
                               f"(pip install {modules[0]}), or use --report_to none")
     optim = str(getattr(training.optim, "value", training.optim))
     if any(word in optim for word in ("8bit", "bnb", "paged")) and not importlib.util.find_spec("bitsandbytes"):
-        raise TinyR1Error(f"--optim {optim}: needs bitsandbytes (pip install bitsandbytes, CUDA GPU); "
+        raise TinyR1Error(f"--optim {optim}: needs bitsandbytes (pip install -c constraints.txt -e \".[qlora]\"); "
                           "use --optim adamw_torch")
     strategy = str(getattr(training.eval_strategy, "value", training.eval_strategy))
     if strategy != "no" and not has_eval_dataset:

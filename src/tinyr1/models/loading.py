@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from tinyr1.infra.device import model_device
 from tinyr1.infra.errors import TinyR1Error, first_line
 from tinyr1.infra.paths import looks_local
 from tinyr1.models.precision import choose_precision
@@ -238,11 +239,14 @@ def load_tokenizer(name_or_path: str | ResolvedModel, adapter: str | None = None
 
 
 def load_model(name_or_path: str | ResolvedModel, *, adapter: str | None = None,
-               dtype: torch.dtype | str | None = None, device: str | None = None, trust_remote_code: bool = False,
+               dtype: torch.dtype | str | None = None, device: str | None = "auto", trust_remote_code: bool = False,
                merge_adapter: bool = False, **from_pretrained_kwargs):
     """Load weights (safetensors only) in ``dtype`` (default: ``choose_precision``), apply a LoRA adapter if any.
 
-    Extra keyword arguments (e.g. ``quantization_config``, ``device_map``) go to ``from_pretrained``.
+    ``device``: ``"auto"`` puts the model where this process runs models (``tinyr1.infra.device.model_device``: its
+    GPU, else the CPU), so eval, compare, generate, doctor and the probe generate on the GPU they have; None leaves
+    it where ``from_pretrained`` put it, for a trainer to place (accelerate, DeepSpeed). Extra keyword arguments
+    (e.g. ``quantization_config``, ``device_map``) go to ``from_pretrained``; a ``device_map`` places the model.
     """
     from transformers import AutoModelForCausalLM
 
@@ -267,6 +271,8 @@ def load_model(name_or_path: str | ResolvedModel, *, adapter: str | None = None,
             # PeftModel.from_pretrained froze the base weights; the merged model is an ordinary model again, so its
             # weights must be trainable, as a freshly loaded one's are (else GRPO from an SFT adapter cannot step).
             model = model.merge_and_unload().requires_grad_(True)
+    if device == "auto":
+        device = None if from_pretrained_kwargs.get("device_map") is not None else model_device()
     if device:
         model.to(device)
     return model

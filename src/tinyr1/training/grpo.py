@@ -25,7 +25,7 @@ from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.infra.validate import GRPO_RULES
 from tinyr1.models import loading as models
-from tinyr1.models import precision
+from tinyr1.models import precision, quantization
 from tinyr1.run_folder.folder import RunDir
 from tinyr1.tasks.data import load_examples
 from tinyr1.tasks.reasoning_gym import check_dataset_options
@@ -83,6 +83,7 @@ def reward_funcs(recipe: Recipe, given: list | None = None, argument: str = "--r
     if script.merge_lora and not recipe.model_args.use_peft:
         raise TinyR1Error("merge_lora true: merges a LoRA adapter, and this run trains none, so it would do nothing; "
                           "add --use_peft true, or drop merge_lora")
+    quantization.check(recipe.model_args, trains_adapter=bool(recipe.model_args.use_peft))
     if args.reward_weights is not None and len(args.reward_weights) != len(funcs):
         names = ", ".join(getattr(f, "__name__", str(f)) for f in funcs)
         raise TinyR1Error(f"reward_weights: {len(args.reward_weights)} weights for {len(funcs)} reward_funcs "
@@ -114,6 +115,10 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
     TinyR1Error subclasses. ``threads``: the CPU threads in use, for run.json (None on a GPU). ``model`` (with its
     ``tokenizer``) and ``rows`` (prompt rows) replace the recipe's model and data source where given."""
     script, args, model_args = recipe.script, recipe.args, recipe.model_args
+    if model is not None and quantization.wanted(model_args):
+        raise TinyR1Error("load_in_4bit/load_in_8bit: a model given in Python trains as it was loaded; load it "
+                          "quantized yourself (quantization_config=BitsAndBytesConfig(...)) or give "
+                          "model_name_or_path")
     resolved = models.resolve_model(model_args.model_name_or_path) if model is None else None
     check_lengths(recipe, model.config if model is not None else models.local_config(model_args.model_name_or_path))
     source = "the rows given" if rows is not None else None
@@ -166,14 +171,18 @@ def load_policy(recipe: Recipe, resolved, tokenizer, run_dir: RunDir, threads: i
     plan = precision.choose_precision(precision.training_request(args, model_args.dtype),
                                       model_type=_model_type(resolved), force_fp16=script.force_fp16,
                                       lora=bool(model_args.use_peft))
-    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
-                              trust_remote_code=bool(getattr(args, "trust_remote_code", False)))
+    # device None: the trainer places the model (a quantized one is placed as it loads, on this process's device)
+    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True, device=None,
+                              trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
+                              **quantization.load_kwargs(model_args, plan))
+    quantization.prepare_for_training(model)
     pad_message = models.ensure_pad_token(tokenizer, model)
     if args.beta > 0 and resolved.kind == "adapter":
         _pin_reference_model(model, tokenizer, run_dir.path)
         run_dir.record()
     describe(model, model_args.model_name_or_path, run_dir, threads,
-             plan.reason + (f"; {pad_message}" if pad_message else ""), plan.dtype)
+             plan.reason + quantization.describe(model_args, plan) + (f"; {pad_message}" if pad_message else ""),
+             plan.dtype)
     return model
 
 

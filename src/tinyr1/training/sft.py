@@ -18,16 +18,15 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from datasets import Dataset
-from trl import ModelConfig, get_peft_config, get_quantization_config
+from trl import ModelConfig, get_peft_config
 
 from tinyr1.infra.device import cuda_available
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.models import loading as models
-from tinyr1.models import precision
+from tinyr1.models import precision, quantization
 from tinyr1.models.generation import generate_batch
 from tinyr1.tasks.data import build_prompt
 from tinyr1.tasks.sft_rows import FORMATS, load_sft_rows
@@ -83,10 +82,8 @@ def check_backend(recipe: Recipe) -> None:
     if script.merge_lora and not model_args.use_peft:
         raise TinyR1Error("merge_lora true: merges a LoRA adapter, and this run trains none, so it would do nothing; "
                           "add --use_peft true, or drop merge_lora")
-    quantized = model_args.load_in_4bit or model_args.load_in_8bit
-    if quantized and not (cuda_available() and _has("bitsandbytes")):
-        raise TinyR1Error("--load_in_4bit/--load_in_8bit need a CUDA GPU and bitsandbytes (pip install "
-                          "bitsandbytes); on CPU train the LoRA adapter without quantization")
+    if script.backend == "transformers":
+        quantization.check(model_args, trains_adapter=bool(model_args.use_peft))
 
 
 def load_for_sft(recipe: Recipe, resolved, tokenizer):
@@ -103,17 +100,16 @@ def load_for_sft(recipe: Recipe, resolved, tokenizer):
                                                  target_modules=model_args.lora_target_modules, bias="none",
                                                  use_gradient_checkpointing="unsloth", random_state=training.seed)
         return model, tokenizer, None
-    quantization = get_quantization_config(model_args)
-    # k-bit weights must be placed on the GPU at load time (bitsandbytes quantizes as they arrive).
-    extra = {"quantization_config": quantization,
-             "device_map": {"": torch.cuda.current_device()}} if quantization else {}
     plan = precision.choose_precision(precision.training_request(training, model_args.dtype),
-                                   lora=bool(model_args.use_peft))
-    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
-                              trust_remote_code=training.trust_remote_code, **extra)
+                                      lora=bool(model_args.use_peft))
+    # device None: the trainer places the model (a quantized one is placed as it loads, on this process's device)
+    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True, device=None,
+                              trust_remote_code=training.trust_remote_code,
+                              **quantization.load_kwargs(model_args, plan))
+    quantization.prepare_for_training(model)
     models.ensure_pad_token(tokenizer, model)
     tokenizer.padding_side = "right"  # training pads on the right; generation code sets left itself
-    print(plan.reason)
+    print(plan.reason + quantization.describe(model_args, plan))
     return model, tokenizer, get_peft_config(model_args)
 
 
