@@ -15,6 +15,7 @@ Every command (train, eval, compare, sft, generate, doctor) loads through here, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -30,6 +31,7 @@ from tinyr1.infra.device import model_device
 from tinyr1.infra.errors import TinyR1Error, first_line
 from tinyr1.infra.paths import looks_local
 from tinyr1.models.precision import choose_precision
+from tinyr1.models.whole_weights import process_alone, rows
 from tinyr1.run_folder.checkpoints import latest_checkpoint
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
@@ -215,7 +217,9 @@ def ensure_pad_token(tokenizer, model=None) -> str | None:
             tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
             message = f"pad token: added '<|pad|>' (none distinct from eos {tokenizer.eos_token!r})"
     if model is not None:
-        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        # the embedding's full rows: under ZeRO-3 its local slice is empty, and resizing to the tokenizer would
+        # shrink the vocabulary (Qwen2.5's 151,936 rows to its tokenizer's 151,665)
+        if len(tokenizer) > rows(model.get_input_embeddings().weight):
             model.resize_token_embeddings(len(tokenizer))
         model.config.pad_token_id = tokenizer.pad_token_id
         if getattr(model, "generation_config", None) is not None:
@@ -256,9 +260,13 @@ def load_model(name_or_path: str | ResolvedModel, *, adapter: str | None = None,
         plan = choose_precision(dtype, training=False)
         dtype = torch.float16 if plan.fp16 else plan.dtype
         print(plan.reason.replace("precision:", f"precision ({resolved.source}):", 1), file=sys.stderr)
+    # A model this process runs itself loads whole, even inside a ZeRO-3 run (the closing comparison on the main
+    # process); one a trainer places (device None) loads as the run's DeepSpeed settings say, partitioned under ZeRO-3.
+    whole = process_alone() if device is not None else contextlib.nullcontext()
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                     use_safetensors=True, **from_pretrained_kwargs)
+        with whole:
+            model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, use_safetensors=True,
+                                                         trust_remote_code=trust_remote_code, **from_pretrained_kwargs)
     except Exception as err:  # OSError for missing files or no network, ValueError for unknown architectures
         offline = " (offline? use a local folder, a .gguf file or smollm2-135m-instruct)"
         hint = offline if resolved.kind == "hub" else ""

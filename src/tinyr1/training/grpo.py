@@ -25,7 +25,7 @@ from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.infra.validate import GRPO_RULES
 from tinyr1.models import loading as models
-from tinyr1.models import precision, quantization
+from tinyr1.models import precision, quantization, whole_weights
 from tinyr1.run_folder.folder import RunDir
 from tinyr1.tasks.data import load_examples
 from tinyr1.tasks.reasoning_gym import check_dataset_options
@@ -146,13 +146,13 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
             peft_config=get_peft_config(model_args), run_folder=run_dir, recipe_values=recipe.values, finish=False))
         trainer.preflight()  # before the evaluation: a NaN model stops in seconds
         if script.eval_before_after:
-            before_after.evaluate_stage(script, run_dir, model, tokenizer, "before")
+            before_after.evaluate_stage(script, run_dir, trainer, tokenizer, "before", model_args.model_name_or_path)
         trainer.train(resume_from_checkpoint=resume)
         if trainer.stopped_by is not None:
             return 128 + trainer.stopped_by
-        run_dir.save_final(trainer, tokenizer, script.merge_lora)
+        save_final(run_dir, trainer, tokenizer, script.merge_lora, resolved)
         if script.eval_before_after:
-            before_after.evaluate_stage(script, run_dir, trainer.model, tokenizer, "after")
+            before_after.evaluate_stage(script, run_dir, trainer, tokenizer, "after", str(run_dir.path))
         run_dir.write_run_json("completed")
         if script.eval_before_after and run_dir.main:
             before_after.finish_story(script, model_args, run_dir)
@@ -162,6 +162,14 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
         return 0
     finally:
         _close_process_group()
+
+
+def save_final(run_dir: RunDir, trainer, tokenizer, merge_lora: bool, resolved) -> None:
+    """The final model or adapter; a merge of an adapter trained on partitioned (ZeRO-3) or 4-bit weights is made
+    from the saved adapter on the main process (``tinyr1.models.whole_weights``), not in memory."""
+    from_files = merge_lora and resolved is not None and whole_weights.needs_merge_from_files(trainer.model)
+    run_dir.save_final(trainer, tokenizer, merge_lora and not from_files)
+    whole_weights.finish_merge(run_dir, trainer, from_files, resolved.path if from_files else None)
 
 
 def load_policy(recipe: Recipe, resolved, tokenizer, run_dir: RunDir, threads: int | None):

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trl.models.utils import unwrap_model_for_generation
+
 from tinyr1.cpu import touchpoints
 from tinyr1.cpu.trainer import CPUFastGRPOTrainer, generation_weights
 from tinyr1.infra.errors import TinyR1Error
@@ -118,8 +120,9 @@ class GRPOTrainer(RunFolderMixin, CurriculumMixin, DynamicSamplingMixin, CPUFast
     def preflight(self) -> None:
         """Generate a few tokens and stop (``CollapseError``) if any weight or logit is NaN/inf; once per trainer."""
         if self.tinyr1.preflight and not self._preflight_done:
-            guards.preflight_check(self.accelerator.unwrap_model(self.model), self.processing_class,
-                                   bf16=bool(self.args.bf16))
+            # every process: under ZeRO-3 the weights are gathered whole for the check (a collective)
+            with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as model:
+                guards.preflight_check(model, self.processing_class, bf16=bool(self.args.bf16))
         self._preflight_done = True
 
     def _prepare_training(self, checkpoint: str | None) -> None:

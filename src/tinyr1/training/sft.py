@@ -26,7 +26,7 @@ from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import write_text
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.models import loading as models
-from tinyr1.models import precision, quantization
+from tinyr1.models import precision, quantization, whole_weights
 from tinyr1.models.generation import generate_batch
 from tinyr1.tasks.data import build_prompt
 from tinyr1.tasks.sft_rows import FORMATS, load_sft_rows
@@ -139,7 +139,10 @@ def run(recipe: Recipe, threads: int | None = None) -> int:
     trainer.train(resume_from_checkpoint=resume)
     if trainer.stopped_by is not None:
         return 128 + trainer.stopped_by
-    run_dir.save_final(trainer, tokenizer, script.merge_lora)
+    # an adapter trained on partitioned (ZeRO-3) or 4-bit weights is merged from its saved files, not in memory
+    from_files = script.merge_lora and whole_weights.needs_merge_from_files(trainer.model)
+    run_dir.save_final(trainer, tokenizer, script.merge_lora and not from_files)
+    whole_weights.finish_merge(run_dir, trainer, from_files, resolved.path if from_files else None)
     if run_dir.main:
         _point_adapter_at(run_dir.path, model_args.model_name_or_path)
     run_dir.write_run_json("completed")
