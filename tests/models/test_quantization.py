@@ -132,11 +132,18 @@ def test_sft_in_4bit_saves_an_adapter_that_generate_uses(cli, qlora_model, tmp_p
     out = tmp_path / "sft"
     result = cli("sft", "--config", RECIPE, "--model_name_or_path", str(qlora_model), "--dataset_name", ALPACA,
                  "--max_steps", "2", "--max_length", "128", "--learning_rate", "1e-2", "--warmup_steps", "0",
-                 "--output_dir", str(out), "--save_strategy", "no", cwd=REPO)
+                 "--output_dir", str(out), "--save_strategy", "no", "--merge_lora", "true", cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "weights 4-bit nf4, computed in" in result.stdout
     assert lora_b_changed(out)  # B starts at zero: two steps moved every adapter
     assert json.loads((out / "run.json").read_text())["status"] == "completed"
+    # merged from the saved adapter into the base loaded whole: a plain model, the adapter's outputs
+    merged_config = json.loads((out / "merged" / "config.json").read_text())
+    assert "quantization_config" not in merged_config
+    adapted, merged = loading.load_model(str(out), dtype=torch.float32), loading.load_model(str(out / "merged"))
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        assert torch.allclose(adapted.eval()(ids).logits, merged.float().eval()(ids).logits, atol=1e-4)
     reply = cli("generate", "--model_name_or_path", str(out), "--prompt", "Add 2 and 3.", "--max_new_tokens", "6")
     assert reply.returncode == 0, reply.stderr[-2000:]
     assert reply.stdout.strip()

@@ -1,6 +1,6 @@
 """Supervised fine-tuning from a recipe: the one function ``tinyr1 sft`` and ``tinyr1.sft`` both run, around
 ``tinyr1.SFTTrainer`` — LoRA/QLoRA on alpaca rows, a reasoning cold start or chat messages (the recipe's
-Unsloth-style part).
+Unsloth-style part, on transformers and bitsandbytes).
 
     recipe = parse(argv=["--config", "recipes/smollm2-135m-instruct/sft-coldstart-cpu.yaml"])
     check_backend(recipe)
@@ -34,6 +34,11 @@ from tinyr1.training.config import SFTConfig
 from tinyr1.training.fields import SFTScriptArguments
 from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, claim_run_folder, parse_recipe
 from tinyr1.training.sft_trainer import SFTTrainer
+
+# Why --backend unsloth is refused (pip's resolution, docs/sft.md#unsloth).
+UNSLOTH_DROPPED = ("no Unsloth release installs beside tinyr1's transformers and trl (the newest, 2026.10.9, needs "
+                   "transformers <= 5.17, trl <= 1.15 and datasets < 5; pip falls back to 2025.7.2, which predates "
+                   "transformers 5)")
 
 DESCRIPTION = "LoRA/QLoRA supervised fine-tuning with trl's SFTTrainer from one YAML recipe plus --field overrides."
 
@@ -73,33 +78,20 @@ def parse(argv: list[str] | None = None, *, config=None, python_values: dict | N
 def check_backend(recipe: Recipe) -> None:
     """One line, before anything heavy loads, where the backend or quantization cannot run here."""
     script, model_args = recipe.script, recipe.model_args
-    if script.backend not in ("transformers", "unsloth"):
-        raise TinyR1Error(f"--backend {script.backend!r}: use transformers or unsloth")
-    if script.backend == "unsloth" and not (_has("unsloth") and cuda_available()):
-        raise TinyR1Error("--backend unsloth needs both the unsloth package (pip install unsloth) and a CUDA GPU; "
-                          f"here: unsloth {'installed' if _has('unsloth') else 'missing'}, GPU "
-                          f"{'present' if cuda_available() else 'absent'}. Use --backend transformers")
+    if script.backend == "unsloth":
+        raise TinyR1Error(f"backend unsloth was dropped: {UNSLOTH_DROPPED}. Use backend transformers with "
+                          "load_in_4bit true (QLoRA, the same recipe), or Unsloth in its own environment")
+    if script.backend != "transformers":
+        raise TinyR1Error(f"--backend {script.backend!r}: use transformers (unsloth was dropped)")
     if script.merge_lora and not model_args.use_peft:
         raise TinyR1Error("merge_lora true: merges a LoRA adapter, and this run trains none, so it would do nothing; "
                           "add --use_peft true, or drop merge_lora")
-    if script.backend == "transformers":
-        quantization.check(model_args, trains_adapter=bool(model_args.use_peft))
+    quantization.check(model_args, trains_adapter=bool(model_args.use_peft))
 
 
 def load_for_sft(recipe: Recipe, resolved, tokenizer):
-    """Model (LoRA wrapping is left to SFTTrainer via peft_config) and tokenizer, per backend."""
-    script, training, model_args = recipe.script, recipe.args, recipe.model_args
-    if script.backend == "unsloth":  # unverified here: follows Unsloth's documented FastLanguageModel API
-        from unsloth import FastLanguageModel
-
-        model, tokenizer = FastLanguageModel.from_pretrained(model_args.model_name_or_path,
-                                                             max_seq_length=training.max_length,
-                                                             load_in_4bit=model_args.load_in_4bit)
-        model = FastLanguageModel.get_peft_model(model, r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
-                                                 lora_dropout=model_args.lora_dropout,
-                                                 target_modules=model_args.lora_target_modules, bias="none",
-                                                 use_gradient_checkpointing="unsloth", random_state=training.seed)
-        return model, tokenizer, None
+    """Model (LoRA wrapping is left to SFTTrainer via peft_config) and tokenizer."""
+    training, model_args = recipe.args, recipe.model_args
     plan = precision.choose_precision(precision.training_request(training, model_args.dtype),
                                       lora=bool(model_args.use_peft))
     # device None: the trainer places the model (a quantized one is placed as it loads, on this process's device)
