@@ -37,8 +37,8 @@ from tinyr1.training.sft_trainer import SFTTrainer
 
 # Why --backend unsloth is refused (pip's resolution, docs/sft.md#unsloth).
 UNSLOTH_DROPPED = ("no Unsloth release installs beside tinyr1's transformers and trl (the newest, 2026.10.9, needs "
-                   "transformers <= 5.17, trl <= 1.15 and datasets < 5; pip falls back to 2025.7.2, which predates "
-                   "transformers 5)")
+                   "transformers <= 5.17, trl <= 1.15 and datasets < 5; beside them pip picks 2025.7.2, written for "
+                   "transformers 4)")
 
 DESCRIPTION = "LoRA/QLoRA supervised fine-tuning with trl's SFTTrainer from one YAML recipe plus --field overrides."
 
