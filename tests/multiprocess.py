@@ -1,9 +1,9 @@
 """Run ``tinyr1 train`` in two CPU processes, as ``accelerate launch`` runs it on two GPUs: plain data parallel
-over gloo, or DeepSpeed ZeRO-3 with its CPU accelerator (also over gloo). For tests of what every rank must agree
-on (stops, guards) and of partitioned weights; a 1-step tiny-model run takes under a minute on a 2-core machine.
+over gloo, or DeepSpeed ZeRO-2/3 with its CPU accelerator (also over gloo). For tests of what every rank must agree
+on (stops, guards) and of partitioned weights; a 1-step tiny-model run takes 30-50 s on a 2-core machine.
 
     result = launch(["train", "--model_name_or_path", TINY, ...], tmp_path)                 # DDP, 2 processes
-    result = launch([...], tmp_path, zero3=True)                                             # ZeRO-3, 2 processes
+    result = launch([...], tmp_path, zero_stage=3)                                           # ZeRO-3, 2 processes
     assert result.returncode == 0, result.stderr[-3000:]
 
 Each process's lines carry no rank prefix; ``run.json`` in the output folder has ``world_size``.
@@ -22,13 +22,14 @@ import pytest
 from .conftest import REPO
 
 # accelerate's DeepSpeed launcher with DeepSpeed's CPU accelerator: two processes, no GPU, gloo between them.
-ZERO3_CPU = """\
+# zero3_init_flag: under ZeRO-3 the model is partitioned as it loads, as on GPUs with recipes/accelerate/zero3.yaml.
+ZERO_CPU = """\
 compute_environment: LOCAL_MACHINE
 distributed_type: DEEPSPEED
 deepspeed_config:
-  zero3_init_flag: true
-  zero3_save_16bit_model: true
-  zero_stage: 3
+  zero3_init_flag: {stage3}
+  zero3_save_16bit_model: {stage3}
+  zero_stage: {stage}
   offload_optimizer_device: none
   offload_param_device: none
 num_machines: 1
@@ -41,15 +42,16 @@ use_cpu: true
 """
 
 
-def launch(tinyr1_args: list[str], folder: Path, *, processes: int = 2, zero3: bool = False,
+def launch(tinyr1_args: list[str], folder: Path, *, processes: int = 2, zero_stage: int | None = None,
            env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """``accelerate launch`` of ``python -m tinyr1 <tinyr1_args>`` in ``processes`` CPU processes (one torch thread
     each), from the repository root, with this tree's ``src`` first on the path."""
-    if zero3:
+    if zero_stage is not None:
         if importlib.util.find_spec("deepspeed") is None:
             pytest.skip("DeepSpeed is not installed (pip install -c constraints.txt -e '.[deepspeed]')")
-        config = folder / "zero3-cpu.yaml"
-        config.write_text(ZERO3_CPU.format(processes=processes))
+        config = folder / f"zero{zero_stage}-cpu.yaml"
+        stage3 = "true" if zero_stage == 3 else "false"
+        config.write_text(ZERO_CPU.format(processes=processes, stage=zero_stage, stage3=stage3))
         launcher = ["--config_file", str(config)]
     else:
         # --multi_gpu only selects accelerate's torchrun launcher; with no GPU each process runs on CPU over gloo.
