@@ -55,3 +55,39 @@ def mark_run(folder: Path, command: str = "train") -> Path:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def make_qlora_model(folder: Path, extra_rows: int = 0) -> Path:
+    """A randomly initialised 2-layer Qwen2 with tiny-qwen2's tokenizer and widths bitsandbytes' CPU backend takes:
+    every linear layer's inputs a multiple of its 64-value blocks and outputs a multiple of 32 (tiny-qwen2's are 16
+    and 8). ``extra_rows``: embedding rows beyond the tokenizer's, as Qwen2.5 pads its vocabulary. Built in a
+    second, not shipped."""
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(ASSETS / "tiny-qwen2")
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer) + extra_rows, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=2048,
+                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None, initializer_range=0.3)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def qlora_model(tmp_path_factory) -> Path:
+    import importlib.util
+    import platform
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        if sys.platform.startswith("linux") and platform.machine() == "x86_64":
+            # Fail, not skip: the dev extra installs it here, and CI must not pass by skipping the 4-bit tests.
+            pytest.fail('bitsandbytes is missing; pip install -c constraints.txt -e ".[dev]"')
+        pytest.skip("bitsandbytes has no wheel for this platform in the dev extra")
+    return make_qlora_model(tmp_path_factory.mktemp("qlora") / "tiny-qwen2-64")

@@ -11,6 +11,7 @@ from tinyr1.commands import train
 from tinyr1.infra.errors import CollapseError
 
 from ..conftest import ASSETS, REPO, read_jsonl
+from ..multiprocess import launch
 
 TINY = ASSETS / "tiny-qwen2"
 
@@ -158,17 +159,8 @@ def test_smollm2_alias_trains_one_short_step(cli, gsm8k_dir, tmp_path):
 
 @pytest.mark.slow
 def test_two_cpu_processes_under_accelerate_train_one_step(gsm8k_dir, tmp_path):
-    import os
-    import subprocess
-    import sys
-
     out = tmp_path / "ddp"
-    # --multi_gpu only selects accelerate's torchrun launcher; with no GPU each process trains on CPU over gloo.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "-m", "tinyr1"]
-    args = base_args(gsm8k_dir, out, "--max_steps", "1", "--save_strategy", "no")
-    result = subprocess.run(launcher + args, cwd=REPO, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = launch(base_args(gsm8k_dir, out, "--max_steps", "1", "--save_strategy", "no"), tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads((out / "run.json").read_text())
     assert run["world_size"] == 2 and run["global_step"] == 1 and (out / "model.safetensors").is_file()

@@ -94,7 +94,7 @@ def test_explicit_bf16_on_a_slow_cpu_is_honoured_with_a_warning(fake_cpu):
     plan = choose_precision("bf16")
     assert plan.bf16
     warning = plan.reason.splitlines()[-1]
-    assert warning.startswith("warning: --bf16 true") and "4.0x slower" in warning
+    assert warning.startswith("warning: bf16=True") and "4.0x slower" in warning
 
 
 def test_train_and_sft_defaults_follow_the_cpu(fake_cpu):

@@ -230,7 +230,7 @@ def check_generation(checks: Checklist, name: str, local: str | None, params: fl
         return None
 
     plan = choose_precision()
-    model, tokenizer = load_model_and_tokenizer(name, dtype=plan.dtype, device=hardware["device"])
+    model, tokenizer = load_model_and_tokenizer(name, dtype=plan.dtype)
     try:
         preflight_check(model, tokenizer, max_new_tokens=2, bf16=plan.bf16)
     except CollapseError as err:

@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from tinyr1.infra.device import configure_cpu, default_device
+from tinyr1.infra.device import configure_cpu
 from tinyr1.infra.errors import TinyR1Error, one_line_errors
 from tinyr1.infra.naming import command_line, setting
 from tinyr1.infra.options import parse_command
@@ -68,9 +68,9 @@ def parse_args(argv: list[str] | None = None, *, values: dict | None = None,
 
 
 def load_chat_model(args: argparse.Namespace):
-    """The model (on the default device, in eval mode) and its tokenizer, which must have a chat template."""
-    model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, adapter=args.adapter,
-                                                device=default_device())
+    """The model (where this process runs models: its GPU, else the CPU; in eval mode) and its tokenizer, which must
+    have a chat template."""
+    model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, adapter=args.adapter)
     model.eval()
     if not tokenizer.chat_template:
         raise TinyR1Error(f"{args.model_name_or_path}: the tokenizer has no chat template; use an instruct model")

@@ -44,6 +44,16 @@ def default_device() -> str:
     return "cuda" if cuda_available() else "cpu"
 
 
+def model_device() -> str:
+    """Where this process runs a model it loads for generation or evaluation: ``cuda:<local rank>`` (the GPU
+    ``accelerate launch`` gives this process; ``cuda:0`` alone), else ``cpu``. The one answer to "where does this
+    model run": ``tinyr1.models.loading.load_model`` places every model it loads here, unless a trainer places it."""
+    if not cuda_available():
+        return "cpu"
+    rank = os.environ.get("LOCAL_RANK", "")
+    return f"cuda:{int(rank)}" if rank.isdigit() else f"cuda:{torch.cuda.current_device()}"
+
+
 def configured():
     """What ``cpu_threads`` last set in this process (a ``Threads`` with its reason), or None."""
     return _configured

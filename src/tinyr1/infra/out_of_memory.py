@@ -22,7 +22,7 @@ def oom_remedies(training, model_args, length_field: str = "max_length") -> str:
     >>> print(oom_remedies(N(per_device_train_batch_size=2, gradient_accumulation_steps=4, max_length=2048),
     ...                    N(load_in_4bit=False)))
     out of memory; keep the effective batch and try, in order: per_device_train_batch_size 2 -> 1, \
-gradient_accumulation_steps 4 -> 8; load_in_4bit=True (needs a CUDA GPU and bitsandbytes); max_length 2048 -> 1024
+gradient_accumulation_steps 4 -> 8; load_in_4bit=True (needs bitsandbytes and use_peft); max_length 2048 -> 1024
     """
     batch, accumulation = training.per_device_train_batch_size, training.gradient_accumulation_steps
     steps = []
@@ -31,7 +31,7 @@ gradient_accumulation_steps 4 -> 8; load_in_4bit=True (needs a CUDA GPU and bits
         steps.append(f"per_device_train_batch_size {batch} -> {smaller}, gradient_accumulation_steps "
                      f"{accumulation} -> {accumulation * batch // smaller}")
     if not getattr(model_args, "load_in_4bit", False):
-        steps.append(f"{setting('load_in_4bit', True)} (needs a CUDA GPU and bitsandbytes)")
+        steps.append(f"{setting('load_in_4bit', True)} (needs bitsandbytes and use_peft)")
     length = getattr(training, length_field, None)
     if length:
         steps.append(f"{length_field} {length} -> {max(64, length // 2)}")

@@ -165,8 +165,8 @@ def check_trainer_settings(training, has_eval_dataset: bool = False) -> None:
                               f"(pip install {modules[0]}), or use {setting('report_to', 'none')}")
     optim = str(getattr(training.optim, "value", training.optim))
     if any(word in optim for word in ("8bit", "bnb", "paged")) and not importlib.util.find_spec("bitsandbytes"):
-        raise TinyR1Error(f"{setting('optim')} {optim}: needs bitsandbytes (pip install bitsandbytes, CUDA GPU); "
-                          f"use {setting('optim', 'adamw_torch')}")
+        raise TinyR1Error(f"{setting('optim')} {optim}: needs bitsandbytes (pip install -c constraints.txt -e "
+                          f"\".[qlora]\"); use {setting('optim', 'adamw_torch')}")
     strategy = str(getattr(training.eval_strategy, "value", training.eval_strategy))
     if strategy != "no" and not has_eval_dataset:
         also = (f" (and {setting('eval_before_after', True)} for the before/after evaluation)"

@@ -15,6 +15,7 @@ Every command (train, eval, compare, sft, generate, doctor) loads through here, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -26,11 +27,13 @@ from pathlib import Path
 
 import torch
 
+from tinyr1.infra.device import model_device
 from tinyr1.infra.errors import TinyR1Error, first_line
 from tinyr1.infra.log import TO_STDERR
 from tinyr1.infra.naming import setting
 from tinyr1.infra.paths import looks_local
 from tinyr1.models.precision import choose_precision
+from tinyr1.models.whole_weights import process_alone, rows
 from tinyr1.run_folder.checkpoints import latest_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -218,7 +221,9 @@ def ensure_pad_token(tokenizer, model=None) -> str | None:
             tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
             message = f"pad token: added '<|pad|>' (none distinct from eos {tokenizer.eos_token!r})"
     if model is not None:
-        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        # the embedding's full rows: under ZeRO-3 its local slice is empty, and resizing to the tokenizer would
+        # shrink the vocabulary (Qwen2.5's 151,936 rows to its tokenizer's 151,665)
+        if len(tokenizer) > rows(model.get_input_embeddings().weight):
             model.resize_token_embeddings(len(tokenizer))
         model.config.pad_token_id = tokenizer.pad_token_id
         if getattr(model, "generation_config", None) is not None:
@@ -242,11 +247,14 @@ def load_tokenizer(name_or_path: str | ResolvedModel, adapter: str | None = None
 
 
 def load_model(name_or_path: str | ResolvedModel, *, adapter: str | None = None,
-               dtype: torch.dtype | str | None = None, device: str | None = None, trust_remote_code: bool = False,
+               dtype: torch.dtype | str | None = None, device: str | None = "auto", trust_remote_code: bool = False,
                merge_adapter: bool = False, **from_pretrained_kwargs):
     """Load weights (safetensors only) in ``dtype`` (default: ``choose_precision``), apply a LoRA adapter if any.
 
-    Extra keyword arguments (e.g. ``quantization_config``, ``device_map``) go to ``from_pretrained``.
+    ``device``: ``"auto"`` puts the model where this process runs models (``tinyr1.infra.device.model_device``: its
+    GPU, else the CPU), so eval, compare, generate, doctor and the probe generate on the GPU they have; None leaves
+    it where ``from_pretrained`` put it, for a trainer to place (accelerate, DeepSpeed). Extra keyword arguments
+    (e.g. ``quantization_config``, ``device_map``) go to ``from_pretrained``; a ``device_map`` places the model.
     """
     from transformers import AutoModelForCausalLM
 
@@ -256,9 +264,13 @@ def load_model(name_or_path: str | ResolvedModel, *, adapter: str | None = None,
         plan = choose_precision(dtype, training=False)
         dtype = torch.float16 if plan.fp16 else plan.dtype
         logger.warning(plan.reason.replace("precision:", f"precision ({resolved.source}):", 1), extra=TO_STDERR)
+    # A model this process runs itself loads whole, even inside a ZeRO-3 run (the closing comparison on the main
+    # process); one a trainer places (device None) loads as the run's DeepSpeed settings say, partitioned under ZeRO-3.
+    whole = process_alone() if device is not None else contextlib.nullcontext()
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                     use_safetensors=True, **from_pretrained_kwargs)
+        with whole:
+            model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, use_safetensors=True,
+                                                         trust_remote_code=trust_remote_code, **from_pretrained_kwargs)
     except Exception as err:  # OSError for missing files or no network, ValueError for unknown architectures
         offline = " (offline? use a local folder, a .gguf file or smollm2-135m-instruct)"
         hint = offline if resolved.kind == "hub" else ""
@@ -271,6 +283,8 @@ def load_model(name_or_path: str | ResolvedModel, *, adapter: str | None = None,
             # PeftModel.from_pretrained froze the base weights; the merged model is an ordinary model again, so its
             # weights must be trainable, as a freshly loaded one's are (else GRPO from an SFT adapter cannot step).
             model = model.merge_and_unload().requires_grad_(True)
+    if device == "auto":
+        device = None if from_pretrained_kwargs.get("device_map") is not None else model_device()
     if device:
         model.to(device)
     return model

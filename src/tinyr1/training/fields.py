@@ -141,7 +141,8 @@ class SFTScriptArguments:
                                  "model's chat template instead of the ### Instruction template"})
     system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "system prompt for --dataset_format "
                                "reasoning (default: the GRPO recipe's)"})
-    backend: str = field(default="transformers", metadata={"help": "transformers (CPU or GPU) | unsloth (GPU)"})
+    backend: str = field(default="transformers", metadata={"help": "transformers (CPU or GPU); unsloth was dropped "
+                                                                    "(docs/sft.md#unsloth)"})
     merge_lora: bool = field(default=False, metadata={"help": "also save a merged full model in output_dir/merged"})
     num_threads: int | None = field(default=None, metadata={"help": "CPU threads (default: $OMP_NUM_THREADS, "
                                                                    "else the cores this process may use)"})

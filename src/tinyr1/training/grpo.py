@@ -27,7 +27,7 @@ from tinyr1.infra.naming import setting
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.infra.validate import GRPO_RULES
 from tinyr1.models import loading as models
-from tinyr1.models import precision
+from tinyr1.models import precision, quantization, whole_weights
 from tinyr1.run_folder.folder import RunDir
 from tinyr1.tasks.data import load_examples
 from tinyr1.tasks.reasoning_gym import check_dataset_options
@@ -88,6 +88,7 @@ def reward_funcs(recipe: Recipe, given: list | None = None, argument: str | None
     if script.merge_lora and not recipe.model_args.use_peft:
         raise TinyR1Error("merge_lora true: merges a LoRA adapter, and this run trains none, so it would do nothing; "
                           f"add {setting('use_peft', True)}, or drop merge_lora")
+    quantization.check(recipe.model_args, trains_adapter=bool(recipe.model_args.use_peft))
     if args.reward_weights is not None and len(args.reward_weights) != len(funcs):
         names = ", ".join(getattr(f, "__name__", str(f)) for f in funcs)
         raise TinyR1Error(f"reward_weights: {len(args.reward_weights)} weights for {len(funcs)} reward_funcs "
@@ -119,6 +120,10 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
     TinyR1Error subclasses. ``threads``: the CPU threads in use, for run.json (None on a GPU). ``model`` (with its
     ``tokenizer``) and ``rows`` (prompt rows) replace the recipe's model and data source where given."""
     script, args, model_args = recipe.script, recipe.args, recipe.model_args
+    if model is not None and quantization.wanted(model_args):
+        raise TinyR1Error("load_in_4bit/load_in_8bit: a model given in Python trains as it was loaded; load it "
+                          "quantized yourself (quantization_config=BitsAndBytesConfig(...)) or give "
+                          "model_name_or_path")
     resolved = models.resolve_model(model_args.model_name_or_path) if model is None else None
     check_lengths(recipe, model.config if model is not None else models.local_config(model_args.model_name_or_path))
     source = "the rows given" if rows is not None else None
@@ -146,13 +151,13 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
             peft_config=get_peft_config(model_args), run_folder=run_dir, recipe_values=recipe.values, finish=False))
         trainer.preflight()  # before the evaluation: a NaN model stops in seconds
         if script.eval_before_after:
-            before_after.evaluate_stage(script, run_dir, model, tokenizer, "before")
+            before_after.evaluate_stage(script, run_dir, trainer, tokenizer, "before", model_args.model_name_or_path)
         trainer.train(resume_from_checkpoint=resume)
         if trainer.stopped_by is not None:
             return 128 + trainer.stopped_by
-        run_dir.save_final(trainer, tokenizer, script.merge_lora)
+        save_final(run_dir, trainer, tokenizer, script.merge_lora, resolved)
         if script.eval_before_after:
-            before_after.evaluate_stage(script, run_dir, trainer.model, tokenizer, "after")
+            before_after.evaluate_stage(script, run_dir, trainer, tokenizer, "after", str(run_dir.path))
         run_dir.write_run_json("completed")
         if script.eval_before_after and run_dir.main:
             before_after.finish_story(script, model_args, run_dir)
@@ -164,6 +169,14 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
         _close_process_group()
 
 
+def save_final(run_dir: RunDir, trainer, tokenizer, merge_lora: bool, resolved) -> None:
+    """The final model or adapter; a merge of an adapter trained on partitioned (ZeRO-3) or 4-bit weights is made
+    from the saved adapter on the main process (``tinyr1.models.whole_weights``), not in memory."""
+    from_files = merge_lora and resolved is not None and whole_weights.needs_merge_from_files(trainer.model)
+    run_dir.save_final(trainer, tokenizer, merge_lora and not from_files)
+    whole_weights.finish_merge(run_dir, trainer, from_files, resolved.path if from_files else None)
+
+
 def load_policy(recipe: Recipe, resolved, tokenizer, run_dir: RunDir, threads: int | None):
     """The model to train, in the precision chosen for this machine; a LoRA adapter from ``tinyr1 sft`` merged so
     GRPO (with or without a new LoRA) starts from the SFT model."""
@@ -171,14 +184,18 @@ def load_policy(recipe: Recipe, resolved, tokenizer, run_dir: RunDir, threads: i
     plan = precision.choose_precision(precision.training_request(args, model_args.dtype),
                                       model_type=_model_type(resolved), force_fp16=script.force_fp16,
                                       lora=bool(model_args.use_peft))
-    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
-                              trust_remote_code=bool(getattr(args, "trust_remote_code", False)))
+    # device None: the trainer places the model (a quantized one is placed as it loads, on this process's device)
+    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True, device=None,
+                              trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
+                              **quantization.load_kwargs(model_args, plan))
+    quantization.prepare_for_training(model)
     pad_message = models.ensure_pad_token(tokenizer, model)
     if args.beta > 0 and resolved.kind == "adapter":
         _pin_reference_model(model, tokenizer, run_dir.path)
         run_dir.record()
     describe(model, model_args.model_name_or_path, run_dir, threads,
-             plan.reason + (f"; {pad_message}" if pad_message else ""), plan.dtype)
+             plan.reason + quantization.describe(model_args, plan) + (f"; {pad_message}" if pad_message else ""),
+             plan.dtype)
     return model
 
 

@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 
 import trl
+from trl.models.utils import unwrap_model_for_generation
 
 from tinyr1.cpu import touchpoints
 from tinyr1.cpu.fast_path import FastPath
@@ -151,8 +152,9 @@ class GRPOTrainer(trl.GRPOTrainer):
         A stop is written to run.json (``collapsed``, with the reason) where the run folder is claimed."""
         if self._run.settings.preflight and not self._preflight_done:
             try:
-                guards.preflight_check(self.accelerator.unwrap_model(self.model), self.processing_class,
-                                       bf16=bool(self.args.bf16))
+                # every process: under ZeRO-3 the weights are gathered whole for the check (a collective)
+                with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as model:
+                    guards.preflight_check(model, self.processing_class, bf16=bool(self.args.bf16))
             except CollapseError as err:
                 self._run.collapsed(str(err))
                 raise

@@ -1,6 +1,6 @@
 """Supervised fine-tuning from a recipe: the one function ``tinyr1 sft`` and ``tinyr1.sft`` both run, around
 ``tinyr1.SFTTrainer`` — LoRA/QLoRA on alpaca rows, a reasoning cold start or chat messages (the recipe's
-Unsloth-style part).
+Unsloth-style part, on transformers and bitsandbytes).
 
     recipe = parse(argv=["--config", "recipes/smollm2-135m-instruct/sft-coldstart-cpu.yaml"])
     check_backend(recipe)
@@ -19,9 +19,8 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 from datasets import Dataset
-from trl import ModelConfig, get_peft_config, get_quantization_config
+from trl import ModelConfig, get_peft_config
 
 from tinyr1.infra.device import cuda_available
 from tinyr1.infra.errors import TinyR1Error
@@ -29,7 +28,7 @@ from tinyr1.infra.files import write_text
 from tinyr1.infra.naming import setting
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.models import loading as models
-from tinyr1.models import precision
+from tinyr1.models import precision, quantization, whole_weights
 from tinyr1.models.generation import generate_batch
 from tinyr1.tasks.rows import build_prompt
 from tinyr1.tasks.sft_rows import FORMATS, load_sft_rows
@@ -39,6 +38,11 @@ from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, claim_run_folder, parse
 from tinyr1.training.sft_trainer import SFTTrainer
 
 logger = logging.getLogger(__name__)
+
+# Why backend unsloth is refused (pip's resolution, docs/sft.md#unsloth).
+UNSLOTH_DROPPED = ("no Unsloth release installs beside tinyr1's transformers and trl (the newest, 2026.10.9, needs "
+                   "transformers <= 5.17, trl <= 1.15 and datasets < 5; beside them pip picks 2025.7.2, written for "
+                   "transformers 4)")
 
 DESCRIPTION = "LoRA/QLoRA supervised fine-tuning with trl's SFTTrainer from one YAML recipe plus --field overrides."
 
@@ -79,47 +83,31 @@ def parse(argv: list[str] | None = None, *, config=None, python_values: dict | N
 def check_backend(recipe: Recipe) -> None:
     """One line, before anything heavy loads, where the backend or quantization cannot run here."""
     script, model_args = recipe.script, recipe.model_args
-    if script.backend not in ("transformers", "unsloth"):
-        raise TinyR1Error(f"{setting('backend')} {script.backend!r}: use transformers or unsloth")
-    if script.backend == "unsloth" and not (_has("unsloth") and cuda_available()):
-        raise TinyR1Error(f"{setting('backend', 'unsloth')} needs both the unsloth package (pip install unsloth) "
-                          f"and a CUDA GPU; here: unsloth {'installed' if _has('unsloth') else 'missing'}, GPU "
-                          f"{'present' if cuda_available() else 'absent'}. Use "
-                          f"{setting('backend', 'transformers')}")
+    if script.backend == "unsloth":
+        raise TinyR1Error(f"{setting('backend', 'unsloth')} was dropped: {UNSLOTH_DROPPED}. Use "
+                          f"{setting('backend', 'transformers')} with {setting('load_in_4bit', True)} (QLoRA, the "
+                          "same recipe), or Unsloth in its own environment")
+    if script.backend != "transformers":
+        raise TinyR1Error(f"{setting('backend')} {script.backend!r}: use transformers (unsloth was dropped)")
     if script.merge_lora and not model_args.use_peft:
         raise TinyR1Error("merge_lora true: merges a LoRA adapter, and this run trains none, so it would do nothing; "
                           f"add {setting('use_peft', True)}, or drop merge_lora")
-    quantized = model_args.load_in_4bit or model_args.load_in_8bit
-    if quantized and not (cuda_available() and _has("bitsandbytes")):
-        raise TinyR1Error(f"{setting('load_in_4bit')}/{setting('load_in_8bit')} need a CUDA GPU and bitsandbytes (pip "
-                          "install bitsandbytes); on CPU train the LoRA adapter without quantization")
+    quantization.check(model_args, trains_adapter=bool(model_args.use_peft))
 
 
 def load_for_sft(recipe: Recipe, resolved, tokenizer):
-    """Model (LoRA wrapping is left to SFTTrainer via peft_config) and tokenizer, per backend."""
-    script, training, model_args = recipe.script, recipe.args, recipe.model_args
-    if script.backend == "unsloth":  # unverified here: follows Unsloth's documented FastLanguageModel API
-        from unsloth import FastLanguageModel
-
-        model, tokenizer = FastLanguageModel.from_pretrained(model_args.model_name_or_path,
-                                                             max_seq_length=training.max_length,
-                                                             load_in_4bit=model_args.load_in_4bit)
-        model = FastLanguageModel.get_peft_model(model, r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
-                                                 lora_dropout=model_args.lora_dropout,
-                                                 target_modules=model_args.lora_target_modules, bias="none",
-                                                 use_gradient_checkpointing="unsloth", random_state=training.seed)
-        return model, tokenizer, None
-    quantization = get_quantization_config(model_args)
-    # k-bit weights must be placed on the GPU at load time (bitsandbytes quantizes as they arrive).
-    extra = {"quantization_config": quantization,
-             "device_map": {"": torch.cuda.current_device()}} if quantization else {}
+    """Model (LoRA wrapping is left to SFTTrainer via peft_config) and tokenizer."""
+    training, model_args = recipe.args, recipe.model_args
     plan = precision.choose_precision(precision.training_request(training, model_args.dtype),
-                                   lora=bool(model_args.use_peft))
-    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True,
-                              trust_remote_code=training.trust_remote_code, **extra)
+                                      lora=bool(model_args.use_peft))
+    # device None: the trainer places the model (a quantized one is placed as it loads, on this process's device)
+    model = models.load_model(resolved, dtype=plan.dtype, merge_adapter=True, device=None,
+                              trust_remote_code=training.trust_remote_code,
+                              **quantization.load_kwargs(model_args, plan))
+    quantization.prepare_for_training(model)
     models.ensure_pad_token(tokenizer, model)
     tokenizer.padding_side = "right"  # training pads on the right; generation code sets left itself
-    logger.info(plan.reason)
+    logger.info(plan.reason + quantization.describe(model_args, plan))
     return model, tokenizer, get_peft_config(model_args)
 
 
@@ -149,7 +137,10 @@ def run(recipe: Recipe, threads: int | None = None) -> int:
     trainer.train(resume_from_checkpoint=resume)
     if trainer.stopped_by is not None:
         return 128 + trainer.stopped_by
-    run_dir.save_final(trainer, tokenizer, script.merge_lora)
+    # an adapter trained on partitioned (ZeRO-3) or 4-bit weights is merged from its saved files, not in memory
+    from_files = script.merge_lora and whole_weights.needs_merge_from_files(trainer.model)
+    run_dir.save_final(trainer, tokenizer, script.merge_lora and not from_files)
+    whole_weights.finish_merge(run_dir, trainer, from_files, resolved.path if from_files else None)
     if run_dir.main:
         _point_adapter_at(run_dir.path, model_args.model_name_or_path)
     run_dir.write_run_json("completed")
