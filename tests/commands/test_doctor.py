@@ -22,7 +22,7 @@ def test_doctor_on_a_good_recipe(cli, tmp_path):
     result = cli("doctor", "--config", str(recipe(tmp_path, TINY)))
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     for line in ("[   ok] torch:", "[   ok] model", "[   ok] memory: ~",
-                 "[   ok] generation: two tokens, logits finite", "ready to run"):
+                 "[   ok] generation: a forward pass, logits finite", "ready to run"):
         assert line in result.stdout
     # The recipe's rewards on groups sampled as training would: a random model never writes the tags, so nothing
     # varies; a warning with the no-signal guard's diagnosis, before anyone spends a budget.

@@ -34,7 +34,8 @@ def script_trainer(out, reward_funcs=(correctness, length), **config):
                     max_completion_length=8, use_cpu=True, bf16=False, gradient_checkpointing=False,
                     save_steps=1, logging_steps=1, report_to="none", seed=0)
     settings.update(config)
-    return GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=list(reward_funcs),
+    return GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY),
+                       reward_funcs=None if reward_funcs is None else list(reward_funcs),
                        args=trl.GRPOConfig(**settings), train_dataset=Dataset.from_list(ROWS),
                        processing_class=AutoTokenizer.from_pretrained(TINY))
 

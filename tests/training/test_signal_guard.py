@@ -142,3 +142,13 @@ def test_the_tutorials_rewards_on_the_base_smollm2_stop_naming_the_format_and_th
     assert "no completion has the <reasoning>/<answer> format" in result.stderr and "tinyr1 sft" in result.stderr
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["status"] == "collapsed" and run["global_step"] == 3
+
+
+def test_a_batch_no_reward_applies_to_is_no_evidence():
+    """Every reward None for every completion (trl warns "All reward functions returned None"): not a step without
+    signal, as a reward returning only None is never a collapse."""
+    guard = NoSignalGuard(1, NAMES, 1, max_length=64)
+    nan = float("nan")
+    assert not any(step(guard, n, [[nan, nan]] * 4, ["x"] * 4, [False] * 4).should_training_stop
+                   for n in range(1, 5))
+    assert guard.collapsed is None

@@ -208,3 +208,11 @@ def test_a_nan_model_stopped_before_step_1_leaves_run_json_saying_why(tmp_path):
         trainer.train()
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "collapsed" and run["stopped_because"].startswith("preflight")
+
+
+def test_no_reward_source_is_trls_own_error_and_beam_search_keeps_trls_step(tmp_path):
+    with pytest.raises(ValueError, match="No reward source provided"):
+        script_trainer(tmp_path / "none", reward_funcs=None)
+    trainer = script_trainer(tmp_path / "beams", max_steps=1, generation_kwargs={"num_beams": 2})
+    assert not trainer.uses_fast_path() and "beam search" in trainer.facts["cpu_fast_path"]["reason"]
+    assert trainer.train().global_step == 1

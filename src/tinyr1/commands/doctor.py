@@ -232,11 +232,11 @@ def check_generation(checks: Checklist, name: str, local: str | None, params: fl
     plan = choose_precision()
     model, tokenizer = load_model_and_tokenizer(name, dtype=plan.dtype)
     try:
-        preflight_check(model, tokenizer, max_new_tokens=2, bf16=plan.bf16)
+        preflight_check(model, tokenizer, bf16=plan.bf16)
     except CollapseError as err:
         checks.add(BLOCK, "generation", str(err))
         return None
-    checks.add(OK, "generation", f"two tokens, logits finite ({plan.reason})")
+    checks.add(OK, "generation", f"a forward pass, logits finite ({plan.reason})")
     return model, tokenizer
 
 

@@ -240,6 +240,9 @@ def blocker_of(trainer) -> str | None:
         return "generation runs in vLLM or continuous batching"
     if getattr(trainer, "_is_vlm", False):
         return "a vision-language model"
+    # The shared prompt's cache has one row per completion; beam search reorders and multiplies rows.
+    if (trainer.args.generation_kwargs or {}).get("num_beams", 1) > 1:
+        return "beam search (generation_kwargs num_beams above 1) keeps generate's own loop"
     # The decode loop multiplies by each layer's weight itself; bitsandbytes' packed weights need its own product.
     if getattr(trainer.model, "is_loaded_in_4bit", False) or getattr(trainer.model, "is_loaded_in_8bit", False):
         return "the weights are 4-bit or 8-bit (bitsandbytes)"

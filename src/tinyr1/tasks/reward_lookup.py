@@ -136,8 +136,9 @@ def check_reward_funcs(reward_funcs, argument: str = "reward_funcs", columns: li
     """``reward_funcs`` as trl takes them (one, or a list), with tinyr1's registry names and
     ``package.module:function`` resolved and every callable's signature checked (``check_reward_signature``); a
     hub id (``org/name``) or a local folder is a reward model, left to trl; any other word is a misspelt name.
-    ``optional``: none may be given (trl's environments bring their own rewards)."""
-    if reward_funcs is None and optional:
+    None (or none, with ``optional``: trl's environments bring their own rewards) is left to trl, whose
+    ``ValueError`` says what to pass."""
+    if reward_funcs is None or (optional and not reward_funcs):  # trl's own check says what to pass
         return []
     items = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
     if not items or any(item is None for item in items):

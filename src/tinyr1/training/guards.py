@@ -2,8 +2,8 @@
 
 Four checks, each ending the run with ``CollapseError`` (exit code 3) and a diagnosis instead of burning hours:
 
-1. ``preflight_check`` before the first step: the loaded model, in the precision it will train in, generates a few
-   tokens; non-finite weights or logits stop the run there.
+1. ``preflight_check`` before the first step: the loaded model, in the precision it will train in, runs one forward
+   pass over a short prompt; non-finite weights or logits stop the run there.
 2. ``NonFiniteGradGuard`` at every optimizer step: a non-finite loss or gradient never reaches the weights — the
    step is skipped (all gradients dropped, so AdamW leaves weights and moments alone) and counted; ``patience``
    consecutive skips stop the run. Checkpoints on disk stay as they were.
@@ -51,8 +51,10 @@ def _autocast(model, bf16: bool):
     return torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)
 
 
-def preflight_check(model, tokenizer, max_new_tokens: int = 4, bf16: bool = False) -> None:
-    """Generate a few tokens greedily and raise CollapseError if any weight or logit is NaN/inf."""
+def preflight_check(model, tokenizer, bf16: bool = False) -> None:
+    """One forward pass over a short chat prompt, in the precision training will use; raise CollapseError if any
+    weight or logit is NaN/inf. A forward, not ``generate``: every logit of every position is checked at once, and
+    the check does not depend on generation settings (or a test's stand-in for ``generate``)."""
     bad_weights = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad_weights:
         raise CollapseError(
@@ -69,17 +71,17 @@ def preflight_check(model, tokenizer, max_new_tokens: int = 4, bf16: bool = Fals
     model.eval()
     try:
         with torch.no_grad(), _autocast(model, bf16):
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, output_logits=True,
-                                 return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id)
+            logits = model(**inputs).logits
     finally:
         model.train(was_training)
-    for index, logits in enumerate(out.logits):
-        if not torch.isfinite(logits).all():
-            dtype = "bf16 autocast" if bf16 else str(next(model.parameters()).dtype).replace("torch.", "")
-            raise CollapseError(
-                f"preflight: logits are NaN/inf at generated token {index} in {dtype} before any training; sampling "
-                f"would emit token 0 ('!' for Qwen) forever and the run would waste its time; {remedies()}"
-            )
+    finite = torch.isfinite(logits).all(dim=-1)[0]
+    if not finite.all():
+        dtype = "bf16 autocast" if bf16 else str(next(model.parameters()).dtype).replace("torch.", "")
+        raise CollapseError(
+            f"preflight: logits are NaN/inf from position {int((~finite).nonzero()[0])} of a short prompt in {dtype} "
+            f"before any training; sampling would emit token 0 ('!' for Qwen) forever and the run would waste its "
+            f"time; {remedies()}"
+        )
 
 
 class Streak:

@@ -9,7 +9,8 @@ tutorial run on a small model spent its whole budget that way.
 ``NoSignalGuard`` watches each scored batch (the trainer's ``_calculate_rewards`` hands it trl's rewards, gathered
 across processes, so every process reaches the same verdict) and, at the end of each optimizer step that generated:
 
-- a step where some group varies (after dynamic sampling's refills, where on) resets the count;
+- a step where some group varies (after dynamic sampling's refills, where on) resets the count; a batch for which
+  every reward returned None ("does not apply", which trl warns about) is no evidence either way;
 - the first step without any varying group logs one warning with the diagnosis below — at step 1 when the first
   generations already show it;
 - ``patience`` such steps in a row (``no_signal_patience``; 0 turns the guard off) save a checkpoint and stop the
@@ -61,6 +62,8 @@ class NoSignalGuard(TrainerCallback):
                 cut: list[bool]) -> None:
         """One scored batch: ``rewards`` (rows x rewards, NaN for None) of every process, this process's completion
         ``texts`` and whether each was ``cut`` at the length limit."""
+        if bool(torch.isnan(rewards).all()):  # every reward said "does not apply" (trl warns): no evidence either way
+            return
         verdicts = group_verdicts(rewards, weights, group_size, self.tolerance, None)
         step = self._step
         step["scored"] += 1
