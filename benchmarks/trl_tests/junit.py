@@ -1,7 +1,11 @@
 """Read pytest's JUnit XML into {test id: outcome, first line}, and format the comparison of two variants."""
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+# A traceback line in tinyr1's source: "/…/src/tinyr1/cpu/shared_prompts.py:83: RuntimeError" or "…py:66: in update".
+TINYR1_FRAME = re.compile(r"(?:^|[\s/])(tinyr1/[\w/]+\.py):(\d+)", re.MULTILINE)
 
 
 def first_line(text: str | None) -> str:
@@ -18,14 +22,16 @@ def read_results(path: Path) -> dict[str, dict[str, str]]:
     results = {}
     for case in ET.parse(path).getroot().iter("testcase"):
         test_id = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
-        outcome, message = "passed", ""
+        outcome, message, where = "passed", "", ""
         for child in case:
             if child.tag in ("failure", "error"):
                 outcome, message = "failed", first_line(child.get("message")) or first_line(child.text)
+                frames = TINYR1_FRAME.findall(child.text or "")
+                where = ":".join(frames[-1]) if frames else ""  # the innermost tinyr1 frame
                 break
             if child.tag == "skipped":
                 outcome, message = "skipped", first_line(child.get("message"))
-        results[test_id] = {"outcome": outcome, "message": message}
+        results[test_id] = {"outcome": outcome, "message": message, "where": where}
     return results
 
 
@@ -57,7 +63,8 @@ def compare(results: dict[str, dict[str, dict]]) -> str:
         lines.append(f"\n{name}: {len(lost)} pass on trl but not with tinyr1's classes")
         for test, result in lost:
             outcome, message = (result["outcome"], result["message"]) if result else ("not run", "")
-            lines.append(f"  {test}  [{outcome}] {message}")
+            where = f" (in {result['where']})" if result and result.get("where") else ""
+            lines.append(f"  {test}  [{outcome}]{where} {message}")
         gained = [test for test, result in tinyr1.items()
                   if result["outcome"] == "passed" and (trl.get(test) or {}).get("outcome") != "passed"]
         if gained:

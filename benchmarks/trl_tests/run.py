@@ -103,6 +103,8 @@ def main() -> int:
     parser.add_argument("--tinyr1-src", default=str(REPO / "src"), help="the src/ folder tinyr1 is imported from")
     parser.add_argument("--out", default=str(REPO / "outputs" / "trl_tests"), help="folder for the raw results")
     parser.add_argument("--workers", type=int, default=1, help="pytest-xdist workers (2 at most on an idle 2-core)")
+    parser.add_argument("--full-vocab", action="store_true",
+                        help="stand-ins with the real vocabulary sizes and special-token ids (slower; standins.py)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds one test may take")
     parser.add_argument("-k", default=None, help="pytest -k expression, to run a subset")
     parser.add_argument("--report-only", action="store_true", help="print the table from the results in --out")
@@ -117,13 +119,14 @@ def main() -> int:
             zen = git(args.trl_repo, "show", f"{args.rev}:scripts/generate_zen_dataset.py")
         except subprocess.CalledProcessError:
             zen = None
-        manifest = standins.build(out / "standins", zen)
+        manifest = standins.build(out / "standins", zen, args.full_vocab)
         import trl
 
         meta = {"trl_repo": args.trl_repo, "trl_rev": git(args.trl_repo, "rev-parse", args.rev),
                 "trl_installed": trl.__version__, "cpu": cpu_name(), "python": platform.python_version(),
                 "standins": manifest["models"] + list(manifest["datasets"]),
-                "zen_configs_from_trl_generator": manifest["zen_configs_from_trl_generator"]}
+                "zen_configs_from_trl_generator": manifest["zen_configs_from_trl_generator"],
+                "full_vocab": manifest["full_vocab"]}
         with tempfile.TemporaryDirectory(prefix="trl-tests-") as tmp:
             workdir = Path(tmp)
             extract(args.trl_repo, args.rev, [FILES[name] for name in args.files], workdir)

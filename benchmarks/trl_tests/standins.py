@@ -25,9 +25,12 @@ BASE_TOKENIZER = REPO / "tests" / "assets" / "tiny-qwen2" / "tokenizer.json"
 VERSION = "5"  # bump when a stand-in changes, so a cached build is rebuilt
 COMMIT = "0" * 39 + "1"  # the snapshot hash every stand-in repository is stored under
 
-# Qwen2.5's added tokens in id order from 151643 (Qwen3 appends four), Llama 3's from 128000: trl's tests hard-code
-# some of these ids (a mocked generate returns 151645 as EOS), and a vocabulary as large as the real one keeps EOS as
-# rare in random sampling as the tests assume. Ids the stand-in's small BPE does not use are unreachable fillers.
+# Qwen2.5's added tokens in id order from 151643 (Qwen3 appends four), Llama 3's from 128000. With `full_vocab` the
+# stand-ins have the real vocabulary size and these ids (ids the small BPE does not use are unreachable fillers):
+# two tests hard-code Qwen's ids (a mocked generate returns 151645 as EOS) or rely on EOS being as rare in random
+# sampling as in a 151k vocabulary. Each training test then takes several times longer on a CPU (the logits of every
+# sampled token span the whole vocabulary), so by default the vocabulary is compact: the BPE's 1,021 tokens, then
+# the special tokens in their real order (those whose real id is free there keep it).
 QWEN25_ADDED = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
                 "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
                 "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
@@ -168,7 +171,7 @@ def write_dataset(folder: Path, configs: dict[str, dict[str, list]]) -> None:
     (folder / "README.md").write_text("\n".join(readme + ["---", ""]), encoding="utf-8")
 
 
-def make_tokenizer(family: dict):
+def make_tokenizer(family: dict, full_vocab: bool = False):
     """tests/assets' byte-level BPE, renumbered so the family's special tokens sit at the real model's ids."""
     import trl
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
@@ -179,6 +182,13 @@ def make_tokenizer(family: dict):
     ordinary = [t for t, _ in sorted(base["model"]["vocab"].items(), key=lambda kv: kv[1]) if t not in base_specials]
     specials = family["specials"]
     size = max(family.get("size", 0), max(specials.values()) + 1)
+    if not full_vocab:
+        size = len(ordinary) + len(specials)
+        moved = sorted((i, t) for t, i in specials.items() if i >= size)
+        kept = {t: i for t, i in specials.items() if i < size}
+        room = (i for i in range(size - 1, -1, -1) if i not in kept.values())
+        ends = sorted(next(room) for _ in moved)
+        specials = {**kept, **{t: i for (_, t), i in zip(moved, ends, strict=True)}}
     taken = set(specials.values())
     free = (i for i in range(size) if i not in taken)
     vocab = dict(specials)
@@ -231,13 +241,14 @@ def hub_snapshot(hub: Path, kind: str, repo_id: str) -> Path:
     return snapshot
 
 
-def build(target: Path, zen_generator: str | None = None) -> dict:
+def build(target: Path, zen_generator: str | None = None, full_vocab: bool = False) -> dict:
     """Build every stand-in under `target` (reused when its manifest matches); return the manifest.
 
     `zen_generator`: the source of trl's scripts/generate_zen_dataset.py at the tested revision; its rows replace
     the ones written here from `import this`, config by config.
     """
-    key = VERSION + (hashlib.sha1(zen_generator.encode()).hexdigest() if zen_generator else "")
+    key = VERSION + ("-full" if full_vocab else "") + (
+        hashlib.sha1(zen_generator.encode()).hexdigest() if zen_generator else "")
     manifest_path = target / "manifest.json"
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -252,7 +263,7 @@ def build(target: Path, zen_generator: str | None = None) -> dict:
     models = []
     for repo_id, (model_type, head, family, extra) in MODELS.items():
         snapshot = hub_snapshot(hub, "models", repo_id)
-        tokenizer = make_tokenizer(family)
+        tokenizer = make_tokenizer(family, full_vocab)
         make_model(model_type, head, tokenizer, extra).save_pretrained(snapshot)
         tokenizer.save_pretrained(snapshot)
         models.append(repo_id)
@@ -261,8 +272,8 @@ def build(target: Path, zen_generator: str | None = None) -> dict:
     original = zen_from_generator(zen_generator) if zen_generator else {}
     configs.update(original)
     write_dataset(Path(datasets["trl-internal-testing/zen"]), configs)
-    manifest = {"version": key, "hf_home": str(target / "hf_home"), "models": models, "datasets": datasets,
-                "zen_configs_from_trl_generator": sorted(original)}
+    manifest = {"version": key, "full_vocab": full_vocab, "hf_home": str(target / "hf_home"), "models": models,
+                "datasets": datasets, "zen_configs_from_trl_generator": sorted(original)}
     manifest_path.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
 
@@ -271,4 +282,4 @@ if __name__ == "__main__":
     import sys
 
     source = Path(sys.argv[2]).read_text(encoding="utf-8") if len(sys.argv) > 2 else None
-    print(json.dumps(build(Path(sys.argv[1]), source), indent=1))
+    print(json.dumps(build(Path(sys.argv[1]), source, "--full-vocab" in sys.argv), indent=1))
