@@ -109,6 +109,7 @@ def main() -> int:
     parser.add_argument("-k", default=None, help="pytest -k expression, to run a subset")
     parser.add_argument("--report-only", action="store_true", help="print the table from the results in --out")
     args = parser.parse_args()
+    args.out = str(Path(args.out).resolve())  # pytest runs in the temporary folder
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
