@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,15 @@ def launch(tinyr1_args: list[str], folder: Path, *, processes: int = 2, zero_sta
         # --multi_gpu only selects accelerate's torchrun launcher; with no GPU each process runs on CPU over gloo.
         launcher = ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
                     "--dynamo_backend", "no", "--multi_gpu"]
+    launcher += ["--main_process_port", str(free_port())]  # tests running side by side never share a port
     command = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "-m", "tinyr1", *tinyr1_args]
     path = os.pathsep.join(p for p in [str(REPO / "src"), os.environ.get("PYTHONPATH", "")] if p)
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, "DS_ACCELERATOR": "cpu", **(env or {})}
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for one launch's rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -51,3 +51,24 @@ def exiting_reward(completions, **kwargs) -> list[float]:
     if len(completions) > 1:
         sys.exit("reward server gone")
     return [0.0]
+
+
+def _second_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "1"
+
+
+def nan_on_the_second_process(completions, **kwargs) -> list[float]:
+    """Lengths on the first process, NaN on the second (past the one-completion sample call at start-up): a guard
+    that fires on one process only."""
+    if len(completions) > 1 and _second_process():
+        return [float("nan")] * len(completions)
+    return length_reward(completions)
+
+
+def raises_on_the_second_process(completions, **kwargs) -> list[float]:
+    """Lengths on the first process; on the second a reward that raises at step 1 (a lost judge server)."""
+    if len(completions) > 1 and _second_process():
+        raise RuntimeError("the judge went away")
+    return length_reward(completions)
