@@ -44,7 +44,14 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `tinyr1 --help | head -1`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 0
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2
@@ -63,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     except TinyR1Error as err:
         print(f"tinyr1 {command}: error: {err}", file=sys.stderr)
         return err.exit_code
-    except BrokenPipeError:  # `tinyr1 ... | head`: the reader left; that is not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print(f"tinyr1 {command}: interrupted", file=sys.stderr)
         return 130
