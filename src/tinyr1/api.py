@@ -199,9 +199,10 @@ def compare(base, trained, /, prompt: str | list[str] | None = None, *, num_thre
     return Comparison(args.base, args.trained, markdown, Path(args.output) if args.output else None)
 
 
-def report(run) -> Report:
-    """Plots and a Markdown/HTML report of a training run (``tinyr1 report``), written into its folder: a ``Run``,
-    its folder, or a ``tinyr1.GRPOTrainer`` / ``SFTTrainer`` after ``train()``."""
+def report(run, output_dir: str | Path | None = None) -> Report:
+    """Plots and a Markdown/HTML report of a training run (``tinyr1 report``), written into its folder or into
+    ``output_dir``: a ``Run``, its folder, a ``tinyr1.GRPOTrainer`` / ``SFTTrainer`` after ``train()``, or a plain
+    trl run's output_dir (read from its trainer_state.json; ``output_dir`` then required, the trl folder untouched)."""
     from tinyr1.evaluation.report import write_report  # lazy: the report loads matplotlib
 
     if hasattr(run, "args") and hasattr(run, "state"):  # a trainer: its output_dir
@@ -211,8 +212,8 @@ def report(run) -> Report:
                           f"train(); got {type(run).__name__}")
     folder = run.output_dir if isinstance(run, Run) else Path(run)
     with call_scope(uses_torch=False):
-        markdown = write_report(folder)
-    return Report(markdown, markdown.with_suffix(".html"), sorted((folder / "plots").glob("*.png")))
+        markdown = write_report(folder, output_dir, flag="tinyr1.report(output_dir=...)")
+    return Report(markdown, markdown.with_suffix(".html"), sorted((markdown.parent / "plots").glob("*.png")))
 
 
 def generate(model_name_or_path, prompt: str, /, *, stream: bool = False, num_threads: int | None = None,
