@@ -25,9 +25,11 @@ during training saves a checkpoint at the end of the step and returns the run wi
 one stops the process at once (in Jupyter: the kernel), as in the CLI.
 
 A call leaves the process as it found it (``tinyr1.api_process``): environment, torch's thread count, signal
-handlers. It does not apply the CLI's CPU tuning (threads from ``$OMP_NUM_THREADS`` or the cores the process may
-use; glibc keeping freed memory): pass ``num_threads=`` for a call, or call ``tinyr1.configure_cpu()`` once for
-the whole process. Progress bars use ``tqdm.auto`` and the Trainer's notebook callback, so they render in Jupyter.
+handlers. ``train`` and ``sft`` pick their threads as the CLI does (``$OMP_NUM_THREADS``, else the cores the process
+may use) unless the caller set a count (``num_threads=``, ``tinyr1.configure_cpu()``, ``torch.set_num_threads``),
+and the run's header says which; glibc keeping freed memory, the CLI's other CPU setting, cannot be undone, so only
+``tinyr1.configure_cpu()`` applies it. Progress bars use ``tqdm.auto`` and the Trainer's notebook callback, so
+they render in Jupyter.
 """
 
 from __future__ import annotations
@@ -133,8 +135,9 @@ def _fields_help(dataclass_type) -> str:
 
 
 # Fields whose meaning differs in the API from the CLI's --help.
-_API_HELP = {"num_threads": "torch's CPU threads for this call (unset: torch's setting as it is; the CLI uses "
-                            "$OMP_NUM_THREADS or the usable cores, see tinyr1.configure_cpu)"}
+_API_HELP = {"num_threads": "torch's CPU threads for this call (unset: a count the caller set with "
+                            "torch.set_num_threads or tinyr1.configure_cpu, else the CLI's choice: $OMP_NUM_THREADS "
+                            "or the usable cores)"}
 
 
 def _document() -> None:

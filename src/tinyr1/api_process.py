@@ -5,7 +5,8 @@ A command run from the CLI owns its process; one called from Python (``tinyr1.ap
 
 - ``os.environ``: a recipe's ``env:`` block (``tinyr1.infra.recipe``) and what transformers and accelerate write
   there while a trainer is set up apply for the call only;
-- torch's CPU thread count (a recipe's ``num_threads``, the API's ``num_threads=``);
+- torch's CPU thread count (a recipe's ``num_threads``, the API's ``num_threads=``, or the command line's choice
+  that ``train`` and ``sft`` make when the caller set none: ``run_threads``);
 - the SIGINT/SIGTERM handlers and the signal wakeup fd that a run's ``GracefulStop`` installs, also after a run
   that raised (the Trainer then never calls ``on_train_end``).
 
@@ -69,11 +70,11 @@ def call_scope(num_threads: int | None = None, uses_torch: bool = True, caller: 
     thread count and the signal handlers are as they were before it."""
     environ = dict(os.environ)
     signals = _signal_state()
-    threads = None
+    threads = configured = None
     if uses_torch:
         from tinyr1.infra import device  # lazy: loads torch, which import tinyr1 must not
 
-        threads = device.get_threads()
+        threads, configured = device.get_threads(), device.configured()
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, int):
                 raise TinyR1Error(f"{caller}(num_threads={num_threads!r}): expected a whole number of CPU threads")
@@ -86,15 +87,26 @@ def call_scope(num_threads: int | None = None, uses_torch: bool = True, caller: 
         _restore_environ(environ)
         if threads is not None:
             device.set_threads(threads)
+            device.restore_configured(configured)
 
 
-def run_threads(num_threads: int | None) -> int | None:
-    """Inside ``call_scope``: a recipe's ``num_threads`` for the run; the CPU threads in use (None with a GPU,
-    where the CLI's tuning does nothing either)."""
+def run_threads(num_threads: int | None):
+    """Inside ``call_scope``: the CPU threads a run uses and why (a ``Threads``; None with a GPU, where the CLI's
+    tuning does nothing either). A count the caller set is kept: ``num_threads`` (the keyword or the recipe's
+    field), ``tinyr1.configure_cpu()``'s, or ``torch.set_num_threads``' (a count other than the one torch starts
+    with); otherwise the command line's choice (``tinyr1.infra.threads.choose_threads``) for this call, fitted to
+    other work between steps as on the command line."""
     from tinyr1.infra import device  # lazy: loads torch, which import tinyr1 must not
+    from tinyr1.infra.threads import Threads, torch_start_threads
 
     if device.cuda_available():
         return None
     if num_threads is not None:
         device.set_threads(num_threads)
-    return device.get_threads()
+        return Threads(num_threads, "num_threads")
+    now, configured = device.get_threads(), device.configured()
+    if configured is not None and now == int(configured):  # tinyr1.configure_cpu() before this call
+        return configured
+    if now != torch_start_threads():
+        return Threads(now, "set by the caller with torch.set_num_threads; num_threads= to change")
+    return device.cpu_threads()

@@ -49,6 +49,12 @@ def configured():
     return _configured
 
 
+def restore_configured(threads: Threads | None) -> None:
+    """Put back what ``configured`` returned before an API call that picked its own threads for the call."""
+    global _configured
+    _configured = threads
+
+
 def get_threads() -> int:
     """torch's CPU thread count now."""
     return torch.get_num_threads()
