@@ -64,7 +64,8 @@ def parse(argv: list[str] | None = None, *, config=None, python_values: dict | N
     Python API's recipe file and keyword arguments, named as ``caller`` in messages)."""
     return parse_recipe([GRPOScriptArguments, GRPOConfig, ModelConfig], "grpo", prog="tinyr1 train",
                         description=DESCRIPTION, defaults=recipe_defaults(), rules=GRPO_RULES, argv=argv,
-                        config=config, python_values=python_values, caller=caller, check_setup=check_setup)
+                        config=config, python_values=python_values, caller=caller, check_setup=check_setup,
+                        paired={"reward_funcs": "reward_weights"})
 
 
 def reward_funcs(recipe: Recipe, given: list | None = None, argument: str = "--reward_funcs") -> list:
