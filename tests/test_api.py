@@ -250,3 +250,25 @@ def test_train_picks_threads_as_the_cli_does_unless_the_caller_set_them(monkeypa
     finally:
         device.restore_configured(None)
         torch.set_num_threads(found)
+
+
+def test_replaced_rewards_drop_the_recipes_weights_and_a_cold_start_not_trained_is_named(tmp_path, caplog,
+                                                                                      monkeypatch):
+    """docs/python-api.md's example: the recipe's three weights were for its three rewards, not for the two given;
+    and the recipe's own model is a cold start this folder has not trained yet."""
+    def shows_work(completions, **kwargs):
+        return [1.0 if "=" in c[-1]["content"] else 0.0 for c in completions]
+
+    fields = {k: v for k, v in FAST.items() if k not in ("reward_funcs", "reward_weights")}
+    run = tinyr1.train(RECIPE, reward_funcs=[shows_work, "correctness"], **fields, output_dir=tmp_path / "run")
+    assert run.status == "completed" and run.facts["global_step"] == 1
+    assert "reward_weights [1.0, 1.0, 1.0] dropped: they were for the recipe's reward_funcs, which " \
+           "tinyr1.train(reward_funcs=...) replaces; give reward_weights= to set them" in caplog.text
+    assert "reward_weights: null" in (tmp_path / "run" / "config.yaml").read_text()
+
+    monkeypatch.chdir(tmp_path)  # a folder where make demo / the cold start never ran
+    with pytest.raises(TinyR1Error, match=r"model_name_or_path outputs/smollm2-135m-instruct-sft-arith-coldstart: "
+                                          r"not trained yet; it is what tinyr1.sft\(\".*sft-arith-coldstart-cpu.yaml"
+                                          r"\"\) writes: run that first, or give model= another model"):
+        tinyr1.train(RECIPE, max_steps=1, output_dir=tmp_path / "never")
+    assert not (tmp_path / "never").exists()

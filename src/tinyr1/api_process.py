@@ -8,7 +8,8 @@ A command run from the CLI owns its process; one called from Python (``tinyr1.ap
 - torch's CPU thread count (a recipe's ``num_threads``, the API's ``num_threads=``, or the command line's choice
   that ``train`` and ``sft`` make when the caller set none: ``run_threads``);
 - the SIGINT/SIGTERM handlers and the signal wakeup fd that a run's ``GracefulStop`` installs, also after a run
-  that raised (the Trainer then never calls ``on_train_end``).
+  that raised (the Trainer then never calls ``on_train_end``);
+- the filters of dependency warnings and progress bars that tell the user nothing (``tinyr1.infra.quiet``).
 
 glibc's allocator settings (``tinyr1.infra.device.keep_freed_memory``) cannot be undone, so no API call makes them;
 ``tinyr1.configure_cpu()`` applies the CLI's whole CPU tuning to the process, once, when the user asks.
@@ -71,17 +72,20 @@ def call_scope(num_threads: int | None = None, uses_torch: bool = True, caller: 
     environ = dict(os.environ)
     signals = _signal_state()
     threads = configured = None
+    quiet = contextlib.nullcontext()
     if uses_torch:
         from tinyr1.infra import device  # lazy: loads torch, which import tinyr1 must not
+        from tinyr1.infra.quiet import quieted  # lazy: loads transformers, as the line above torch
 
-        threads, configured = device.get_threads(), device.configured()
+        threads, configured, quiet = device.get_threads(), device.configured(), quieted()
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, int):
                 raise TinyR1Error(f"{caller}(num_threads={num_threads!r}): expected a whole number of CPU threads")
             check({"num_threads": num_threads}, python_source(caller))
             device.set_threads(num_threads)
     try:
-        yield
+        with quiet:
+            yield
     finally:
         _restore_signals(signals)
         _restore_environ(environ)

@@ -15,6 +15,7 @@ import os
 import sys
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.quiet import quiet_dependencies
 from tinyr1.infra.threads import openmp_defaults
 from tinyr1.infra.version import __version__
 
@@ -64,6 +65,10 @@ def _dispatch(argv: list[str]) -> int:
         return 2
 
     os.environ.update(openmp_defaults())  # before torch loads libgomp, which reads it once
+    # trl sends a usage ping per trainer (its class, the model type, the GPU's name) unless this is set; the command
+    # turns it off unless the user set it, before huggingface_hub reads it (docs/troubleshooting.md#telemetry).
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    quiet_dependencies()
     module = importlib.import_module(f"tinyr1.commands.{COMMANDS[command][0]}")
     try:
         return int(module.main(rest) or 0)

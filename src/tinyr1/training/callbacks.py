@@ -4,10 +4,10 @@
   hidden, unlike the Trainer's ``logging_nan_inf_filter``). A resume first drops the half-written last line a
   killed run leaves (``tinyr1.infra.files.drop_torn_last_line``), so new lines never join onto it.
 - ``SampleRecorder``: wraps the reward functions (``functools.wraps`` keeps their names, so trl still logs
-  ``rewards/<name>/mean``) to see each step's completions and rewards; prints the recipe's sample layout every
-  ``sample_every`` steps, appends it to ``samples.jsonl``, and feeds the degenerate-completion guard and the
-  broken-reward guard (``guards.RewardGuard``: a wrong return is one line at once, a reward with no finite
-  value ``patience`` steps in a row stops the run).
+  ``rewards/<name>/mean``) to see each step's completions and rewards; appends a sample to ``samples.jsonl`` every
+  ``sample_every`` steps (printed in the recipe's layout when the user set it), and feeds the degenerate-completion
+  guard and the broken-reward guard (``guards.RewardGuard``: a wrong return is one line at once, a reward with no
+  finite value ``patience`` steps in a row stops the run).
 - ``GracefulStop``: Ctrl-C or SIGTERM asks the Trainer to save a checkpoint at the end of the current step and stop;
   a second one stops the process at once, even in the middle of a long generation, saying what was lost.
 - ``TimeBudget``: ``max_train_minutes`` of training wall time, then the same clean stop and the normal finish.
@@ -70,10 +70,12 @@ def reward_failure(name: str, err: BaseException, kwargs: dict, completions: int
 class SampleRecorder(TrainerCallback):
     """Sees every generation batch through the reward functions; prints and stores samples; watches for ``!!!!``."""
 
-    def __init__(self, reward_funcs: list, output_dir: str | Path, sample_every: int = 5,
+    def __init__(self, reward_funcs: list, output_dir: str | Path, sample_every: int | None = None,
                  degenerate_guard: DegenerateGuard | None = None, reward_guard: RewardGuard | None = None):
         self.path = Path(output_dir) / "samples.jsonl"
-        self.sample_every = sample_every
+        # None (not asked for): kept every 5 steps, printed never; a number the user gave: kept and printed
+        self.sample_every = 5 if sample_every is None else sample_every
+        self.show = sample_every is not None
         self.guard = degenerate_guard
         # The broken-reward guard stops after as many steps as the degenerate guard (the run's collapse_patience).
         self.reward_guard = reward_guard or RewardGuard(degenerate_guard.streak.patience if degenerate_guard else 3)
@@ -119,10 +121,15 @@ class SampleRecorder(TrainerCallback):
         record = {"step": step, "question": question, "answer": answer, "completion": texts[0],
                   "extracted": strict_answer(texts[0]),  # eval's rule: None without a closed <answer> block
                   "rewards": {name: values[0] for name, values in batch["rewards"].items()}}
-        # The recipe's layout, printed by its correctness reward on every call.
-        print("-" * 20, f"\n[step {step}] Question:\n{question}", f"\nAnswer:\n{answer}",
-              f"\nResponse:\n{texts[0]}", f"\nExtracted:\n{record['extracted']}", flush=True)
         append_jsonl(self.path, record)
+        if self.show:  # the tutorial's layout, with what its bare "None" meant and what each reward paid
+            extracted = record["extracted"]
+            if extracted is None:
+                extracted = "None (no closed <answer>...</answer> block in the response)"
+            rewards = ", ".join(f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} {value}"
+                                for name, value in record["rewards"].items())
+            print("-" * 20, f"\n[step {step}] Question:\n{question}", f"\nAnswer:\n{answer}",
+                  f"\nResponse:\n{texts[0]}", f"\nExtracted:\n{extracted}", f"\nRewards: {rewards}", flush=True)
 
 
 class GracefulStop(TrainerCallback):
