@@ -112,7 +112,8 @@ def test_doctor_without_arguments_checks_the_recipe_of_the_machine_it_runs_on(mo
     shutil.copytree(TINY, tmp_path / doctor.DEMO_COLD_START)  # what make demo leaves there
     assert doctor.main([]) == 0  # the generation check too, on the cold start
     out = capsys.readouterr().out
-    assert "from the demo's cold start (outputs/demo/coldstart)" in out and "[   ok] model outputs/demo/coldstart" in out
+    assert "from the demo's cold start (outputs/demo/coldstart)" in out
+    assert "[   ok] model outputs/demo/coldstart" in out
     assert "[   ok] generation: two tokens, logits finite" in out
 
     fake_machine(monkeypatch, "cuda", 80)
