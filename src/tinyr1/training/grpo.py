@@ -22,6 +22,7 @@ from trl import ModelConfig, get_peft_config
 from tinyr1.infra.cpu_features import cpu_bf16
 from tinyr1.infra.device import default_device
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import read_json
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.infra.validate import GRPO_RULES
 from tinyr1.models import loading as models
@@ -30,7 +31,7 @@ from tinyr1.run_folder.folder import RunDir
 from tinyr1.tasks.data import load_examples
 from tinyr1.tasks.reasoning_gym import check_dataset_options
 from tinyr1.tasks.reward_lookup import check_reward_funcs, get_reward_funcs
-from tinyr1.training import before_after
+from tinyr1.training import before_after, live_view
 from tinyr1.training.config import GRPOConfig
 from tinyr1.training.data import build_dataset, check_levels, source_rows
 from tinyr1.training.fields import GRPOScriptArguments
@@ -136,19 +137,23 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
         dump_recipe(run_dir.path / "config.yaml", recipe.values)
     run_dir.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
                            split=script.dataset_split, world_size=args.world_size, bf16=bool(args.bf16))
+    live_view.default_run_name(args)
     try:
         trainer = run_dir.build_trainer(lambda: GRPOTrainer(
             model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer,
             peft_config=get_peft_config(model_args), run_folder=run_dir, recipe_values=recipe.values, finish=False))
+        live = live_view.LiveView(trainer)
         trainer.preflight()  # before the evaluation: a NaN model stops in seconds
         if script.eval_before_after:
             before_after.evaluate_stage(script, run_dir, model, tokenizer, "before")
+            live.before(read_json(run_dir.path / "eval" / "before" / "metrics.json"))
         trainer.train(resume_from_checkpoint=resume)
         if trainer.stopped_by is not None:
             return 128 + trainer.stopped_by
         run_dir.save_final(trainer, tokenizer, script.merge_lora)
         if script.eval_before_after:
             before_after.evaluate_stage(script, run_dir, trainer.model, tokenizer, "after")
+            live.after(read_json(run_dir.path / "eval" / "after" / "metrics.json"))
         run_dir.write_run_json("completed")
         if script.eval_before_after and run_dir.main:
             before_after.finish_story(script, model_args, run_dir)

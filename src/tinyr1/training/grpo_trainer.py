@@ -38,6 +38,7 @@ from tinyr1.training.config import GRPOConfig, trainer_settings
 from tinyr1.training.curriculum import CurriculumMixin
 from tinyr1.training.dynamic_sampling import DynamicSamplingMixin
 from tinyr1.training.fields import GRPOFields
+from tinyr1.training.live_view import report_last
 from tinyr1.training.run_trainer import RunFolderMixin
 from tinyr1.training.sampling import CurriculumCheckpoint, check_sampling_options, with_index
 
@@ -84,6 +85,7 @@ class GRPOTrainer(RunFolderMixin, CurriculumMixin, DynamicSamplingMixin, CPUFast
                          train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processing_class,
                          reward_processing_classes=reward_processing_classes, callbacks=[*(callbacks or []), *ours],
                          optimizers=optimizers, peft_config=peft_config, **trl_kwargs)
+        report_last(self)  # the integrations (report_to) see guard/skipped_steps, which a tinyr1 callback adds
         self.facts = {"trainer": type(self).__name__, **self._fast_path_facts(peft_config is not None)}
         if settings.curriculum:
             self.setup_curriculum(self.train_dataset)
