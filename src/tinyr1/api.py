@@ -1,7 +1,9 @@
 """The Python API: every stage ``tinyr1 <command>`` runs, called from Python or a notebook.
 
     import tinyr1
-    run = tinyr1.train("recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml", max_steps=20, output_dir="runs/a")
+    cold = tinyr1.sft("recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml", max_steps=8, output_dir="runs/c")
+    run = tinyr1.train("recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml", model=cold, max_steps=20,
+                       output_dir="runs/a")                 # the GRPO recipe starts from that cold start
     run.status, run.output_dir, run.model_path, run.metrics      # metrics: metrics.jsonl's rows, as logged
     base = tinyr1.evaluate("smollm2-135m-instruct", dataset_name="reasoning-gym:chain_sum", limit=32)
     after = tinyr1.evaluate(run.model_path, dataset_name="reasoning-gym:chain_sum", limit=32)
