@@ -168,6 +168,8 @@ def other_problems(tokens: list[str], block: Block) -> list[str]:
             if token in ("-c", "-r") and not (ROOT / tokens[i + 1]).is_file():
                 found.append(f"{where}: no file {tokens[i + 1]}")
         return found
+    if head == "trackio":  # the [trackio] extra's command
+        return [] if "trackio" in _extras() else [f"{where}: trackio is no extra of pyproject.toml"]
     if head == "accelerate":
         config = tokens[tokens.index("--config_file") + 1] if "--config_file" in tokens else None
         return [] if config is None or (ROOT / config).is_file() else [f"{where}: no file {config}"]
