@@ -106,6 +106,16 @@ def test_report_of_a_plain_trl_run_goes_to_a_new_folder_and_leaves_the_trl_folde
     assert again.returncode == 0, again.stderr
     assert _tree(trl_dir) == before
 
+    import pytest
+
+    import tinyr1
+
+    with pytest.raises(tinyr1.TinyR1Error, match=r"give tinyr1.report\(output_dir=...\) NEW_FOLDER"):
+        tinyr1.report(trl_dir)  # from Python: the keyword, not the flag
+    report = tinyr1.report(trl_dir, output_dir=tmp_path / "api-report")
+    assert report.markdown_path == tmp_path / "api-report" / "report.md" and len(report.plots) == 2
+    assert _tree(trl_dir) == before
+
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     theirs = cli("report", str(trl_dir), "--output_dir", str(tmp_path / "mine"))
