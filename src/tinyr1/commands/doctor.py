@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "when something blocks the run.")
     p.add_argument("--command", choices=("train", "sft"), default="train",
                    help="the command the recipe is for: train (GRPO, the default) or sft")
-    p.add_argument("--config", help="a recipe for --command; default: that command's defaults")
+    p.add_argument("--config", help="a recipe for --command; default for train: this machine's run (make demo's "
+                   "without a GPU, the GPU recipe with one); for sft: its defaults")
     p.add_argument("--skip_generation", action="store_true", help="skip loading the model for a generation check")
     args = one_line_errors(p, "tinyr1 doctor").parse_args(argv)
     config, extra = args.config, []
