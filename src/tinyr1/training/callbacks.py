@@ -126,6 +126,8 @@ class SampleRecorder(TrainerCallback):
             extracted = record["extracted"]
             if extracted is None:
                 extracted = "None (no closed <answer>...</answer> block in the response)"
+            elif not extracted:
+                extracted = "'' (the <answer>...</answer> block is empty)"
             rewards = ", ".join(f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} {value}"
                                 for name, value in record["rewards"].items())
             print("-" * 20, f"\n[step {step}] Question:\n{question}", f"\nAnswer:\n{answer}",
