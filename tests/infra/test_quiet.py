@@ -16,8 +16,20 @@ def _warn(category, module: str) -> None:
     warnings.warn_explicit("deprecated", category, f"{module.replace('.', '/')}.py", 1, module=module)
 
 
-def test_quieted_filters_the_libraries_warnings_and_bars_and_puts_them_back():
-    assert transformers_logging.is_progress_bar_enabled() and not datasets_tqdm.are_progress_bars_disabled()
+@pytest.fixture
+def bars_on():
+    """The bars as a user's process has them; a CLI command run in this test process turns them off for good."""
+    found = (transformers_logging.is_progress_bar_enabled(), datasets_tqdm.are_progress_bars_disabled())
+    transformers_logging.enable_progress_bar()
+    datasets_tqdm.enable_progress_bars()
+    yield
+    if not found[0]:
+        transformers_logging.disable_progress_bar()
+    if found[1]:
+        datasets_tqdm.disable_progress_bars()
+
+
+def test_quieted_filters_the_libraries_warnings_and_bars_and_puts_them_back(bars_on):
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         with quieted():
