@@ -166,3 +166,13 @@ def test_the_cuda_libraries_of_this_environment_are_counted():
     assert (size > 0) == bool(names) and all(n.startswith(("nvidia-", "cuda-", "triton")) for n in names)
     if torch.version.cuda is None:  # the CPU build make install gives: nothing of CUDA installed beside it
         assert names == []
+
+
+def test_doctor_blocks_a_recipe_whose_cold_start_is_not_trained_yet(capsys, monkeypatch, tmp_path):
+    doctor = fake_machine(monkeypatch, "cpu")
+    monkeypatch.chdir(tmp_path)  # no outputs/ here
+    assert doctor.main(["--config", str(REPO / doctor.DEMO_RECIPE), "--skip_generation"]) == 1
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("[BLOCK] model"))
+    assert line.endswith("not trained yet; it is what tinyr1 sft --config "
+                         f"{REPO}/recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml writes: run that first, "
+                         "or give --model_name_or_path another model")

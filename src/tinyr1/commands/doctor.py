@@ -41,6 +41,7 @@ from tinyr1.models.loading import choose_precision, load_model_and_tokenizer, re
 from tinyr1.models.memory import estimate_memory, model_shape
 from tinyr1.training import grpo, sft
 from tinyr1.training.guards import preflight_check
+from tinyr1.training.recipes import untrained_model
 
 GiB = 1024**3
 OK, WARN, BLOCK = "ok", "warn", "BLOCK"
@@ -266,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     except TinyR1Error as err:
         checks.add(BLOCK, "trainer settings", str(err))
     status, detail, local = locate_model(model_args.model_name_or_path)
+    untrained = untrained_model(model_args.model_name_or_path, Path(config) if config else None)
+    status, detail = (BLOCK, untrained.split(": ", 1)[1]) if untrained else (status, detail)
     checks.add(status, f"model {model_args.model_name_or_path}", detail)
     data_status, data_detail = locate_dataset(script.dataset_name)
     checks.add(data_status, f"dataset {script.dataset_name}", data_detail)

@@ -36,7 +36,7 @@ from tinyr1.training.config import GRPOConfig
 from tinyr1.training.data import build_dataset, check_levels, source_rows
 from tinyr1.training.fields import GRPOScriptArguments
 from tinyr1.training.grpo_trainer import GRPOTrainer
-from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, claim_run_folder, parse_recipe
+from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, check_model_exists, claim_run_folder, parse_recipe
 from tinyr1.training.sampling import check_disabled_options, check_sampling_options
 
 DESCRIPTION = "GRPO with trl's GRPOTrainer from one YAML recipe plus --field overrides."
@@ -116,6 +116,8 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
     TinyR1Error subclasses. ``threads``: the CPU threads in use, for run.json (None on a GPU). ``model`` (with its
     ``tokenizer``) and ``rows`` (prompt rows) replace the recipe's model and data source where given."""
     script, args, model_args = recipe.script, recipe.args, recipe.model_args
+    if model is None:
+        check_model_exists(recipe)
     resolved = models.resolve_model(model_args.model_name_or_path) if model is None else None
     check_lengths(recipe, model.config if model is not None else models.local_config(model_args.model_name_or_path))
     source = "the rows given" if rows is not None else None

@@ -34,6 +34,8 @@ class Recipe:
     args: object
     model_args: object
     values: dict
+    source: Path | None = None  # the recipe file, if any
+    caller: str | None = None  # the Python API function that parsed it, for messages; None: the command line
 
     def __iter__(self):  # script, args, model_args, values = recipe
         return iter((self.script, self.args, self.model_args, self.values))
@@ -60,11 +62,10 @@ def parse_recipe(types: list[type], kind: str, *, prog: str, description: str, d
                                                      python_values=python_values, caller=caller, paired=paired)
     if check_setup:
         check_trainer_settings(args)
-        check_model_exists(model_args.model_name_or_path, recipe_path(argv, config), caller)
     if args.output_dir == AUTO_OUTPUT:
         args.output_dir = auto_output_dir(model_args.model_name_or_path, kind)
     values["output_dir"] = args.output_dir
-    return Recipe(script, args, model_args, values)
+    return Recipe(script, args, model_args, values, recipe_path(argv, config), caller)
 
 
 def recipe_path(argv: list[str] | None, config=None) -> Path | None:
@@ -93,17 +94,25 @@ def producing_recipe(model: str, recipe: Path | None) -> Path | None:
     return None
 
 
-def check_model_exists(model: str, recipe: Path | None, caller: str | None = None) -> None:
-    """One line, before anything loads, when the recipe's model is another recipe's output not trained yet
-    (otherwise it would be looked up on the hub as an id, retried, and fail as "cannot load the tokenizer")."""
-    producer = producing_recipe(model, recipe)
+def untrained_model(model: str, source: Path | None, caller: str | None = None) -> str | None:
+    """What to say when ``model`` is the output of a recipe beside ``source`` that has not been trained yet (GRPO
+    from a cold start), or None. Said before anything loads: as a hub id the name would be retried, then fail as
+    "cannot load the tokenizer"."""
+    producer = producing_recipe(model, source)
     if producer is None:
-        return
+        return None
     command = "sft" if producer.name.startswith("sft") else "train"
     first = (f"tinyr1.{command}(\"{producer}\")" if caller else f"tinyr1 {command} --config {producer}")
     other = "model=" if caller else "--model_name_or_path"
-    raise TinyR1Error(f"model_name_or_path {model}: not trained yet; it is what {first} writes: run that first, "
-                      f"or give {other} another model")
+    return (f"model_name_or_path {model}: not trained yet; it is what {first} writes: run that first, or give "
+            f"{other} another model")
+
+
+def check_model_exists(recipe: Recipe) -> None:
+    """``untrained_model`` for a run about to start: one line, raised."""
+    said = untrained_model(recipe.model_args.model_name_or_path, recipe.source, recipe.caller)
+    if said:
+        raise TinyR1Error(said)
 
 
 def claim_run_folder(recipe: Recipe, command: str) -> tuple[RunDir | None, str | None]:
