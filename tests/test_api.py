@@ -57,6 +57,8 @@ def test_the_documented_example_runs_twice_and_leaves_the_process_as_it_was(guar
         assert [row["step"] for row in run.metrics if "loss" in row] == [1]
         assert "rewards/length_reward/mean" in run.metrics[0] and run.series("reward")[0] == [1]
         assert run.facts["num_threads"] == (2, 1)[attempt]  # torch's setting as found, then the recipe's
+        assert run.facts["threads_reason"].startswith(("set by the caller with torch.set_num_threads",
+                                                       "num_threads")[attempt])
         assert "train completed: 1 step in " in repr(run)
         base = tinyr1.evaluate(TINY, **TASK, limit=4, max_new_tokens=8)
         after = tinyr1.evaluate(run.model_path, **TASK, limit=4, max_new_tokens=8)
@@ -215,4 +217,61 @@ def test_bad_python_objects_name_the_argument_before_anything_is_written(tmp_pat
     with pytest.raises(TinyR1Error, match=message):
         tinyr1.train(**{"model_name_or_path": TINY, **kwargs} if "model" not in kwargs else kwargs,
                      output_dir=tmp_path / "never", max_steps=1)
+    assert not (tmp_path / "never").exists()
+
+
+def test_train_picks_threads_as_the_cli_does_unless_the_caller_set_them(monkeypatch):
+    """``tinyr1.train``'s threads (``api_process.run_threads``): the CLI's choice when nobody set a count, for the
+    call only; a count set by ``torch.set_num_threads``, ``configure_cpu`` or ``num_threads`` is kept."""
+    from tinyr1.api_process import call_scope, run_threads
+    from tinyr1.infra import device
+    from tinyr1.infra.threads import torch_start_threads, usable_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    found = torch.get_num_threads()
+    start = torch_start_threads()
+    try:
+        torch.set_num_threads(start)  # as torch starts a process where nobody set OMP_NUM_THREADS
+        with call_scope():
+            picked = run_threads(None)
+            assert picked.why.startswith(usable_cores().why)  # "all 2 physical cores[, less 1 that other work...]"
+            assert device.configured() is picked and torch.get_num_threads() == int(picked)  # the governor's too
+        assert device.configured() is None and torch.get_num_threads() == start  # put back after the call
+
+        torch.set_num_threads(start + 1)  # the caller's own count
+        with call_scope():
+            kept = run_threads(None)
+            assert int(kept) == start + 1 and kept.why.startswith("set by the caller with torch.set_num_threads")
+        with call_scope():
+            assert (int(run_threads(1)), run_threads(1).why) == (1, "num_threads")
+        assert torch.get_num_threads() == start + 1
+
+        configured = device.cpu_threads(1)  # what tinyr1.configure_cpu() sets, without its allocator setting
+        with call_scope():
+            assert run_threads(None) is configured
+    finally:
+        device.restore_configured(None)
+        torch.set_num_threads(found)
+
+
+def test_replaced_rewards_drop_the_recipes_weights_and_a_cold_start_not_trained_is_named(tmp_path, caplog,
+                                                                                      monkeypatch):
+    """docs/python-api.md's example: the recipe's three weights were for its three rewards, not for the two given;
+    and the recipe's own model is a cold start this folder has not trained yet."""
+    def shows_work(completions, **kwargs):
+        return [1.0 if "=" in c[-1]["content"] else 0.0 for c in completions]
+
+    fields = {k: v for k, v in FAST.items() if k not in ("reward_funcs", "reward_weights")}
+    run = tinyr1.train(RECIPE, reward_funcs=[shows_work, "correctness"], **fields, output_dir=tmp_path / "run")
+    assert run.status == "completed" and run.facts["global_step"] == 1
+    assert "reward_weights [1.0, 1.0, 1.0] dropped: they were for the recipe's reward_funcs, which " \
+           "tinyr1.train(reward_funcs=...) replaces; give reward_weights= to set them" in caplog.text
+    assert "reward_weights: null" in (tmp_path / "run" / "config.yaml").read_text()
+
+    monkeypatch.chdir(tmp_path)  # a folder where make demo / the cold start never ran
+    with pytest.raises(TinyR1Error, match=r"model_name_or_path outputs/smollm2-135m-instruct-sft-arith-coldstart: "
+                                          r"not trained yet; it is what tinyr1.sft\(\".*sft-arith-coldstart-cpu.yaml"
+                                          r"\"\) writes: run that first, or give model= another model"):
+        tinyr1.train(RECIPE, max_steps=1, output_dir=tmp_path / "never")
     assert not (tmp_path / "never").exists()

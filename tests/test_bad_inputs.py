@@ -51,6 +51,7 @@ def world(tmp_path_factory) -> dict:
     write(damaged / "trainer_state.json", '{"global_step": 1}')
     write(damaged / "model.safetensors", b"\x00garbage")
     (root / "empty").mkdir()
+    write(root / "trl-run" / "checkpoint-3" / "trainer_state.json", '{"global_step": 3, "log_history": []}')
     sft_run = root / "sft-run"
     write(sft_run / ".tinyr1-run", json.dumps({"command": "sft", "paths": ["run.json"]}))
     write(sft_run / "run.json", "{}")
@@ -62,7 +63,7 @@ def world(tmp_path_factory) -> dict:
     prompt_row = {"prompt": "What is 1 + 1?", "answer": "2"}
     return {
         "root": str(root), "user": str(user), "empty": str(root / "empty"), "ckpt": str(ckpt),
-        "damaged": str(damaged), "sft_run": str(sft_run),
+        "damaged": str(damaged), "sft_run": str(sft_run), "trl_run": str(root / "trl-run"),
         "afile": write(root / "afile.txt", "a file\n"),
         "latin1": write(root / "latin1.jsonl", '{"question": "caf\xe9", "answer": "#### 1"}\n'.encode("latin-1")),
         "corrupt": write(root / "corrupt.jsonl", good_row() + "\n{broken\n" + good_row() + "\n"),
@@ -165,6 +166,13 @@ CASES = [
     ("train-beta-negative", [*TRAIN, "--beta", "-1"], "--beta -1.0: must be 0 or more"),
     ("train-minutes-0", [*TRAIN, "--max_train_minutes", "0"], "--max_train_minutes 0.0"),
     ("train-sample-every-negative", [*TRAIN, "--sample_every", "-1"], "--sample_every -1"),
+    # The recipe starts from its cold start, which this folder has not trained: named before anything loads.
+    ("train-cold-start-missing", ["train", "--config", str(REPO / "recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml"),
+                                  "--output_dir", "{out}"],
+     "model_name_or_path outputs/smollm2-135m-instruct-sft-arith-coldstart: not trained yet; it is what tinyr1 sft "
+     f"--config {REPO}/recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml writes"),
+    ("report-trl-run-in-place", ["report", "{trl_run}"], "a trl run (checkpoint-3/trainer_state.json), not a tinyr1 "
+     "run; tinyr1 writes nothing into it: give --output_dir NEW_FOLDER"),
     ("train-degenerate-2", [*TRAIN, "--degenerate_threshold", "2"], "--degenerate_threshold 2.0"),
     ("train-bool-maybe", [*TRAIN, "--bf16", "maybe"], "--bf16: Truthy value expected: got maybe"),
     ("train-choice", [*TRAIN, "--lr_scheduler_type", "sideways"], "--lr_scheduler_type: invalid choice"),

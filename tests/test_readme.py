@@ -150,3 +150,13 @@ def test_readme_layout_lists_every_module_and_no_other():
     listed = layout_modules()
     assert sorted(tree - listed) == [], "modules missing from README's Layout"
     assert sorted(listed - tree) == [], "README's Layout lists modules that do not exist"
+
+
+def test_the_readmes_first_screen_leaves_the_numbers_to_its_table():
+    """The first 40 lines: a reader sees the measured numbers in the table; the prose around it carries at most 40
+    numbers (a version, a core count, a link), not the table's again."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").split("\n")[:40]
+    prose = [line for line in lines if not line.startswith("|")]
+    numbers = [n for line in prose for n in re.findall(r"\d+(?:[.,]\d+)*", line)]
+    assert len(numbers) <= 40, numbers
+    assert sum(line.startswith("|") for line in lines) >= 5, "the results table left the first screen"

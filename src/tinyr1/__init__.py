@@ -7,7 +7,9 @@ In a trl script, change one import (examples/trl_script.ipynb runs the tutorial'
 As a library (``tinyr1.api``; examples/quickstart.ipynb walks through it):
 
     import tinyr1
-    run = tinyr1.train("recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml", max_steps=20, output_dir="runs/a")
+    cold = tinyr1.sft("recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml", max_steps=8, output_dir="runs/c")
+    run = tinyr1.train("recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml", model=cold, max_steps=20,
+                       output_dir="runs/a")
     after = tinyr1.evaluate(run.model_path, dataset_name="reasoning-gym:chain_sum", limit=32)
 
 Every public name is loaded on first use, so ``import tinyr1`` stays cheap (no torch) and changes nothing in the

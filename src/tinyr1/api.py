@@ -1,7 +1,9 @@
 """The Python API: every stage ``tinyr1 <command>`` runs, called from Python or a notebook.
 
     import tinyr1
-    run = tinyr1.train("recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml", max_steps=20, output_dir="runs/a")
+    cold = tinyr1.sft("recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml", max_steps=8, output_dir="runs/c")
+    run = tinyr1.train("recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml", model=cold, max_steps=20,
+                       output_dir="runs/a")                 # the GRPO recipe starts from that cold start
     run.status, run.output_dir, run.model_path, run.metrics      # metrics: metrics.jsonl's rows, as logged
     base = tinyr1.evaluate("smollm2-135m-instruct", dataset_name="reasoning-gym:chain_sum", limit=32)
     after = tinyr1.evaluate(run.model_path, dataset_name="reasoning-gym:chain_sum", limit=32)
@@ -25,9 +27,11 @@ during training saves a checkpoint at the end of the step and returns the run wi
 one stops the process at once (in Jupyter: the kernel), as in the CLI.
 
 A call leaves the process as it found it (``tinyr1.api_process``): environment, torch's thread count, signal
-handlers. It does not apply the CLI's CPU tuning (threads from ``$OMP_NUM_THREADS`` or the cores the process may
-use; glibc keeping freed memory): pass ``num_threads=`` for a call, or call ``tinyr1.configure_cpu()`` once for
-the whole process. Progress bars use ``tqdm.auto`` and the Trainer's notebook callback, so they render in Jupyter.
+handlers. ``train`` and ``sft`` pick their threads as the CLI does (``$OMP_NUM_THREADS``, else the cores the process
+may use) unless the caller set a count (``num_threads=``, ``tinyr1.configure_cpu()``, ``torch.set_num_threads``),
+and the run's header says which; glibc keeping freed memory, the CLI's other CPU setting, cannot be undone, so only
+``tinyr1.configure_cpu()`` applies it. Progress bars use ``tqdm.auto`` and the Trainer's notebook callback, so
+they render in Jupyter.
 """
 
 from __future__ import annotations
@@ -133,8 +137,9 @@ def _fields_help(dataclass_type) -> str:
 
 
 # Fields whose meaning differs in the API from the CLI's --help.
-_API_HELP = {"num_threads": "torch's CPU threads for this call (unset: torch's setting as it is; the CLI uses "
-                            "$OMP_NUM_THREADS or the usable cores, see tinyr1.configure_cpu)"}
+_API_HELP = {"num_threads": "torch's CPU threads for this call (unset: a count the caller set with "
+                            "torch.set_num_threads or tinyr1.configure_cpu, else the CLI's choice: $OMP_NUM_THREADS "
+                            "or the usable cores)"}
 
 
 def _document() -> None:
@@ -200,9 +205,10 @@ def compare(base, trained, /, prompt: str | list[str] | None = None, *, num_thre
     return Comparison(args.base, args.trained, markdown, Path(args.output) if args.output else None)
 
 
-def report(run) -> Report:
-    """Plots and a Markdown/HTML report of a training run (``tinyr1 report``), written into its folder: a ``Run``,
-    its folder, or a ``tinyr1.GRPOTrainer`` / ``SFTTrainer`` after ``train()``."""
+def report(run, output_dir: str | Path | None = None) -> Report:
+    """Plots and a Markdown/HTML report of a training run (``tinyr1 report``), written into its folder or into
+    ``output_dir``: a ``Run``, its folder, a ``tinyr1.GRPOTrainer`` / ``SFTTrainer`` after ``train()``, or a plain
+    trl run's output_dir (read from its trainer_state.json; ``output_dir`` then required, the trl folder untouched)."""
     from tinyr1.evaluation.report import write_report  # lazy: the report loads matplotlib
 
     if hasattr(run, "args") and hasattr(run, "state"):  # a trainer: its output_dir
@@ -212,8 +218,8 @@ def report(run) -> Report:
                           f"train(); got {type(run).__name__}")
     folder = run.output_dir if isinstance(run, Run) else Path(run)
     with call_scope(uses_torch=False, caller="tinyr1.report"):
-        markdown = write_report(folder)
-    return Report(markdown, markdown.with_suffix(".html"), sorted((folder / "plots").glob("*.png")))
+        markdown = write_report(folder, output_dir, flag="tinyr1.report(output_dir=...)")
+    return Report(markdown, markdown.with_suffix(".html"), sorted((markdown.parent / "plots").glob("*.png")))
 
 
 def generate(model_name_or_path, prompt: str, /, *, stream: bool = False, num_threads: int | None = None,

@@ -5,9 +5,11 @@ A command run from the CLI owns its process; one called from Python (``tinyr1.ap
 
 - ``os.environ``: a recipe's ``env:`` block (``tinyr1.infra.recipe``) and what transformers and accelerate write
   there while a trainer is set up apply for the call only;
-- torch's CPU thread count (a recipe's ``num_threads``, the API's ``num_threads=``);
+- torch's CPU thread count (a recipe's ``num_threads``, the API's ``num_threads=``, or the command line's choice
+  that ``train`` and ``sft`` make when the caller set none: ``run_threads``);
 - the SIGINT/SIGTERM handlers and the signal wakeup fd that a run's ``GracefulStop`` installs, also after a run
-  that raised (the Trainer then never calls ``on_train_end``).
+  that raised (the Trainer then never calls ``on_train_end``);
+- the filters of dependency warnings and progress bars that tell the user nothing (``tinyr1.infra.quiet``).
 
 glibc's allocator settings (``tinyr1.infra.device.keep_freed_memory``) cannot be undone, so no API call makes them;
 ``tinyr1.configure_cpu()`` applies the CLI's whole CPU tuning to the process, once, when the user asks.
@@ -20,7 +22,6 @@ import os
 import signal
 import sys
 import threading
-import warnings
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.naming import speaking
@@ -72,36 +73,50 @@ def call_scope(num_threads: int | None = None, uses_torch: bool = True, caller: 
     the warning filters and the signal handlers are as they were before it."""
     environ = dict(os.environ)
     signals = _signal_state()
-    threads = rng = None
+    threads = configured = rng = None
+    quiet = contextlib.nullcontext()
     if uses_torch:
         import torch
 
         from tinyr1.infra import device  # lazy: loads torch, which import tinyr1 must not
+        from tinyr1.infra.quiet import quieted  # lazy: loads transformers, as the line above torch
 
-        threads, rng = device.get_threads(), torch.random.get_rng_state()
+        threads, configured, quiet = device.get_threads(), device.configured(), quieted()
+        rng = torch.random.get_rng_state()
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, int):
                 raise TinyR1Error(f"{caller}(num_threads={num_threads!r}): expected a whole number of CPU threads")
             check({"num_threads": num_threads}, python_source(caller))
             device.set_threads(num_threads)
     try:
-        with speaking(caller), warnings.catch_warnings():  # the filters a library may change while it loads
+        with speaking(caller), quiet:  # quiet: the warning filters and bars, put back afterwards
             yield
     finally:
         _restore_signals(signals)
         _restore_environ(environ)
         if threads is not None:
             device.set_threads(threads)
+            device.restore_configured(configured)
             torch.random.set_rng_state(rng)
 
 
-def run_threads(num_threads: int | None) -> int | None:
-    """Inside ``call_scope``: a recipe's ``num_threads`` for the run; the CPU threads in use (None with a GPU,
-    where the CLI's tuning does nothing either)."""
+def run_threads(num_threads: int | None):
+    """Inside ``call_scope``: the CPU threads a run uses and why (a ``Threads``; None with a GPU, where the CLI's
+    tuning does nothing either). A count the caller set is kept: ``num_threads`` (the keyword or the recipe's
+    field), ``tinyr1.configure_cpu()``'s, or ``torch.set_num_threads``' (a count other than the one torch starts
+    with); otherwise the command line's choice (``tinyr1.infra.threads.choose_threads``) for this call, fitted to
+    other work between steps as on the command line."""
     from tinyr1.infra import device  # lazy: loads torch, which import tinyr1 must not
+    from tinyr1.infra.threads import Threads, torch_start_threads
 
     if device.cuda_available():
         return None
     if num_threads is not None:
         device.set_threads(num_threads)
-    return device.get_threads()
+        return Threads(num_threads, "num_threads")
+    now, configured = device.get_threads(), device.configured()
+    if configured is not None and now == int(configured):  # tinyr1.configure_cpu() before this call
+        return configured
+    if now != torch_start_threads():
+        return Threads(now, "set by the caller with torch.set_num_threads; num_threads= to change")
+    return device.cpu_threads()

@@ -60,7 +60,7 @@ class Run:
 
     @property
     def samples(self) -> list[dict]:
-        """samples.jsonl: the question, completion and rewards printed every ``sample_every`` steps."""
+        """samples.jsonl: the question, completion and rewards kept every ``sample_every`` steps."""
         return read_jsonl(self.output_dir / "samples.jsonl", missing_ok=True)
 
     def series(self, key: str) -> tuple[list[int], list[float]]:

@@ -17,6 +17,7 @@ import sys
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.log import cli_output
 from tinyr1.infra.naming import CLI, speaking
+from tinyr1.infra.quiet import quiet_dependencies
 from tinyr1.infra.threads import openmp_defaults
 from tinyr1.infra.version import __version__
 
@@ -46,7 +47,14 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `tinyr1 --help | head -1`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 0
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2
@@ -59,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     os.environ.update(openmp_defaults())  # before torch loads libgomp, which reads it once
+    # trl sends a usage ping per trainer (its class, the model type, the GPU's name) unless this is set; the command
+    # turns it off unless the user set it, before huggingface_hub reads it (docs/troubleshooting.md#telemetry).
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    quiet_dependencies()
     try:
         with cli_output(), speaking(CLI):  # the library's lines printed as they are; settings named as flags
             module = importlib.import_module(f"tinyr1.commands.{COMMANDS[command][0]}")
@@ -66,9 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     except TinyR1Error as err:
         print(f"tinyr1 {command}: error: {err}", file=sys.stderr)
         return err.exit_code
-    except BrokenPipeError:  # `tinyr1 ... | head`: the reader left; that is not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print(f"tinyr1 {command}: interrupted", file=sys.stderr)
         return 130

@@ -84,3 +84,100 @@ def test_doctor_is_told_the_command_not_guessing_it(tmp_path, capsys):
     assert main(["doctor", "--config", str(sft_recipe), "--skip_generation"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown key 'dataset_format'" in err[0]
+
+
+def fake_machine(monkeypatch, device: str, gib: int = 24):
+    from tinyr1.commands import doctor
+
+    def fake_hardware(checks):
+        checks.add(doctor.OK, "GPU" if device == "cuda" else "CPU", f"fake {device}, {gib} GiB")
+        return {"device": device, "memory": gib * doctor.GiB, "total": gib * doctor.GiB}
+
+    monkeypatch.setattr(doctor, "check_hardware", fake_hardware)
+    return doctor
+
+
+def test_doctor_without_arguments_checks_the_recipe_of_the_machine_it_runs_on(monkeypatch, capsys, tmp_path):
+    """No GPU: make demo's CPU run, from its cold start once trained, else from the model the cold start is trained
+    from; with a GPU: tinyr1 train's defaults, the GPU recipe. The folder is a checkout's (recipes/ beside it)."""
+    doctor = fake_machine(monkeypatch, "cpu")
+    recipe = tmp_path / doctor.DEMO_RECIPE
+    recipe.parent.mkdir(parents=True)
+    shutil.copy(REPO / doctor.DEMO_RECIPE, recipe)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(doctor, "DEMO_BASE", TINY)  # the same checks on the tiny model, in seconds
+
+    assert doctor.main(["--skip_generation"]) == 0
+    out = capsys.readouterr().out
+    assert f"[   ok] recipe: no GPU: make demo's run, {doctor.DEMO_RECIPE} --per_device_train_batch_size 16" in out
+    assert "outputs/demo/coldstart is not trained yet" in out and f"[   ok] model {TINY}:" in out
+    assert "5120 tokens per micro-batch" in out  # 16 completions x (256 prompt + 64) tokens
+    assert out.rstrip().endswith("ready to run")
+
+    shutil.copytree(TINY, tmp_path / doctor.DEMO_COLD_START)  # what make demo leaves there
+    assert doctor.main([]) == 0  # the generation check too, on the cold start
+    out = capsys.readouterr().out
+    assert "from the demo's cold start (outputs/demo/coldstart)" in out
+    assert "[   ok] model outputs/demo/coldstart" in out
+    assert "[   ok] generation: two tokens, logits finite" in out
+
+    fake_machine(monkeypatch, "cuda", 80)
+    assert doctor.main(["--skip_generation"]) == 0
+    out = capsys.readouterr().out
+    assert "recipe: tinyr1 train's defaults: the GPU recipe" in out and "model Qwen/Qwen2.5-0.5B-Instruct" in out
+
+    fake_machine(monkeypatch, "cpu")
+    monkeypatch.chdir(tmp_path / "outputs")  # not a checkout: no recipes/ here
+    doctor.main(["--skip_generation"])
+    assert "[ warn] recipe: no GPU, and make demo's CPU recipe" in capsys.readouterr().out
+
+
+def test_the_demo_doctor_checks_is_the_demo_the_makefile_runs():
+    """doctor's copy of make demo's recipe, sizes and cold-start folder, checked against the Makefile."""
+    from tinyr1.commands import doctor
+
+    makefile = (REPO / "Makefile").read_text()
+    demo = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0].replace("\\\n", " ")
+    train = demo[demo.index(" train --config"):]
+    assert f"train --config {doctor.DEMO_RECIPE}" in train and "--model_name_or_path $(DEMO_DIR)/coldstart" in train
+    assert " ".join(doctor.DEMO_SIZES) in " ".join(train.split())
+    assert "DEMO_DIR ?= outputs/demo" in makefile and doctor.DEMO_COLD_START == "outputs/demo/coldstart"
+    assert "sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml" in demo
+    assert "model_name_or_path: smollm2-135m-instruct" in (
+        REPO / "recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml").read_text()  # DEMO_BASE's source
+
+
+def test_doctor_names_a_cuda_build_of_torch_on_a_machine_without_a_gpu(monkeypatch, capsys, tmp_path):
+    """torch.version.cuda mocked: the CUDA build pip gives a plain `pip install torch`, on this CPU machine."""
+    doctor = fake_machine(monkeypatch, "cpu")
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch, "__version__", "2.14.1")
+    monkeypatch.setattr(doctor, "cuda_libraries", lambda: (int(4.3 * doctor.GiB), ["nvidia-cublas", "triton"]))
+    assert doctor.main(["--config", str(recipe(tmp_path, TINY)), "--skip_generation"]) == 0  # a warning, not a block
+    line = next(row for row in capsys.readouterr().out.splitlines() if "torch build" in row)
+    assert line.startswith("[ warn] torch build: 2.14.1 is a CUDA 13.0 build on a machine without a GPU: 4.3 GiB")
+    assert "pip uninstall -y torch nvidia-cublas triton && pip install torch==2.14.1 --index-url " \
+           "https://download.pytorch.org/whl/cpu" in line
+
+    fake_machine(monkeypatch, "cuda", 80)  # the same build with a GPU: what it is for
+    doctor.main(["--config", str(recipe(tmp_path, TINY)), "--skip_generation"])
+    assert "torch build" not in capsys.readouterr().out
+
+
+def test_the_cuda_libraries_of_this_environment_are_counted():
+    from tinyr1.infra.device import cuda_libraries
+
+    size, names = cuda_libraries()
+    assert (size > 0) == bool(names) and all(n.startswith(("nvidia-", "cuda-", "triton")) for n in names)
+    if torch.version.cuda is None:  # the CPU build make install gives: nothing of CUDA installed beside it
+        assert names == []
+
+
+def test_doctor_blocks_a_recipe_whose_cold_start_is_not_trained_yet(capsys, monkeypatch, tmp_path):
+    doctor = fake_machine(monkeypatch, "cpu")
+    monkeypatch.chdir(tmp_path)  # no outputs/ here
+    assert doctor.main(["--config", str(REPO / doctor.DEMO_RECIPE), "--skip_generation"]) == 1
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("[BLOCK] model"))
+    assert line.endswith("not trained yet; it is what tinyr1 sft --config "
+                         f"{REPO}/recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml writes: run that first, "
+                         "or give --model_name_or_path another model")

@@ -52,6 +52,7 @@ def test_a_trl_script_with_one_changed_import_runs_in_a_run_folder_and_resumes(t
     samples = read_jsonl(out / "samples.jsonl")
     assert samples and set(samples[0]["rewards"]) == {"correctness", "length"}
     assert samples[0]["extracted"] is None  # eval's rule: no closed <answer> block, nothing extracted
+    assert "Question:" not in caplog.text  # kept in samples.jsonl, not logged: nobody asked for it
     assert "reward_funcs:\n- correctness\n- length\n" in (out / "config.yaml").read_text()
     report = tinyr1.report(trainer)
     assert report.markdown_path == out / "report.md"
@@ -124,3 +125,13 @@ def test_registry_names_and_a_plain_config_get_tinyr1s_defaults(tmp_path):
     with pytest.raises(TinyR1Error, match=r"GRPOConfig\(dynamic_sampling_max_rounds=-1\): must be between 0 and 100"):
         GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[length], args=bad,
                     train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
+
+
+def test_a_sample_is_printed_when_asked_for_and_says_what_none_means(tmp_path, capsys):
+    args = tinyr1.GRPOConfig(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=4,
+                             num_generations=4, max_completion_length=8, sample_every=1, report_to="none")
+    GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[correctness, length], args=args,
+                train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY)).train()
+    out = capsys.readouterr().out
+    assert "[step 1] Question:\nWhat is " in out and "Rewards: correctness 0, length " in out
+    assert "Extracted:\nNone (no closed <answer>...</answer> block in the response)" in out

@@ -1,15 +1,21 @@
 """``tinyr1 doctor``: a pre-flight checklist for a recipe; exits 1 when something would block the run.
 
-    tinyr1 doctor                                                        # this machine and the default recipe
+    tinyr1 doctor                          # this machine: without a GPU make demo's CPU recipe, with one the GPU's
     tinyr1 doctor --config recipes/qwen2.5-0.5b-instruct/grpo-gsm8k.yaml
     tinyr1 doctor --command sft --config recipes/smollm2-135m-instruct/sft-coldstart-cpu.yaml
 
 The recipe is parsed exactly as ``tinyr1 train`` (default) or ``tinyr1 sft`` (``--command sft``) parses it, so a
 recipe that would not start is reported the same way: one line and exit code 2.
 
-Checks versions against the ones tinyr1 was verified with, the GPU (memory, bf16) or CPU threads, whether the
-model and dataset can be found (offline too: local path or hub cache), an estimate of the memory the recipe
-needs against what this machine has, and a two-token generation with a finite-logits check.
+Checks versions against the ones tinyr1 was verified with, a CUDA build of torch on a machine without a GPU (its
+size and the swap to the CPU build), the GPU (memory, bf16) or CPU threads, whether the model and dataset can be
+found (offline too: local path or hub cache), an estimate of the memory the recipe needs against what this machine
+has, and a two-token generation with a finite-logits check.
+
+With no ``--config``, ``tinyr1 train``'s check is for the machine it runs on: with a CUDA GPU, the built-in defaults
+(the Qwen2.5-0.5B-Instruct GSM8K recipe); without one, the CPU recipe ``make demo`` trains with
+(``DEMO_RECIPE``), started from the demo's cold start where ``make demo`` has trained it, else from the model that
+cold start is trained from (same architecture and size, so the same memory and generation checks).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from tinyr1.cpu.packing import fp16_weights_reason
 from tinyr1.cpu.touchpoints import VERIFIED_ROWS, fast_path_check, same_minor
 from tinyr1.evaluation.probe import sample_groups
 from tinyr1.infra.cpu_features import cpu_bf16
-from tinyr1.infra.device import cuda_available
+from tinyr1.infra.device import cuda_available, cuda_libraries
 from tinyr1.infra.errors import CollapseError, TinyR1Error, one_line_errors
 from tinyr1.infra.naming import command_line, setting
 from tinyr1.infra.out_of_memory import oom_remedies
@@ -34,11 +40,13 @@ from tinyr1.infra.paths import looks_local
 from tinyr1.infra.threads import choose_threads
 from tinyr1.infra.validate import check_trainer_settings
 from tinyr1.models.loading import choose_precision, load_model_and_tokenizer, resolve_model
+from tinyr1.models.memory import estimate_memory, model_shape
 from tinyr1.tasks.data import load_examples
 from tinyr1.tasks.reward_lookup import callable_name, get_reward_funcs
 from tinyr1.tasks.rewards import correctness_index
 from tinyr1.training import grpo, sft
 from tinyr1.training.guards import preflight_check
+from tinyr1.training.recipes import untrained_model
 from tinyr1.training.signal_guard import NoSignalGuard
 
 GiB = 1024**3
@@ -46,12 +54,14 @@ OK, WARN, BLOCK = "ok", "warn", "BLOCK"
 
 
 class Checklist:
-    def __init__(self):
+    def __init__(self, quiet: bool = False):
         self.rows: list[tuple[str, str, str]] = []
+        self.quiet = quiet  # rows kept, not printed: a look at the machine before the recipe is chosen
 
     def add(self, status: str, what: str, detail: str) -> None:
         self.rows.append((status, what, detail))
-        print(f"[{status:>5}] {what}: {detail}", flush=True)
+        if not self.quiet:
+            print(f"[{status:>5}] {what}: {detail}", flush=True)
 
     @property
     def blocked(self) -> bool:
@@ -92,6 +102,20 @@ def check_hardware(checks: Checklist) -> dict:
     return {"device": "cpu", "memory": ram, "total": ram}
 
 
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+def check_torch_build(checks: Checklist, hardware: dict) -> None:
+    """A CUDA build of torch where no GPU runs it: gigabytes of NVIDIA libraries that do nothing (a plain ``pip
+    install torch`` on Linux takes one); the CPU build trains the same, so say what it costs and how to swap."""
+    if hardware["device"] == "cuda" or not torch.version.cuda:
+        return
+    size, names = cuda_libraries()
+    release = torch.__version__.split("+")[0]
+    checks.add(WARN, "torch build", f"{torch.__version__} is a CUDA {torch.version.cuda} build on a machine without a "
+               f"GPU: {size / GiB:.1f} GiB of CUDA libraries ({len(names)} packages) that nothing here uses; the CPU "
+               f"build trains the same: pip uninstall -y torch {' '.join(names) or 'nvidia-*'} && pip install "
+               f"torch=={release} --index-url {CPU_INDEX}")
+
+
 def check_fast_path(checks: Checklist, hardware: dict) -> None:
     """The CPU fast path's version gate (tinyr1.cpu.touchpoints): whether training and generation take it here."""
     if hardware["device"] != "cpu":
@@ -130,57 +154,37 @@ def locate_dataset(name: str) -> tuple[str, str]:
     return WARN, "hub id: needs internet unless already in the datasets cache"
 
 
-# Parameter counts for models a recipe names but this machine may not have (offline estimates).
-KNOWN_PARAMS = {"Qwen/Qwen2.5-0.5B-Instruct": 494e6, "Qwen/Qwen2.5-1.5B-Instruct": 1.54e9,
-                "deepseek-ai/DeepSeek-R1-Distill-Llama-8B": 8.03e9, "HuggingFaceTB/SmolLM2-135M-Instruct": 135e6}
+# The CPU recipe make demo trains with, the flags of its run that size the memory, and where make demo saves the
+# cold start it trains from (the Makefile's demo target; tests/commands/test_doctor.py checks they agree).
+DEMO_RECIPE = "recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml"
+DEMO_SIZES = ["--per_device_train_batch_size", "16", "--num_generations", "4", "--max_completion_length", "64"]
+DEMO_COLD_START = "outputs/demo/coldstart"
+DEMO_BASE = "smollm2-135m-instruct"
 
 
-def estimate_memory(params: float, hidden: int, layers: int, vocab: int, tokens: int, bytes_per: int,
-                    lora: bool, four_bit: bool, checkpointing: bool) -> dict:
-    """Rough peak training memory in bytes: weights, gradients, AdamW states, activations and logits.
-
-    ``bytes_per`` is the compute dtype's size. Trained weights are fp32 whatever it is (master weights, as
-    ``models.choose_precision`` loads them), a frozen LoRA base is in the compute dtype. Activations follow
-    Korthikanti et al.'s ~34 bytes x hidden per token per layer at 16-bit (about 2 with checkpointing), scaled to
-    the dtype; logits and their gradient take 2 x vocab x 4 bytes per token.
-
-    The recipe's Qwen2.5-0.5B run (bf16, 16 completions x 456 tokens per micro-batch) is dominated by logits:
-
-    >>> round(estimate_memory(494e6, 896, 24, 151936, 16 * 456, 2, False, False, True)["total"] / 2**30, 1)
-    15.9
-    """
-    weights = params * (0.55 if four_bit else (bytes_per if lora else 4))
-    trainable = params * 0.01 if lora else params
-    gradients = trainable * 4
-    optimizer = trainable * 8  # two fp32 AdamW moments
-    activations = tokens * layers * hidden * (2 if checkpointing else 34) * bytes_per / 2
-    logits = tokens * vocab * 4 * 2
-    parts = {"weights": weights, "gradients": gradients, "optimizer": optimizer, "activations": activations,
-             "logits": logits}
-    return {**parts, "total": sum(parts.values())}
+def machine_recipe(checks: Checklist, hardware: dict) -> tuple[str | None, list[str]]:
+    """``tinyr1 train``'s recipe for this machine when none is given: (config, extra flags)."""
+    if hardware["device"] == "cuda":
+        checks.add(OK, "recipe", "tinyr1 train's defaults: the GPU recipe (Qwen2.5-0.5B-Instruct, GSM8K); --config "
+                   "for another")
+        return None, []
+    if not Path(DEMO_RECIPE).is_file():
+        checks.add(WARN, "recipe", f"no GPU, and make demo's CPU recipe ({DEMO_RECIPE}) is not under this folder: "
+                   "checking tinyr1 train's defaults, the GPU recipe; run doctor in the tinyr1 checkout or give "
+                   "--config")
+        return None, []
+    trained = Path(DEMO_COLD_START, "adapter_config.json").is_file() or Path(DEMO_COLD_START, "config.json").is_file()
+    model = DEMO_COLD_START if trained else DEMO_BASE
+    checks.add(OK, "recipe", f"no GPU: make demo's run, {DEMO_RECIPE} {' '.join(DEMO_SIZES)}, from " + (
+        f"the demo's cold start ({DEMO_COLD_START})" if trained else
+        f"{DEMO_BASE}, the model make demo's cold start is trained from ({DEMO_COLD_START} is not trained yet; "
+        "the same size, so the same checks)") + "; --config for another")
+    return DEMO_RECIPE, ["--model_name_or_path", model, *DEMO_SIZES]
 
 
-def _model_shape(name: str, local: str | None) -> dict | None:
-    """Parameters and sizes from a local config (exact, built on the meta device) or the known table."""
-    if local:
-        from accelerate import init_empty_weights
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        config = AutoConfig.from_pretrained(local)
-        with init_empty_weights():
-            params = AutoModelForCausalLM.from_config(config).num_parameters()
-        return {"params": params, "hidden": config.hidden_size, "layers": config.num_hidden_layers,
-                "vocab": config.vocab_size}
-    if name in KNOWN_PARAMS:  # shape of a typical model of that size: enough for an estimate
-        params = KNOWN_PARAMS[name]
-        hidden, layers = (896, 24) if params < 1e9 else ((1536, 28) if params < 4e9 else (4096, 32))
-        return {"params": params, "hidden": hidden, "layers": layers, "vocab": 151936 if "Qwen" in name else 128256}
-    return None
-
-
-def load_recipe(command: str, config: str | None):
+def load_recipe(command: str, config: str | None, extra: list[str] | None = None):
     """(kind, script, training, model_args): the recipe parsed exactly as ``tinyr1 <command>`` parses it."""
-    argv = ["--config", config] if config else []  # the command line's own: the recipe parsed as train's
+    argv = (["--config", config] if config else []) + list(extra or [])  # the command line's own: parsed as train's
     if command == "sft":
         recipe = sft.parse(argv, check_setup=False)
         return "sft", recipe.script, recipe.args, recipe.model_args
@@ -277,26 +281,38 @@ def main(argv: list[str] | None = None) -> int:
                                 "when something blocks the run.")
     p.add_argument("--command", choices=("train", "sft"), default="train",
                    help="the command the recipe is for: train (GRPO, the default) or sft")
-    p.add_argument("--config", help="a recipe for --command; default: that command's defaults")
+    p.add_argument("--config", help="a recipe for --command; default for train: this machine's run (make demo's "
+                   "without a GPU, the GPU recipe with one); for sft: its defaults")
     p.add_argument("--skip_generation", action="store_true", help="skip loading the model for a generation check")
     args = one_line_errors(p, "tinyr1 doctor").parse_args(argv)
+    config, extra = args.config, []
+    if config is None and args.command == "train":
+        checks = Checklist(quiet=True)
+        config, extra = machine_recipe(checks, check_hardware(checks))
+        said = checks.rows[-1]
     # A recipe that does not parse is bad input (exit 2, one line), as it is for train and sft themselves.
-    kind, script, training, model_args = load_recipe(args.command, args.config)
+    kind, script, training, model_args = load_recipe(args.command, config, extra)
     checks = Checklist()
     print(f"tinyr1 doctor — Python {sys.version.split()[0]}")
     check_versions(checks)
     hardware = check_hardware(checks)
+    check_torch_build(checks, hardware)
     check_fast_path(checks, hardware)
-    checks.add(OK, "recipe", f"{args.config or f'tinyr1 {args.command} defaults'} ({kind})")
+    if args.config is None and args.command == "train":
+        checks.add(*said)
+    else:
+        checks.add(OK, "recipe", f"{args.config or f'tinyr1 {args.command} defaults'} ({kind})")
     try:  # settings that need packages or hardware this machine may lack: a finding here, not bad input
         check_trainer_settings(training)
     except TinyR1Error as err:
         checks.add(BLOCK, "trainer settings", str(err))
     status, detail, local = locate_model(model_args.model_name_or_path)
+    untrained = untrained_model(model_args.model_name_or_path, Path(config) if config else None)
+    status, detail = (BLOCK, untrained.split(": ", 1)[1]) if untrained else (status, detail)
     checks.add(status, f"model {model_args.model_name_or_path}", detail)
     data_status, data_detail = locate_dataset(script.dataset_name)
     checks.add(data_status, f"dataset {script.dataset_name}", data_detail)
-    shape = _model_shape(model_args.model_name_or_path, local)
+    shape = model_shape(model_args.model_name_or_path, local)
     check_memory(checks, kind, script, training, model_args, shape, hardware)
     if not args.skip_generation and status != BLOCK:
         loaded = check_generation(checks, model_args.model_name_or_path, local, shape and shape["params"], hardware)

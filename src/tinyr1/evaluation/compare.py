@@ -8,7 +8,7 @@ from pathlib import Path
 from tinyr1.infra.files import write_text
 from tinyr1.infra.naming import setting
 from tinyr1.infra.paths import make_dirs, mark_written
-from tinyr1.tasks.answers import SYSTEM_PROMPT, extract_xml_answer, is_soft_format, is_strict_format
+from tinyr1.tasks.answers import SYSTEM_PROMPT, is_soft_format, is_strict_format, strict_answer
 from tinyr1.tasks.scoring import METRIC_FLAGS, paired_evals
 from tinyr1.tasks.statistics import describe_paired
 
@@ -28,13 +28,18 @@ def _answers(model_name, prompts: list[str], system_prompt: str, max_new_tokens:
 
 
 def verdict(text: str) -> str:
-    """One line: the extracted answer and the format rewards earned.
+    """One line: the answer eval would score (inside a closed ``<answer>`` block, ``tasks.answers.strict_answer``)
+    and the format rewards earned. Prose without the tags has no answer, rather than being shown as one.
 
     >>> verdict("<reasoning>\\n4-1-1=2\\n</reasoning>\\n<answer>\\n2\\n</answer>")
     'extracted: 2 | strict format: yes | soft format: yes'
+    >>> verdict("Xiao Ming has 2 apples left.")
+    'extracted: none (no <answer>...</answer> block) | strict format: no | soft format: no'
     """
     yes = {True: "yes", False: "no"}
-    return (f"extracted: {extract_xml_answer(text)[:60]} | strict format: {yes[is_strict_format(text)]} | "
+    answer = strict_answer(text)
+    shown = "none (no <answer>...</answer> block)" if answer is None else answer[:60]
+    return (f"extracted: {shown} | strict format: {yes[is_strict_format(text)]} | "
             f"soft format: {yes[is_soft_format(text)]}")
 
 

@@ -71,10 +71,12 @@ def paired_lines(run_dir: str | Path) -> list[str]:
     return ["Question by question, before -> after:", "", *(f"- {line}" for line in describe_paired(comparison)), ""]
 
 
-def learning_lines(run_dir: str | Path, base: str | Path | None = None) -> list[str]:
-    """A markdown table: reward at the first and last steps, held-out accuracy and reasoning before and after."""
+def learning_lines(run_dir: str | Path, base: str | Path | None = None, rows: list[dict] | None = None) -> list[str]:
+    """A markdown table: reward at the first and last steps, held-out accuracy and reasoning before and after.
+    ``rows``: the run's logged rows where they are not its metrics.jsonl (a trl run's log history)."""
     run_dir = Path(run_dir)
-    ends = reward_ends(_steps(run_dir))
+    steps = _steps(run_dir) if rows is None else [r for r in rows if isinstance(r.get("reward"), (int, float))]
+    ends = reward_ends(steps)
     base_metrics = rescored_metrics(base) if base is not None else None
     stages = [("base model", base_metrics)] if base_metrics else []
     for stage, label in (("before", "before GRPO (step 0)"), ("after", f"after GRPO (step {ends.get('steps', '?')})")):

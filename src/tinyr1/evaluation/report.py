@@ -11,11 +11,12 @@ import re
 from pathlib import Path
 
 from tinyr1.evaluation.learning_summary import learning_lines
+from tinyr1.evaluation.trl_log import read_trl_run
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import atomic_file, read_json, read_text, write_together
 from tinyr1.infra.log import TO_STDERR
 from tinyr1.infra.naming import setting
-from tinyr1.infra.paths import check_output_dir, check_output_file
+from tinyr1.infra.paths import check_output_dir, check_output_file, make_dirs
 from tinyr1.run_folder import ownership
 from tinyr1.run_folder.folder import MARKER
 from tinyr1.run_folder.logs import read_objects, read_rows
@@ -159,33 +160,75 @@ def _sample_pairs(run_dir: Path, count: int = 3) -> list[str]:
     return lines
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write report.md, report.html and plots/ for a run folder; return the path of report.md."""
+def write_report(run_dir: str | Path, output_dir: str | Path | None = None, flag: str | None = None) -> Path:
+    """Write report.md, report.html and plots/ for a run and return the path of report.md: into the run's folder,
+    or into ``output_dir`` (a new folder, or one an earlier report wrote). A plain trl run's folder is read, never
+    written: its report needs ``output_dir`` (``flag``: how the caller names it, in messages)."""
+    flag = flag or setting("output_dir")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TinyR1Error(f"{run_dir}: no such run folder")
-    # the rule every command follows (train's): a report goes only into a tinyr1 run's folder
-    ownership.check_folder(run_dir, "report", "tinyr1 report", owners=ownership.RUNS,
-                           fix="give the output_dir of a tinyr1 train or sft run")
-    metrics, skipped = read_rows(run_dir / "metrics.jsonl")
+    tinyr1_run = _is_tinyr1_run(run_dir)
+    trl = None if tinyr1_run else read_trl_run(run_dir)
+    if output_dir is None:
+        if trl is not None:
+            raise TinyR1Error(f"{run_dir}: a trl run ({trl.state_file.relative_to(run_dir)}), not a tinyr1 run; "
+                              f"tinyr1 writes nothing into it: give {flag} NEW_FOLDER for its report")
+        # the rule every command follows (train's): a report goes only into a tinyr1 run's folder
+        ownership.check_folder(run_dir, "report", "tinyr1 report", owners=ownership.RUNS,
+                               fix=f"give the output_dir of a tinyr1 train or sft run, or {flag} NEW_FOLDER")
+    if trl is not None:
+        metrics, skipped, log = trl.rows, trl.skipped, trl.state_file
+        run = {"status": f"a trl run (log history of {trl.state_file.relative_to(run_dir)})", **trl.facts}
+    else:
+        metrics, skipped = read_rows(run_dir / "metrics.jsonl")
+        log = run_dir / "metrics.jsonl"
+        if tinyr1_run:
+            mark_if_killed(run_dir)  # a run.json left "running" by a dead process says "killed" from now on
+        run = read_json(run_dir / "run.json") or {}
     if skipped:
-        logger.warning(f"warning: {run_dir / 'metrics.jsonl'}: {skipped} malformed row(s) skipped (each row must be "
-                       "a JSON object with a whole-number step and numeric values)", extra=TO_STDERR)
-    mark_if_killed(run_dir)  # a run.json left "running" by a dead process says "killed" from now on
-    run = read_json(run_dir / "run.json") or {}
+        logger.warning(f"warning: {log}: {skipped} malformed row(s) skipped (each row must be a JSON object with a "
+                       "whole-number step and numeric values)", extra=TO_STDERR)
     if not metrics and not run:
         raise TinyR1Error(f"{run_dir}: no metrics.jsonl or run.json; is this a tinyr1 train output_dir?")
+    out = run_dir if output_dir is None else _report_folder(Path(output_dir).expanduser(), run_dir, trl, flag)
 
     for name in ("report.md", "report.html"):  # checked before plotting, not after
-        check_output_file(run_dir / name, "report")
-        if (run_dir / name).is_file() and not ownership.is_ours(run_dir / name):
-            raise TinyR1Error(f"{run_dir / name}: not a report tinyr1 wrote; move it, tinyr1 will not replace it")
-    check_output_dir(run_dir / "plots", "report")
+        check_output_file(out / name, "report")
+        if (out / name).is_file() and not ownership.is_ours(out / name):
+            raise TinyR1Error(f"{out / name}: not a report tinyr1 wrote; move it, tinyr1 will not replace it")
+    check_output_dir(out / "plots", "report")
     for name in ("rewards.png", "training.png"):
-        if not _own_plot(run_dir, name):
-            raise TinyR1Error(f"{run_dir / 'plots' / name}: not a plot tinyr1 wrote; move it, tinyr1 will not "
+        if not _own_plot(out, name):
+            raise TinyR1Error(f"{out / 'plots' / name}: not a plot tinyr1 wrote; move it, tinyr1 will not "
                               "replace it")
-    plots = make_plots(metrics, run_dir / "plots")
+    plots = make_plots(metrics, out / "plots")
+    markdown = "\n".join(_report_lines(run_dir, metrics, run, plots, trl is not None))
+    report = out / "report.md"
+    write_together([(report, markdown.encode("utf-8")),
+                    (out / "report.html", to_html(markdown, out).encode("utf-8"))])
+    return report
+
+
+def _is_tinyr1_run(folder: Path) -> bool:
+    try:
+        return ownership.check_folder(folder, "report", "report", owners=ownership.RUNS) is not None
+    except TinyR1Error:
+        return False
+
+
+def _report_folder(out: Path, run_dir: Path, trl, flag: str) -> Path:
+    """``--output_dir``: new, empty or an earlier report's, and never inside a folder tinyr1 did not write."""
+    if trl is not None and (out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents):
+        raise TinyR1Error(f"{flag} {out}: inside the trl run {run_dir}, which tinyr1 never writes into; "
+                          "pick a folder outside it")
+    ownership.check_folder(out, "report", flag, owners=("report",))
+    make_dirs(out, flag)
+    ownership.claim_outputs(out, "report", ["report.md", "report.html", "plots"])
+    return out
+
+
+def _report_lines(run_dir: Path, metrics: list[dict], run: dict, plots: list[Path], trl: bool) -> list[str]:
     before, after = (rescored_metrics(run_dir / "eval" / s) for s in ("before", "after"))
     steps = [m for m in metrics if "loss" in m]
     facts = [("model", run.get("model")), ("data", f"{run.get('dataset')} ({run.get('split')})"),
@@ -197,10 +240,14 @@ def write_report(run_dir: str | Path) -> Path:
     lines = [f"# tinyr1 run report: `{run_dir.name}`", "", "| fact | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in facts if v not in (None, "None (None)", "None s")]
 
-    glance = learning_lines(run_dir)
+    glance = learning_lines(run_dir, rows=metrics)
     if glance:
         lines += ["", "## Did it learn?", ""] + glance
-    lines += ["", "## Before and after", ""] + eval_table(before, after)
+    lines += ["", "## Before and after", ""] + (eval_table(before, after) if not trl else [
+        # the command line's own, beside the API's
+        f"A trl run has no before/after evaluation: `tinyr1 eval --model_name_or_path {run_dir}` "
+        f"(`tinyr1.evaluate(\"{run_dir}\")`) scores its model.",
+        ""])
     lines += ["## Training curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
     pairs = _sample_pairs(run_dir)
     if pairs:
@@ -214,11 +261,7 @@ def write_report(run_dir: str | Path) -> Path:
     compare_md = run_dir / "compare.md"
     if compare_md.is_file():
         lines += ["## The recipe's question", "", read_text(compare_md).split("\n", 1)[-1], ""]
-    report = run_dir / "report.md"
-    markdown = "\n".join(lines)
-    write_together([(report, markdown.encode("utf-8")),
-                    (run_dir / "report.html", to_html(markdown, run_dir).encode("utf-8"))])
-    return report
+    return lines
 
 
 def _own_plot(run_dir: Path, name: str) -> bool:

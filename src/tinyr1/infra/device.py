@@ -1,5 +1,5 @@
 """Where a tinyr1 process runs and how it uses the CPU: the one place that asks for a CUDA GPU and sets torch's
-thread count, and whether freed memory is kept for reuse.
+thread count, whether freed memory is kept for reuse, and what a CUDA build of torch installed here weighs.
 
 ``configure_cpu`` is called once by every command that runs a model (train, sft, eval, compare, generate, the
 probe), before anything heavy loads; it does nothing where a CUDA GPU runs the model. Two settings, each measured
@@ -20,7 +20,10 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
 import sys
+from importlib.metadata import distributions
+from pathlib import Path
 
 import torch
 
@@ -57,6 +60,12 @@ def model_device() -> str:
 def configured():
     """What ``cpu_threads`` last set in this process (a ``Threads`` with its reason), or None."""
     return _configured
+
+
+def restore_configured(threads: Threads | None) -> None:
+    """Put back what ``configured`` returned before an API call that picked its own threads for the call."""
+    global _configured
+    _configured = threads
 
 
 def get_threads() -> int:
@@ -105,3 +114,23 @@ def configure_cpu(num_threads: int | None = None) -> Threads | None:
         return None
     keep_freed_memory()
     return cpu_threads(num_threads)
+
+
+# pip distributions a CUDA build of torch brings along, which a machine without a GPU never uses.
+CUDA_PACKAGES = re.compile(r"(nvidia-.+|cuda-.+|triton)")
+
+
+def cuda_libraries() -> tuple[int, list[str]]:
+    """Bytes and names of the installed CUDA distributions (``CUDA_PACKAGES``) in this environment."""
+    size, names = 0, []
+    for dist in distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if not CUDA_PACKAGES.fullmatch(name):
+            continue
+        names.append(name)
+        for file in dist.files or []:
+            try:
+                size += Path(dist.locate_file(file)).stat().st_size
+            except OSError:
+                continue
+    return size, sorted(set(names))

@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import difflib
 import enum
+import logging
 import os
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from tinyr1.infra.errors import TinyR1Error, first_line, one_line_errors
 from tinyr1.infra.files import write_text
 from tinyr1.infra.naming import listener
 from tinyr1.infra.recipe_file import check_env, read_recipe_file
+
+logger = logging.getLogger(__name__)
 
 
 def _valid_names(parser) -> list[str]:
@@ -193,14 +196,17 @@ def _python_values(parser, values: dict, valid: list[str], nullable: dict[str, b
 
 def load_recipe(dataclass_types: list[type], argv: list[str] | None, prog: str, description: str | None = None,
                 defaults: dict | None = None, rules: dict | None = None, *, config: str | None = None,
-                python_values: dict | None = None, caller: str | None = None) -> tuple[tuple, dict]:
+                python_values: dict | None = None, caller: str | None = None,
+                paired: dict[str, str] | None = None) -> tuple[tuple, dict]:
     """Parse ``[--config RECIPE.yaml] [--field value ...]`` once: (one instance per dataclass type, merged values).
 
     ``defaults`` (e.g. tinyr1's CPU policy) replace the dataclasses' own defaults; YAML values replace those;
     ``python_values`` (the Python API's keyword arguments, from ``caller``, with the recipe file ``config``) replace
     those, checked like YAML values; flags override everything. The merged values are taken before the dataclasses
     derive anything, so ``dump_recipe`` writes a file that loads again as ``--config`` and reproduces the run.
-    ``rules`` override ``tinyr1.infra.validate.RULES`` for this command.
+    ``rules`` override ``tinyr1.infra.validate.RULES`` for this command. ``paired``: a field whose value only means
+    something beside another's (``reward_weights`` beside ``reward_funcs``): when a flag or keyword replaces the
+    first and not the second, the file's second is dropped (its default applies), said in one line.
     """
     from trl import TrlParser
 
@@ -215,6 +221,14 @@ def load_recipe(dataclass_types: list[type], argv: list[str] | None, prog: str, 
     nullable = _nullable(dataclass_types)
     from_file = _file_values(parser, path, valid, nullable) if path else {}
     from_python = _python_values(parser, python_values or {}, valid, nullable, caller or prog)
+    for lead, follower in (paired or {}).items():
+        by_python = lead in from_python and lead not in given
+        if (lead in given or by_python) and follower not in given and follower not in from_python \
+                and follower in from_file:
+            logger.warning("%s: %s %s dropped: they were for the recipe's %s, which %s replaces; give %s to set them",
+                           path, follower, from_file.pop(follower), lead,
+                           f"{caller}({lead}=...)" if by_python else f"--{lead}",
+                           f"{follower}=" if by_python else f"--{follower}")
     parser.set_defaults_with_config(**{**from_file, **from_python})
     namespace, unknown = parser.parse_known_args(rest)
     if unknown:

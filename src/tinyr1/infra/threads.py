@@ -128,6 +128,22 @@ def usable_cores(root: Path = Path("/"), affinity: set[int] | None = None) -> Th
     return Threads(cores, where)
 
 
+def torch_start_threads(environ: dict | None = None) -> int:
+    """The thread count torch starts a process with: ``$OMP_NUM_THREADS`` (or ``$MKL_NUM_THREADS``), else the
+    physical cores of the process's CPU affinity (its MKL/OpenMP default on x86). ``tinyr1.train`` reads a different
+    count as one the caller set (``torch.set_num_threads``) and keeps it.
+
+    >>> torch_start_threads({"OMP_NUM_THREADS": "3"}), torch_start_threads({"MKL_NUM_THREADS": "5"})
+    (3, 5)
+    """
+    environ = os.environ if environ is None else environ
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = environ.get(key, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return max(1, physical_cores(sorted(process_cpus())))
+
+
 # libgomp's own default spins ~300,000 rounds at a barrier before it sleeps.
 SPIN_COUNT = "10000"
 

@@ -86,7 +86,14 @@ def read_rows(path: Path) -> tuple[list[dict], int]:
     """The usable rows of a metrics.jsonl (see the module docstring), non-finite numbers as None, and how many rows
     were skipped."""
     objects, skipped = read_objects(path)
-    rows = []
+    rows, unusable = usable_rows(objects)
+    return rows, skipped + unusable
+
+
+def usable_rows(objects: list) -> tuple[list[dict], int]:
+    """The rows a report can use among ``objects`` (metrics.jsonl's, or a trl run's log history), non-finite
+    numbers as None, and how many were not usable."""
+    rows, skipped = [], 0
     for row in objects:
         if _usable(row):
             rows.append({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()})

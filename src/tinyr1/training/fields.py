@@ -54,8 +54,9 @@ class GRPOFields(RunFolderFields):
                                     "format the rewards pay for, a constant reward; 0 turns the guard off"})
     degenerate_threshold: float = field(default=0.8, metadata={"help": "fraction of a step's completions that "
                                         "must be one repeated character/token to count as degenerate; 0 = off"})
-    sample_every: int = field(default=5, metadata={"help": "print a sample (question, answer, response, "
-                              "extracted) every N steps and append it to samples.jsonl; 0 turns it off"})
+    sample_every: int | None = field(default=None, metadata={"help": "append a sample (question, answer, "
+                                     "response, extracted answer, rewards) to samples.jsonl every N steps and print "
+                                     "it; unset: one every 5 steps, kept but not printed; 0: none"})
     cpu_fast_path: bool | None = field(default=None, metadata={"help": "on CPU, train with tinyr1.cpu.fast_path (the "
                                        "same step as trl's, computed faster). Unset: where trl, transformers and "
                                        "torch are the versions it was verified on (tinyr1 doctor says); true: "

@@ -23,6 +23,7 @@ from trl import ModelConfig, get_peft_config
 from tinyr1.infra.cpu_features import cpu_bf16
 from tinyr1.infra.device import default_device
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.infra.files import read_json
 from tinyr1.infra.naming import setting
 from tinyr1.infra.recipe import dump_recipe
 from tinyr1.infra.validate import GRPO_RULES
@@ -32,12 +33,12 @@ from tinyr1.run_folder.folder import RunDir
 from tinyr1.tasks.data import load_examples
 from tinyr1.tasks.reasoning_gym import check_dataset_options
 from tinyr1.tasks.reward_lookup import check_reward_funcs, get_reward_funcs
-from tinyr1.training import before_after
+from tinyr1.training import before_after, live_view
 from tinyr1.training.config import GRPOConfig
 from tinyr1.training.data import build_dataset, check_levels, source_rows
 from tinyr1.training.fields import GRPOScriptArguments
 from tinyr1.training.grpo_trainer import GRPOTrainer
-from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, claim_run_folder, parse_recipe
+from tinyr1.training.recipes import AUTO_OUTPUT, Recipe, check_model_exists, claim_run_folder, parse_recipe
 from tinyr1.training.sampling import check_disabled_options, check_sampling_options
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def parse(argv: list[str] | None = None, *, config=None, python_values: dict | N
     Python API's recipe file and keyword arguments, named as ``caller`` in messages)."""
     return parse_recipe([GRPOScriptArguments, GRPOConfig, ModelConfig], "grpo", prog="tinyr1 train",
                         description=DESCRIPTION, defaults=recipe_defaults(), rules=GRPO_RULES, argv=argv,
-                        config=config, python_values=python_values, caller=caller, check_setup=check_setup)
+                        config=config, python_values=python_values, caller=caller, check_setup=check_setup,
+                        paired={"reward_funcs": "reward_weights"})
 
 
 def reward_funcs(recipe: Recipe, given: list | None = None, argument: str | None = None) -> list:
@@ -124,6 +126,8 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
         raise TinyR1Error("load_in_4bit/load_in_8bit: a model given in Python trains as it was loaded; load it "
                           "quantized yourself (quantization_config=BitsAndBytesConfig(...)) or give "
                           "model_name_or_path")
+    if model is None:
+        check_model_exists(recipe)
     resolved = models.resolve_model(model_args.model_name_or_path) if model is None else None
     check_lengths(recipe, model.config if model is not None else models.local_config(model_args.model_name_or_path))
     source = "the rows given" if rows is not None else None
@@ -145,19 +149,23 @@ def run(recipe: Recipe, funcs: list, threads: int | None = None, *, model=None, 
         dump_recipe(run_dir.path / "config.yaml", recipe.values)
     run_dir.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
                            split=script.dataset_split, world_size=args.world_size, bf16=bool(args.bf16))
+    live_view.default_run_name(args)
     try:
         trainer = run_dir.build_trainer(lambda: GRPOTrainer(
             model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer,
             peft_config=get_peft_config(model_args), run_folder=run_dir, recipe_values=recipe.values, finish=False))
+        live = live_view.LiveView(trainer)
         trainer.preflight()  # before the evaluation: a NaN model stops in seconds
         if script.eval_before_after:
             before_after.evaluate_stage(script, run_dir, trainer, tokenizer, "before", model_args.model_name_or_path)
+            live.before(read_json(run_dir.path / "eval" / "before" / "metrics.json"))
         trainer.train(resume_from_checkpoint=resume)
         if trainer.stopped_by is not None:
             return 128 + trainer.stopped_by
         save_final(run_dir, trainer, tokenizer, script.merge_lora, resolved)
         if script.eval_before_after:
             before_after.evaluate_stage(script, run_dir, trainer, tokenizer, "after", str(run_dir.path))
+            live.after(read_json(run_dir.path / "eval" / "after" / "metrics.json"))
         run_dir.write_run_json("completed")
         if script.eval_before_after and run_dir.main:
             before_after.finish_story(script, model_args, run_dir)

@@ -40,6 +40,7 @@ from tinyr1.training.config import GRPOConfig, trainer_settings
 from tinyr1.training.curriculum import Curriculum
 from tinyr1.training.dynamic_sampling import DynamicSampling, uniform_prompts
 from tinyr1.training.fields import GRPOFields
+from tinyr1.training.live_view import report_last
 from tinyr1.training.model_checks import fit_model_and_tokenizer
 from tinyr1.training.rank_agreement import RankAgreement
 from tinyr1.training.reward_observer import RewardObserver
@@ -105,6 +106,7 @@ class GRPOTrainer(trl.GRPOTrainer):
                              callbacks=[*(callbacks or []), *ours], optimizers=optimizers, peft_config=peft_config,
                              **trl_kwargs)
             self._run.made_by_trainer = entries(Path(args.output_dir)) - before  # trl's completions/ folder
+            report_last(self)  # the integrations (report_to) see guard/skipped_steps, which a tinyr1 callback adds
             self._no_signal.names = list(self.reward_func_names)  # with an environment's own rewards, as trl logs
             self._no_signal.correctness = correctness_index(self.reward_func_names)
             self._reads_rewards = touchpoints.fast_path_check("sampling").allowed

@@ -11,10 +11,12 @@ the automatic output folder, and the claim of the run folder before anything hea
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.recipe import load_recipe
 from tinyr1.infra.validate import check_trainer_settings
 from tinyr1.models.loading import local_config
@@ -35,6 +37,8 @@ class Recipe:
     args: object
     model_args: object
     values: dict
+    source: Path | None = None  # the recipe file, if any
+    caller: str | None = None  # the Python API function that parsed it, for messages; None: the command line
 
     def __iter__(self):  # script, args, model_args, values = recipe
         return iter((self.script, self.args, self.model_args, self.values))
@@ -52,18 +56,67 @@ def auto_output_dir(model_name_or_path: str, kind: str) -> str:
 
 def parse_recipe(types: list[type], kind: str, *, prog: str, description: str, defaults: dict,
                  rules: dict | None = None, argv: list[str] | None = None, config=None,
-                 python_values: dict | None = None, caller: str | None = None, check_setup: bool = True) -> Recipe:
+                 python_values: dict | None = None, caller: str | None = None, check_setup: bool = True,
+                 paired: dict[str, str] | None = None) -> Recipe:
     """The recipe, parsed and range-checked once (``tinyr1.infra.recipe.load_recipe``). ``check_setup`` also checks
     the Trainer settings that need the machine (``check_trainer_settings``)."""
     (script, args, model_args), values = load_recipe(types, argv, prog=prog, description=description,
                                                      defaults=defaults, rules=rules, config=config,
-                                                     python_values=python_values, caller=caller)
+                                                     python_values=python_values, caller=caller, paired=paired)
     if check_setup:
         check_trainer_settings(args)
     if args.output_dir == AUTO_OUTPUT:
         args.output_dir = auto_output_dir(model_args.model_name_or_path, kind)
     values["output_dir"] = args.output_dir
-    return Recipe(script, args, model_args, values)
+    return Recipe(script, args, model_args, values, recipe_path(argv, config), caller)
+
+
+def recipe_path(argv: list[str] | None, config=None) -> Path | None:
+    """The recipe file a parse read: the API's ``config``, else ``--config`` of ``argv``."""
+    if config is not None:
+        return Path(config)
+    argv = list(argv or [])
+    return Path(argv[argv.index("--config") + 1]) if "--config" in argv[:-1] else None  # the command line's own
+
+
+def producing_recipe(model: str, recipe: Path | None) -> Path | None:
+    """The recipe beside ``recipe`` (its folder, or the folders next to it) whose output_dir is ``model``: a run
+    that starts from another run's output (GRPO from a cold start) names the recipe to run first."""
+    if recipe is None or not model or Path(model).expanduser().exists():
+        return None
+    folders = [recipe.parent, *sorted(p for p in recipe.parent.parent.iterdir() if p.is_dir())] \
+        if recipe.parent.is_dir() else []
+    for folder in dict.fromkeys(folders):
+        for candidate in sorted(folder.glob("*.yaml")):
+            try:
+                text = candidate.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if re.search(rf"^output_dir:\s*['\"]?{re.escape(model.rstrip('/'))}/?['\"]?\s*$", text, flags=re.M):
+                return candidate
+    return None
+
+
+def untrained_model(model: str, source: Path | None, caller: str | None = None) -> str | None:
+    """What to say when ``model`` is the output of a recipe beside ``source`` that has not been trained yet (GRPO
+    from a cold start), or None. Said before anything loads: as a hub id the name would be retried, then fail as
+    "cannot load the tokenizer"."""
+    producer = producing_recipe(model, source)
+    if producer is None:
+        return None
+    command = "sft" if producer.name.startswith("sft") else "train"
+    # the command line's own where no Python caller
+    first = (f"tinyr1.{command}(\"{producer}\")" if caller else f"tinyr1 {command} --config {producer}")
+    other = "model=" if caller else "--model_name_or_path"  # the command line's own
+    return (f"model_name_or_path {model}: not trained yet; it is what {first} writes: run that first, or give "
+            f"{other} another model")
+
+
+def check_model_exists(recipe: Recipe) -> None:
+    """``untrained_model`` for a run about to start: one line, raised."""
+    said = untrained_model(recipe.model_args.model_name_or_path, recipe.source, recipe.caller)
+    if said:
+        raise TinyR1Error(said)
 
 
 def claim_run_folder(recipe: Recipe, command: str) -> tuple[RunDir | None, str | None]:

@@ -10,8 +10,9 @@ trl's own check raises); a reward that raises or calls ``sys.exit`` ends the run
 line that failed.
 
 At the end of each optimizer step the observer feeds the step's completions to the degenerate-output guard and
-the rewards to the no-finite-value guard (``tinyr1.training.guards``), writes the sample of the step to
-samples.jsonl every ``sample_every`` steps and logs it in the recipe's layout.
+the rewards to the no-finite-value guard (``tinyr1.training.guards``) and writes the sample of the step to
+samples.jsonl every ``sample_every`` steps (5 when unset); it logs the sample in the recipe's layout only where the
+user set ``sample_every``, with what an ``Extracted: None`` means and what each reward paid.
 """
 
 from __future__ import annotations
@@ -86,11 +87,13 @@ def reward_failure(name: str, err: BaseException, kwargs: dict, completions: int
 class RewardObserver(TrainerCallback):
     """Sees every generation batch through the reward functions (module docstring)."""
 
-    def __init__(self, reward_funcs: list, output_dir: str | Path, sample_every: int = 5,
+    def __init__(self, reward_funcs: list, output_dir: str | Path, sample_every: int | None = None,
                  degenerate_guard: DegenerateGuard | None = None, reward_guard: RewardGuard | None = None,
                  distributed: bool = False):
         self.path = Path(output_dir) / "samples.jsonl"
-        self.sample_every = sample_every
+        # None (not asked for): kept every 5 steps, printed never; a number the user gave: kept and printed
+        self.sample_every = 5 if sample_every is None else sample_every
+        self.show = sample_every is not None
         self.guard = degenerate_guard
         # The broken-reward guard stops after as many steps as the degenerate guard (the run's collapse_patience).
         self.reward_guard = reward_guard or RewardGuard(degenerate_guard.streak.patience if degenerate_guard else 3)
@@ -173,7 +176,15 @@ class RewardObserver(TrainerCallback):
         record = {"step": step, "question": question, "answer": answer, "completion": texts[0],
                   "extracted": strict_answer(texts[0]),  # eval's rule: None without a closed <answer> block
                   "rewards": {name: values[0] for name, values in batch["rewards"].items()}}
-        # The recipe's layout, printed by its correctness reward on every call.
-        logger.info(" ".join(["-" * 20, f"\n[step {step}] Question:\n{question}", f"\nAnswer:\n{answer}",
-                              f"\nResponse:\n{texts[0]}", f"\nExtracted:\n{record['extracted']}"]))
         append_jsonl(self.path, record)
+        if self.show:  # the tutorial's layout, with what its bare "None" meant and what each reward paid
+            extracted = record["extracted"]
+            if extracted is None:
+                extracted = "None (no closed <answer>...</answer> block in the response)"
+            elif not extracted:
+                extracted = "'' (the <answer>...</answer> block is empty)"
+            rewards = ", ".join(f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} {value}"
+                                for name, value in record["rewards"].items())
+            logger.info(" ".join(["-" * 20, f"\n[step {step}] Question:\n{question}", f"\nAnswer:\n{answer}",
+                                  f"\nResponse:\n{texts[0]}", f"\nExtracted:\n{extracted}",
+                                  f"\nRewards: {rewards}"]))

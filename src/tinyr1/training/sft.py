@@ -166,5 +166,33 @@ def _sample(model, tokenizer, script) -> None:
     conversation = build_prompt(script.sample_prompt, system) if system else \
         [{"role": "user", "content": script.sample_prompt}]
     if tokenizer.chat_template:
-        answer = generate_batch(model, tokenizer, [conversation], max_new_tokens=128, progress=False)[0].text
-        logger.info(f"sample from the fine-tuned model:\nQ: {script.sample_prompt}\nA: {answer}")
+        answer = generate_batch(model, tokenizer, [conversation], max_new_tokens=SAMPLE_TOKENS, progress=False)[0].text
+        logger.info(f"sample from the fine-tuned model:\nQ: {script.sample_prompt}\nA: {shown_sample(answer, system)}")
+
+
+SAMPLE_TOKENS = 128
+
+
+def shown_sample(answer: str, reasoning: bool) -> str:
+    """The sample as printed: a line repeated to the token limit is shown once, with the count and what it means.
+
+    >>> print(shown_sample("<reasoning>\\n" * 25 + "<reas", True))
+    <reasoning>
+    [that line 25 times in all, to the 128-token limit: the model has learned the tags, not yet where its answer ends]
+    >>> shown_sample("Sure.\\n" + "4 - 1 = 3\\n" * 4 + "So 2.", False).split("\\n")[2:]
+    ['[that line 4 times in all, to the 128-token limit: the model has not learned where its answer ends]', 'So 2.']
+    """
+    lines = answer.rstrip().split("\n")
+    for start in range(len(lines)):
+        end = start
+        while end + 1 < len(lines) and lines[end + 1] == lines[start]:
+            end += 1
+        if end - start + 1 >= 4 and lines[start].strip():
+            rest = lines[end + 1:]
+            if len(rest) == 1 and lines[start].startswith(rest[0]):  # the repeat the token limit cut
+                rest = []
+            learned = "the model has learned the tags, not yet" if reasoning else "the model has not learned"
+            note = (f"[that line {end - start + 1} times in all, to the {SAMPLE_TOKENS}-token limit: {learned} where "
+                    "its answer ends]")
+            return "\n".join(lines[:start + 1] + [note] + rest)
+    return answer
