@@ -8,8 +8,8 @@
   ``caplog`` sees them like any library's. ``logging.getLogger("tinyr1").setLevel(logging.ERROR)`` silences
   tinyr1's own lines, as ``logging.getLogger("trl")`` would trl's.
 - **The command line** (``tinyr1.cli``): ``cli_output`` prints every record's message unchanged, on stdout, or on
-  stderr where the record says so (``extra=TO_STDERR``): the lines ``tinyr1 <command>`` has always printed; the
-  dependencies' lines that say nothing a user can act on (``QUIET``) are held back.
+  stderr where the record says so (``extra=TO_STDERR``): the lines ``tinyr1 <command>`` has always printed. What
+  the dependencies say that a user cannot act on is held back in one place, ``tinyr1.infra.quiet``.
 """
 
 from __future__ import annotations
@@ -43,10 +43,6 @@ class _MessageHandler(logging.Handler):
             self.handleError(record)
 
 
-# Dependencies' loggers whose lines tell a user of the command line nothing to act on: bitsandbytes' CPU backend warns
-# at import, on CPUs with AVX-512 bf16, that an optional kernel package is missing (it falls back to its own).
-QUIET = {"bitsandbytes.backends.cpu.ops": logging.ERROR}
-
 _DEFAULT = _MessageHandler(only_unconfigured=True)
 _CLI = _MessageHandler(only_unconfigured=False)
 
@@ -69,12 +65,7 @@ def cli_output():
     handlers, propagate = list(logger.handlers), logger.propagate
     logger.handlers = [h for h in handlers if h is not _DEFAULT] + [_CLI]
     logger.propagate = False
-    levels = {name: logging.getLogger(name).level for name in QUIET}
-    for name, level in QUIET.items():
-        logging.getLogger(name).setLevel(level)
     try:
         yield
     finally:
         logger.handlers, logger.propagate = handlers, propagate
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
