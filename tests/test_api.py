@@ -229,9 +229,10 @@ def test_train_picks_threads_as_the_cli_does_unless_the_caller_set_them(monkeypa
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    found = torch.get_num_threads()
+    found, earlier = torch.get_num_threads(), device.configured()  # an in-process CLI test may have configured it
     start = torch_start_threads()
     try:
+        device.restore_configured(None)  # as a process starts: nothing configured
         torch.set_num_threads(start)  # as torch starts a process where nobody set OMP_NUM_THREADS
         with call_scope():
             picked = run_threads(None)
@@ -251,7 +252,7 @@ def test_train_picks_threads_as_the_cli_does_unless_the_caller_set_them(monkeypa
         with call_scope():
             assert run_threads(None) is configured
     finally:
-        device.restore_configured(None)
+        device.restore_configured(earlier)
         torch.set_num_threads(found)
 
 

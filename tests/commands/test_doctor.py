@@ -119,7 +119,7 @@ def test_doctor_without_arguments_checks_the_recipe_of_the_machine_it_runs_on(mo
     out = capsys.readouterr().out
     assert "from the demo's cold start (outputs/demo/coldstart)" in out
     assert "[   ok] model outputs/demo/coldstart" in out
-    assert "[   ok] generation: two tokens, logits finite" in out
+    assert "[   ok] generation: a forward pass, logits finite" in out
 
     fake_machine(monkeypatch, "cuda", 80)
     assert doctor.main(["--skip_generation"]) == 0

@@ -127,11 +127,11 @@ def test_registry_names_and_a_plain_config_get_tinyr1s_defaults(tmp_path):
                     train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
 
 
-def test_a_sample_is_printed_when_asked_for_and_says_what_none_means(tmp_path, capsys):
+def test_a_sample_is_printed_when_asked_for_and_says_what_none_means(tmp_path, caplog):
     args = tinyr1.GRPOConfig(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=4,
                              num_generations=4, max_completion_length=8, sample_every=1, report_to="none")
     GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[correctness, length], args=args,
                 train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY)).train()
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "[step 1] Question:\nWhat is " in out and "Rewards: correctness 0, length " in out
     assert "Extracted:\nNone (no closed <answer>...</answer> block in the response)" in out

@@ -70,9 +70,11 @@ class RunSession:
             return self._train(trainer, trl_train, resume_from_checkpoint, prepare, collapse, trl_kwargs)
         except CollapseError:
             self.ended = "collapsed"
+            _close_bars(trainer)
             raise
         except BaseException:
             self.ended = self.ended or "failed"
+            _close_bars(trainer)
             raise
         finally:
             self.signals.restore()  # trl skips on_train_end when train raises
@@ -219,6 +221,17 @@ def model_config(model) -> dict | None:
     """The model's architecture, for the resume check that a checkpoint fits it."""
     config = getattr(model, "config", None)
     return config.to_dict() if config is not None and hasattr(config, "to_dict") else None
+
+
+def _close_bars(trainer) -> None:
+    """The Trainer's progress bars, closed after a raise (it closes them only at a normal end), so the line that
+    says why starts a line of its own."""
+    for callback in trainer.callback_handler.callbacks:
+        for name in ("training_bar", "prediction_bar"):
+            bar = getattr(callback, name, None)
+            if bar is not None and hasattr(bar, "close"):
+                bar.close()
+                setattr(callback, name, None)
 
 
 def _torch_threads(count: int | None = None) -> int | None:
