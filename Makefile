@@ -35,11 +35,12 @@ test: install lint
 	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -n $(PYTEST_WORKERS)
 
 # The newest releases a plain `pip install torch` then `pip install .` resolves, in a second environment (no
-# constraints.txt): the CPU fast path's equivalence and touchpoint tests, the drop-in trainer, a short train and
-# the eval tests. A release outside tinyr1.cpu.touchpoints.VERIFIED_ROWS fails here, naming its versions, before a
+# constraints.txt): the CPU fast path's equivalence and touchpoint tests, the drop-in trainer (its parity with trl and
+# the no-signal guard, which read trl's internals), a short train and the eval tests. A release outside tinyr1.cpu.touchpoints.VERIFIED_ROWS fails here, naming its versions, before a
 # user meets it. CI runs it after `make test`.
 LATEST_VENV ?= .venv-latest
-LATEST_TESTS := tests/cpu tests/training/test_grpo_trainer.py tests/commands/test_evaluate.py \
+LATEST_TESTS := tests/cpu tests/training/test_grpo_trainer.py tests/training/test_trl_parity.py \
+  tests/training/test_signal_guard.py tests/commands/test_evaluate.py \
   tests/commands/test_train.py::test_two_steps_train_and_leave_every_output
 test-latest:
 	test -x $(LATEST_VENV)/bin/python || python3 -m venv $(LATEST_VENV)
