@@ -19,6 +19,16 @@ ROWS = [{"prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "con
          "answer": str(2 * i)} for i in range(8)]
 
 
+def guarded_trainer(out, reward_funcs, model=None, **config):
+    """``tinyr1.GRPOConfig`` (tinyr1's fields set in ``config``) on the tiny model and the script's rows."""
+    settings = dict(output_dir=str(out), per_device_train_batch_size=4, num_generations=4, max_completion_length=4,
+                    report_to="none")
+    settings.update(config)
+    return GRPOTrainer(model=model if model is not None else AutoModelForCausalLM.from_pretrained(TINY),
+                       reward_funcs=list(reward_funcs), args=tinyr1.GRPOConfig(**settings),
+                       train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
+
+
 def correctness(completions, answer, **kwargs):
     """Defined in the script, as in the tutorial: 2.0 when the gold answer appears."""
     return [2.0 if a in c[0]["content"] else 0.0 for c, a in zip(completions, answer, strict=True)]
@@ -105,11 +115,7 @@ def test_a_reward_that_never_gives_a_finite_number_stops_the_run(tmp_path):
         return [float("nan")] * len(completions)
 
     out = tmp_path / "run"
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[broken, length],
-                          args=tinyr1.GRPOConfig(output_dir=str(out), max_steps=4, per_device_train_batch_size=4,
-                                                 num_generations=4, max_completion_length=8, collapse_patience=1,
-                                                 report_to="none"),
-                          train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
+    trainer = guarded_trainer(out, [broken, length], max_steps=4, max_completion_length=8, collapse_patience=1)
     with pytest.raises(CollapseError, match="reward broken returned no finite value"):
         trainer.train()
     run = json.loads((out / "run.json").read_text())

@@ -7,16 +7,14 @@ import logging
 
 import pytest
 import torch
-from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState
+from transformers import TrainerControl, TrainerState
 
 import tinyr1
-from tinyr1 import GRPOTrainer
 from tinyr1.infra.errors import CollapseError
 from tinyr1.training.signal_guard import NoSignalGuard
 
 from ..conftest import REPO
-from .test_grpo_trainer import ROWS, TINY, length
+from .test_grpo_trainer import TINY, guarded_trainer, length
 
 NAMES = ["xmlcount_reward_func", "correctness_reward_func"]
 
@@ -85,11 +83,7 @@ def constant(completions, **kwargs):
 
 def test_the_drop_in_stops_a_run_without_signal_and_run_json_says_why(tmp_path):
     out = tmp_path / "run"
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[constant],
-                          args=tinyr1.GRPOConfig(output_dir=str(out), max_steps=6, per_device_train_batch_size=4,
-                                                 num_generations=4, max_completion_length=4, no_signal_patience=2,
-                                                 report_to="none"),
-                          train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
+    trainer = guarded_trainer(out, [constant], max_steps=6, no_signal_patience=2)
     with pytest.raises(CollapseError, match="no reward signal for 2 consecutive steps"):
         trainer.train()
     run = json.loads((out / "run.json").read_text())
@@ -101,11 +95,7 @@ def test_the_drop_in_stops_a_run_without_signal_and_run_json_says_why(tmp_path):
 
 def test_a_run_that_learns_is_never_stopped(tmp_path):
     out = tmp_path / "run"
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[length],
-                          args=tinyr1.GRPOConfig(output_dir=str(out), max_steps=3, per_device_train_batch_size=4,
-                                                 num_generations=4, max_completion_length=8, no_signal_patience=1,
-                                                 report_to="none"),
-                          train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
+    trainer = guarded_trainer(out, [length], max_steps=3, max_completion_length=8, no_signal_patience=1)
     assert trainer.train().global_step == 3
 
 

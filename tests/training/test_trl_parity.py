@@ -18,7 +18,7 @@ from tinyr1 import GRPOTrainer
 from tinyr1.infra.errors import CollapseError, TinyR1Error
 
 from ..conftest import read_jsonl
-from .test_grpo_trainer import ROWS, TINY, correctness, length, script_trainer
+from .test_grpo_trainer import ROWS, TINY, correctness, guarded_trainer, length, script_trainer
 
 
 async def async_length(completions, **kwargs):
@@ -137,11 +137,7 @@ def test_after_a_collapse_train_is_refused_and_the_signal_handlers_are_restored(
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     out = tmp_path / "run"
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[broken],
-                          args=tinyr1.GRPOConfig(output_dir=str(out), max_steps=3, per_device_train_batch_size=4,
-                                                 num_generations=4, max_completion_length=4, collapse_patience=1,
-                                                 report_to="none"),
-                          train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
+    trainer = guarded_trainer(out, [broken], max_steps=3, collapse_patience=1)
     with pytest.raises(CollapseError):
         trainer.train()
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
@@ -158,11 +154,7 @@ def test_a_rerun_into_a_finished_run_names_the_fix_as_a_config_field(tmp_path):
     message = str(raised.value)
     assert "GRPOConfig(overwrite_output_dir=True)" in message and "GRPOConfig(output_dir)" not in message
     assert "--" not in message.replace(str(out), "")
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(TINY), reward_funcs=[length],
-                          args=tinyr1.GRPOConfig(output_dir=str(out), max_steps=1, per_device_train_batch_size=4,
-                                                 num_generations=4, max_completion_length=4, report_to="none",
-                                                 overwrite_output_dir=True),
-                          train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
+    trainer = guarded_trainer(out, [length], max_steps=1, overwrite_output_dir=True)
     assert trainer.train().global_step == 1
 
 
@@ -200,10 +192,7 @@ def test_a_nan_model_stopped_before_step_1_leaves_run_json_saying_why(tmp_path):
     with torch.no_grad():
         model.get_input_embeddings().weight[5] = float("nan")
     out = tmp_path / "run"
-    trainer = GRPOTrainer(model=model, reward_funcs=[length],
-                          args=tinyr1.GRPOConfig(output_dir=str(out), max_steps=1, per_device_train_batch_size=4,
-                                                 num_generations=4, max_completion_length=4, report_to="none"),
-                          train_dataset=Dataset.from_list(ROWS), processing_class=AutoTokenizer.from_pretrained(TINY))
+    trainer = guarded_trainer(out, [length], model=model, max_steps=1)
     with pytest.raises(CollapseError, match="preflight"):
         trainer.train()
     run = json.loads((out / "run.json").read_text())
