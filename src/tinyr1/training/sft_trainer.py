@@ -16,6 +16,7 @@ from __future__ import annotations
 import trl
 
 from tinyr1.infra.errors import TinyR1Error
+from tinyr1.models.precision import keep_adapter_sums_fp32
 from tinyr1.run_folder.folder import RunDir
 from tinyr1.training.config import SFTConfig, trainer_settings
 from tinyr1.training.fields import SFTFields
@@ -37,6 +38,8 @@ class SFTTrainer(RunFolderMixin, trl.SFTTrainer):
                                recipe_values, finish)
         given = trl_kwargs.get("train_dataset")
         super().__init__(model, args, *trl_args, callbacks=[*(callbacks or []), *self._run_callbacks], **trl_kwargs)
+        if args.bf16 and args.device.type == "cpu":  # else a LoRA's first updates vanish in bf16 sums
+            keep_adapter_sums_fp32(self.model)
         self.facts = {"trainer": type(self).__name__}
         check_trainable(self.train_dataset, len(given) if hasattr(given, "__len__") else None, args.max_length)
 
