@@ -90,7 +90,8 @@ def check_backend(recipe: Recipe) -> None:
 
 
 def load_for_sft(recipe: Recipe, resolved, tokenizer):
-    """Model (LoRA wrapping is left to SFTTrainer via peft_config) and tokenizer, per backend."""
+    """Model (LoRA wrapping is left to SFTTrainer via peft_config), tokenizer, peft_config and the precision line,
+    per backend."""
     script, training, model_args = recipe.script, recipe.args, recipe.model_args
     if script.backend == "unsloth":  # unverified here: follows Unsloth's documented FastLanguageModel API
         from unsloth import FastLanguageModel
@@ -102,7 +103,7 @@ def load_for_sft(recipe: Recipe, resolved, tokenizer):
                                                  lora_dropout=model_args.lora_dropout,
                                                  target_modules=model_args.lora_target_modules, bias="none",
                                                  use_gradient_checkpointing="unsloth", random_state=training.seed)
-        return model, tokenizer, None
+        return model, tokenizer, None, "precision: unsloth's own"
     quantization = get_quantization_config(model_args)
     # k-bit weights must be placed on the GPU at load time (bitsandbytes quantizes as they arrive).
     extra = {"quantization_config": quantization,
@@ -114,7 +115,7 @@ def load_for_sft(recipe: Recipe, resolved, tokenizer):
     models.ensure_pad_token(tokenizer, model)
     tokenizer.padding_side = "right"  # training pads on the right; generation code sets left itself
     print(plan.reason)
-    return model, tokenizer, get_peft_config(model_args)
+    return model, tokenizer, get_peft_config(model_args), plan.reason
 
 
 def run(recipe: Recipe, threads: int | None = None) -> int:
@@ -132,11 +133,14 @@ def run(recipe: Recipe, threads: int | None = None) -> int:
                          script.dataset_seed, script.system_prompt, script.alpaca_as_chat, tokenizer.eos_token or "",
                          options=script.dataset_options)
     print(f"data: {len(rows)} {script.dataset_format} rows from {script.dataset_name}")
-    model, tokenizer, peft_config = load_for_sft(recipe, resolved, tokenizer)
+    model, tokenizer, peft_config, reason = load_for_sft(recipe, resolved, tokenizer)
+    # as train records them: a number measured in bf16 autocast holds on a CPU that multiplies bf16 natively
+    run_dir.facts.update(precision.run_facts(next(model.parameters()).dtype, reason, threads))
     if run_dir.main:
         dump_recipe(run_dir.path / "config.yaml", recipe.values)
     run_dir.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
-                           split=script.dataset_split, dataset_format=script.dataset_format)
+                           split=script.dataset_split, dataset_format=script.dataset_format,
+                           bf16=bool(training.bf16))
     trainer = run_dir.build_trainer(lambda: SFTTrainer(
         model=model, args=training, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
         peft_config=peft_config, run_folder=run_dir, recipe_values=recipe.values, finish=False))
