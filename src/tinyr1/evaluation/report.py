@@ -187,7 +187,8 @@ def write_report(run_dir: str | Path) -> Path:
     facts = [("model", run.get("model")), ("data", f"{run.get('dataset')} ({run.get('split')})"),
              ("steps", run.get("global_step", steps[-1]["step"] if steps else None)),
              ("status", run.get("status")), ("wall time", f"{run.get('wall_seconds')} s"),
-             ("device", run.get("device")), ("cpu", run["cpu"].get("cpu_name") if isinstance(run.get("cpu"), dict) else None),
+             ("device", run.get("device")),
+             ("cpu", run["cpu"].get("cpu_name") if isinstance(run.get("cpu"), dict) else None),
              ("precision", run.get("precision_reason")),
              ("skipped steps (non-finite)", run.get("skipped_steps"))]
     lines = [f"# tinyr1 run report: `{run_dir.name}`", "", "| fact | value |", "|---|---|"]
