@@ -17,6 +17,10 @@
 # to OUT/wall.tsv. Stages whose output exists are skipped, so a stopped run resumes where it stopped. JOBS (default
 # 2) stages run at once, each on one thread. STAGES="recipe-s1 eval-base ..." runs just those, in that order (the
 # cold starts must exist). A benchmark, not a test.
+# Where a number holds: PRECISION=auto (default: the machine's choice, bf16 autocast on a CPU with native bf16,
+# fp32 elsewhere), bf16 or fp32 sets --bf16 for every training stage (evaluation generates in fp32 on a CPU).
+# OUT/setup.tsv records the CPU, PRECISION and the commit; each stage's run.json and metrics.json its own CPU and
+# precision, which seeds_table.py reads back and prints under the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/seeds}
@@ -28,17 +32,27 @@ DEMO_STEPS=${DEMO_STEPS:-10}
 HELD_OUT_LIMIT=${HELD_OUT_LIMIT:-1000}
 HELD_OUT_TOKENS=${HELD_OUT_TOKENS:-128}
 JOBS=${JOBS:-2}
+PRECISION=${PRECISION:-auto}
+case $PRECISION in
+  auto) BF16=() ;;
+  bf16) BF16=(--bf16 true) ;;
+  fp32) BF16=(--bf16 false) ;;
+  *) echo "PRECISION=$PRECISION: use auto, bf16 or fp32" >&2; exit 2 ;;
+esac
 export OMP_NUM_THREADS=1
 if [ -z "${TINYR1:-}" ]; then make install; TINYR1=.venv/bin/tinyr1; fi
 R=recipes/smollm2-135m-instruct
 TASK=(--dataset_name reasoning-gym:chain_sum --dataset_options min_terms=2 max_terms=3 min_digits=1 max_digits=2)
-SFT=(--config $R/sft-arith-coldstart-cpu.yaml --save_steps 100000)
-GRPO_OFF=(--eval_before_after false --sample_every 0 --save_steps 100000)
+SFT=(--config $R/sft-arith-coldstart-cpu.yaml --save_steps 100000 "${BF16[@]}")
+GRPO_OFF=(--eval_before_after false --sample_every 0 --save_steps 100000 "${BF16[@]}")
 DEMO=(--config $R/grpo-arith-cpu.yaml --model_name_or_path "$OUT/demo-coldstart"
   --reward_funcs correctness reasoned_format number strict_format --reward_weights 1 1 1 1
   --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 2e-5
   --max_steps "$DEMO_STEPS" --warmup_steps 0)
 mkdir -p "$OUT"
+printf 'cpu\t%s\nprecision\t%s\ncommit\t%s\nstarted\t%s\n' \
+  "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || uname -m)" "$PRECISION" \
+  "$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(date -u +%FT%TZ)" >> "$OUT/setup.tsv"
 
 timed() {  # timed NAME COMMAND...: run it, log to OUT/NAME.log, append its wall seconds to OUT/wall.tsv
   local name=$1 started
