@@ -11,7 +11,7 @@
 #                     loss without reward scaling of grpo-arith-cpu.yaml), STEPS steps
 #   sft-s<k>          start + SFT_STEPS more SFT steps (the SFT recipe, a fresh LoRA on the merged start) on the
 #                     GRPO arms' 300-sum pool, about the recipe arm's minutes: imitation for the same time
-#   demo-coldstart    make demo's 8-step cold start (lr 5e-4, the SFT recipe's seed)
+#   demo-coldstart    make demo's 12-step cold start (lr 5e-4, no warmup, the SFT recipe's seed)
 #   demo-s<k>         demo-coldstart + make demo's GRPO settings for DEMO_STEPS steps (fixed, not the 2-minute budget)
 # for k in SEEDS. Fixed step counts, so results do not depend on the machine's load; each stage's wall seconds go
 # to OUT/wall.tsv. Stages whose output exists are skipped, so a stopped run resumes where it stopped. JOBS (default
@@ -72,8 +72,9 @@ stage() {  # stage NAME: train one model (unless done), then its held-out evalua
     # The cold starts' evaluations are stages of their own, so the arms need not wait for them.
     start) completed "$OUT/start" || timed start $TINYR1 sft "${SFT[@]}" --output_dir "$OUT/start" \
              --overwrite_output_dir true ;;
-    demo-coldstart) completed "$OUT/demo-coldstart" || timed demo-coldstart $TINYR1 sft "${SFT[@]}" --max_steps 8 \
-                      --learning_rate 5e-4 --output_dir "$OUT/demo-coldstart" --overwrite_output_dir true ;;
+    demo-coldstart) completed "$OUT/demo-coldstart" || timed demo-coldstart $TINYR1 sft "${SFT[@]}" --max_steps 12 \
+                      --warmup_steps 0 --learning_rate 5e-4 --output_dir "$OUT/demo-coldstart" \
+                      --overwrite_output_dir true ;;
     eval-start) held_out "$OUT/start" start ;;
     eval-demo-coldstart) held_out "$OUT/demo-coldstart" demo-coldstart ;;
     eval-base) held_out smollm2-135m-instruct base ;;

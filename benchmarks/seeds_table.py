@@ -28,7 +28,7 @@ ARMS = (("recipe", "+ grpo-arith-from-sft-cpu.yaml (dapo loss, dynamic sampling)
         ("sft", "+ more SFT for about the recipe's minutes", "start"),
         ("demo", "+ the demo's GRPO", "demo-coldstart"))
 SINGLE = (("base", "SmolLM2-135M-Instruct"), ("start", "the SFT recipe's 40-step cold start"),
-          ("demo-coldstart", "make demo's 8-step cold start"))
+          ("demo-coldstart", "make demo's 12-step cold start"))
 VERSUS = (("recipe", "control", "RL's two choices: the recipe against plain GRPO"),
           ("recipe", "sft", "reinforcement against imitation for the same minutes"),
           ("control", "sft", "plain GRPO against more SFT"))
