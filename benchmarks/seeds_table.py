@@ -65,10 +65,12 @@ def precision_of(out: Path, name: str) -> dict:
     run = run if isinstance(run, dict) else {}
     metrics = read_json(out / f"eval-{name}" / "metrics.json")
     metrics = metrics if isinstance(metrics, dict) else {}
-    bf16 = run.get("bf16")
-    return {"trained": "bf16 autocast" if bf16 else "fp32" if bf16 is False else None,
-            "train_cpu": (run.get("cpu") or {}).get("cpu_name"), "evaluated": metrics.get("dtype"),
-            "eval_cpu": metrics.get("cpu")}
+    bf16, cpu = run.get("bf16"), run.get("cpu") if isinstance(run.get("cpu"), dict) else {}
+    train_cpu = cpu.get("cpu_name")
+    if train_cpu and cpu.get("capability"):
+        train_cpu += f" ({cpu['capability']}, {'native bf16' if cpu.get('native') else 'no native bf16'})"
+    return {"trained": "bf16 autocast" if bf16 else "fp32" if bf16 is False else None, "train_cpu": train_cpu,
+            "evaluated": metrics.get("dtype"), "eval_cpu": metrics.get("cpu")}
 
 
 def _acc(e: dict) -> float:
