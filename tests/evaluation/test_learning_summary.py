@@ -103,3 +103,20 @@ def test_a_run_that_ends_below_its_start_or_does_not_stop_says_so(tmp_path):
 
 def test_a_run_that_learned_and_stops_has_no_warnings(tmp_path):
     assert "Warnings:" not in "\n".join(learning_lines(_run(tmp_path)))
+
+
+def test_a_drop_within_chance_is_called_so(cli, tmp_path):
+    # make demo's 32 questions: one right->wrong is a drop, said with its p, not a verdict of unlearning.
+    run = _run(tmp_path)
+    tagged = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n{}\n</answer>"
+    for stage, numbers in (("before", (7, 7, 0, 0)), ("after", (7, 0, 0, 0))):
+        rows = [{"question": f"3 + 4? ({i})", "answer": "7", "completion": tagged.format(x)}
+                for i, x in enumerate(numbers)]
+        (tmp_path / f"{stage}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for name in ("metrics.json", "samples.jsonl"):
+            (run / "eval" / stage / name).unlink(missing_ok=True)
+        assert cli("eval", "--predictions", str(tmp_path / f"{stage}.jsonl"), "--output_dir",
+                   str(run / "eval" / stage)).returncode == 0
+    text = "\n".join(learning_lines(run))
+    assert "0.500 before GRPO, 0.250 after (right->wrong 1, wrong->right 0, McNemar p = 1)" in text
+    assert "On 4 questions a drop this size is within chance" in text and "unlearned" not in text

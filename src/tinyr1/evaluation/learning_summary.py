@@ -126,10 +126,17 @@ def warning_lines(stages: dict, ends: dict, comparison: dict | None = None) -> l
     if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end < start:
         reward = (f", while the mean reward went {_fmt(ends['first'])} -> {_fmt(ends['last'])}"
                   if ends.get("steps") else "")
-        test = (f" (right->wrong {comparison['right_to_wrong']}, wrong->right {comparison['wrong_to_right']}, "
-                f"McNemar p = {comparison['p_value']:.2g})" if comparison else "")
+        test, verdict = "", "This run did not learn what the held-out set measures."
+        if comparison:
+            test = (f" (right->wrong {comparison['right_to_wrong']}, wrong->right {comparison['wrong_to_right']}, "
+                    f"McNemar p = {comparison['p_value']:.2g})")
+            if comparison["p_value"] >= 0.05:
+                verdict = (f"On {comparison['n']} questions a drop this size is within chance; measure on more "
+                           "(tinyr1 eval --limit 1000) before trusting either way.")
+            else:
+                verdict = "This run unlearned what the held-out set measures."
         lines.append(f"- **Held-out accuracy ended below its start**: {start:.3f} before GRPO, {end:.3f} after"
-                     f"{test}{reward}. This run did not learn what the held-out set measures.")
+                     f"{test}{reward}. {verdict}")
     trained = [(label, m) for label, m in stages.items() if label.startswith(("after", "before"))]
     for label, metrics in sorted(trained, key=lambda item: not item[0].startswith("after")):
         share = metrics.get("truncated_fraction")
