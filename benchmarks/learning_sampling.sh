@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side by side: plain GRPO against dynamic sampling, the pass-rate curriculum and both, and trl's own options beside
-# dynamic sampling, from make demo's 8-step cold start, same budget, same CPU, the same 200 held-out sums
+# dynamic sampling, from make demo's earlier 8-step cold start, same budget, same CPU, the same 200 held-out sums
 # (one seed each; CHANGELOG.md, "Keeping GRPO learning"; the repeated measurement is learning_seeds.sh):
 #   ARMS="control both" bash benchmarks/learning_sampling.sh [OUT_DIR]    # two arms at once, one thread each
 #   ARMS="dynamic curriculum" bash benchmarks/learning_sampling.sh [OUT_DIR]
@@ -12,8 +12,8 @@
 # arms on different CPUs compare at equal steps), saves a checkpoint every SAVE_STEPS (default 60) and then
 # evaluates every checkpoint (the last one is the final model) on 200 held-out sums (greedy, 128 new tokens). COLDSTART is the
 # starting adapter (default outputs/demo/coldstart, what make demo writes; made here if missing, with COLDSTART_STEPS
-# SFT steps: 8 at lr 5e-4 as the demo, or the SFT recipe's 40 at its lr). LR is GRPO's learning rate (default
-# 2e-5). The arms of one call run at the same time, one thread each, so they share the machine equally. A
+# SFT steps: 8 at lr 5e-4 as the demo's earlier cold start, or the SFT recipe's 40 at its lr). LR is GRPO's learning
+# rate (default 2e-5). The arms of one call run at the same time, one thread each, so they share the machine equally. A
 # benchmark, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -11,12 +11,16 @@
 #                     loss without reward scaling of grpo-arith-cpu.yaml), STEPS steps
 #   sft-s<k>          start + SFT_STEPS more SFT steps (the SFT recipe, a fresh LoRA on the merged start) on the
 #                     GRPO arms' 300-sum pool, about the recipe arm's minutes: imitation for the same time
-#   demo-coldstart    make demo's 8-step cold start (lr 5e-4, the SFT recipe's seed)
+#   demo-coldstart    make demo's 12-step cold start (lr 5e-4, no warmup, the SFT recipe's seed)
 #   demo-s<k>         demo-coldstart + make demo's GRPO settings for DEMO_STEPS steps (fixed, not the 2-minute budget)
 # for k in SEEDS. Fixed step counts, so results do not depend on the machine's load; each stage's wall seconds go
 # to OUT/wall.tsv. Stages whose output exists are skipped, so a stopped run resumes where it stopped. JOBS (default
 # 2) stages run at once, each on one thread. STAGES="recipe-s1 eval-base ..." runs just those, in that order (the
 # cold starts must exist). A benchmark, not a test.
+# Where a number holds: PRECISION=auto (default: the machine's choice, bf16 autocast on a CPU with native bf16,
+# fp32 elsewhere), bf16 or fp32 sets --bf16 for every training stage (evaluation generates in fp32 on a CPU).
+# OUT/setup.tsv records the CPU, PRECISION and the commit; each stage's run.json and metrics.json its own CPU and
+# precision, which seeds_table.py reads back and prints under the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/seeds}
@@ -28,17 +32,27 @@ DEMO_STEPS=${DEMO_STEPS:-10}
 HELD_OUT_LIMIT=${HELD_OUT_LIMIT:-1000}
 HELD_OUT_TOKENS=${HELD_OUT_TOKENS:-128}
 JOBS=${JOBS:-2}
+PRECISION=${PRECISION:-auto}
+case $PRECISION in
+  auto) BF16=() ;;
+  bf16) BF16=(--bf16 true) ;;
+  fp32) BF16=(--bf16 false) ;;
+  *) echo "PRECISION=$PRECISION: use auto, bf16 or fp32" >&2; exit 2 ;;
+esac
 export OMP_NUM_THREADS=1
 if [ -z "${TINYR1:-}" ]; then make install; TINYR1=.venv/bin/tinyr1; fi
 R=recipes/smollm2-135m-instruct
 TASK=(--dataset_name reasoning-gym:chain_sum --dataset_options min_terms=2 max_terms=3 min_digits=1 max_digits=2)
-SFT=(--config $R/sft-arith-coldstart-cpu.yaml --save_steps 100000)
-GRPO_OFF=(--eval_before_after false --sample_every 0 --save_steps 100000)
+SFT=(--config $R/sft-arith-coldstart-cpu.yaml --save_steps 100000 "${BF16[@]}")
+GRPO_OFF=(--eval_before_after false --sample_every 0 --save_steps 100000 "${BF16[@]}")
 DEMO=(--config $R/grpo-arith-cpu.yaml --model_name_or_path "$OUT/demo-coldstart"
   --reward_funcs correctness reasoned_format number strict_format --reward_weights 1 1 1 1
   --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 2e-5
   --max_steps "$DEMO_STEPS" --warmup_steps 0)
 mkdir -p "$OUT"
+printf 'cpu\t%s\nprecision\t%s\ncommit\t%s\nstarted\t%s\n' \
+  "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || uname -m)" "$PRECISION" \
+  "$(git describe --always --dirty 2>/dev/null || echo unknown)" "$(date -u +%FT%TZ)" >> "$OUT/setup.tsv"
 
 timed() {  # timed NAME COMMAND...: run it, log to OUT/NAME.log, append its wall seconds to OUT/wall.tsv
   local name=$1 started
@@ -58,8 +72,9 @@ stage() {  # stage NAME: train one model (unless done), then its held-out evalua
     # The cold starts' evaluations are stages of their own, so the arms need not wait for them.
     start) completed "$OUT/start" || timed start $TINYR1 sft "${SFT[@]}" --output_dir "$OUT/start" \
              --overwrite_output_dir true ;;
-    demo-coldstart) completed "$OUT/demo-coldstart" || timed demo-coldstart $TINYR1 sft "${SFT[@]}" --max_steps 8 \
-                      --learning_rate 5e-4 --output_dir "$OUT/demo-coldstart" --overwrite_output_dir true ;;
+    demo-coldstart) completed "$OUT/demo-coldstart" || timed demo-coldstart $TINYR1 sft "${SFT[@]}" --max_steps 12 \
+                      --warmup_steps 0 --learning_rate 5e-4 --output_dir "$OUT/demo-coldstart" \
+                      --overwrite_output_dir true ;;
     eval-start) held_out "$OUT/start" start ;;
     eval-demo-coldstart) held_out "$OUT/demo-coldstart" demo-coldstart ;;
     eval-base) held_out smollm2-135m-instruct base ;;

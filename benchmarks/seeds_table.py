@@ -28,7 +28,7 @@ ARMS = (("recipe", "+ grpo-arith-from-sft-cpu.yaml (dapo loss, dynamic sampling)
         ("sft", "+ more SFT for about the recipe's minutes", "start"),
         ("demo", "+ the demo's GRPO", "demo-coldstart"))
 SINGLE = (("base", "SmolLM2-135M-Instruct"), ("start", "the SFT recipe's 40-step cold start"),
-          ("demo-coldstart", "make demo's 8-step cold start"))
+          ("demo-coldstart", "make demo's 12-step cold start"))
 VERSUS = (("recipe", "control", "RL's two choices: the recipe against plain GRPO"),
           ("recipe", "sft", "reinforcement against imitation for the same minutes"),
           ("control", "sft", "plain GRPO against more SFT"))
@@ -58,6 +58,21 @@ def training_facts(out: Path, name: str) -> dict:
             "train_seconds": runtime[-1] if runtime else None, "wall_seconds": walls.get(name)}
 
 
+def precision_of(out: Path, name: str) -> dict:
+    """Where and in what precision a model was trained (its run.json: tinyr1 train and sft record both) and
+    evaluated (eval's metrics.json); None for what a folder does not say (runs of earlier versions)."""
+    run = read_json(out / name / "run.json") if (out / name).is_dir() else None
+    run = run if isinstance(run, dict) else {}
+    metrics = read_json(out / f"eval-{name}" / "metrics.json")
+    metrics = metrics if isinstance(metrics, dict) else {}
+    bf16, cpu = run.get("bf16"), run.get("cpu") if isinstance(run.get("cpu"), dict) else {}
+    train_cpu = cpu.get("cpu_name")
+    if train_cpu and cpu.get("capability"):
+        train_cpu += f" ({cpu['capability']}, {'native bf16' if cpu.get('native') else 'no native bf16'})"
+    return {"trained": "bf16 autocast" if bf16 else "fp32" if bf16 is False else None, "train_cpu": train_cpu,
+            "evaluated": metrics.get("dtype"), "eval_cpu": metrics.get("cpu")}
+
+
 def _acc(e: dict) -> float:
     return sum(e["right"]) / len(e["right"])
 
@@ -75,12 +90,13 @@ def _describe(evals: list[dict]) -> dict:
     accs = [_acc(e) for e in evals]
     return {"accs": accs, "mean": stats.mean(accs), "ci95": wilson_interval(right, n), "n": n,
             "worked": sum(sum(e["worked"]) for e in evals) / n, "tokens": sum(sum(e["tokens"]) for e in evals) / n,
-            "cut": sum(sum(e["cut"]) for e in evals) / n}
+            "cut": sum(sum(e["cut"]) for e in evals) / n,
+            "cut_each": [sum(e["cut"]) / len(e["cut"]) for e in evals]}
 
 
 def build(out: Path, seeds: list[int]) -> dict:
     evals = {name: load_eval(out, name) for name, _ in SINGLE}
-    result = {"single": {}, "arms": {}, "versus": []}
+    result = {"single": {}, "arms": {}, "versus": [], "where": {}}
     for name, label in SINGLE:
         if evals[name]:
             result["single"][name] = {"label": label, **_describe([evals[name]])}
@@ -96,6 +112,7 @@ def build(out: Path, seeds: list[int]) -> dict:
         result["arms"][arm] = row
         for k, e in runs:
             evals[f"{arm}-s{k}"] = e
+    result["where"] = {name: precision_of(out, name) for name, e in evals.items() if e}
     for a, b, label in VERSUS:
         pairs = [(k, evals.get(f"{a}-s{k}"), evals.get(f"{b}-s{k}")) for k in seeds]
         pairs = [(k, x, y) for k, x, y in pairs if x and y]
@@ -126,8 +143,10 @@ def markdown(result: dict) -> str:
                            for c in row.get("vs_start", []))
         lines.append(f"| {row['label']} | {training} | **{_spread(row['accs'])}** | "
                      f"{' / '.join(f'{a:.3f}' for a in row['accs'])} | {format_interval(*row['ci95'])} | "
-                     f"{versus or '—'} | {row['worked']:.3f} | {row['tokens']:.1f} | {row['cut']:.1%} |")
-    lines += ["", f"n = {n} held-out questions per model; pooled: all seeds' answers together.", ""]
+                     f"{versus or '—'} | {row['worked']:.3f} | {row['tokens']:.1f} | {row['cut']:.1%} "
+                     f"({max(row['cut_each']):.1%}) |")
+    lines += ["", f"n = {n} held-out questions per model; pooled: all seeds' answers together; cut: answers that "
+              "ran to the token limit, pooled (worst seed).", "", *where_lines(result.get("where", {})), ""]
     if result["versus"]:
         lines += ["| comparison (seed k against seed k, the same questions) | difference, each seed (95% CI; "
                   "McNemar p) | mean difference |", "|---|---|---:|"]
@@ -138,6 +157,18 @@ def markdown(result: dict) -> str:
             lines.append(f"| {v['a']} − {v['b']}: {v['label']} | {each} | {mean:+.3f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def where_lines(where: dict) -> list[str]:
+    """One line per (how trained, CPU) and per (how evaluated, CPU), naming the models it holds for."""
+    groups: dict[str, list[str]] = {}
+    for name, w in where.items():
+        if name != "base":
+            groups.setdefault(f"Trained in {w['trained'] or 'an unrecorded precision'} on "
+                              f"{w['train_cpu'] or 'an unrecorded CPU'}", []).append(name)
+        groups.setdefault(f"Evaluated in {w['evaluated'] or 'an unrecorded precision'} on "
+                          f"{w['eval_cpu'] or 'an unrecorded CPU'}", []).append(name)
+    return [f"{label}: {', '.join(names)}." for label, names in groups.items()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,3 +48,23 @@ def test_evaluations_of_different_questions_are_refused(tmp_path):
     _eval(tmp_path, "recipe-s1", ["7"] * 4, questions=("q1", "q2", "q3", "other"))
     with pytest.raises(SystemExit, match="did not ask the same questions"):
         seeds_table.build(tmp_path, [1])
+
+
+def test_the_table_says_on_which_cpu_and_in_which_precision_each_model_was_trained(tmp_path, capsys):
+    seeds_table = _script()
+    _eval(tmp_path, "demo-coldstart", ["7"] * 4)
+    _eval(tmp_path, "demo-s1", [_answer(0), "7", "7", "7"])
+    cpu = "AMD EPYC 9R14 96-Core Processor"
+    for name in ("demo-coldstart", "demo-s1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps(
+            {"bf16": True, "cpu": {"cpu_name": cpu, "capability": "AVX512", "native": True}}))
+        (tmp_path / f"eval-{name}" / "metrics.json").write_text(json.dumps({"dtype": "float32", "cpu": cpu}))
+    result = seeds_table.build(tmp_path, [1])
+    assert result["where"]["demo-s1"] == {"trained": "bf16 autocast", "train_cpu": f"{cpu} (AVX512, native bf16)",
+                                          "evaluated": "float32", "eval_cpu": cpu}
+    assert seeds_table.main([str(tmp_path), "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"Trained in bf16 autocast on {cpu} (AVX512, native bf16): demo-coldstart, demo-s1." in out
+    assert f"Evaluated in float32 on {cpu}: demo-coldstart, demo-s1." in out
+    assert "| 0.0% (0.0%) |" in out  # cut: pooled (worst seed)

@@ -81,6 +81,7 @@ def test_tiny_model_eval_writes_consistent_files(gsm8k_dir, tmp_path):
         assert recomputed[key] == pytest.approx(metrics[key]), key
     assert json.loads((tmp_path / "metrics.json").read_text())["split"] == "test"
     assert metrics["tokens_per_second"] > 0 and metrics["decoding"]["max_new_tokens"] == 8
+    assert metrics["dtype"] == "float32" and metrics["device"] == "cpu" and metrics["cpu"]  # where it was measured
     assert {"question", "answer", "completion", "extracted", "correct_strict", "format_strict"} <= set(samples[0])
     # The same questions one at a time give the same greedy answers as batched with left padding.
     single = evaluate(str(ASSETS / "tiny-qwen2"), dataset_name=str(gsm8k_dir), split="test", limit=6, batch_size=1,
@@ -112,3 +113,13 @@ def test_dataset_without_needed_columns(cli, tmp_path):
     result = cli("eval", "--model_name_or_path", str(ASSETS / "tiny-qwen2"), "--dataset_name", str(tmp_path),
                  "--output_dir", str(tmp_path / "o"))
     assert result.returncode == 2 and "missing field question and answer" in result.stderr
+
+
+def test_the_table_puts_the_answers_cut_at_the_limit_next_to_accuracy(cli, gsm8k_dir, tmp_path):
+    # The tiny model never ends an answer within 8 tokens: the share cut shows beside accuracy, with a warning.
+    result = cli("eval", "--model_name_or_path", str(ASSETS / "tiny-qwen2"), "--dataset_name", str(gsm8k_dir),
+                 "--limit", "2", "--max_new_tokens", "8", "--output_dir", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("│")[1].strip() for line in result.stdout.splitlines() if line.count("│") >= 3]
+    assert rows[:2] == ["accuracy_strict", "truncated_fraction"], rows
+    assert "warning: 100.0% of the answers ran to the 8-token limit without ending" in " ".join(result.stdout.split())

@@ -63,6 +63,21 @@ def test_reasoning_cold_start_rows_and_two_steps(cli, gsm8k_dir, tmp_path):
     assert len(losses(out)) == 2 and (out / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_run_json_records_the_precision_and_the_cpu_as_train_does(cli, tmp_path, native):
+    # A number measured in bf16 autocast holds on a CPU that multiplies bf16 natively: the run says which it was.
+    out = tmp_path / "run"
+    result = cli("sft", "--model_name_or_path", TINY, "--output_dir", str(out), "--lora_r", "8", "--save_strategy",
+                 "no", "--dataset_name", ALPACA, "--dataset_limit", "2", "--max_steps", "1", "--packing", "false",
+                 "--overwrite_output_dir", "true", env={"TINYR1_CPU_BF16": native})
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "completed" and run["device"] == "cpu" and run["dtype"] == "float32"
+    assert run["bf16"] is (native == "1") and run["cpu"]["native"] is (native == "1")
+    assert run["precision_reason"].startswith("precision: bf16 autocast" if native == "1" else "precision: fp32")
+    assert run["cpu"]["cpu_name"] and run["num_threads"] == 1
+
+
 def test_alpaca_rows_render_the_template_or_chat():
     text = load_sft_rows(ALPACA, "alpaca", limit=2, eos_token="</s>")
     assert text[1]["prompt"].startswith("Below is an instruction that describes a task")

@@ -44,8 +44,8 @@ def test_the_demo_summary_counts_only_tagged_answers_as_in_answer(cli, tmp_path)
     result = cli("eval", "--predictions", str(tmp_path / "p.jsonl"), "--output_dir", str(run / "eval" / "after"))
     assert result.returncode == 0, result.stderr
     lines = learning_lines(run)
-    assert "accuracy (in `<answer>`) | accuracy (last number)" in lines[4]
-    assert "| after GRPO (step 6) | 0.500 | 1.000 |" in "\n".join(lines)
+    assert "accuracy (in `<answer>`) | 95% CI | cut at the token limit | accuracy (last number)" in lines[4]
+    assert "| after GRPO (step 6) | 0.500 | 0.095–0.905 | — | 1.000 |" in "\n".join(lines)
     report = write_report(run).read_text()
     assert "| accuracy_strict | 0.250 | 0.500 |" in report and "| accuracy_recipe_reward | 0.250 | 1.000 |" in report
 
@@ -56,10 +56,11 @@ def test_an_old_eval_folder_is_scored_again_or_shown_as_unknown(tmp_path):
     (run / "eval" / "after" / "metrics.json").write_text(json.dumps(old))
     (run / "eval" / "after" / "samples.jsonl").write_text("".join(
         json.dumps({"question": "q", "answer": "7", "completion": c}) + "\n" for c in ("7", "<answer>7</answer>")))
-    assert "| after GRPO (step 6) | 0.500 | 1.000 |" in "\n".join(learning_lines(run))
-    assert "| base model | 0.500 | 1.000 |" in "\n".join(learning_lines(run, base=run / "eval" / "after"))
+    assert "| after GRPO (step 6) | 0.500 | 0.095–0.905 | — | 1.000 |" in "\n".join(learning_lines(run))
+    with_base = "\n".join(learning_lines(run, base=run / "eval" / "after"))
+    assert "| base model | 0.500 | 0.095–0.905 | — | 1.000 |" in with_base
     (run / "eval" / "after" / "samples.jsonl").unlink()
-    assert "| after GRPO (step 6) | — | 1.000 |" in "\n".join(learning_lines(run))
+    assert "| after GRPO (step 6) | — | — | — | 1.000 |" in "\n".join(learning_lines(run))
 
 
 def test_an_empty_folder_gives_no_lines(tmp_path):
@@ -79,6 +80,43 @@ def test_before_and_after_on_the_same_questions_are_compared_question_by_questio
                      str(run / "eval" / stage))
         assert result.returncode == 0, result.stderr
     text = "\n".join(learning_lines(run))
-    assert "| after GRPO (step 6) | 0.750 | 0.750 | 1.000 | — | 0.301–0.954 |" in text
+    assert "| after GRPO (step 6) | 0.750 | 0.301–0.954 | — | 0.750 | 1.000 | — |" in text
     assert "wrong->right 2, right->wrong 0 (both right 1, both wrong 1)" in text and "McNemar p = 0.5" in text
     assert "wrong->right 2" in write_report(run).read_text()
+
+
+def test_a_run_that_ends_below_its_start_or_does_not_stop_says_so(tmp_path):
+    # The demo's unlearning, as measured: reward up, held-out accuracy down, answers run to the limit.
+    run = _run(tmp_path)
+    for stage, acc, cut in (("before", 0.142, 0.998), ("after", 0.026, 0.998)):
+        (run / "eval" / stage / "metrics.json").write_text(json.dumps(
+            {"n": 500, "accuracy_strict": acc, "accuracy_flexible": acc, "accuracy_recipe_reward": acc,
+             "truncated_fraction": cut, "decoding": {"max_new_tokens": 128}}))
+    text = "\n".join(learning_lines(run))
+    assert "| before GRPO (step 0) | 0.142 | 0.114–0.175 | 99.8% (at 128) |" in text
+    assert ("- **Held-out accuracy ended below its start**: 0.142 before GRPO, 0.026 after, while the mean reward "
+            "went 0.500 -> 2.100. This run did not learn what the held-out set measures.") in text
+    assert "- **99.8% of the greedy answers after GRPO (step 6) are cut at the token limit (128)**" in text
+    assert "- **99.8% of the greedy answers before GRPO (step 0) are cut" in text
+    assert "Held-out accuracy ended below" in write_report(run).read_text()
+
+
+def test_a_run_that_learned_and_stops_has_no_warnings(tmp_path):
+    assert "Warnings:" not in "\n".join(learning_lines(_run(tmp_path)))
+
+
+def test_a_drop_within_chance_is_called_so(cli, tmp_path):
+    # make demo's 32 questions: one right->wrong is a drop, said with its p, not a verdict of unlearning.
+    run = _run(tmp_path)
+    tagged = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n{}\n</answer>"
+    for stage, numbers in (("before", (7, 7, 0, 0)), ("after", (7, 0, 0, 0))):
+        rows = [{"question": f"3 + 4? ({i})", "answer": "7", "completion": tagged.format(x)}
+                for i, x in enumerate(numbers)]
+        (tmp_path / f"{stage}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for name in ("metrics.json", "samples.jsonl"):
+            (run / "eval" / stage / name).unlink(missing_ok=True)
+        assert cli("eval", "--predictions", str(tmp_path / f"{stage}.jsonl"), "--output_dir",
+                   str(run / "eval" / stage)).returncode == 0
+    text = "\n".join(learning_lines(run))
+    assert "0.500 before GRPO, 0.250 after (right->wrong 1, wrong->right 0, McNemar p = 1)" in text
+    assert "On 4 questions a drop this size is within chance" in text and "unlearned" not in text

@@ -163,3 +163,35 @@ def test_full_training_on_a_bf16_gpu_keeps_fp32_master_weights(monkeypatch):
     assert choose_precision("bf16").dtype == torch.float32
     assert (choose_precision(lora=True).dtype, choose_precision(lora=True).bf16) == (torch.bfloat16, True)
     assert choose_precision(training=False).dtype == torch.bfloat16
+
+
+def test_a_small_lora_update_survives_cpu_bf16_autocast_once_its_sum_is_fp32():
+    # A LoRA's first updates are tiny next to the frozen layer's output. peft adds the two in the frozen output's
+    # dtype, bf16 under autocast, where they round away; keep_adapter_sums_fp32 makes that sum fp32.
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Linear(64, 64))
+    model = get_peft_model(layer, LoraConfig(r=4, lora_alpha=8, target_modules=["0"]))
+    with torch.no_grad():
+        model.base_model.model[0].lora_B["default"].weight.fill_(2e-4)  # an Adam step or two at lr ~1e-4
+    x = torch.randn(32, 64) * 4
+
+    def change(autocast: bool) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            adapted = model(x)
+            with model.disable_adapter():
+                frozen = model(x)
+        return (adapted.float() - frozen.float()).flatten()
+
+    want = change(False)  # fp32: the adapter's whole contribution
+    assert want.abs().min() > 0
+    rounded = change(True)
+    assert (rounded == 0).float().mean() > 0.5  # most of the update is invisible to the loss
+    assert precision.keep_adapter_sums_fp32(model) == 1 and precision.keep_adapter_sums_fp32(model) == 0
+    kept = change(True)
+    assert (kept == 0).float().mean() == 0
+    assert torch.allclose(kept, want, rtol=0.02, atol=2e-3 * want.abs().max())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x).float().square().mean().backward()
+    assert model.base_model.model[0].lora_B["default"].weight.grad.abs().sum() > 0

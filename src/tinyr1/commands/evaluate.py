@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tinyr1.evaluation.evaluate import check_not_foreign, claim_output_dir, evaluate, format_metric
+from tinyr1.evaluation.evaluate import check_not_foreign, claim_output_dir, cut_warning, evaluate, format_metric
 from tinyr1.infra.errors import TinyR1Error, one_line_errors
 from tinyr1.infra.naming import command_line, setting
 from tinyr1.infra.options import parse_command
@@ -102,10 +102,13 @@ def print_table(metrics: dict, title: str = "evaluation") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{title} (n={metrics['n']})")
+    table = Table(title=f"{title} (n={metrics['n']})", caption=cut_warning(metrics))
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in (*METRIC_FLAGS, "mean_completion_tokens", "truncated_fraction", "tokens_per_second", "seconds"):
+    # the share cut at the limit next to accuracy: a model that never ends its answers shows at once
+    others = [key for key in METRIC_FLAGS if key != "accuracy_strict"]
+    for key in ("accuracy_strict", "truncated_fraction", *others, "mean_completion_tokens", "tokens_per_second",
+                "seconds"):
         if metrics.get(key) is not None:
             table.add_row(key, format_metric(metrics, key))
     Console().print(table)

@@ -23,7 +23,7 @@ from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import load_examples, read_rows_file
 from tinyr1.tasks.reasoning_gym import parse_dataset_options
 from tinyr1.tasks.rows import build_prompt
-from tinyr1.tasks.scoring import score_completion, summarize
+from tinyr1.tasks.scoring import CUT_WARNING, score_completion, summarize
 from tinyr1.tasks.statistics import format_interval
 
 
@@ -124,6 +124,12 @@ def evaluate(model_name_or_path: str | None = None, *, model=None, tokenizer=Non
         generated = sum(s["num_tokens"] for s in samples)
         metrics.update(tokens_per_second=generated / seconds if seconds else None, seconds=round(seconds, 2))
         name = model_name_or_path or getattr(getattr(model, "config", None), "_name_or_path", "in-memory model")
+        if model is not None:  # where and in what precision the answers were generated
+            from tinyr1.infra.cpu_features import cpu_name  # lazy: loads torch
+
+            weights = next(model.parameters())
+            facts.update(dtype=str(weights.dtype).replace("torch.", ""), device=weights.device.type,
+                         **({"cpu": cpu_name()} if weights.device.type == "cpu" else {}))
         facts.update(model=name, adapter=adapter, decoding={"greedy": True, "max_new_tokens": max_new_tokens,
                                                             "batch_size": batch_size, "backend": "vllm" if use_vllm
                                                             else "transformers", "system_prompt": system_prompt})
@@ -149,6 +155,22 @@ def _versions() -> dict:
 
     return {"tinyr1": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version()}
+
+
+def cut_warning(metrics: dict) -> str | None:
+    """One line when more than ``CUT_WARNING`` of the answers ran to the token limit without ending, else None.
+
+    >>> cut_warning({"truncated_fraction": 0.995, "decoding": {"max_new_tokens": 128}})
+    'warning: 99.5% of the answers ran to the 128-token limit without ending; the model does not stop'
+    >>> cut_warning({"truncated_fraction": 0.01}) is None
+    True
+    """
+    share = metrics.get("truncated_fraction")
+    if not isinstance(share, (int, float)) or share <= CUT_WARNING:
+        return None
+    limit = (metrics.get("decoding") or {}).get("max_new_tokens")
+    where = f"the {limit}-token limit" if isinstance(limit, int) else "the token limit"
+    return f"warning: {share:.1%} of the answers ran to {where} without ending; the model does not stop"
 
 
 def format_metric(metrics: dict, key: str) -> str:

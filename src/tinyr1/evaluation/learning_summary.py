@@ -7,8 +7,10 @@ Printed at the end of ``make demo`` and written at the top of every run's report
 "accuracy (in `<answer>`)" is ``tinyr1 eval``'s ``accuracy_strict`` (``tinyr1.tasks.answers.is_correct``: the last
 ``<answer>`` block equals the gold; a bare right number does not count). An eval folder written before that rule
 is scored again from its samples (``tinyr1.tasks.scoring.rescored_metrics``); "—" where it cannot be. Beside it,
-its 95% Wilson interval, and where both evaluations asked the same questions, the question-by-question comparison
-(wrong->right, right->wrong, McNemar's p: ``tinyr1.tasks.statistics``).
+its 95% Wilson interval and the share of answers cut at the token limit (a model that never ends its answer shows
+there at once), and where both evaluations asked the same questions, the question-by-question comparison
+(wrong->right, right->wrong, McNemar's p: ``tinyr1.tasks.statistics``). Last, the warnings: held-out accuracy that
+ended below its start, and answers that do not end (more than ``CUT_WARNING`` of them cut at the limit).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.naming import command_line
 from tinyr1.run_folder.logs import read_rows
-from tinyr1.tasks.scoring import paired_evals, rescored_metrics
+from tinyr1.tasks.scoring import CUT_WARNING, paired_evals, rescored_metrics
 from tinyr1.tasks.statistics import describe_paired, format_interval, wilson_interval
 
 
@@ -58,15 +60,22 @@ def _interval(metrics: dict) -> str:
     return format_interval(*wilson_interval(round(accuracy * n), n))
 
 
-def paired_lines(run_dir: str | Path) -> list[str]:
-    """Before against after on the same questions, one verdict each; nothing when either evaluation's samples are
+def paired(run_dir: str | Path) -> dict | None:
+    """Before against after on the same questions (``paired_evals``); None when either evaluation's samples are
     missing or the two asked different questions."""
     before, after = Path(run_dir) / "eval" / "before", Path(run_dir) / "eval" / "after"
     if not ((before / "samples.jsonl").is_file() and (after / "samples.jsonl").is_file()):
-        return []
+        return None
     try:
-        comparison = paired_evals(before, after)
+        return paired_evals(before, after)
     except TinyR1Error:
+        return None
+
+
+def paired_lines(run_dir: str | Path) -> list[str]:
+    """Before against after on the same questions, one verdict each; nothing where ``paired`` has none."""
+    comparison = paired(run_dir)
+    if comparison is None:
         return []
     return ["Question by question, before -> after:", "", *(f"- {line}" for line in describe_paired(comparison)), ""]
 
@@ -92,13 +101,54 @@ def learning_lines(run_dir: str | Path, base: str | Path | None = None, rows: li
                   f"{_fmt(ends['last_window'])} |", ""]
     if stages:
         n = stages[-1][1].get("n")
-        lines += [f"| held-out (n={n}, greedy) | accuracy (in `<answer>`) | accuracy (last number) | worked step | "
-                  "mean tokens | accuracy (in `<answer>`), 95% CI |", "|---|---:|---:|---:|---:|---:|"]
-        lines += [f"| {label} | {_fmt(m.get('accuracy_strict'))} | {_fmt(m.get('accuracy_flexible'))} | "
-                  f"{_fmt(m.get('worked_step_fraction'))} | {_fmt(m.get('mean_completion_tokens'))} | "
-                  f"{_interval(m)} |" for label, m in stages]
+        lines += [f"| held-out (n={n}, greedy) | accuracy (in `<answer>`) | 95% CI | cut at the token limit | "
+                  "accuracy (last number) | worked step | mean tokens |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {label} | {_fmt(m.get('accuracy_strict'))} | {_interval(m)} | {_cut(m)} | "
+                  f"{_fmt(m.get('accuracy_flexible'))} | {_fmt(m.get('worked_step_fraction'))} | "
+                  f"{_fmt(m.get('mean_completion_tokens'))} |" for label, m in stages]
         lines.append("")
-    return lines + paired_lines(run_dir)
+    return lines + paired_lines(run_dir) + warning_lines(dict(stages), ends, paired(run_dir))
+
+
+def _cut(metrics: dict) -> str:
+    share = metrics.get("truncated_fraction")
+    if not isinstance(share, (int, float)) or isinstance(share, bool):
+        return "—"
+    limit = (metrics.get("decoding") or {}).get("max_new_tokens")
+    return f"{share:.1%}" + (f" (at {limit})" if isinstance(limit, int) else "")
+
+
+def warning_lines(stages: dict, ends: dict, comparison: dict | None = None) -> list[str]:
+    """What the table shows that a reader must not miss: held-out accuracy after training below the start's (the
+    run unlearned, whatever its reward did; with McNemar's p where ``comparison``, the paired verdicts, is given),
+    and a trained model whose greedy answers run to the token limit; [] when there is nothing to say."""
+    lines = []
+    before = next((m for label, m in stages.items() if label.startswith("before")), None)
+    after = next((m for label, m in stages.items() if label.startswith("after")), None)
+    start, end = ((m or {}).get("accuracy_strict") for m in (before, after))
+    if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end < start:
+        reward = (f", while the mean reward went {_fmt(ends['first'])} -> {_fmt(ends['last'])}"
+                  if ends.get("steps") else "")
+        test, verdict = "", "This run did not learn what the held-out set measures."
+        if comparison:
+            test = (f" (right->wrong {comparison['right_to_wrong']}, wrong->right {comparison['wrong_to_right']}, "
+                    f"McNemar p = {comparison['p_value']:.2g})")
+            if comparison["p_value"] >= 0.05:
+                verdict = (f"On {comparison['n']} questions a drop this size is within chance; evaluate on more "
+                           "questions before trusting either way.")
+            else:
+                verdict = "This run unlearned what the held-out set measures."
+        lines.append(f"- **Held-out accuracy ended below its start**: {start:.3f} before GRPO, {end:.3f} after"
+                     f"{test}{reward}. {verdict}")
+    trained = [(label, m) for label, m in stages.items() if label.startswith(("after", "before"))]
+    for label, metrics in sorted(trained, key=lambda item: not item[0].startswith("after")):
+        share = metrics.get("truncated_fraction")
+        if isinstance(share, (int, float)) and share > CUT_WARNING:
+            limit = (metrics.get("decoding") or {}).get("max_new_tokens")
+            lines.append(f"- **{share:.1%} of the greedy answers {label} are cut at the token limit"
+                         f"{f' ({limit})' if isinstance(limit, int) else ''}**: the model does not end its answers "
+                         f"(more than {CUT_WARNING:.0%} is a warning).")
+    return ["Warnings:", "", *lines, ""] if lines else []
 
 
 @command_line

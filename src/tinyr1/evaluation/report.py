@@ -40,8 +40,8 @@ PLOT_MARK = "tinyr1 report"
 
 # accuracy_strict: the last <answer> block is right; accuracy_recipe_reward: what the correctness reward paid for
 # (a bare right number counts). Both as tinyr1.evaluation.evaluate defines them.
-EVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward", "format_strict", "format_soft",
-                "worked_step_fraction", "mean_completion_tokens", "truncated_fraction", "tokens_per_second")
+EVAL_METRICS = ("accuracy_strict", "truncated_fraction", "accuracy_flexible", "accuracy_recipe_reward",
+                "format_strict", "format_soft", "worked_step_fraction", "mean_completion_tokens", "tokens_per_second")
 
 
 # Values beyond this are not plotted (matplotlib cannot place ticks over a range near the float maximum).
@@ -235,7 +235,9 @@ def _report_lines(run_dir: Path, metrics: list[dict], run: dict, plots: list[Pat
              ("steps", run.get("global_step", steps[-1]["step"] if steps else None)),
              ("status", run.get("status")), ("stopped because", run.get("stopped_because")),
              ("wall time", f"{run.get('wall_seconds')} s"),
-             ("device", run.get("device")), ("precision", run.get("precision_reason")),
+             ("device", run.get("device")),
+             ("cpu", run["cpu"].get("cpu_name") if isinstance(run.get("cpu"), dict) else None),
+             ("precision", run.get("precision_reason")),
              ("skipped steps (non-finite)", run.get("skipped_steps"))]
     lines = [f"# tinyr1 run report: `{run_dir.name}`", "", "| fact | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in facts if v not in (None, "None (None)", "None s")]

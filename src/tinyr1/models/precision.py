@@ -110,3 +110,51 @@ def choose_precision(requested: str | torch.dtype | None = None, *, model_type: 
     else:
         why = "auto: generation on CPU is bound by reading the weights"
     return PrecisionPlan(torch.float32, False, False, device, f"precision: fp32 on CPU ({why})")
+
+
+# ---------------------------------------------------------------- what a run records about it
+
+def run_facts(dtype: torch.dtype, reason: str, threads: int | None = None) -> dict:
+    """run.json's facts about where and in what precision a run trained, the same for ``train`` and ``sft`` (each
+    adds ``bf16``, its Trainer's autocast flag): the device, the weights' dtype, the precision line, the threads
+    and, on a CPU, what the CPU is and whether it multiplies bf16 natively."""
+    device = default_device()
+    facts = {"device": device, "dtype": str(dtype).replace("torch.", ""), "precision_reason": reason,
+             "num_threads": None if threads is None else int(threads),
+             "threads_reason": getattr(threads, "why", None), "num_gpus": torch.cuda.device_count()}
+    if device == "cpu":
+        facts["cpu"] = cpu_bf16().as_dict()
+    return facts
+
+
+# ---------------------------------------------------------------- LoRA under CPU bf16 autocast
+
+def keep_adapter_sums_fp32(model) -> int:
+    """Under CPU bf16 autocast, make every LoRA layer of ``model`` add its adapter's output to the frozen layer's
+    output in fp32; returns how many layers it changed (0 without LoRA layers).
+
+    peft adds ``lora_B(lora_A(x)) * scaling`` to the frozen layer's output, and under autocast that output is bf16:
+    the sum is rounded to bf16's 8 significant bits of the *frozen* output, so an adapter whose contribution is
+    below that resolution (every adapter in its first steps, since ``lora_B`` starts at zero) vanishes from the
+    forward pass the loss is computed on. Training then sees less of its own updates than fp32 training does and
+    learns more slowly per step (docs/results.md has the cold start this cost). A forward hook that returns the
+    frozen layer's output in fp32 makes peft's sum fp32 (peft keeps the dtype of the frozen output); the matmuls
+    stay bf16, the next layer casts its input to bf16 as before, and the residual stream was fp32 already.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    changed = 0
+    for module in model.modules():
+        base = getattr(module, "base_layer", None)
+        if isinstance(module, LoraLayer) and isinstance(base, torch.nn.Linear) and not hasattr(base, _HOOKED):
+            base.register_forward_hook(_fp32_output)
+            setattr(base, _HOOKED, True)
+            changed += 1
+    return changed
+
+
+_HOOKED = "_tinyr1_fp32_output"
+
+
+def _fp32_output(module, inputs, output):
+    return output.float() if torch.is_autocast_enabled("cpu") and output.dtype == torch.bfloat16 else output

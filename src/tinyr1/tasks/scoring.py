@@ -19,6 +19,9 @@ from tinyr1.tasks.statistics import paired_comparison, wilson_interval
 METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "correct_flexible",
                 "accuracy_recipe_reward": "correct_recipe_reward", "format_strict": "format_strict",
                 "format_soft": "format_soft", "worked_step_fraction": "worked_step"}
+# More than this share of greedy answers cut at the token limit is called out (eval's table, the learning summary):
+# a model that repeats its tags until the limit instead of ending is not one whose accuracy reads at face value.
+CUT_WARNING = 0.05
 # The accuracies metrics.json gives a 95% Wilson interval for, as ``<name>_ci95`` (tinyr1.tasks.statistics).
 INTERVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward")
 

@@ -15,12 +15,10 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 from accelerate import PartialState
 from transformers import AutoConfig
 from trl import ModelConfig, get_peft_config
 
-from tinyr1.infra.cpu_features import cpu_bf16
 from tinyr1.infra.device import default_device
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.files import read_json
@@ -223,11 +221,7 @@ def describe(model, name: str, run_dir: RunDir, threads: int | None, reason: str
         cpu = f", {threads} CPU thread(s) ({getattr(threads, 'why', 'set by the caller')})" if threads else ""
         logger.info(f"model: {name} ({model.num_parameters() / 1e6:.0f}M parameters) on {device}{cpu}")
         logger.info(reason)
-    run_dir.facts.update(device=device, dtype=str(dtype).replace("torch.", ""), precision_reason=reason,
-                         num_threads=None if threads is None else int(threads),
-                         threads_reason=getattr(threads, "why", None), num_gpus=torch.cuda.device_count())
-    if device == "cpu":
-        run_dir.facts["cpu"] = cpu_bf16().as_dict()
+    run_dir.facts.update(precision.run_facts(dtype, reason, threads))
 
 
 def _model_type(resolved) -> str | None:

@@ -96,7 +96,7 @@ def check_backend(recipe: Recipe) -> None:
 
 
 def load_for_sft(recipe: Recipe, resolved, tokenizer):
-    """Model (LoRA wrapping is left to SFTTrainer via peft_config) and tokenizer."""
+    """Model (LoRA wrapping is left to SFTTrainer via peft_config), tokenizer, peft_config and the precision line."""
     training, model_args = recipe.args, recipe.model_args
     plan = precision.choose_precision(precision.training_request(training, model_args.dtype),
                                       lora=bool(model_args.use_peft))
@@ -108,7 +108,7 @@ def load_for_sft(recipe: Recipe, resolved, tokenizer):
     models.ensure_pad_token(tokenizer, model)
     tokenizer.padding_side = "right"  # training pads on the right; generation code sets left itself
     logger.info(plan.reason + quantization.describe(model_args, plan))
-    return model, tokenizer, get_peft_config(model_args)
+    return model, tokenizer, get_peft_config(model_args), plan.reason
 
 
 def run(recipe: Recipe, threads: int | None = None) -> int:
@@ -126,11 +126,14 @@ def run(recipe: Recipe, threads: int | None = None) -> int:
                          script.dataset_seed, script.system_prompt, script.alpaca_as_chat, tokenizer.eos_token or "",
                          options=script.dataset_options)
     logger.info(f"data: {len(rows)} {script.dataset_format} rows from {script.dataset_name}")
-    model, tokenizer, peft_config = load_for_sft(recipe, resolved, tokenizer)
+    model, tokenizer, peft_config, reason = load_for_sft(recipe, resolved, tokenizer)
+    # as train records them: a number measured in bf16 autocast holds on a CPU that multiplies bf16 natively
+    run_dir.facts.update(precision.run_facts(next(model.parameters()).dtype, reason, threads))
     if run_dir.main:
         dump_recipe(run_dir.path / "config.yaml", recipe.values)
     run_dir.write_run_json("running", model=model_args.model_name_or_path, dataset=script.dataset_name,
-                           split=script.dataset_split, dataset_format=script.dataset_format)
+                           split=script.dataset_split, dataset_format=script.dataset_format,
+                           bf16=bool(training.bf16))
     trainer = run_dir.build_trainer(lambda: SFTTrainer(
         model=model, args=training, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
         peft_config=peft_config, run_folder=run_dir, recipe_values=recipe.values, finish=False))
