@@ -1,6 +1,9 @@
 """tinyr1.infra.quiet: dependency warnings and one-second progress bars filtered, for an API call only."""
 
 import importlib
+import os
+import subprocess
+import sys
 import warnings
 
 import datasets.utils.tqdm as _unused  # noqa: F401 - loads the module the filter switches
@@ -48,3 +51,16 @@ def test_every_library_tinyr1_calls_is_covered(module):
         with quieted():
             _warn(DeprecationWarning, module)
     assert seen == []
+
+
+def test_deepspeeds_cpu_accelerator_warning_is_left_out_and_its_others_stay():
+    # The real import: DeepSpeed makes its logger (a level and a handler to stdout) as it loads, after tinyr1's
+    # filter is in place, and warns while it picks the CPU as its accelerator.
+    pytest.importorskip("deepspeed")
+    code = ("import logging; from tinyr1.infra.quiet import quiet_dependencies; quiet_dependencies()\n"
+            "from deepspeed.accelerator import get_accelerator; get_accelerator()\n"
+            "logging.getLogger('DeepSpeed').warning('another warning')")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Setting accelerator to CPU" not in out.stdout + out.stderr and "another warning" in out.stdout

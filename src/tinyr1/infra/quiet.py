@@ -5,6 +5,8 @@ they can act on, and that interleave with tinyr1's own lines.
   are about calls tinyr1 makes, not the user; ``make test-latest`` meets the next releases before a user does.
 - bitsandbytes' warning at import that the optional ``kernels`` package is missing (CPUs with AVX512-bf16, with the
   ``qlora`` extra): its CPU fallback works without it.
+- DeepSpeed's warning, on every machine without a GPU that has it installed (the ``deepspeed`` extra, the test
+  environment), that it set its accelerator to the CPU: a CPU run is what the user asked for.
 - Progress bars of steps that take a second and print a line each: datasets' passes over the rows (``Tokenizing
   train dataset``, ``Map``) and transformers' weight loading and shard writing. The Trainer's own bar, tinyr1's
   evaluation bar and hub downloads keep theirs.
@@ -26,11 +28,34 @@ import warnings
 
 LIBRARIES = r"(transformers|trl|peft|accelerate|datasets|torch|huggingface_hub|bitsandbytes|tinyr1)(\.|$)"
 SILENT_LOGGERS = ("bitsandbytes",)
+# logger -> the start of the one message of it left out. A filter, not a level: DeepSpeed sets its logger's level
+# when it is imported, and its other warnings stay.
+DROPPED_MESSAGES = {"DeepSpeed": "Setting accelerator to CPU."}
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
 
 
 def _filter_warnings() -> None:
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category, module=LIBRARIES)
+
+
+def _drop_messages() -> list[tuple[logging.Logger, logging.Filter]]:
+    """Add ``DROPPED_MESSAGES``' filters where missing; returns those added, for ``quieted`` to take back."""
+    added = []
+    for name, start in DROPPED_MESSAGES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) for f in logger.filters):
+            added.append((logger, _DropMessage(start)))
+            logger.addFilter(added[-1][1])
+    return added
 
 
 def _quiet_loggers() -> dict[str, int]:
@@ -91,6 +116,7 @@ def quiet_dependencies() -> None:
     """Filter the messages above for the rest of this process (the ``tinyr1`` command, before it runs)."""
     _filter_warnings()
     _quiet_loggers()
+    _drop_messages()
     for name, action in _ON_IMPORT.items():
         if name in sys.modules:
             action(sys.modules[name])
@@ -112,6 +138,7 @@ def quieted():
     with warnings.catch_warnings():
         _filter_warnings()
         levels = _quiet_loggers()
+        dropped = _drop_messages()
         _transformers_bars_off(transformers_logging)
         _datasets_bars_off(datasets_tqdm)
         try:
@@ -119,6 +146,8 @@ def quieted():
         finally:
             for name, level in levels.items():
                 logging.getLogger(name).setLevel(level)
+            for logger, dropping in dropped:
+                logger.removeFilter(dropping)
             if bars[0]:
                 transformers_logging.enable_progress_bar()  # the hub's too: put back just below
             if bars[2]:
