@@ -79,8 +79,9 @@ demo: install
 	wait $$base || { tail -5 $(DEMO_DIR)/eval-base.log; exit 1; }
 	$(TINYR1) train --config recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml \
 	  --model_name_or_path $(DEMO_DIR)/coldstart \
-	  --reward_funcs correctness reasoned_format number strict_format --reward_weights 1 1 1 1 \
-	  --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 2e-5 \
+	  --reward_funcs correctness --reward_weights 1 --loss_type dapo --scale_rewards group \
+	  --dynamic_sampling true --dynamic_sampling_max_rounds 2 \
+	  --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 1e-5 \
 	  --max_steps 10 --max_train_minutes 2 --warmup_steps 0 --save_steps 1000 --sample_every 5 --eval_limit 32 \
 	  --eval_max_new_tokens 48 --output_dir $(DEMO_DIR)/grpo --overwrite_output_dir true
 	@$(PY) -m tinyr1.evaluation.learning_summary $(DEMO_DIR)/grpo --base $(DEMO_DIR)/eval-base

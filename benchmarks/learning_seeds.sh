@@ -46,8 +46,9 @@ TASK=(--dataset_name reasoning-gym:chain_sum --dataset_options min_terms=2 max_t
 SFT=(--config $R/sft-arith-coldstart-cpu.yaml --save_steps 100000 "${BF16[@]}")
 GRPO_OFF=(--eval_before_after false --sample_every 0 --save_steps 100000 "${BF16[@]}")
 DEMO=(--config $R/grpo-arith-cpu.yaml --model_name_or_path "$OUT/demo-coldstart"
-  --reward_funcs correctness reasoned_format number strict_format --reward_weights 1 1 1 1
-  --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 2e-5
+  --reward_funcs correctness --reward_weights 1 --loss_type dapo --scale_rewards group
+  --dynamic_sampling true --dynamic_sampling_max_rounds 2
+  --per_device_train_batch_size 16 --num_generations 4 --max_completion_length 64 --learning_rate 1e-5
   --max_steps "$DEMO_STEPS" --warmup_steps 0)
 mkdir -p "$OUT"
 printf 'cpu\t%s\nprecision\t%s\ncommit\t%s\nstarted\t%s\n' \

@@ -37,7 +37,8 @@ def test_the_benchmarks_demo_arm_runs_make_demos_settings():
         assert bench_cold[flag] == make_cold[flag], flag
     # The benchmark fixes the step count (DEMO_STEPS) where the demo has a 2-minute budget of at most that many.
     for flag in ("--config", "--reward_funcs", "--reward_weights", "--per_device_train_batch_size",
-                 "--num_generations", "--max_completion_length", "--learning_rate", "--warmup_steps"):
+                 "--num_generations", "--max_completion_length", "--learning_rate", "--warmup_steps", "--loss_type",
+                 "--scale_rewards", "--dynamic_sampling", "--dynamic_sampling_max_rounds"):
         assert bench_grpo[flag] == make_grpo[flag], flag
     assert make_grpo["--max_steps"] == "10"
     assert "DEMO_STEPS=${DEMO_STEPS:-10}" in (REPO / "benchmarks" / "learning_seeds.sh").read_text()
