@@ -56,8 +56,10 @@ test-fast: install
 
 # The main job, offline on this CPU, in minutes (docs/results.md#make-demo has the times per CPU):
 # SmolLM2-135M-Instruct learns sums of 2-3 terms. A 12-step LoRA cold start on generated sums with worked steps
-# shows it the tags and to end its answer; then GRPO (4 prompts x 4 completions a step, a 2-minute budget) with
-# rewards for a right answer, a worked step, a number and an answer that ends at </answer>.
+# shows it the tags and to end its answer; then GRPO (4 prompts x 4 completions a step, a 2-minute budget) with a
+# reward for a right answer alone, trl's dapo loss and dynamic sampling (groups that all agree are drawn again).
+# Format rewards are left out: after the cold start every answer has the format, and within groups that are all
+# wrong they paid a short answer over a long one, so GRPO dropped worked steps (docs/results.md).
 # The cold start has no warmup: the SFT recipe's 3 warmup steps (the first at lr 0) left an 8-step run too little
 # to learn to end its answers, which then ran to the token limit and GRPO learned from that (docs/results.md).
 # Held-out accuracy (32 generated test sums, greedy) of the base model, before GRPO and after, and the mean reward of

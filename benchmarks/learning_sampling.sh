@@ -34,7 +34,7 @@ if [ ! -f "$COLDSTART/adapter_config.json" ]; then
   $TINYR1 sft --config recipes/smollm2-135m-instruct/sft-arith-coldstart-cpu.yaml --max_steps "$COLDSTART_STEPS" \
     "${SFT_LR[@]}" --output_dir "$COLDSTART"
 fi
-# The demo's GRPO settings (4 prompts x 4 completions, 64 new tokens, lr 2e-5) on a pool of 300 train sums, small
+# make demo's earlier GRPO settings (four rewards; 4 prompts x 4 completions, 64 new tokens, lr 2e-5) on a pool of 300 train sums, small
 # enough that a prompt comes round again within the budget, which the curriculum needs to know its pass rate.
 GRPO=(--config recipes/smollm2-135m-instruct/grpo-arith-cpu.yaml --model_name_or_path "$COLDSTART"
   --reward_funcs correctness reasoned_format number strict_format --reward_weights 1 1 1 1
