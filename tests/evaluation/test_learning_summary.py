@@ -63,14 +63,11 @@ def test_an_old_eval_folder_is_scored_again_or_shown_as_unknown(tmp_path):
     assert "| after GRPO (step 6) | — | — | — | 1.000 |" in "\n".join(learning_lines(run))
 
 
-def test_an_empty_folder_gives_no_lines(tmp_path):
-    assert learning_lines(tmp_path) == []
-
-
-def test_before_and_after_on_the_same_questions_are_compared_question_by_question(cli, tmp_path):
-    run = _run(tmp_path)
+def _score_answers(cli, run, tmp_path, before: tuple, after: tuple) -> None:
+    """The run's before/after evaluations replaced by ``tinyr1 eval`` of tagged answers to "3 + 4?" (gold 7), one
+    question per number given, so both stages asked the same questions."""
     tagged = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n{}\n</answer>"
-    for stage, numbers in (("before", (7, 0, 0, 0)), ("after", (7, 7, 7, 0))):
+    for stage, numbers in (("before", before), ("after", after)):
         rows = [{"question": f"3 + 4? ({i})", "answer": "7", "completion": tagged.format(x)}
                 for i, x in enumerate(numbers)]
         (tmp_path / f"{stage}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -79,6 +76,15 @@ def test_before_and_after_on_the_same_questions_are_compared_question_by_questio
         result = cli("eval", "--predictions", str(tmp_path / f"{stage}.jsonl"), "--output_dir",
                      str(run / "eval" / stage))
         assert result.returncode == 0, result.stderr
+
+
+def test_an_empty_folder_gives_no_lines(tmp_path):
+    assert learning_lines(tmp_path) == []
+
+
+def test_before_and_after_on_the_same_questions_are_compared_question_by_question(cli, tmp_path):
+    run = _run(tmp_path)
+    _score_answers(cli, run, tmp_path, before=(7, 0, 0, 0), after=(7, 7, 7, 0))
     text = "\n".join(learning_lines(run))
     assert "| after GRPO (step 6) | 0.750 | 0.301–0.954 | — | 0.750 | 1.000 | — |" in text
     assert "wrong->right 2, right->wrong 0 (both right 1, both wrong 1)" in text and "McNemar p = 0.5" in text
@@ -108,15 +114,7 @@ def test_a_run_that_learned_and_stops_has_no_warnings(tmp_path):
 def test_a_drop_within_chance_is_called_so(cli, tmp_path):
     # make demo's 32 questions: one right->wrong is a drop, said with its p, not a verdict of unlearning.
     run = _run(tmp_path)
-    tagged = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n{}\n</answer>"
-    for stage, numbers in (("before", (7, 7, 0, 0)), ("after", (7, 0, 0, 0))):
-        rows = [{"question": f"3 + 4? ({i})", "answer": "7", "completion": tagged.format(x)}
-                for i, x in enumerate(numbers)]
-        (tmp_path / f"{stage}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        for name in ("metrics.json", "samples.jsonl"):
-            (run / "eval" / stage / name).unlink(missing_ok=True)
-        assert cli("eval", "--predictions", str(tmp_path / f"{stage}.jsonl"), "--output_dir",
-                   str(run / "eval" / stage)).returncode == 0
+    _score_answers(cli, run, tmp_path, before=(7, 7, 0, 0), after=(7, 0, 0, 0))
     text = "\n".join(learning_lines(run))
     assert "0.500 before GRPO, 0.250 after (right->wrong 1, wrong->right 0, McNemar p = 1)" in text
     assert "On 4 questions a drop this size is within chance" in text and "unlearned" not in text
