@@ -197,7 +197,7 @@ def _lines(code: str):
         for stop in ("|", "&&", ";", ">", "2>&1", "&"):
             if stop in tokens:
                 tokens = tokens[:tokens.index(stop)]
-        while tokens and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", tokens[0]):
+        while tokens and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", tokens[0]):  # a quoted value is one token
             tokens = tokens[1:]
         if "#" in line:
             comments += line[line.index("#"):] + "\n"
