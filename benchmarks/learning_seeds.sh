@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The learning table of docs/results.md ("Learning: three seeds, 1,000 held-out sums"), end to end, offline:
+# The learning tables of docs/results.md (the demo arm; the from-SFT arms), end to end, offline:
 #   bash benchmarks/learning_seeds.sh [OUT_DIR]           # default outputs/seeds; two processes at a time
 #   .venv/bin/python benchmarks/seeds_table.py [OUT_DIR]  # the Markdown tables
 # Every model is evaluated on the same 1,000 held-out sums (chain_sum's test stream, the task's options, greedy,
