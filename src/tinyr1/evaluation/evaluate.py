@@ -23,7 +23,7 @@ from tinyr1.tasks.answers import SYSTEM_PROMPT
 from tinyr1.tasks.data import load_examples, read_rows_file
 from tinyr1.tasks.reasoning_gym import parse_dataset_options
 from tinyr1.tasks.rows import build_prompt
-from tinyr1.tasks.scoring import CUT_WARNING, score_completion, summarize
+from tinyr1.tasks.scoring import CUT_WARNING, cut_share, score_completion, summarize
 from tinyr1.tasks.statistics import format_interval
 
 
@@ -165,11 +165,10 @@ def cut_warning(metrics: dict) -> str | None:
     >>> cut_warning({"truncated_fraction": 0.01}) is None
     True
     """
-    share = metrics.get("truncated_fraction")
-    if not isinstance(share, (int, float)) or share <= CUT_WARNING:
+    share, limit = cut_share(metrics)
+    if share is None or share <= CUT_WARNING:
         return None
-    limit = (metrics.get("decoding") or {}).get("max_new_tokens")
-    where = f"the {limit}-token limit" if isinstance(limit, int) else "the token limit"
+    where = f"the {limit}-token limit" if limit is not None else "the token limit"
     return f"warning: {share:.1%} of the answers ran to {where} without ending; the model does not stop"
 
 

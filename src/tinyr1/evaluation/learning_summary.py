@@ -21,7 +21,7 @@ from pathlib import Path
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.naming import command_line
 from tinyr1.run_folder.logs import read_rows
-from tinyr1.tasks.scoring import CUT_WARNING, paired_evals, rescored_metrics
+from tinyr1.tasks.scoring import CUT_WARNING, cut_share, paired_evals, rescored_metrics
 from tinyr1.tasks.statistics import describe_paired, format_interval, wilson_interval
 
 
@@ -72,9 +72,8 @@ def paired(run_dir: str | Path) -> dict | None:
         return None
 
 
-def paired_lines(run_dir: str | Path) -> list[str]:
-    """Before against after on the same questions, one verdict each; nothing where ``paired`` has none."""
-    comparison = paired(run_dir)
+def paired_lines(comparison: dict | None) -> list[str]:
+    """Before against after on the same questions (``paired``'s comparison), one verdict each; nothing for None."""
     if comparison is None:
         return []
     return ["Question by question, before -> after:", "", *(f"- {line}" for line in describe_paired(comparison)), ""]
@@ -107,15 +106,15 @@ def learning_lines(run_dir: str | Path, base: str | Path | None = None, rows: li
                   f"{_fmt(m.get('accuracy_flexible'))} | {_fmt(m.get('worked_step_fraction'))} | "
                   f"{_fmt(m.get('mean_completion_tokens'))} |" for label, m in stages]
         lines.append("")
-    return lines + paired_lines(run_dir) + warning_lines(dict(stages), ends, paired(run_dir))
+    comparison = paired(run_dir)
+    return lines + paired_lines(comparison) + warning_lines(dict(stages), ends, comparison)
 
 
 def _cut(metrics: dict) -> str:
-    share = metrics.get("truncated_fraction")
-    if not isinstance(share, (int, float)) or isinstance(share, bool):
+    share, limit = cut_share(metrics)
+    if share is None:
         return "—"
-    limit = (metrics.get("decoding") or {}).get("max_new_tokens")
-    return f"{share:.1%}" + (f" (at {limit})" if isinstance(limit, int) else "")
+    return f"{share:.1%}" + (f" (at {limit})" if limit is not None else "")
 
 
 def warning_lines(stages: dict, ends: dict, comparison: dict | None = None) -> list[str]:
@@ -142,11 +141,10 @@ def warning_lines(stages: dict, ends: dict, comparison: dict | None = None) -> l
                      f"{test}{reward}. {verdict}")
     trained = [(label, m) for label, m in stages.items() if label.startswith(("after", "before"))]
     for label, metrics in sorted(trained, key=lambda item: not item[0].startswith("after")):
-        share = metrics.get("truncated_fraction")
-        if isinstance(share, (int, float)) and share > CUT_WARNING:
-            limit = (metrics.get("decoding") or {}).get("max_new_tokens")
+        share, limit = cut_share(metrics)
+        if share is not None and share > CUT_WARNING:
             lines.append(f"- **{share:.1%} of the greedy answers {label} are cut at the token limit"
-                         f"{f' ({limit})' if isinstance(limit, int) else ''}**: the model does not end its answers "
+                         f"{f' ({limit})' if limit is not None else ''}**: the model does not end its answers "
                          f"(more than {CUT_WARNING:.0%} is a warning).")
     return ["Warnings:", "", *lines, ""] if lines else []
 

@@ -22,6 +22,20 @@ METRIC_FLAGS = {"accuracy_strict": "correct_strict", "accuracy_flexible": "corre
 # More than this share of greedy answers cut at the token limit is called out (eval's table, the learning summary):
 # a model that repeats its tags until the limit instead of ending is not one whose accuracy reads at face value.
 CUT_WARNING = 0.05
+
+
+def cut_share(metrics: dict) -> tuple[float | None, int | None]:
+    """An evaluation's share of answers cut at the token limit and that limit, each None where metrics.json lacks it.
+
+    >>> cut_share({"truncated_fraction": 0.25, "decoding": {"max_new_tokens": 48}})
+    (0.25, 48)
+    >>> cut_share({"truncated_fraction": True})
+    (None, None)
+    """
+    share = metrics.get("truncated_fraction")
+    limit = (metrics.get("decoding") or {}).get("max_new_tokens")
+    return (share if isinstance(share, (int, float)) and not isinstance(share, bool) else None,
+            limit if isinstance(limit, int) and not isinstance(limit, bool) else None)
 # The accuracies metrics.json gives a 95% Wilson interval for, as ``<name>_ci95`` (tinyr1.tasks.statistics).
 INTERVAL_METRICS = ("accuracy_strict", "accuracy_flexible", "accuracy_recipe_reward")
 
