@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 import torch
 
 from tinyr1.models import loading
 from tinyr1.models.generation import generate_batch
+from tinyr1.tasks.answers import extract_xml_answer
 from tinyr1.tasks.scoring import score_completion
 from tinyr1.tasks.sft_rows import load_sft_rows
 
@@ -54,7 +54,7 @@ def probe(path: str, questions: int, max_new_tokens: int) -> dict:
         p_end.append(logps[at - 1, end].exp().item())
     answers = generate_batch(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens,
                              progress=False)
-    golds = [re.search(r"<answer>\n(.*)\n</answer>", r["completion"][0]["content"]).group(1) for r in rows]
+    golds = [extract_xml_answer(r["completion"][0]["content"]) for r in rows]
     right = sum(score_completion(a.text, g)["correct_strict"] for a, g in zip(answers, golds, strict=True))
     return {"model": path, "questions": len(rows), "loss": round(total / count, 4),
             "p_end": round(sum(p_end) / len(p_end), 3), "p_end_min": round(min(p_end), 3),

@@ -153,6 +153,12 @@ def keep_adapter_sums_fp32(model) -> int:
     return changed
 
 
+def keep_trainers_adapter_sums_fp32(model, args) -> int:
+    """What both trainers call once trl has wrapped the model: ``keep_adapter_sums_fp32`` where the run trains under
+    CPU bf16 autocast (``args``: its TrainingArguments), nothing elsewhere; returns the layers changed."""
+    return keep_adapter_sums_fp32(model) if args.bf16 and args.device.type == "cpu" else 0
+
+
 _HOOKED = "_tinyr1_fp32_output"
 
 

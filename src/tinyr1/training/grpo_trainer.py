@@ -31,7 +31,7 @@ from tinyr1.cpu.fast_path import FastPath
 from tinyr1.infra.errors import CollapseError, TinyR1ValueError
 from tinyr1.infra.naming import speaking
 from tinyr1.models.loading import check_context
-from tinyr1.models.precision import keep_adapter_sums_fp32
+from tinyr1.models.precision import keep_trainers_adapter_sums_fp32
 from tinyr1.run_folder.folder import RunDir
 from tinyr1.run_folder.ownership import entries
 from tinyr1.tasks.reward_lookup import callable_name, check_reward_funcs
@@ -107,8 +107,7 @@ class GRPOTrainer(trl.GRPOTrainer):
                              callbacks=[*(callbacks or []), *ours], optimizers=optimizers, peft_config=peft_config,
                              **trl_kwargs)
             self._run.made_by_trainer = entries(Path(args.output_dir)) - before  # trl's completions/ folder
-            if args.bf16 and args.device.type == "cpu":  # else a LoRA's first updates vanish in bf16 sums
-                keep_adapter_sums_fp32(self.model)
+            keep_trainers_adapter_sums_fp32(self.model, args)  # else a LoRA's first updates vanish in bf16
             report_last(self)  # the integrations (report_to) see guard/skipped_steps, which a tinyr1 callback adds
             self._no_signal.names = list(self.reward_func_names)  # with an environment's own rewards, as trl logs
             self._no_signal.correctness = correctness_index(self.reward_func_names)

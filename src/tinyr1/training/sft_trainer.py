@@ -20,7 +20,7 @@ import trl
 
 from tinyr1.infra.errors import TinyR1Error
 from tinyr1.infra.naming import setting, speaking
-from tinyr1.models.precision import keep_adapter_sums_fp32
+from tinyr1.models.precision import keep_trainers_adapter_sums_fp32
 from tinyr1.run_folder.folder import RunDir
 from tinyr1.run_folder.ownership import entries
 from tinyr1.training.config import SFTConfig, trainer_settings
@@ -50,8 +50,7 @@ class SFTTrainer(trl.SFTTrainer):
             super().__init__(model, args, *trl_args, callbacks=[*(callbacks or []), *self._run.callbacks, agreement],
                              **trl_kwargs)
             self._run.made_by_trainer = entries(Path(args.output_dir)) - before
-            if args.bf16 and args.device.type == "cpu":  # else a LoRA's first updates vanish in bf16 sums
-                keep_adapter_sums_fp32(self.model)
+            keep_trainers_adapter_sums_fp32(self.model, args)  # else a LoRA's first updates vanish in bf16
             self.facts = {"trainer": type(self).__name__}
             self._run.facts.update(self.facts)
             # trl turns a plain TrainingArguments into its SFTConfig: read the one it keeps
